@@ -1,0 +1,784 @@
+"""ONNX and QONNX models to the IR.
+
+The model is first cleaned with qonnx's own passes (shape inference, constant folding, unique names),
+then walked once in topological order. Each ONNX tensor is classified as one of:
+
+* a constant (weights, possibly quantized: then its integer mantissas are kept exactly);
+* host float: computed from the network input before its first quantizer (runs on the host);
+* integer: an IR tensor produced by hardware;
+* pending: float operations (bias, batch norm, scales, ReLU) applied to an integer tensor, waiting for
+  the quantizer that ends them.
+
+A pending chain ending in a quantizer becomes fixed-point operations when that is exact (power-of-two
+scales, representable bias) and otherwise integer thresholds found by running the very same ONNX nodes
+in the reference executor, so the hardware is bit-exact with the float-executed QONNX graph.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from rtlgen.config import Config
+from rtlgen.errors import ModelFormatError, UnsupportedOpError
+from rtlgen.fixed import FixedType, type_for_range
+from rtlgen.ir import Dense, Graph, HostStage, Node, Relu, Requant, Tensor, Threshold
+
+log = logging.getLogger(__name__)
+
+QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas", "finn")
+ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Relu", "BatchNormalization")
+LAYOUT = ("Reshape", "Flatten", "Identity", "Dropout", "Squeeze", "Unsqueeze")
+QUANTIZERS = ("Quant", "BipolarQuant", "Trunc")
+SUPPORTED = ("Gemm", "MatMul") + ELEMENTWISE + LAYOUT + QUANTIZERS + ("Transpose (of weights)", "Softmax (final, skipped)")
+# qonnx rounding modes with an ap_fixed equivalent (qonnx's HALF_UP/HALF_DOWN are symmetric about
+# zero); CEIL and UP have none and go through thresholds.
+ROUNDING = {
+    "ROUND": "RND_CONV",
+    "HALF_EVEN": "RND_CONV",
+    "FLOOR": "TRN",
+    "DOWN": "TRN_ZERO",
+    "HALF_UP": "RND_INF",
+    "HALF_DOWN": "RND_ZERO",
+}
+# float32 holds integers exactly up to this magnitude.
+F32_EXACT = 1 << 24
+
+
+# -- value kinds ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Const:
+    value: np.ndarray
+    mant: np.ndarray | None = None  # exact integer mantissas when produced by a quantizer
+    scale: np.ndarray | None = None  # value == mant * scale
+
+
+@dataclass
+class _Host:
+    nodes: list = field(default_factory=list)
+
+
+@dataclass
+class _Int:
+    tensor: str
+    onnx_name: str
+
+
+@dataclass
+class _Pending:
+    base: _Int
+    nodes: list = field(default_factory=list)
+
+
+def from_onnx(model, *, config: Config | None = None, skip_softmax: bool = False) -> Graph:
+    """Import an ONNX/QONNX model (a path or an ``onnx.ModelProto``) as an IR graph."""
+    config = config or Config()
+    proto = _load(model)
+    return _Importer(proto, config, skip_softmax).run()
+
+
+def _load(model) -> onnx.ModelProto:
+    if isinstance(model, onnx.ModelProto):
+        proto = model
+    else:
+        path = os.fspath(model)
+        if not os.path.exists(path):
+            raise ModelFormatError(f"model file {path!r} does not exist")
+        if os.path.isdir(path):
+            raise ModelFormatError(f"model path {path!r} is a directory, not an ONNX file")
+        try:
+            proto = onnx.load(path)
+        except Exception as e:  # protobuf raises several unrelated types on garbage
+            raise ModelFormatError(
+                f"model file {path!r} is not a readable ONNX model ({type(e).__name__}); "
+                f"export it with torch.onnx.export, brevitas' export_qonnx or keras' model.export"
+            ) from None
+        if not proto.graph.node:
+            raise ModelFormatError(f"model file {path!r} is not an ONNX model: its graph has no nodes")
+    return _cleanup(proto)
+
+
+def _cleanup(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """qonnx's cleanup (shape inference, constant folding) keeping the model's own node and tensor
+    names, so configuration keys and reports use the names the user sees in the model."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.transformation.fold_constants import FoldConstants
+    from qonnx.transformation.general import (
+        GiveUniqueParameterTensors,
+        RemoveStaticGraphInputs,
+        RemoveUnusedTensors,
+    )
+    from qonnx.transformation.infer_shapes import InferShapes
+    from qonnx.transformation.quant_constant_folding import FoldTransposeIntoQuantInit
+
+    proto = copy.deepcopy(proto)
+    seen = set()
+    for i, node in enumerate(proto.graph.node):
+        if node.op_type in QUANTIZERS:
+            node.domain = "qonnx.custom_op.general"
+        if not node.name or node.name in seen:
+            node.name = f"{node.op_type}_{i}"
+        seen.add(node.name)
+    steps = [
+        InferShapes(),
+        GiveUniqueParameterTensors(),
+        FoldConstants(exclude_op_types=["Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear"]),
+        FoldTransposeIntoQuantInit(),
+        RemoveUnusedTensors(),
+        RemoveStaticGraphInputs(),
+        InferShapes(),
+    ]
+    model = ModelWrapper(proto)
+    try:
+        for step in steps:
+            model = model.transform(step)
+    except Exception as e:
+        raise ModelFormatError(f"ONNX model could not be prepared for import: {e}".splitlines()[0]) from None
+    return model.model
+
+
+def _attrs(node) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _pow2_exponent(x: float) -> int | None:
+    """k such that x == 2**k exactly, else None."""
+    if not x > 0 or not math.isfinite(x):
+        return None
+    m, e = math.frexp(x)
+    return e - 1 if m == 0.5 else None
+
+
+def _reachable(t: FixedType) -> tuple[int, int]:
+    lo = -t.max_mantissa if (t.signed and t.overflow == "SAT_SYM") else t.min_mantissa
+    return lo, t.max_mantissa
+
+
+class _Importer:
+    def __init__(self, proto: onnx.ModelProto, config: Config, skip_softmax: bool):
+        self.proto = proto
+        self.config = config
+        self.skip_softmax = skip_softmax
+        g = proto.graph
+        self.inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        self.graph = Graph(name=g.name or "network")
+        self.values: dict[str, object] = {}
+        # Per-channel mantissa bounds of every IR tensor, for exact accumulator widths.
+        self.bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.shapes = {}
+        for vi in list(g.input) + list(g.value_info) + list(g.output):
+            dims = vi.type.tensor_type.shape.dim
+            self.shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+        self.float_model = not any(n.op_type in QUANTIZERS for n in g.node)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def fail(self, node, detail):
+        raise UnsupportedOpError(node.name, node.op_type, detail)
+
+    def value(self, name):
+        if name in self.values:
+            return self.values[name]
+        if name in self.inits:
+            return _Const(self.inits[name])
+        raise ModelFormatError(f"ONNX tensor {name!r} is used but never defined")
+
+    def const(self, node, name, what) -> _Const:
+        v = self.value(name)
+        if not isinstance(v, _Const):
+            self.fail(node, f"{what} must be a constant (an initializer), but it is computed at run time")
+        return v
+
+    def new_tensor(self, name, shape, ftype, scale=1.0, bounds=None) -> str:
+        base, i = name, 1
+        while name in self.graph.tensors:
+            name, i = f"{base}_{i}", i + 1
+        self.graph.add_tensor(Tensor(name, tuple(shape), ftype, float(scale)))
+        if bounds is None:
+            lo, hi = _reachable(ftype)
+            n = int(np.prod(shape))
+            bounds = (np.full(n, lo, dtype=object), np.full(n, hi, dtype=object))
+        self.bounds[name] = bounds
+        return name
+
+    # -- main walk --------------------------------------------------------------------------------
+
+    def run(self) -> Graph:
+        g = self.proto.graph
+        real_inputs = [i for i in g.input if i.name not in self.inits]
+        if len(real_inputs) != 1:
+            raise UnsupportedOpError(
+                g.name or "graph", "Graph", f"rtlgen builds networks with one input, this one has {len(real_inputs)}"
+            )
+        if len(g.output) != 1:
+            raise UnsupportedOpError(
+                g.name or "graph", "Graph", f"rtlgen builds networks with one output, this one has {len(g.output)}"
+            )
+        self.input_name = real_inputs[0].name
+        self.values[self.input_name] = _Host()
+        for node in g.node:
+            self.visit(node)
+        self.finish(g.output[0].name)
+        self.graph.verify()
+        return self.graph
+
+    def visit(self, node):
+        op = node.op_type
+        ins = [self.value(i) if i else None for i in node.input]
+        present = [v for v in ins if v is not None]
+        if present and all(isinstance(v, _Const) for v in present):
+            self.values[node.output[0]] = self.fold_const(node, ins)
+            return
+        x = ins[0]
+        if op in QUANTIZERS:
+            self.quantizer(node, ins)
+        elif op in ("MatMul", "Gemm"):
+            self.matmul(node, ins)
+        elif op in ELEMENTWISE:
+            for v in ins[1:]:
+                if v is not None and not isinstance(v, _Const):
+                    self.fail(node, "element-wise operations between two computed tensors are not supported yet")
+            if isinstance(x, _Host):
+                self.values[node.output[0]] = _Host(x.nodes + [node])
+            elif isinstance(x, _Int):
+                self.values[node.output[0]] = _Pending(x, [node])
+            else:
+                self.values[node.output[0]] = _Pending(x.base, x.nodes + [node])
+        elif op in LAYOUT:
+            self.layout(node, x)
+        elif op == "Softmax":
+            if not self.skip_softmax:
+                self.fail(
+                    node,
+                    "Softmax is not supported yet; pass --skip-softmax (skip_softmax=True) to build the "
+                    "network up to its logits, which have the same argmax",
+                )
+            if node.output[0] != self.proto.graph.output[0].name:
+                self.fail(node, "only a final Softmax can be skipped")
+            self.graph.notes.append(f"Softmax node {node.name!r} skipped: outputs are the logits before it")
+            self.values[node.output[0]] = x
+        else:
+            self.fail(
+                node,
+                f"operation {op!r} is not supported; supported are {', '.join(SUPPORTED)}",
+            )
+
+    # -- constants --------------------------------------------------------------------------------
+
+    def fold_const(self, node, ins) -> _Const:
+        op = node.op_type
+        a = _attrs(node)
+        x = ins[0]
+        if op == "Quant":
+            scale, zp, bits = (np.asarray(v.value, dtype=np.float64) for v in ins[1:4])
+            if np.any(zp != 0):
+                self.fail(node, "weight quantizers with a non-zero zero-point are not supported")
+            from qonnx.custom_op.general.quant import quant
+
+            val = quant(
+                x.value, ins[1].value, ins[2].value, ins[3].value,
+                a.get("signed", 1), a.get("narrow", 0), a.get("rounding_mode", b"ROUND").decode()
+                if isinstance(a.get("rounding_mode", "ROUND"), bytes) else a.get("rounding_mode", "ROUND"),
+            )  # fmt: skip
+            mant = np.rint(val / scale).astype(np.int64)
+            return _Const(np.asarray(val, dtype=np.float32), mant, np.broadcast_to(scale, val.shape))
+        if op == "BipolarQuant":
+            scale = np.asarray(ins[1].value, dtype=np.float64)
+            mant = np.where(x.value >= 0, 1, -1).astype(np.int64)
+            val = (mant * scale).astype(np.float32)
+            return _Const(val, mant, np.broadcast_to(scale, val.shape))
+        if op == "Transpose":
+            perm = a.get("perm")
+            val = np.transpose(x.value, perm)
+            if x.mant is not None:
+                return _Const(val, np.transpose(x.mant, perm), np.transpose(x.scale, perm))
+            return _Const(val)
+        if op in ("Identity", "Dropout"):
+            return x
+        if op in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
+            out = self.shapes.get(node.output[0])
+            if out is None or None in out:
+                self.fail(node, "cannot reshape a constant whose output shape is unknown")
+            val = x.value.reshape(out)
+            if x.mant is not None:
+                return _Const(val, x.mant.reshape(out), np.broadcast_to(x.scale, x.value.shape).reshape(out))
+            return _Const(val)
+        # Anything else on constants: let the ONNX reference evaluate it (no quantized mantissas).
+        try:
+            from onnx.reference import ReferenceEvaluator
+
+            inputs = [helper.make_tensor_value_info(f"in{i}", onnx.TensorProto.FLOAT, None) for i in range(len(ins))]
+            n = helper.make_node(op, [f"in{i}" for i in range(len(ins))], ["out"], **a)
+            model = helper.make_model(
+                helper.make_graph([n], "fold", inputs, [helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, None)]),
+                opset_imports=self.proto.opset_import,
+            )
+            ref = ReferenceEvaluator(model)
+            (val,) = ref.run(None, {f"in{i}": v.value for i, v in enumerate(ins)})
+        except Exception:
+            self.fail(node, f"cannot fold constant operation {op!r}")
+        return _Const(np.asarray(val))
+
+    # -- layout -----------------------------------------------------------------------------------
+
+    def layout(self, node, x):
+        out_shape = self.shapes.get(node.output[0])
+        if isinstance(x, _Host):
+            # Host-side reshapes only flatten; the host stage applies them to a free batch size.
+            self.values[node.output[0]] = _Host(x.nodes + [node])
+            return
+        if isinstance(x, (_Int, _Pending)):
+            base = x if isinstance(x, _Int) else x.base
+            size = self.graph.tensors[base.tensor].size
+            if out_shape is not None and None not in out_shape and int(np.prod(out_shape[1:])) != size:
+                self.fail(node, f"reshape of a {size}-element vector to {out_shape} is not supported")
+            self.values[node.output[0]] = x
+            return
+        self.fail(node, "unexpected input")
+
+    # -- quantizers -------------------------------------------------------------------------------
+
+    def quantizer(self, node, ins):
+        x = ins[0]
+        for i, v in enumerate(ins[1:], 1):
+            if v is not None and not isinstance(v, _Const):
+                self.fail(node, f"input {i} (quantizer parameter) must be a constant")
+        out_scale = self.out_scale(node, ins)
+        if isinstance(x, _Host):
+            self.input_quantizer(node, ins, x, out_scale)
+            return
+        pending = x if isinstance(x, _Pending) else _Pending(x, [])
+        result = None
+        if node.op_type == "Quant":
+            result = self.lower_fixed(pending, node, ins, out_scale)
+        if result is None:
+            result = self.lower_thresholds(pending, node, out_scale)
+        self.values[node.output[0]] = result
+
+    def out_scale(self, node, ins) -> float:
+        idx = 4 if (node.op_type == "Trunc" and len(ins) >= 6) else 1
+        s = np.asarray(ins[idx].value, dtype=np.float64)
+        if s.size != 1 and not np.all(s == s.ravel()[0]):
+            self.fail(node, "per-channel scales on activations are not supported; use a per-tensor scale")
+        s = float(s.ravel()[0])
+        if not s > 0:
+            self.fail(node, f"quantizer scale must be positive, not {s}")
+        return s
+
+    def quant_type(self, node, ins, out_scale) -> FixedType:
+        """The fixed type of a Quant's output (frac from a power-of-two scale, else frac 0 + scale)."""
+        a = _attrs(node)
+        if node.op_type == "BipolarQuant":
+            return FixedType(2, 2, True, "TRN", "SAT_SYM")
+        bits = float(np.asarray(ins[3].value).ravel()[0])
+        if bits != int(bits) or bits < 1:
+            self.fail(node, f"bit width must be a positive integer, not {bits}")
+        bits = int(bits)
+        signed, narrow = bool(a.get("signed", 1)), bool(a.get("narrow", 0))
+        k = _pow2_exponent(out_scale)
+        frac = -k if k is not None else 0
+        if bits == 1 and signed:
+            return FixedType(2, 2 - frac, True, "TRN", "SAT_SYM")  # qonnx makes this bipolar
+        return FixedType(bits, bits - frac, signed, "RND_CONV", "SAT_SYM" if (narrow and signed) else "SAT")
+
+    def input_quantizer(self, node, ins, host: _Host, out_scale):
+        if self.graph.inputs:
+            self.fail(node, "a second quantizer on the network input is not supported")
+        if node.op_type == "Trunc":
+            self.fail(node, "Trunc cannot quantize the network input; use Quant")
+        ftype = self.quant_type(node, ins, out_scale)
+        scale = 1.0 if _pow2_exponent(out_scale) is not None else out_scale
+        shape = self.shapes.get(node.output[0])
+        if shape is None or None in shape[1:]:
+            self.fail(node, "the input quantizer's output shape is unknown")
+        size = int(np.prod(shape[1:]))
+        name = self.new_tensor(node.output[0], (size,), ftype, scale)
+        self.graph.inputs = [name]
+        self.graph.pre = self.host_stage(self.input_name, host.nodes + [node], node.output[0], "input quantizer")
+        self.values[node.output[0]] = _Int(name, node.output[0])
+
+    def host_stage(self, input_name, nodes, output_name, description) -> HostStage:
+        """An ONNX model of ``nodes`` with a free batch dimension, run by the reference executor."""
+        used = {i for n in nodes for i in n.input if i}
+        inits = [numpy_helper.from_array(self.inits[i], i) for i in sorted(used) if i in self.inits]
+        new_nodes = []
+        for n in nodes:
+            if n.op_type in ("Reshape", "Flatten", "Squeeze", "Unsqueeze"):
+                # Flatten keeps the batch free, where a folded Reshape shape would pin it to 1.
+                new_nodes.append(helper.make_node("Flatten", [n.input[0]], [n.output[0]], name=n.name, axis=1))
+            elif n.op_type in ("Identity", "Dropout"):
+                new_nodes.append(helper.make_node("Identity", [n.input[0]], [n.output[0]], name=n.name))
+            else:
+                new_nodes.append(n)
+        for n in new_nodes:
+            for i in n.input:
+                if i and i not in self.inits and i != input_name and not any(i in m.output for m in new_nodes):
+                    const = self.values.get(i)
+                    if isinstance(const, _Const):
+                        inits.append(numpy_helper.from_array(np.asarray(const.value, dtype=np.float32), i))
+        in_shape = self.shapes.get(input_name) or (None,)
+        in_dims = ["N"] + [d for d in in_shape[1:]]
+        graph = helper.make_graph(
+            new_nodes,
+            "host_stage",
+            [helper.make_tensor_value_info(input_name, onnx.TensorProto.FLOAT, in_dims)],
+            [helper.make_tensor_value_info(output_name, onnx.TensorProto.FLOAT, None)],
+            initializer=inits,
+        )
+        model = helper.make_model(graph, opset_imports=self.proto.opset_import)
+        model.ir_version = self.proto.ir_version
+        return HostStage(model.SerializeToString(), input_name, output_name, description)
+
+    # -- dense ------------------------------------------------------------------------------------
+
+    def matmul(self, node, ins):
+        x = ins[0]
+        a = _attrs(node)
+        if isinstance(x, _Host):
+            if not self.float_model:
+                self.fail(node, "the input of a quantized network must pass through a quantizer first")
+            x = self.float_input(node)
+        elif isinstance(x, _Pending):
+            if not self.float_model:
+                self.fail(
+                    node,
+                    "its input is a float computation with no quantizer before it; add a Quant node "
+                    "(or build the float model with a Precision config)",
+                )
+            x = self.float_result(x)
+        w = self.const(node, node.input[1], "the weight matrix")
+        wv, wm, ws = w.value, w.mant, w.scale
+        if node.op_type == "Gemm":
+            if a.get("transA", 0):
+                self.fail(node, "transA=1 is not supported")
+            if a.get("alpha", 1.0) != 1.0 or (len(node.input) > 2 and a.get("beta", 1.0) != 1.0):
+                self.fail(node, "alpha and beta other than 1 are not supported")
+            if a.get("transB", 0):
+                wv = wv.T
+                wm = wm.T if wm is not None else None
+                ws = ws.T if ws is not None else None
+        if wv.ndim != 2:
+            self.fail(node, f"weights must be a 2-D matrix, not shape {wv.shape}")
+        xt = self.graph.tensors[x.tensor]
+        if wv.shape[0] != xt.size:
+            self.fail(node, f"weights of shape {wv.shape} do not match an input of {xt.size} values")
+        name = node.name
+        if wm is None:
+            # A float weight matrix: quantize it with the configured precision (hls4ml semantics).
+            wtype = self.config.precision(name, "weight", "Dense")
+            wm = wtype.quantize(wv)
+            wfrac = wtype.frac
+            self.graph.notes.append(f"{name}: float weights quantized to {wtype}")
+        else:
+            exps = {_pow2_exponent(float(s)) for s in np.unique(ws)}
+            if None in exps:
+                self.fail(
+                    node,
+                    "weight scales that are not powers of two are not supported yet; export with "
+                    "power-of-two scaling (Brevitas: scaling_impl_type=PO2 / restrict_scaling_type=POWER_OF_TWO)",
+                )
+            # Per-channel power-of-two scales: bring every weight to the finest common grid.
+            wfrac = -min(exps)
+            wm = wm * np.round(ws * 2.0**wfrac).astype(np.int64)
+        if xt.scale != 1.0:
+            self.fail(node, "inputs with a scale that is not a power of two are not supported yet")
+        weight = np.asarray(wm, dtype=np.int64)
+        frac = xt.type.frac + wfrac
+        lo_in, hi_in = self.bounds[x.tensor]
+        lo, hi = _dense_bounds(weight, lo_in, hi_in)
+        out = self.new_tensor(node.output[0], (weight.shape[1],), type_for_range(min(lo), max(hi), frac), 1.0, (lo, hi))
+        dense = Dense(weight, None, self.config.reuse_factor(name, "Dense"), self.config.strategy(name, "Dense"))
+        self.graph.add_node(Node(name, dense, [x.tensor], [out], {"source": node.op_type}))
+        result = _Int(out, node.output[0])
+        if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
+            add = helper.make_node("Add", [node.output[0] + "__acc", node.input[2]], [node.output[0]], name=name + "_bias")
+            self.values[node.output[0]] = _Pending(result, [add])
+            # The accumulator's ONNX name differs from the Gemm output so thresholds can be probed.
+            result.onnx_name = node.output[0] + "__acc"
+        else:
+            self.values[node.output[0]] = result
+
+    def float_input(self, node) -> _Int:
+        """The input of a float network, quantized with the configured input precision."""
+        host = self.values[self.input_name]
+        if any(n.op_type not in LAYOUT for n in host.nodes):
+            self.fail(node, "float preprocessing before the first layer is not supported in a float model")
+        shape = self.shapes.get(self.input_name)
+        size = int(np.prod(shape[1:]))
+        itype = self.config.precision("input", "result", "Input")
+        if self.config.has_precision("input", "input"):
+            itype = self.config.precision("input", "input")
+        name = self.new_tensor(self.input_name, (size,), itype)
+        self.graph.inputs = [name]
+        self.graph.notes.append(f"float model: input quantized to {itype}")
+        return _Int(name, self.input_name)
+
+    def float_result(self, pending: _Pending) -> _Int:
+        """A float model's layer output, cast to its configured result precision."""
+        dense_node = self.graph.producer(pending.base.tensor)
+        layer = dense_node.name if dense_node else pending.base.tensor
+        rtype = self.config.precision(layer, "result", "Dense")
+        lowered = self.lower_fixed(pending, None, None, None, float_bias_type=self.config.precision(layer, "bias", "Dense"))
+        if lowered is None:
+            self.fail(pending.nodes[0], "this float operation cannot be lowered to fixed point")
+        src = self.graph.tensors[lowered.tensor]
+        out = self.new_tensor(lowered.tensor + "_q", src.shape, rtype)
+        self.graph.add_node(Node(layer + "_result", Requant(rtype), [lowered.tensor], [out], {"source": "config"}))
+        lo, hi = self.bounds[lowered.tensor]
+        self.bounds[out] = _cast_bounds(lo, hi, src.type, rtype)
+        return _Int(out, lowered.onnx_name)
+
+    # -- lowering a pending float chain -----------------------------------------------------------
+
+    def lower_fixed(self, pending: _Pending, quant, ins, out_scale, float_bias_type=None):
+        """Fixed-point lowering when it is exact; None when thresholds are needed instead."""
+        base = pending.base
+        tensor = self.graph.tensors[base.tensor]
+        dense_node = self.graph.producer(base.tensor)
+        can_fold = (
+            dense_node is not None
+            and isinstance(dense_node.op, Dense)
+            and len(self.graph.consumers(base.tensor)) == 0
+            and tensor.scale == 1.0
+        )
+        frac = tensor.type.frac
+        weight = dense_node.op.weight if can_fold else None
+        bias = (
+            (dense_node.op.bias if dense_node.op.bias is not None else np.zeros(dense_node.op.n_out, dtype=np.int64))
+            if can_fold
+            else None
+        )
+        relu = False
+        folded_name = None  # ONNX name of the last float op folded into the dense node
+        n = tensor.size
+        for node in pending.nodes:
+            op = node.op_type
+            if op == "Relu":
+                relu = True
+                continue
+            if op not in ("Add", "Sub", "Mul", "Div") or relu:
+                return None
+            c = self.value(node.input[1])
+            if not isinstance(c, _Const) or node.input[0] == node.input[1]:
+                return None
+            cv = np.asarray(c.value, dtype=np.float64)
+            if cv.size not in (1, n):
+                return None
+            cv = np.broadcast_to(cv.reshape(-1), (n,)) if cv.size == n else np.full(n, float(cv.ravel()[0]))
+            if op in ("Mul", "Div"):
+                vals = set(cv.tolist())
+                if len(vals) != 1:
+                    return None
+                k = _pow2_exponent(vals.pop())
+                if k is None:
+                    return None
+                frac -= k if op == "Mul" else -k
+                folded_name = node.output[0]
+                continue
+            if not can_fold:
+                return None
+            if float_bias_type is not None:
+                cv = float_bias_type.to_float(float_bias_type.quantize(cv))
+            need = max(_dyadic_frac(v) for v in cv)
+            if need is None or need > 48:
+                return None
+            if need > frac:
+                shift = need - frac
+                weight = weight << shift
+                bias = bias << shift
+                frac = need
+            add = np.array([int(Fraction(v) * 2**frac) for v in cv], dtype=object)
+            bias = bias + (add if op == "Add" else -add)
+            folded_name = node.output[0]
+        if quant is not None:
+            a = _attrs(quant)
+            mode = a.get("rounding_mode", "ROUND")
+            mode = mode.decode() if isinstance(mode, bytes) else mode
+            if (
+                _pow2_exponent(out_scale) is None
+                or np.any(np.asarray(ins[2].value) != 0)
+                or mode.upper() not in ROUNDING
+                or (not a.get("signed", 1) and a.get("narrow", 0))
+            ):
+                return None
+            qtype = self.quant_type(quant, ins, out_scale)
+            if qtype.overflow == "SAT_SYM" and qtype.width == 2 and _attrs(quant).get("signed", 1) and float(np.asarray(ins[3].value).ravel()[0]) == 1:
+                return None  # 1-bit signed Quant is bipolar: thresholds handle it
+            qtype = qtype.with_modes(rounding=ROUNDING[mode.upper()])
+        # Commit: rewrite the dense node with the folded bias and scales.
+        if can_fold:
+            bias = np.array([int(b) for b in bias], dtype=np.int64)
+            dense_node.op.weight = np.asarray(weight, dtype=np.int64)
+            dense_node.op.bias = bias if np.any(bias) else None
+            lo_in, hi_in = self.bounds[self.graph.node(dense_node.name).inputs[0]]
+            lo, hi = _dense_bounds(dense_node.op.weight, lo_in, hi_in, dense_node.op.bias)
+            tensor.type = type_for_range(min(lo), max(hi), frac)
+            self.bounds[base.tensor] = (lo, hi)
+        elif frac != tensor.type.frac:
+            return None
+        self.check_float_exact(base.tensor, dense_node)
+        if folded_name is not None and folded_name not in self.graph.tensors:
+            # The tensor now holds what the model calls the last folded op's output.
+            self.bounds[folded_name] = self.bounds.pop(base.tensor)
+            self.graph.rename_tensor(base.tensor, folded_name)
+            base = _Int(folded_name, folded_name)
+        cur = base.tensor
+        if relu:
+            lo, hi = self.bounds[cur]
+            lo, hi = np.maximum(lo, 0), np.maximum(hi, 0)
+            rtype = type_for_range(0, max(max(hi), 0), frac)
+            relu_node = next(n for n in pending.nodes if n.op_type == "Relu")
+            out = self.new_tensor(relu_node.output[0], tensor.shape, rtype, 1.0, (lo, hi))
+            self.graph.add_node(Node(_node_name(pending, "Relu"), Relu(), [cur], [out], {"source": "Relu"}))
+            cur = out
+        if quant is not None:
+            lo, hi = self.bounds[cur]
+            out = self.new_tensor(quant.output[0], tensor.shape, qtype, 1.0, _cast_bounds(lo, hi, self.graph.tensors[cur].type, qtype))
+            self.graph.add_node(Node(quant.name, Requant(qtype), [cur], [out], {"source": quant.op_type}))
+            cur = out
+        return _Int(cur, quant.output[0] if quant is not None else base.onnx_name)
+
+    def check_float_exact(self, tensor, dense_node):
+        lo, hi = self.bounds[tensor]
+        peak = max(abs(int(min(lo))), abs(int(max(hi))))
+        if dense_node is not None and isinstance(dense_node.op, Dense):
+            lo_in, hi_in = self.bounds[dense_node.inputs[0]]
+            xin = np.maximum(np.abs(lo_in.astype(object)), np.abs(hi_in.astype(object)))
+            peak = max(peak, int(max(np.abs(dense_node.op.weight).astype(object).T.dot(xin))))
+        if peak >= F32_EXACT:
+            note = (
+                f"{dense_node.name if dense_node else tensor}: values reach {peak} steps, beyond float32's "
+                f"exact integers; the float ONNX executor rounds there, rtlgen computes exactly"
+            )
+            if note not in self.graph.notes:
+                self.graph.notes.append(note)
+
+    def lower_thresholds(self, pending: _Pending, quant, out_scale) -> _Int:
+        """Exact integer thresholds for ``quant(float_chain(acc))``, found with the reference executor."""
+        base = pending.base
+        tensor = self.graph.tensors[base.tensor]
+        for node in pending.nodes:
+            if node.op_type not in ELEMENTWISE:
+                self.fail(node, "only element-wise operations may stand between a layer and its quantizer")
+        self.check_float_exact(base.tensor, self.graph.producer(base.tensor))
+        stage = self.host_stage(base.onnx_name, pending.nodes + [quant], quant.output[0], "thresholds")
+        lo, hi = (np.asarray(b, dtype=np.int64) for b in self.bounds[base.tensor])
+        step = 2.0 ** -tensor.type.frac * tensor.scale
+        C = tensor.size
+
+        def levels(acc):  # acc: (P, C) int -> quantized levels (P, C) int
+            y = stage.run((acc.astype(np.float64) * step).astype(np.float32))
+            return np.rint(np.asarray(y, dtype=np.float64).reshape(acc.shape) / out_scale).astype(np.int64)
+
+        ends = levels(np.stack([lo, hi]))
+        increasing = ends[1] >= ends[0]
+        qmin, qmax = int(ends.min()), int(ends.max())
+        qstep = 2 if quant.op_type == "BipolarQuant" or (quant.op_type == "Quant" and self.is_bipolar(quant)) else 1
+        targets = np.arange(qmin + qstep, qmax + 1, qstep)  # level k passed when output >= targets[k]
+        L = len(targets)
+        if L == 0:
+            thresholds = np.zeros((C, 0), dtype=np.int64)
+        else:
+            # Bisection for the least acc where p(acc) switches on, all channels and levels at once:
+            # p = (level >= target) on increasing channels, its negation on decreasing ones. The
+            # bracket (a, b] starts one step outside the reachable range on both sides.
+            a = np.repeat(lo[:, None] - 1, L, axis=1)
+            b = np.repeat(hi[:, None] + 1, L, axis=1)
+            inc = increasing[:, None]
+            while np.any(b - a > 1):
+                mid = np.where(b - a > 1, (a + b) // 2, b)
+                p = (levels(mid.T).T >= targets[None, :]) == inc
+                p = p | (mid == b)
+                b = np.where(p, mid, b)
+                a = np.where(p, a, mid)
+            # Increasing: acc >= b passes (b = hi+1: never). Decreasing: acc <= b-1 passes.
+            thresholds = np.where(inc, b, b - 1)
+        k = _pow2_exponent(out_scale)
+        frac = -k if k is not None else 0
+        scale = 1.0 if k is not None else out_scale
+        otype = type_for_range(qmin, qmax, frac)
+        out = self.new_tensor(
+            quant.output[0], tensor.shape, otype, scale,
+            (np.full(C, qmin, dtype=object), np.full(C, qmax, dtype=object)),
+        )  # fmt: skip
+        op = Threshold(thresholds.astype(np.int64), increasing.astype(bool), qmin, qstep)
+        self.graph.add_node(
+            Node(quant.name, op, [base.tensor], [out], {"source": "+".join(n.op_type for n in pending.nodes + [quant])})
+        )
+        return _Int(out, quant.output[0])
+
+    def is_bipolar(self, quant) -> bool:
+        a = _attrs(quant)
+        bits = self.value(quant.input[3])
+        return bool(a.get("signed", 1)) and float(np.asarray(bits.value).ravel()[0]) == 1
+
+    # -- output -----------------------------------------------------------------------------------
+
+    def finish(self, out_name):
+        v = self.value(out_name)
+        if isinstance(v, (_Host, _Const)):
+            raise UnsupportedOpError(
+                out_name, "Graph", "the network output does not depend on any layer rtlgen can build in hardware"
+            )
+        if isinstance(v, _Pending):
+            lowered = None
+            if self.float_model:
+                lowered = self.float_result(v)
+            else:
+                lowered = self.lower_fixed(v, None, None, None)
+            if lowered is None:
+                # The float tail (e.g. a TensorNorm) runs on the host, exactly as the reference does.
+                self.graph.post = self.host_stage(v.base.onnx_name, v.nodes, out_name, "output tail")
+                self.graph.notes.append(
+                    f"float tail after {v.base.tensor!r} ({', '.join(n.op_type for n in v.nodes)}) runs on the host"
+                )
+                lowered = v.base
+            v = lowered
+        self.graph.outputs = [v.tensor]
+
+
+def _node_name(pending: _Pending, op_type: str) -> str:
+    for n in pending.nodes:
+        if n.op_type == op_type:
+            return n.name
+    return pending.base.tensor + "_" + op_type.lower()
+
+
+def _dyadic_frac(v: float) -> int | None:
+    """Least k with v * 2**k an integer (v is a finite float, so k exists)."""
+    f = Fraction(v)
+    d = f.denominator
+    return d.bit_length() - 1
+
+
+def _dense_bounds(weight, lo_in, hi_in, bias=None):
+    w = weight.astype(object)
+    lo_in = np.asarray(lo_in, dtype=object)[:, None]
+    hi_in = np.asarray(hi_in, dtype=object)[:, None]
+    a, b = w * lo_in, w * hi_in
+    lo = np.minimum(a, b).sum(axis=0)
+    hi = np.maximum(a, b).sum(axis=0)
+    if bias is not None:
+        lo, hi = lo + bias.astype(object), hi + bias.astype(object)
+    return lo, hi
+
+
+def _cast_bounds(lo, hi, src: FixedType, dst: FixedType):
+    from rtlgen.fixed import cast
+
+    # Casts are monotonic except under WRAP, where the whole range may be reached.
+    if dst.overflow == "WRAP":
+        n = len(lo)
+        lo2, hi2 = _reachable(dst)
+        return np.full(n, lo2, dtype=object), np.full(n, hi2, dtype=object)
+    return cast(np.asarray(lo, dtype=object), src, dst).astype(object), cast(np.asarray(hi, dtype=object), src, dst).astype(object)

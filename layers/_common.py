@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from amaranth.hdl import Shape, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from rtlgen.fixed import FixedType
+
+__all__ = ["shape_of", "vector_stream", "Layer"]
+
+
+def shape_of(t: FixedType) -> Shape:
+    return signed(t.width) if t.signed else unsigned(t.width)
+
+
+def vector_stream(t: FixedType, lanes: int) -> stream.Signature:
+    """A stream carrying one whole vector of ``lanes`` fixed-point values per transfer."""
+    return stream.Signature(data.ArrayLayout(shape_of(t), lanes))
+
+
+class Layer(wiring.Component):
+    """A streaming layer: ``i`` and ``o`` vector streams with valid/ready handshakes.
+
+    ``latency``: cycles from an input transfer to its result being valid on ``o`` when the layer
+    is idle. ``initiation_interval``: cycles between input transfers at full throughput.
+    """
+
+    def __init__(self, in_type: FixedType, n_in: int, out_type: FixedType, n_out: int):
+        self.in_type, self.n_in = in_type, n_in
+        self.out_type, self.n_out = out_type, n_out
+        super().__init__({"i": In(vector_stream(in_type, n_in)), "o": Out(vector_stream(out_type, n_out))})
+
+    latency = 0
+    initiation_interval = 1

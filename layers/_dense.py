@@ -1,0 +1,191 @@
+"""Dense layers: ``y = x @ W + b`` with constant weights.
+
+``DenseParallel`` (reuse factor 1) computes every product at once through a pipelined adder tree and
+accepts a vector every cycle. ``DenseReuse`` (reuse factor R > 1) shares ``ceil(n_in / R) * n_out``
+multipliers over ``ceil(n_in / ceil(n_in / R))`` cycles, reading weights from a per-multiplier ROM.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from amaranth.hdl import Array, Const, Module, Signal, signed, unsigned
+
+from rtlgen.fixed import FixedType
+
+from ._common import Layer, shape_of
+
+__all__ = ["DenseParallel", "DenseReuse", "reuse_plan"]
+
+
+def _product(x, w: int):
+    """``x * w`` for a constant ``w``, without a multiplier where a shift or negation does."""
+    if w == 0:
+        return None
+    mag = abs(w)
+    if mag & (mag - 1) == 0:
+        p = x << (mag.bit_length() - 1)
+        return -p if w < 0 else p
+    return x * w
+
+
+def _acc_shape(weight, in_type: FixedType, bias):
+    # Any partial sum is bounded by the sum of term magnitudes, so the accumulator never wraps.
+    xmax = max(abs(in_type.min_mantissa), abs(in_type.max_mantissa))
+    bound = int(np.abs(weight).astype(object).sum(axis=0).max(initial=0)) * xmax
+    if bias is not None:
+        bound += int(np.abs(bias).astype(object).max(initial=0))
+    return signed(max(bound.bit_length() + 1, 2))
+
+
+class DenseParallel(Layer):
+    """Fully parallel dense layer; a register every ``adder_levels`` adder-tree levels.
+
+    ``latency`` = number of register stages (at least 1); ``initiation_interval`` = 1.
+    """
+
+    def __init__(self, in_type, out_type, *, weight, bias=None, adder_levels=3):
+        if adder_levels < 1:
+            raise ValueError(f"adder_levels must be a positive integer, not {adder_levels}")
+        self.weight = np.asarray(weight)
+        self.bias = None if bias is None else np.asarray(bias)
+        self.adder_levels = adder_levels
+        n_in, n_out = self.weight.shape
+        terms = [int(np.count_nonzero(self.weight[:, o])) + int(self.bias is not None and self.bias[o] != 0) for o in range(n_out)]
+        self.tree_depth = max((math.ceil(math.log2(t)) if t > 1 else 0) for t in terms) if terms else 0
+        super().__init__(in_type, n_in, out_type, n_out)
+
+    @property
+    def latency(self) -> int:
+        return max(1, math.ceil(self.tree_depth / self.adder_levels))
+
+    initiation_interval = 1
+
+    def elaborate(self, platform):
+        m = Module()
+        stages = self.latency
+        valid = [Signal(name=f"valid{s}") for s in range(stages)]
+        enable = Signal()
+        m.d.comb += [enable.eq(~valid[-1] | self.o.ready), self.i.ready.eq(enable), self.o.valid.eq(valid[-1])]
+        with m.If(enable):
+            m.d.sync += valid[0].eq(self.i.valid)
+            for s in range(1, stages):
+                m.d.sync += valid[s].eq(valid[s - 1])
+
+        x = [self.i.payload[i] for i in range(self.n_in)]
+        lanes = []
+        for o in range(self.n_out):
+            terms = [p for i in range(self.n_in) if (p := _product(x[i], int(self.weight[i, o]))) is not None]
+            if self.bias is not None and self.bias[o] != 0:
+                terms.append(Const(int(self.bias[o])))
+            lanes.append(terms or [Const(0, 1)])
+
+        stage = 0
+        for level in range(1, max(self.tree_depth, 1) + 1):
+            lanes = [[sum(t[j : j + 2]) for j in range(0, len(t), 2)] for t in lanes] if self.tree_depth else lanes
+            if level % self.adder_levels == 0 or level == max(self.tree_depth, 1):
+                regs = []
+                for o, t in enumerate(lanes):
+                    row = []
+                    for j, v in enumerate(t):
+                        r = Signal(v.shape(), name=f"s{stage}_o{o}_{j}")
+                        with m.If(enable):
+                            m.d.sync += r.eq(v)
+                        row.append(r)
+                    regs.append(row)
+                lanes = regs
+                stage += 1
+        assert stage == stages
+        for o, t in enumerate(lanes):
+            assert len(t) == 1
+            m.d.comb += self.o.payload[o].eq(t[0])
+        return m
+
+
+def reuse_plan(n_in: int, reuse_factor: int) -> tuple[int, int]:
+    """``(inputs per cycle, cycles)`` for a reuse factor; cycles may be below R when R does not divide n_in."""
+    per_cycle = math.ceil(n_in / reuse_factor)
+    return per_cycle, math.ceil(n_in / per_cycle)
+
+
+class DenseReuse(Layer):
+    """Time-multiplexed dense layer with ``multipliers = per_cycle * n_out`` shared multipliers.
+
+    ``latency`` = ``initiation_interval`` = ``cycles``: the input is latched, one chunk of inputs
+    is accumulated per cycle, and the result is registered on the last one while the next vector
+    may already be accepted.
+    """
+
+    def __init__(self, in_type, out_type, *, weight, bias=None, reuse_factor):
+        self.weight = np.asarray(weight)
+        self.bias = None if bias is None else np.asarray(bias)
+        n_in, n_out = self.weight.shape
+        if not 1 <= reuse_factor <= n_in:
+            raise ValueError(f"reuse factor must be between 1 and {n_in}, not {reuse_factor}")
+        self.reuse_factor = reuse_factor
+        self.per_cycle, self.cycles = reuse_plan(n_in, reuse_factor)
+        super().__init__(in_type, n_in, out_type, n_out)
+
+    @property
+    def latency(self) -> int:
+        return self.cycles
+
+    @property
+    def initiation_interval(self) -> int:
+        return self.cycles
+
+    @property
+    def multipliers(self) -> int:
+        return self.per_cycle * self.n_out
+
+    def elaborate(self, platform):
+        m = Module()
+        k, C = self.per_cycle, self.cycles
+        acc_shape = _acc_shape(self.weight, self.in_type, self.bias)
+        xs = [Signal(shape_of(self.in_type), name=f"x{i}") for i in range(self.n_in)]
+        acc = [Signal(acc_shape, name=f"acc{o}") for o in range(self.n_out)]
+        out = [Signal(acc_shape, name=f"out{o}") for o in range(self.n_out)]
+        busy = Signal()
+        cnt = Signal(range(max(C, 2)))
+        last = Signal()
+        out_free = Signal()
+        advance = Signal()
+        m.d.comb += [
+            last.eq(busy & (cnt == C - 1)),
+            out_free.eq(~self.o.valid | self.o.ready),
+            advance.eq(busy & (~last | out_free)),
+            self.i.ready.eq(~busy | (last & out_free)),
+        ]
+        sel_x = []
+        for j in range(k):
+            chunk = [xs[c * k + j] if c * k + j < self.n_in else Const(0, 1) for c in range(C)]
+            sel_x.append(Array(chunk)[cnt] if C > 1 else chunk[0])
+        wmax = int(np.abs(self.weight).max(initial=0))
+        wshape = signed(max(wmax.bit_length() + 1, 2))
+        sums = []
+        for o in range(self.n_out):
+            terms = []
+            for j in range(k):
+                col = [int(self.weight[c * k + j, o]) if c * k + j < self.n_in else 0 for c in range(C)]
+                if not any(col):
+                    continue
+                w = Array([Const(v, wshape) for v in col])[cnt] if C > 1 else Const(col[0], wshape)
+                terms.append(sel_x[j] * w)
+            sums.append(acc[o] + sum(terms) if terms else acc[o])
+        with m.If(self.o.ready):
+            m.d.sync += self.o.valid.eq(0)
+        with m.If(advance):
+            m.d.sync += cnt.eq(cnt + 1)
+            m.d.sync += [a.eq(s) for a, s in zip(acc, sums)]
+            with m.If(last):
+                m.d.sync += [r.eq(s) for r, s in zip(out, sums)]
+                m.d.sync += [self.o.valid.eq(1), busy.eq(0), cnt.eq(0)]
+        with m.If(self.i.valid & self.i.ready):
+            m.d.sync += [x.eq(self.i.payload[i]) for i, x in enumerate(xs)]
+            m.d.sync += [busy.eq(1), cnt.eq(0)]
+            m.d.sync += [a.eq(int(self.bias[o]) if self.bias is not None else 0) for o, a in enumerate(acc)]
+        for o in range(self.n_out):
+            m.d.comb += self.o.payload[o].eq(out[o])
+        _ = unsigned  # keeps the import list honest for type hints in subclasses
+        return m

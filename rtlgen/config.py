@@ -1,0 +1,197 @@
+"""Build configuration in hls4ml's vocabulary.
+
+Accepted shapes (YAML file or dict):
+
+* ``{"Model": {...}, "LayerType": {...}, "LayerName": {...}, "IOType": "io_parallel"}``
+* an hls4ml project YAML: the same under ``HLSConfig``, beside keys such as ``Backend`` or ``Part``
+  that only concern hls4ml's own tool flow (accepted and listed in :attr:`Config.ignored`).
+
+Keys per level: ``Precision`` (a type string, or a dict keyed by variable: ``default``, ``weight``,
+``bias``, ``result``, ``accum``, ``input``), ``ReuseFactor``, ``Strategy``, ``Trace``.
+Unknown keys and impossible values raise :class:`~rtlgen.errors.ConfigError` naming the key.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .fixed import FixedType, FixedTypeError
+
+__all__ = ["Config", "load_config", "DEFAULT_PRECISION"]
+
+DEFAULT_PRECISION = "fixed<16,6>"
+STRATEGIES = ("latency", "resource")
+IO_TYPES = ("io_parallel",)
+PRECISION_VARS = ("default", "weight", "bias", "result", "accum", "input")
+LEVEL_KEYS = ("Precision", "ReuseFactor", "Strategy", "Trace")
+# hls4ml keys that steer its HLS tool flow and mean nothing for rtlgen.
+HLS4ML_FLOW_KEYS = (
+    "Backend", "Part", "ClockPeriod", "ClockUncertainty", "OutputDir", "ProjectName", "KerasJson",
+    "KerasH5", "KerasModel", "OnnxModel", "InputData", "OutputPredictions", "Version", "Board",
+    "Stamp", "WriterConfig", "BramFactor", "TraceOutput", "Interface", "Namespace",
+)  # fmt: skip
+TOP_KEYS = ("Model", "LayerType", "LayerName", "IOType", "HLSConfig") + HLS4ML_FLOW_KEYS
+
+
+@dataclass
+class Config:
+    """Resolved configuration; query it per layer with :meth:`precision`, :meth:`reuse_factor`."""
+
+    model: dict = field(default_factory=dict)
+    layer_type: dict = field(default_factory=dict)
+    layer_name: dict = field(default_factory=dict)
+    io_type: str = "io_parallel"
+    ignored: list = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> Config:
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"configuration must be a mapping with keys such as 'Model', not {type(data).__name__}")
+        data = copy.deepcopy(data)
+        ignored = []
+        for key in data:
+            if key not in TOP_KEYS:
+                raise ConfigError(
+                    f"configuration key {key!r} is unknown; expected one of Model, LayerType, LayerName, IOType"
+                )
+            if key in HLS4ML_FLOW_KEYS:
+                ignored.append(key)
+        hls = data.pop("HLSConfig", None)
+        if hls is not None:
+            if not isinstance(hls, dict):
+                raise ConfigError("configuration key 'HLSConfig' must be a mapping")
+            for key in hls:
+                if key not in ("Model", "LayerType", "LayerName") + HLS4ML_FLOW_KEYS:
+                    raise ConfigError(
+                        f"configuration key 'HLSConfig.{key}' is unknown; expected Model, LayerType or LayerName"
+                    )
+                if key in HLS4ML_FLOW_KEYS:
+                    ignored.append(f"HLSConfig.{key}")
+                data.setdefault(key, hls[key])
+        cfg = cls(
+            model=data.get("Model") or {},
+            layer_type=data.get("LayerType") or {},
+            layer_name=data.get("LayerName") or {},
+            io_type=str(data.get("IOType", "io_parallel")),
+            ignored=ignored,
+        )
+        cfg._validate()
+        return cfg
+
+    def _validate(self):
+        if self.io_type not in IO_TYPES:
+            raise ConfigError(
+                f"configuration key 'IOType' must be one of {', '.join(IO_TYPES)}, not {self.io_type!r}"
+            )
+        _check_level("Model", self.model)
+        for section, entries in (("LayerType", self.layer_type), ("LayerName", self.layer_name)):
+            if not isinstance(entries, dict):
+                raise ConfigError(f"configuration key {section!r} must be a mapping of names to settings")
+            for name, level in entries.items():
+                _check_level(f"{section}.{name}", level)
+
+    def to_dict(self) -> dict:
+        out = {"IOType": self.io_type, "Model": copy.deepcopy(self.model)}
+        if self.layer_type:
+            out["LayerType"] = copy.deepcopy(self.layer_type)
+        if self.layer_name:
+            out["LayerName"] = copy.deepcopy(self.layer_name)
+        return out
+
+    # -- queries: name beats type beats model --------------------------------------------------------
+
+    def _lookup(self, layer: str, layer_type: str | None, key: str):
+        for level in (self.layer_name.get(layer), self.layer_type.get(layer_type) if layer_type else None, self.model):
+            if level and key in level:
+                yield level[key]
+
+    def precision(self, layer: str, var: str, layer_type: str | None = None) -> FixedType:
+        for p in self._lookup(layer, layer_type, "Precision"):
+            if isinstance(p, dict):
+                if var in p:
+                    return FixedType.parse(p[var])
+                if "default" in p:
+                    return FixedType.parse(p["default"])
+            else:
+                return FixedType.parse(p)
+        return FixedType.parse(DEFAULT_PRECISION)
+
+    def has_precision(self, layer: str, var: str, layer_type: str | None = None) -> bool:
+        for p in self._lookup(layer, layer_type, "Precision"):
+            if not isinstance(p, dict) or var in p or "default" in p:
+                return True
+        return False
+
+    def reuse_factor(self, layer: str, layer_type: str | None = None) -> int:
+        return int(next(self._lookup(layer, layer_type, "ReuseFactor"), 1))
+
+    def strategy(self, layer: str, layer_type: str | None = None) -> str:
+        return str(next(self._lookup(layer, layer_type, "Strategy"), "latency")).lower()
+
+    def check_layer_names(self, names) -> None:
+        """Every ``LayerName`` entry must name a layer of the model."""
+        names = list(names)
+        for name in self.layer_name:
+            if name not in names:
+                raise ConfigError(
+                    f"configuration key 'LayerName.{name}' names no layer of this model; "
+                    f"layers are: {', '.join(names)}"
+                )
+
+
+def _check_level(where: str, level) -> None:
+    if level is None:
+        return
+    if not isinstance(level, dict):
+        raise ConfigError(f"configuration key {where!r} must be a mapping of settings")
+    for key, value in level.items():
+        if key not in LEVEL_KEYS + HLS4ML_FLOW_KEYS:
+            raise ConfigError(
+                f"configuration key '{where}.{key}' is unknown; expected one of {', '.join(LEVEL_KEYS)}"
+            )
+        if key == "Precision":
+            items = value.items() if isinstance(value, dict) else [("default", value)]
+            for var, text in items:
+                if var not in PRECISION_VARS and not isinstance(value, str):
+                    raise ConfigError(
+                        f"configuration key '{where}.Precision.{var}' is unknown; "
+                        f"expected one of {', '.join(PRECISION_VARS)}"
+                    )
+                try:
+                    FixedType.parse(text)
+                except FixedTypeError as e:
+                    raise ConfigError(f"configuration key '{where}.Precision': {e}") from None
+        elif key == "ReuseFactor":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"configuration key '{where}.ReuseFactor' must be a positive integer, not {value!r}"
+                )
+        elif key == "Strategy":
+            if str(value).lower() not in STRATEGIES:
+                raise ConfigError(
+                    f"configuration key '{where}.Strategy' must be one of Latency, Resource, not {value!r}"
+                )
+
+
+def load_config(source) -> Config:
+    """A :class:`Config` from a YAML path, a dict, an existing Config or None (defaults)."""
+    if isinstance(source, Config):
+        return source
+    if source is None or isinstance(source, dict):
+        return Config.from_dict(source)
+    path = os.fspath(source)
+    import yaml
+
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path!r} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"configuration file {path!r} is not valid YAML: {e}".splitlines()[0]) from None
+    return Config.from_dict(data)

@@ -1,0 +1,254 @@
+"""The Design: a converted network with its golden model, hardware and build outputs.
+
+Mirrors hls4ml's habits: ``design = rtlgen.convert(model, config)``, ``design.predict(x)``,
+``design.write(out_dir)``, ``design.simulate(x)``, ``design.synthesize()``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from . import golden
+from .config import Config, load_config
+from .errors import DesignError, ModelFormatError, RtlgenError
+from .ir import Dense, Graph
+
+__all__ = ["Design", "convert", "load_design"]
+
+log = logging.getLogger(__name__)
+
+
+def _module_name(name: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_]", "_", name).strip("_") or "network"
+    return s if s[0].isalpha() else "net_" + s
+
+
+def convert(model, config=None, *, skip_softmax: bool = False, dump_dir=None) -> Design:
+    """Import a model (path, ``onnx.ModelProto`` or example name) and run the pass pipeline."""
+    from .importers import from_onnx
+    from .passes import default_passes, run_passes
+
+    cfg = load_config(config)
+    import onnx
+
+    if isinstance(model, onnx.ModelProto):
+        graph = from_onnx(model, config=cfg, skip_softmax=skip_softmax)
+    else:
+        path = os.fspath(model)
+        suffix = Path(path).suffix.lower()
+        if suffix not in (".onnx", ""):
+            raise ModelFormatError(
+                f"model file {path!r} has suffix {suffix!r}; rtlgen reads ONNX/QONNX models (.onnx)"
+            )
+        graph = from_onnx(path, config=cfg, skip_softmax=skip_softmax)
+    graph = run_passes(graph, default_passes(cfg), dump_dir=dump_dir)
+    return Design(graph, cfg)
+
+
+class Design:
+    """A network ready to become hardware; the golden model is :meth:`predict`."""
+
+    def __init__(self, graph: Graph, config: Config | None = None):
+        self.graph = graph
+        self.config = config or Config()
+        self.top_name = _module_name(graph.name)
+
+    # -- golden model -----------------------------------------------------------------------------
+
+    @property
+    def input_tensor(self):
+        return self.graph.tensors[self.graph.inputs[0]]
+
+    @property
+    def output_tensor(self):
+        return self.graph.tensors[self.graph.outputs[0]]
+
+    def quantize_input(self, x) -> np.ndarray:
+        """Float network inputs to the hardware's input mantissas."""
+        return golden.quantize_input(self.graph, x)
+
+    def predict_int(self, m) -> np.ndarray:
+        """Input mantissas to output mantissas: what the hardware computes, bit for bit."""
+        m = np.asarray(m)
+        t = self.input_tensor
+        if m.ndim == 1:
+            m = m[None]
+        if m.shape[1:] != t.shape:
+            raise DesignError(f"input mantissas must have shape (N, {', '.join(map(str, t.shape))}), not {m.shape}")
+        return golden.run(self.graph, m)
+
+    def predict(self, x) -> np.ndarray:
+        """Float inputs to float outputs, exactly as the hardware plus the host stages compute them."""
+        return golden.dequantize_output(self.graph, self.predict_int(self.quantize_input(x)))
+
+    def trace(self, x) -> dict:
+        """Every tensor's real values for float inputs ``x`` (mantissas times their step)."""
+        values = golden.run(self.graph, self.quantize_input(x), trace=True)
+        return {
+            name: self.graph.tensors[name].type.to_float(v) * self.graph.tensors[name].scale
+            for name, v in values.items()
+        }
+
+    def random_inputs(self, n: int, seed: int = 0) -> np.ndarray:
+        """``n`` input mantissas drawn uniformly over the input type's reachable range."""
+        from .fixed import FixedType
+
+        t: FixedType = self.input_tensor.type
+        lo = -t.max_mantissa if (t.signed and t.overflow == "SAT_SYM") else t.min_mantissa
+        rng = np.random.default_rng(seed)
+        return rng.integers(lo, t.max_mantissa, size=(n, *self.input_tensor.shape), endpoint=True, dtype=np.int64)
+
+    # -- hardware ---------------------------------------------------------------------------------
+
+    @cached_property
+    def network(self):
+        from .layers import Network
+
+        return Network(self.graph)
+
+    @property
+    def latency(self) -> int:
+        return self.network.latency
+
+    @property
+    def initiation_interval(self) -> int:
+        return self.network.initiation_interval
+
+    @cached_property
+    def verilog(self) -> str:
+        from amaranth.back import verilog
+
+        return verilog.convert(self.network, name=self.top_name, emit_src=False)
+
+    def layer_report(self) -> list[dict]:
+        rows = []
+        for node, (_, layer) in zip(self.graph.nodes, self.network.layers):
+            row = {
+                "name": node.name,
+                "op": node.kind,
+                "source": node.attrs.get("source", ""),
+                "input": {"shape": list(self.graph.tensors[node.inputs[0]].shape), "type": str(self.graph.tensors[node.inputs[0]].type)},
+                "output": {"shape": list(self.graph.tensors[node.outputs[0]].shape), "type": str(self.graph.tensors[node.outputs[0]].type)},
+                "latency": layer.latency,
+                "interval": layer.initiation_interval,
+            }
+            if isinstance(node.op, Dense):
+                row["reuse_factor"] = node.op.reuse_factor
+                row["strategy"] = node.op.strategy
+                row["weights"] = int(node.op.weight.size)
+                row["nonzero_weights"] = int(np.count_nonzero(node.op.weight))
+                row["multipliers"] = getattr(layer, "multipliers", int(np.count_nonzero(node.op.weight)))
+            rows.append(row)
+        return rows
+
+    def report(self) -> dict:
+        tin, tout = self.input_tensor, self.output_tensor
+        return {
+            "model": self.graph.name,
+            "top": self.top_name,
+            "io_type": self.config.io_type,
+            "input": {"name": tin.name, "shape": list(tin.shape), "type": str(tin.type), "scale": tin.scale},
+            "output": {"name": tout.name, "shape": list(tout.shape), "type": str(tout.type), "scale": tout.scale},
+            "latency_cycles": self.latency,
+            "interval_cycles": self.initiation_interval,
+            "layers": self.layer_report(),
+            "host_stages": {
+                "pre": self.graph.pre.description if self.graph.pre else None,
+                "post": self.graph.post.description if self.graph.post else None,
+            },
+            "notes": list(self.graph.notes),
+        }
+
+    def tb_meta(self) -> dict:
+        tin, tout = self.input_tensor, self.output_tensor
+        return {
+            "toplevel": self.top_name,
+            "in_lanes": tin.size,
+            "in_width": tin.type.width,
+            "in_signed": tin.type.signed,
+            "out_lanes": tout.size,
+            "out_width": tout.type.width,
+            "out_signed": tout.type.signed,
+            "latency": self.latency,
+            "interval": self.initiation_interval,
+            "verilog_sources": [f"../rtl/{self.top_name}.v"],
+        }
+
+    # -- outputs ----------------------------------------------------------------------------------
+
+    def write(self, out_dir, *, n_vectors: int = 1000, seed: int = 0) -> Path:
+        """Write ``rtl/``, ``tb/``, ``report.json``, ``config.yml`` and ``graph.json`` to ``out_dir``.
+
+        Everything is built in a temporary sibling directory and moved into place at the end, so a
+        failed build never leaves a half-written output directory.
+        """
+        import yaml
+
+        from .sim.runner import write_testbench
+
+        out = Path(out_dir).resolve()
+        if out.exists() and not out.is_dir():
+            raise DesignError(f"output path {str(out)!r} exists and is not a directory")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        try:
+            (tmp / "rtl").mkdir()
+            (tmp / "rtl" / f"{self.top_name}.v").write_text(self.verilog)
+            x = self.random_inputs(n_vectors, seed)
+            write_testbench(tmp / "tb", x, self.predict_int(x), self.tb_meta())
+            (tmp / "report.json").write_text(json.dumps(self.report(), indent=2, sort_keys=True) + "\n")
+            (tmp / "config.yml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=True))
+            (tmp / "graph.json").write_text(self.graph.to_json() + "\n")
+            if out.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+                old.rmdir()
+                out.rename(old)
+                tmp.rename(out)
+                shutil.rmtree(old)
+            else:
+                tmp.rename(out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return out
+
+    def simulate(self, x=None, *, n_random: int = 1000, simulator: str = "verilator", stall: str = "none", seed: int = 0, work_dir=None) -> dict:
+        """Run the generated testbench on ``x`` (float inputs) or random mantissas; return its results."""
+        from .sim.runner import run, write_testbench
+
+        m = self.random_inputs(n_random, seed) if x is None else self.quantize_input(x)
+        work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="rtlgen-sim-"))
+        (work / "rtl").mkdir(parents=True, exist_ok=True)
+        (work / "rtl" / f"{self.top_name}.v").write_text(self.verilog)
+        write_testbench(work / "tb", m, self.predict_int(m), self.tb_meta())
+        return run(work / "tb", simulator=simulator, stall=stall, seed=seed)
+
+    def synthesize(self, *, target: str = "xc7", work_dir=None, dsp: bool = True) -> dict:
+        """Yosys resource counts for the design on ``target`` (xc7, xcup, ice40)."""
+        from .synth import synthesize
+
+        work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="rtlgen-synth-"))
+        work.mkdir(parents=True, exist_ok=True)
+        src = work / f"{self.top_name}.v"
+        src.write_text(self.verilog)
+        return synthesize([src], self.top_name, target=target, workdir=work, dsp=dsp)
+
+
+def load_design(out_dir) -> Design:
+    """The design written to ``out_dir`` by :meth:`Design.write`."""
+    out = Path(out_dir)
+    gpath = out / "graph.json"
+    if not gpath.exists():
+        raise RtlgenError(f"{str(out)!r} is not an rtlgen build directory (no graph.json); run 'rtlgen build' first")
+    graph = Graph.from_json(gpath.read_text())
+    cfg = load_config(str(out / "config.yml")) if (out / "config.yml").exists() else Config()
+    return Design(graph, cfg)

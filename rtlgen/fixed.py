@@ -1,0 +1,329 @@
+"""Fixed-point numbers: the single numeric specification of rtlgen.
+
+A :class:`FixedType` has the meaning of Xilinx ``ap_fixed<W, I, Q, O>``: ``width`` bits in all,
+``integer`` of them above the binary point (the sign bit included when signed), so a value is an
+integer *mantissa* ``m`` times ``2 ** -frac`` with ``frac = width - integer``.
+
+Values travel as integer mantissas in numpy ``int64`` arrays. Every operation here is exact: when a
+result might not fit in 63 bits the arrays are ``object`` arrays of Python integers instead, never
+floats.
+
+Rounding modes (applied when fractional bits are dropped):
+
+==============  =========================================================
+``TRN``         towards minus infinity (floor); the default
+``TRN_ZERO``    towards zero
+``RND``         to nearest, ties towards plus infinity
+``RND_ZERO``    to nearest, ties towards zero
+``RND_MIN_INF`` to nearest, ties towards minus infinity
+``RND_INF``     to nearest, ties away from zero
+``RND_CONV``    to nearest, ties to even (convergent)
+==============  =========================================================
+
+Overflow modes (applied when the value does not fit):
+
+============  =========================================================
+``WRAP``      keep the low ``width`` bits (two's complement); the default
+``SAT``       clamp to the representable range
+``SAT_ZERO``  any value out of range becomes zero
+``SAT_SYM``   clamp to ``[-max, max]`` when signed (the most negative code is
+              never produced, as in a narrow-range quantizer); ``SAT`` when unsigned
+============  =========================================================
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+__all__ = [
+    "FixedType",
+    "ROUNDING_MODES",
+    "OVERFLOW_MODES",
+    "FixedTypeError",
+    "round_shift",
+    "overflow",
+    "cast",
+    "align",
+    "type_for_range",
+    "int_array",
+]
+
+ROUNDING_MODES = ("TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV")
+OVERFLOW_MODES = ("WRAP", "SAT", "SAT_ZERO", "SAT_SYM")
+
+# Mantissas beyond this many bits (sign included) leave int64 for exact Python integers.
+_INT64_BITS = 62
+
+
+class FixedTypeError(ValueError):
+    """A fixed-point type string or parameter is invalid."""
+
+
+_TYPE_RE = re.compile(
+    r"^\s*(?:ap_)?(u?fixed|u?int)\s*<\s*([^>]*)>\s*$",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class FixedType:
+    """A fixed-point type ``(width, integer, signed, rounding, overflow)`` with ap_fixed meaning."""
+
+    width: int
+    integer: int
+    signed: bool = True
+    rounding: str = "TRN"
+    overflow: str = "WRAP"
+
+    def __post_init__(self):
+        if not isinstance(self.width, (int, np.integer)) or isinstance(self.width, bool) or self.width < 1:
+            raise FixedTypeError(f"Fixed-point width must be a positive integer, not {self.width!r}")
+        if not isinstance(self.integer, (int, np.integer)) or isinstance(self.integer, bool):
+            raise FixedTypeError(f"Fixed-point integer bits must be an integer, not {self.integer!r}")
+        if self.rounding not in ROUNDING_MODES:
+            raise FixedTypeError(
+                f"Rounding mode must be one of {', '.join(ROUNDING_MODES)}, not {self.rounding!r}"
+            )
+        if self.overflow not in OVERFLOW_MODES:
+            raise FixedTypeError(
+                f"Overflow mode must be one of {', '.join(OVERFLOW_MODES)}, not {self.overflow!r}"
+            )
+        object.__setattr__(self, "width", int(self.width))
+        object.__setattr__(self, "integer", int(self.integer))
+        object.__setattr__(self, "signed", bool(self.signed))
+
+    # -- text form ------------------------------------------------------------------------------
+
+    @classmethod
+    def parse(cls, text: str) -> FixedType:
+        """Parse an hls4ml precision string: ``fixed<16,6>``, ``ufixed<8,0,RND,SAT>``, ``int<8>``.
+
+        The ``ap_`` prefixes (``ap_fixed<16,6>``, ``ap_uint<4>``) are accepted too.
+        """
+        if isinstance(text, FixedType):
+            return text
+        if not isinstance(text, str):
+            raise FixedTypeError(f"Precision must be a string such as 'fixed<16,6>', not {text!r}")
+        match = _TYPE_RE.match(text)
+        if not match:
+            raise FixedTypeError(
+                f"Precision {text!r} is not a fixed-point type; expected e.g. 'fixed<16,6>', "
+                f"'ufixed<8,0,RND,SAT>' or 'int<8>'"
+            )
+        kind = match.group(1).lower()
+        args = [a.strip() for a in match.group(2).split(",")]
+        signed = not kind.startswith("u")
+        try:
+            if kind.endswith("int"):
+                if len(args) != 1:
+                    raise ValueError
+                width = int(args[0])
+                return cls(width, width, signed)
+            if len(args) < 2 or len(args) > 4:
+                raise ValueError
+            width, integer = int(args[0]), int(args[1])
+        except ValueError:
+            raise FixedTypeError(
+                f"Precision {text!r} is malformed; expected 'fixed<W,I>', 'fixed<W,I,ROUNDING>', "
+                f"'fixed<W,I,ROUNDING,OVERFLOW>' or 'int<W>'"
+            ) from None
+        rounding = args[2].upper() if len(args) > 2 else "TRN"
+        overflow_ = args[3].upper() if len(args) > 3 else "WRAP"
+        # hls4ml writes AP_RND / AP_SAT as well as RND / SAT.
+        rounding = rounding.removeprefix("AP_")
+        overflow_ = overflow_.removeprefix("AP_")
+        return cls(width, integer, signed, rounding, overflow_)
+
+    def __str__(self) -> str:
+        prefix = "" if self.signed else "u"
+        if self.frac == 0 and self.rounding == "TRN" and self.overflow == "WRAP":
+            return f"{prefix}int<{self.width}>"
+        extra = ""
+        if self.rounding != "TRN" or self.overflow != "WRAP":
+            extra = f",{self.rounding}"
+            if self.overflow != "WRAP":
+                extra += f",{self.overflow}"
+        return f"{prefix}fixed<{self.width},{self.integer}{extra}>"
+
+    # -- derived facts ----------------------------------------------------------------------------
+
+    @property
+    def frac(self) -> int:
+        """Number of fractional bits (may be negative or exceed ``width``)."""
+        return self.width - self.integer
+
+    @property
+    def min_mantissa(self) -> int:
+        return -(1 << (self.width - 1)) if self.signed else 0
+
+    @property
+    def max_mantissa(self) -> int:
+        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
+
+    @property
+    def lsb(self) -> Fraction:
+        """The value of one mantissa step."""
+        return Fraction(2) ** -self.frac
+
+    @property
+    def min(self) -> Fraction:
+        return self.min_mantissa * self.lsb
+
+    @property
+    def max(self) -> Fraction:
+        return self.max_mantissa * self.lsb
+
+    def with_modes(self, rounding: str | None = None, overflow: str | None = None) -> FixedType:
+        return FixedType(
+            self.width,
+            self.integer,
+            self.signed,
+            rounding or self.rounding,
+            overflow or self.overflow,
+        )
+
+    # -- conversions ------------------------------------------------------------------------------
+
+    def quantize(self, x) -> np.ndarray:
+        """Real values (floats, exactly as given) to mantissas of this type."""
+        x = np.asarray(x, dtype=np.float64)
+        if not np.all(np.isfinite(x)):
+            raise FixedTypeError(f"Cannot quantize non-finite values to {self}")
+        # Every finite float is a dyadic rational, so scaling by 2**frac and splitting off the
+        # remainder are exact in float64 while |v| < 2**52; larger values are already integers.
+        v = np.ldexp(x, self.frac)
+        fl = np.floor(v)
+        rem = v - fl
+        big = np.abs(fl) >= 2.0**_INT64_BITS
+        if np.any(big):
+            q = np.array([int(f) for f in fl.ravel()], dtype=object).reshape(fl.shape)
+        else:
+            q = fl.astype(np.int64)
+        q = _round_from_remainder(q, rem > 0.5, rem == 0.5, rem > 0, self.rounding)
+        return overflow(q, self)
+
+    def to_float(self, m) -> np.ndarray:
+        """Mantissas to float64 values (exact when ``width <= 53``)."""
+        m = np.asarray(m)
+        return np.ldexp(m.astype(np.float64), -self.frac)
+
+    def to_fraction(self, m: int) -> Fraction:
+        return int(m) * self.lsb
+
+    def contains(self, m) -> bool:
+        m = np.asarray(m)
+        return bool(np.all((m >= self.min_mantissa) & (m <= self.max_mantissa)))
+
+
+def int_array(m) -> np.ndarray:
+    """An exact integer array: int64 when every value fits, else Python integers."""
+    m = np.asarray(m)
+    if m.dtype == object:
+        if m.size == 0:
+            return m.astype(np.int64)
+        lo, hi = min(m.ravel()), max(m.ravel())
+        if -(1 << _INT64_BITS) <= lo and hi < (1 << _INT64_BITS):
+            return m.astype(np.int64)
+        return m
+    if m.dtype.kind not in "iub":
+        raise TypeError(f"Mantissas must be integers, not {m.dtype}")
+    return m.astype(np.int64)
+
+
+def _round_from_remainder(q, above_half, at_half, nonzero, mode):
+    """Adjust floor ``q`` given how the dropped remainder compares with one half."""
+    neg = q < 0  # floor is negative exactly when the value is negative
+    if mode == "TRN":
+        up = np.zeros(np.shape(q), dtype=bool)
+    elif mode == "TRN_ZERO":
+        up = neg & nonzero
+    elif mode == "RND":
+        up = above_half | at_half
+    elif mode == "RND_MIN_INF":
+        up = above_half
+    elif mode == "RND_ZERO":
+        up = above_half | (at_half & neg)
+    elif mode == "RND_INF":
+        up = above_half | (at_half & ~neg)
+    elif mode == "RND_CONV":
+        up = above_half | (at_half & ((q & 1) == 1))
+    else:
+        raise FixedTypeError(f"Rounding mode must be one of {', '.join(ROUNDING_MODES)}, not {mode!r}")
+    if q.dtype == object:
+        return q + up.astype(np.int64).astype(object)
+    return q + up.astype(np.int64)
+
+
+def round_shift(m, shift: int, mode: str = "TRN") -> np.ndarray:
+    """Exact ``m * 2**-shift`` rounded to an integer with ``mode`` (a left shift when negative)."""
+    m = int_array(m)
+    if shift <= 0:
+        return _shl(m, -shift)
+    q = m >> shift
+    r = m & ((1 << shift) - 1)
+    half = 1 << (shift - 1)
+    return _round_from_remainder(q, r > half, r == half, r != 0, mode)
+
+
+def _shl(m, n):
+    if n == 0:
+        return m
+    if m.dtype != object:
+        bound = max(abs(int(m.min())), abs(int(m.max()))) if m.size else 0
+        if bound.bit_length() + n > _INT64_BITS:
+            m = m.astype(object)
+    return int_array(m << n) if m.dtype == object else m << n
+
+
+def overflow(m, dst: FixedType) -> np.ndarray:
+    """Bring integer mantissas into ``dst``'s range with ``dst.overflow``."""
+    m = int_array(m)
+    lo, hi = dst.min_mantissa, dst.max_mantissa
+    mode = dst.overflow
+    if mode == "WRAP":
+        mask = (1 << dst.width) - 1
+        if m.dtype != object and dst.width >= 63:
+            m = m.astype(object)
+        w = m & mask
+        if dst.signed:
+            w = np.where(w > hi, w - (1 << dst.width), w)
+        return int_array(w)
+    if mode == "SAT_SYM" and dst.signed:
+        lo = -hi
+    if mode in ("SAT", "SAT_SYM"):
+        return int_array(np.where(m < lo, lo, np.where(m > hi, hi, m)))
+    # SAT_ZERO
+    return int_array(np.where((m < lo) | (m > hi), 0, m))
+
+
+def cast(m, src: FixedType | int, dst: FixedType) -> np.ndarray:
+    """Mantissas of ``src`` (a type, or just its number of fractional bits) converted to ``dst``.
+
+    Rounds with ``dst.rounding`` when fractional bits are dropped, then applies ``dst.overflow``.
+    """
+    src_frac = src.frac if isinstance(src, FixedType) else int(src)
+    return overflow(round_shift(m, src_frac - dst.frac, dst.rounding), dst)
+
+
+def align(m, src_frac: int, dst_frac: int) -> np.ndarray:
+    """Exactly re-express mantissas with more fractional bits (``dst_frac >= src_frac``)."""
+    if dst_frac < src_frac:
+        raise ValueError("align() only adds fractional bits; use cast() to drop them")
+    return _shl(int_array(m), dst_frac - src_frac)
+
+
+def type_for_range(lo: int, hi: int, frac: int) -> FixedType:
+    """The narrowest type with ``frac`` fractional bits holding every mantissa in ``[lo, hi]``."""
+    lo, hi = int(lo), int(hi)
+    if lo > hi:
+        raise ValueError("empty range")
+    if lo >= 0:
+        width = max(hi.bit_length(), 1)
+        return FixedType(width, width - frac, signed=False)
+    # A signed width w holds [-2**(w-1), 2**(w-1) - 1].
+    width = max(hi.bit_length() + 1, (-lo - 1).bit_length() + 1, 1)
+    return FixedType(width, width - frac, signed=True)

@@ -1,0 +1,89 @@
+"""The golden model: the IR executed on integer mantissas with numpy, exactly.
+
+This is the specification the hardware is checked against. Every function takes and returns integer
+mantissa arrays with a leading batch dimension.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .fixed import cast, int_array
+from .ir import Dense, Graph, Relu, Requant, Threshold
+
+__all__ = ["run_node", "run", "quantize_input", "dequantize_output"]
+
+
+def _dense(op: Dense, x: np.ndarray) -> np.ndarray:
+    w = op.weight
+    # int64 matmul is exact while |sum| < 2**63; the bound check picks the exact path otherwise.
+    bound = int(np.abs(x).max(initial=0)) * int(np.abs(w).sum(axis=0).max(initial=0))
+    if op.bias is not None:
+        bound += int(np.abs(op.bias).max(initial=0))
+    if x.dtype == object or w.dtype == object or bound >= 1 << 62:
+        y = np.dot(x.astype(object), w.astype(object))
+    else:
+        y = x @ w
+    if op.bias is not None:
+        y = y + op.bias
+    return int_array(y)
+
+
+def _threshold(op: Threshold, x: np.ndarray) -> np.ndarray:
+    t = op.thresholds  # (C, L)
+    inc = op.increasing[None, :, None]
+    xe = x[:, :, None]
+    passed = np.where(inc, xe >= t[None], xe <= t[None])
+    return int_array(op.base + op.step * passed.sum(axis=2))
+
+
+def run_node(graph: Graph, node, x: np.ndarray) -> np.ndarray:
+    op = node.op
+    if isinstance(op, Dense):
+        return _dense(op, x)
+    if isinstance(op, Relu):
+        return np.where(x > 0, x, 0).astype(x.dtype)
+    if isinstance(op, Requant):
+        return cast(x, graph.tensors[node.inputs[0]].type, op.type)
+    if isinstance(op, Threshold):
+        return _threshold(op, x)
+    raise TypeError(f"no golden model for {type(op).__name__}")
+
+
+def run(graph: Graph, x: np.ndarray, *, trace: bool = False):
+    """Run the integer graph on input mantissas ``x`` of shape ``(batch, *input_shape)``.
+
+    Returns the output mantissas, or with ``trace=True`` a dict of every tensor's mantissas.
+    """
+    values = {graph.inputs[0]: int_array(x)}
+    for node in graph.nodes:
+        values[node.outputs[0]] = run_node(graph, node, values[node.inputs[0]])
+    if trace:
+        return values
+    return values[graph.outputs[0]]
+
+
+def quantize_input(graph: Graph, x) -> np.ndarray:
+    """Float network inputs to the hardware's input mantissas, as the original network does."""
+    t = graph.tensors[graph.inputs[0]]
+    x = np.asarray(x)
+    if graph.pre is not None:
+        y = graph.pre.run(x).astype(np.float64)
+        y = y.reshape(y.shape[0], *t.shape)
+        m = np.ldexp(y / t.scale, t.type.frac)
+        mi = np.rint(m)
+        # The host stage ends in the input quantizer, so this is an exact integer.
+        if not np.array_equal(mi, m):
+            raise AssertionError("input stage did not produce values on the input type's grid")
+        return int_array(mi.astype(np.int64))
+    x = x.reshape(x.shape[0], *t.shape).astype(np.float64)
+    return t.type.quantize(x / t.scale)
+
+
+def dequantize_output(graph: Graph, y: np.ndarray) -> np.ndarray:
+    """Output mantissas to the network's float outputs (through the float tail, if any)."""
+    t = graph.tensors[graph.outputs[0]]
+    real = t.type.to_float(y) * t.scale
+    if graph.post is not None:
+        return graph.post.run(real.astype(np.float32))
+    return real

@@ -1,0 +1,380 @@
+"""The intermediate representation: a small typed graph of integer operations.
+
+Importers build a :class:`Graph`; passes annotate it; the golden model (:mod:`rtlgen.golden`) and the
+hardware (:mod:`rtlgen.layers`) read it. Nothing here knows about ONNX or Keras.
+
+Every tensor carries a :class:`~rtlgen.fixed.FixedType`: its values are integer mantissas and its real
+value is ``mantissa * 2**-type.frac * scale`` (``scale`` is 1 except after a quantizer whose scale is
+not a power of two). Shapes exclude the batch dimension.
+
+Work done in floating point on the host before and after the hardware (the network's input
+quantizer, a float tail after the last integer layer) is kept as :class:`HostStage` objects, each an
+ONNX model that the reference executor runs exactly as the original graph would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from .fixed import FixedType
+
+__all__ = [
+    "Tensor",
+    "Node",
+    "Graph",
+    "HostStage",
+    "Dense",
+    "Relu",
+    "Requant",
+    "Threshold",
+    "GraphError",
+    "OPS",
+]
+
+
+class GraphError(Exception):
+    """The graph breaks one of the IR's invariants (a bug in an importer or a pass)."""
+
+
+@dataclass
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    type: FixedType | None = None
+    scale: float = 1.0
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+# -- ops ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Dense:
+    """``y = x @ weight + bias`` on mantissas.
+
+    ``weight`` is an int array ``(n_in, n_out)`` and ``bias`` an int array ``(n_out,)`` already at
+    the output's fractional bits. The output type is exact (no rounding, no overflow); a following
+    :class:`Requant` narrows it.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    reuse_factor: int = 1
+    strategy: str = "latency"
+    # Adder-tree levels between pipeline registers in the fully parallel form.
+    adder_levels: int = 3
+
+    @property
+    def n_in(self) -> int:
+        return self.weight.shape[0]
+
+    @property
+    def n_out(self) -> int:
+        return self.weight.shape[1]
+
+
+@dataclass
+class Relu:
+    """``y = max(x, 0)``, same fractional bits."""
+
+
+@dataclass
+class Requant:
+    """Cast to ``type`` with its rounding and overflow modes."""
+
+    type: FixedType
+
+
+@dataclass
+class Threshold:
+    """Multi-threshold activation: ``y = base + step * #{k : x >= thresholds[c, k]}`` per channel ``c``.
+
+    Channels whose ``increasing`` flag is false count ``x <= thresholds[c, k]`` instead. This is how
+    any monotonic float function between an integer accumulator and a quantizer (batch norm, scales
+    that are not powers of two) stays bit-exact.
+    """
+
+    thresholds: np.ndarray  # int (channels, levels)
+    increasing: np.ndarray  # bool (channels,)
+    base: int = 0
+    step: int = 1
+
+
+OPS = {cls.__name__: cls for cls in (Dense, Relu, Requant, Threshold)}
+
+
+@dataclass
+class Node:
+    name: str
+    op: Any
+    inputs: list[str]
+    outputs: list[str]
+    # Free-form facts for reports (source op, what the importer did).
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return type(self.op).__name__
+
+
+@dataclass
+class HostStage:
+    """A float computation run on the host with the reference executor.
+
+    ``onnx_bytes`` is a serialized ONNX model with one input and one output whose batch dimension
+    is free. ``reshape`` flattens the input batch to the model's input shape first.
+    """
+
+    onnx_bytes: bytes
+    input_name: str
+    output_name: str
+    description: str = ""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        model = self._model_for(x.shape)
+        from qonnx.core.onnx_exec import execute_onnx
+
+        return execute_onnx(model, {self.input_name: x})[self.output_name]
+
+    def _model_for(self, shape):
+        # The executor wants every shape known: pin the batch size, infer the rest, keep a few.
+        cache = self.__dict__.setdefault("_cache", {})
+        if shape not in cache:
+            import onnx
+            from qonnx.core.modelwrapper import ModelWrapper
+            from qonnx.transformation.infer_shapes import InferShapes
+
+            proto = onnx.load_from_string(self.onnx_bytes)
+            dims = proto.graph.input[0].type.tensor_type.shape.dim
+            del dims[:]
+            for d in shape:
+                dims.add().dim_value = int(d)
+            for out in proto.graph.output:
+                out.type.tensor_type.ClearField("shape")
+            if len(cache) > 8:
+                cache.clear()
+            cache[shape] = ModelWrapper(proto).transform(InferShapes())
+        return cache[shape]
+
+
+@dataclass
+class Graph:
+    """A network as a list of nodes in topological order over named tensors."""
+
+    name: str = "network"
+    tensors: dict[str, Tensor] = field(default_factory=dict)
+    nodes: list[Node] = field(default_factory=list)
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    # Host-side float stages: input float -> input mantissa, output mantissa -> float result.
+    pre: HostStage | None = None
+    post: HostStage | None = None
+    # What the importer wants the user to know (conversions made, layers skipped).
+    notes: list[str] = field(default_factory=list)
+
+    def add_tensor(self, tensor: Tensor) -> Tensor:
+        if tensor.name in self.tensors:
+            raise GraphError(f"tensor {tensor.name!r} defined twice")
+        self.tensors[tensor.name] = tensor
+        return tensor
+
+    def add_node(self, node: Node) -> Node:
+        self.nodes.append(node)
+        return node
+
+    def rename_tensor(self, old: str, new: str) -> None:
+        if new in self.tensors:
+            raise GraphError(f"tensor {new!r} already exists")
+        t = self.tensors.pop(old)
+        t.name = new
+        self.tensors[new] = t
+        for node in self.nodes:
+            node.inputs = [new if n == old else n for n in node.inputs]
+            node.outputs = [new if n == old else n for n in node.outputs]
+        self.inputs = [new if n == old else n for n in self.inputs]
+        self.outputs = [new if n == old else n for n in self.outputs]
+
+    def producer(self, tensor: str) -> Node | None:
+        for node in self.nodes:
+            if tensor in node.outputs:
+                return node
+        return None
+
+    def consumers(self, tensor: str) -> list[Node]:
+        return [n for n in self.nodes if tensor in n.inputs]
+
+    def node(self, name: str) -> Node:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def verify(self) -> None:
+        """Check the invariants every pass must keep; raise :class:`GraphError` on the first break."""
+        if not self.inputs or not self.outputs:
+            raise GraphError(f"graph {self.name!r} needs at least one input and one output")
+        defined = set(self.inputs)
+        names = set()
+        for t in self.inputs:
+            if t not in self.tensors:
+                raise GraphError(f"graph input {t!r} is not a known tensor")
+        for node in self.nodes:
+            if node.name in names:
+                raise GraphError(f"node name {node.name!r} is used twice")
+            names.add(node.name)
+            if type(node.op).__name__ not in OPS:
+                raise GraphError(f"node {node.name!r} has unknown op {type(node.op).__name__}")
+            for t in node.inputs:
+                if t not in defined:
+                    raise GraphError(f"node {node.name!r} reads {t!r} before it is produced")
+            for t in node.outputs:
+                if t in defined:
+                    raise GraphError(f"tensor {t!r} is produced twice (again by {node.name!r})")
+                if t not in self.tensors:
+                    raise GraphError(f"node {node.name!r} produces unknown tensor {t!r}")
+                defined.add(t)
+            _verify_op(self, node)
+        for t in self.outputs:
+            if t not in defined:
+                raise GraphError(f"graph output {t!r} is never produced")
+        for t in defined:
+            tensor = self.tensors[t]
+            if tensor.type is None:
+                raise GraphError(f"tensor {t!r} has no fixed-point type")
+
+    # -- serialisation ----------------------------------------------------------------------------
+
+    def to_json(self) -> str:
+        """A deterministic JSON dump, for debugging and for reports."""
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "inputs": list(self.inputs),
+            "outputs": list(self.outputs),
+            "tensors": {
+                name: {
+                    "shape": list(t.shape),
+                    "type": str(t.type) if t.type else None,
+                    "scale": t.scale,
+                }
+                for name, t in self.tensors.items()
+            },
+            "nodes": [
+                {
+                    "name": n.name,
+                    "op": n.kind,
+                    "inputs": n.inputs,
+                    "outputs": n.outputs,
+                    "params": _op_to_dict(n.op),
+                    "attrs": n.attrs,
+                }
+                for n in self.nodes
+            ],
+            "pre": _stage_to_dict(self.pre),
+            "post": _stage_to_dict(self.post),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Graph:
+        g = cls(name=d["name"], inputs=list(d["inputs"]), outputs=list(d["outputs"]))
+        for name, t in d["tensors"].items():
+            g.tensors[name] = Tensor(
+                name,
+                tuple(t["shape"]),
+                FixedType.parse(t["type"]) if t["type"] else None,
+                t["scale"],
+            )
+        for n in d["nodes"]:
+            g.nodes.append(
+                Node(n["name"], _op_from_dict(n["op"], n["params"]), n["inputs"], n["outputs"], n["attrs"])
+            )
+        g.pre = _stage_from_dict(d.get("pre"))
+        g.post = _stage_from_dict(d.get("post"))
+        g.notes = list(d.get("notes", []))
+        return g
+
+    @classmethod
+    def from_json(cls, text: str) -> Graph:
+        return cls.from_dict(json.loads(text))
+
+
+def _verify_op(graph: Graph, node: Node) -> None:
+    op = node.op
+    ins = [graph.tensors[t] for t in node.inputs]
+    outs = [graph.tensors[t] for t in node.outputs]
+    if len(ins) != 1 or len(outs) != 1:
+        raise GraphError(f"node {node.name!r} must have one input and one output")
+    i, o = ins[0], outs[0]
+    if isinstance(op, Dense):
+        if op.weight.ndim != 2 or op.weight.dtype.kind not in "iO":
+            raise GraphError(f"node {node.name!r}: weight must be a 2-D integer array")
+        if i.shape != (op.n_in,) or o.shape != (op.n_out,):
+            raise GraphError(
+                f"node {node.name!r}: Dense {op.n_in}->{op.n_out} does not match shapes {i.shape}->{o.shape}"
+            )
+        if op.bias is not None and op.bias.shape != (op.n_out,):
+            raise GraphError(f"node {node.name!r}: bias shape {op.bias.shape} != ({op.n_out},)")
+    elif isinstance(op, Threshold):
+        if op.thresholds.ndim != 2 or op.thresholds.shape[0] != i.size:
+            raise GraphError(f"node {node.name!r}: thresholds must be (channels, levels)")
+        if i.shape != o.shape:
+            raise GraphError(f"node {node.name!r}: elementwise op changes shape")
+    else:
+        if i.shape != o.shape:
+            raise GraphError(f"node {node.name!r}: elementwise op changes shape")
+
+
+def _encode(v):
+    if isinstance(v, np.ndarray):
+        return {"ndarray": v.astype(object if v.dtype == object else v.dtype).tolist(), "dtype": str(v.dtype)}
+    if isinstance(v, FixedType):
+        return {"fixed": str(v)}
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    return v
+
+
+def _decode(v):
+    if isinstance(v, dict) and "ndarray" in v:
+        dtype = v["dtype"]
+        return np.array(v["ndarray"], dtype=object if dtype == "object" else dtype)
+    if isinstance(v, dict) and "fixed" in v:
+        return FixedType.parse(v["fixed"])
+    return v
+
+
+def _op_to_dict(op) -> dict:
+    return {f.name: _encode(getattr(op, f.name)) for f in fields(op)}
+
+
+def _op_from_dict(kind: str, params: dict):
+    return OPS[kind](**{k: _decode(v) for k, v in params.items()})
+
+
+def _stage_to_dict(stage: HostStage | None):
+    if stage is None:
+        return None
+    return {
+        "onnx": base64.b64encode(stage.onnx_bytes).decode(),
+        "input_name": stage.input_name,
+        "output_name": stage.output_name,
+        "description": stage.description,
+    }
+
+
+def _stage_from_dict(d):
+    if d is None:
+        return None
+    return HostStage(base64.b64decode(d["onnx"]), d["input_name"], d["output_name"], d["description"])

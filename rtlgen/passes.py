@@ -1,0 +1,85 @@
+"""Graph passes: objects with one method ``run(graph) -> graph``, applied as an explicit list.
+
+:func:`run_passes` verifies the graph after every pass and can dump each intermediate graph as JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from .config import Config
+from .errors import ConfigError
+from .ir import Dense, Graph
+
+__all__ = ["Pass", "CheckConfigNames", "ApplyReuse", "run_passes", "default_passes", "valid_reuse_factors"]
+
+log = logging.getLogger(__name__)
+
+
+class Pass:
+    """A graph transformation; subclasses implement :meth:`run`."""
+
+    def run(self, graph: Graph) -> Graph:
+        raise NotImplementedError  # pragma: no cover
+
+    def __repr__(self):
+        return type(self).__name__
+
+
+def valid_reuse_factors(n_in: int) -> list[int]:
+    """Reuse factors that give exactly R cycles per vector for a dense layer with ``n_in`` inputs."""
+    from rtlgen.layers import reuse_plan
+
+    return sorted({reuse_plan(n_in, r)[1] for r in range(1, n_in + 1)})
+
+
+class CheckConfigNames(Pass):
+    """Every ``LayerName`` key in the configuration must name a node of the graph."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def run(self, graph):
+        self.config.check_layer_names([n.name for n in graph.nodes] + ["input"])
+        return graph
+
+
+class ApplyReuse(Pass):
+    """Set and check each dense layer's reuse factor and strategy from the configuration."""
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def run(self, graph):
+        for node in graph.nodes:
+            if not isinstance(node.op, Dense):
+                continue
+            r = self.config.reuse_factor(node.name, "Dense")
+            valid = valid_reuse_factors(node.op.n_in)
+            if r not in valid:
+                raise ConfigError(
+                    f"node {node.name!r}: reuse factor {r} cannot be used with {node.op.n_in} inputs "
+                    f"(valid: {', '.join(map(str, valid))}); a layer with R > 1 shares "
+                    f"ceil({node.op.n_in}/R)*{node.op.n_out} multipliers over R cycles"
+                )
+            node.op.reuse_factor = r
+            node.op.strategy = self.config.strategy(node.name, "Dense")
+        return graph
+
+
+def default_passes(config: Config) -> list[Pass]:
+    return [CheckConfigNames(config), ApplyReuse(config)]
+
+
+def run_passes(graph: Graph, passes: list[Pass], *, dump_dir: str | os.PathLike | None = None) -> Graph:
+    graph.verify()
+    for i, p in enumerate(passes):
+        graph = p.run(graph)
+        graph.verify()
+        log.debug("pass %s done", p)
+        if dump_dir is not None:
+            Path(dump_dir).mkdir(parents=True, exist_ok=True)
+            (Path(dump_dir) / f"{i:02d}_{type(p).__name__}.json").write_text(graph.to_json())
+    return graph

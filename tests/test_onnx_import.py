@@ -1,0 +1,198 @@
+"""ONNX/QONNX import: the golden model equals qonnx's reference executor exactly."""
+
+import numpy as np
+import onnx
+import pytest
+from conftest import execute_qonnx, shared_model
+from onnx import TensorProto, helper, numpy_helper
+
+import rtlgen
+from rtlgen.errors import ModelFormatError, UnsupportedOpError
+from rtlgen.examples import qonnx_mlp
+from rtlgen.ir import Dense, Graph, Requant, Threshold
+
+
+def _check_every_tensor(design, model, x):
+    """Every tensor the golden model shares with the ONNX graph is equal, bit for bit."""
+    trace = design.trace(x)
+    ctxs = execute_qonnx(model, x, full=True)
+    checked = set()
+    for i, ctx in enumerate(ctxs):
+        for name, v in trace.items():
+            if name in ctx:
+                checked.add(name)
+                assert np.array_equal(ctx[name].reshape(-1), v[i].astype(np.float32)), (name, i)
+    out = design.predict(x)
+    ref = np.concatenate([c[onnx_output(model)].reshape(1, -1) for c in ctxs])
+    assert np.array_equal(out.astype(np.float32), ref)
+    return checked
+
+
+def onnx_output(model):
+    return model.graph.output[0].name
+
+
+def test_jet_tagger_exact_against_qonnx(rng):
+    model = qonnx_mlp((16, 64, 32, 32, 5), seed=3)
+    design = rtlgen.convert(model)
+    kinds = [n.kind for n in design.graph.nodes]
+    assert kinds.count("Dense") == 4 and "Threshold" not in kinds  # all power-of-two: fixed-point path
+    x = rng.uniform(-20, 20, (150, 16)).astype(np.float32)
+    checked = _check_every_tensor(design, model, x)
+    assert {"x_q", "fc0_add", "act0", "act1", "act2", "fc3_add"} <= checked
+
+
+def test_tfc_exact_and_mnist_classes(rng):
+    path = shared_model("qonnx-model-zoo", "TFC", "TFC_2W2A.onnx")
+    model = onnx.load(path)
+    design = rtlgen.convert(path)
+    assert [n.kind for n in design.graph.nodes] == ["Dense", "Threshold"] * 3 + ["Dense"]
+    vec = shared_model("finn", "mnist-vectors")
+    x = np.load(vec / "input_4.npy")
+    expected = np.load(vec / "expected_output_4.npy")
+    assert np.array_equal(design.predict(x).argmax(axis=1), expected.ravel())
+    x1 = np.load(vec / "input_1.npy")
+    assert design.predict(x1).argmax(axis=1).tolist() == np.load(vec / "expected_output_1.npy").ravel().tolist()
+    # Random images in the trained range, plus the MNIST ones: every quantized tensor exact.
+    xr = np.concatenate([x, rng.uniform(0, 1, (40, 1, 28, 28)).astype(np.float32)])
+    checked = _check_every_tensor(design, model, xr)
+    assert len(checked) == 8  # input quant, 4 matmuls, 3 threshold activations
+
+
+def _bn_model(rng, c_in=12, c_out=7, bits=3):
+    """MatMul -> BatchNorm (negative gammas too) -> Quant: thresholds with decreasing channels."""
+    w = rng.integers(-3, 4, (c_in, c_out)).astype(np.float32) * 0.25
+    gamma = rng.normal(0, 1.0, c_out).astype(np.float32)
+    gamma[0] = -abs(gamma[0]) - 0.1
+    beta, mean = rng.normal(0, 1, c_out).astype(np.float32), rng.normal(0, 2, c_out).astype(np.float32)
+    var = rng.uniform(0.5, 3, c_out).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(np.float32(0.5), "s_in"),
+        numpy_helper.from_array(np.float32(0), "zp"),
+        numpy_helper.from_array(np.float32(4), "b_in"),
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array(gamma, "g"),
+        numpy_helper.from_array(beta, "b"),
+        numpy_helper.from_array(mean, "m"),
+        numpy_helper.from_array(var, "v"),
+        numpy_helper.from_array(np.float32(0.3), "s_out"),  # not a power of two
+        numpy_helper.from_array(np.float32(bits), "b_out"),
+    ]
+    d = "qonnx.custom_op.general"
+    nodes = [
+        helper.make_node("Quant", ["x", "s_in", "zp", "b_in"], ["xq"], domain=d, signed=1, narrow=0, rounding_mode="ROUND", name="qin"),
+        helper.make_node("MatMul", ["xq", "w"], ["acc"], name="mm"),
+        helper.make_node("BatchNormalization", ["acc", "g", "b", "m", "v"], ["bn"], name="bn"),
+        helper.make_node("Quant", ["bn", "s_out", "zp", "b_out"], ["y"], domain=d, signed=1, narrow=0, rounding_mode="ROUND", name="qout"),
+    ]
+    g = helper.make_graph(
+        nodes, "bn_net",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c_in])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c_out])],
+        initializer=inits,
+    )  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(d, 1)])
+    m.ir_version = 8
+    return m
+
+
+def test_batchnorm_thresholds_exact(rng):
+    model = _bn_model(rng)
+    design = rtlgen.convert(model)
+    th = [n for n in design.graph.nodes if isinstance(n.op, Threshold)]
+    assert len(th) == 1 and not th[0].op.increasing[0]
+    assert design.output_tensor.scale == pytest.approx(0.3)
+    x = rng.uniform(-5, 5, (300, 12)).astype(np.float32)
+    _check_every_tensor(design, model, x)
+
+
+def test_graph_json_round_trip():
+    design = rtlgen.convert(qonnx_mlp((8, 6, 3), seed=1))
+    g2 = Graph.from_json(design.graph.to_json())
+    g2.verify()
+    assert g2.to_json() == design.graph.to_json()
+    m = design.random_inputs(50)
+    assert np.array_equal(rtlgen.Design(g2).predict_int(m), design.predict_int(m))
+
+
+def test_rounding_modes_map_to_fixed_types(rng):
+    modes = [("ROUND", "RND_CONV"), ("FLOOR", "TRN"), ("DOWN", "TRN_ZERO"), ("HALF_UP", "RND_INF"), ("HALF_DOWN", "RND_ZERO"), ("CEIL", None)]
+    for mode, fixed_mode in modes:
+        model = qonnx_mlp((6, 5, 3), seed=2)
+        for n in model.graph.node:
+            if n.op_type == "Quant":
+                for a in n.attribute:
+                    if a.name == "rounding_mode":
+                        a.s = mode.encode()
+        design = rtlgen.convert(model)
+        req = [n.op for n in design.graph.nodes if isinstance(n.op, Requant)]
+        if fixed_mode is None:  # no ap_fixed equivalent: exact thresholds instead
+            assert not req and any(isinstance(n.op, Threshold) for n in design.graph.nodes)
+        else:
+            assert req and all(r.type.rounding == fixed_mode for r in req)
+        x = rng.uniform(-8, 8, (80, 6)).astype(np.float32)
+        _check_every_tensor(design, model, x)
+
+
+def test_float_onnx_model_uses_config_precision(rng):
+    w1 = rng.normal(0, 0.5, (10, 8)).astype(np.float32)
+    b1 = rng.normal(0, 0.1, 8).astype(np.float32)
+    w2 = rng.normal(0, 0.5, (8, 4)).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"))]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1"),
+        helper.make_node("Relu", ["h"], ["hr"], name="relu1"),
+        helper.make_node("MatMul", ["hr", "w2"], ["y"], name="fc2"),
+    ]
+    g = helper.make_graph(nodes, "float_net", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], initializer=inits)  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    design = rtlgen.convert(model, {"Model": {"Precision": "fixed<16,6>"}})
+    assert design.input_tensor.type == rtlgen.FixedType.parse("fixed<16,6>")
+    x = rng.uniform(-1, 1, (200, 10)).astype(np.float32)
+    ref = x @ w1 + b1
+    ref = np.maximum(ref, 0) @ w2
+    # Float reference: 16-bit types with 10 fractional bits keep the error near 2**-10 per operation.
+    assert np.max(np.abs(design.predict(x) - ref)) < 0.05
+
+
+def test_dense_weights_are_integers_and_bias_folded():
+    design = rtlgen.convert(qonnx_mlp((4, 3, 2), seed=0))
+    dense = [n.op for n in design.graph.nodes if isinstance(n.op, Dense)]
+    assert all(d.weight.dtype == np.int64 and d.bias is not None for d in dense)
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ModelFormatError, match=r"^model file '.*nope\.onnx' does not exist$"):
+        rtlgen.convert(tmp_path / "nope.onnx")
+
+
+def test_not_onnx(tmp_path):
+    p = tmp_path / "garbage.onnx"
+    p.write_bytes(b"this is not a protobuf \xff\xfe" * 10)
+    with pytest.raises(ModelFormatError, match=r"is not a readable ONNX model|is not an ONNX model"):
+        rtlgen.convert(p)
+
+
+def test_unsupported_op_names_node():
+    model = qonnx_mlp((4, 3, 2), seed=0)
+    for n in model.graph.node:
+        if n.op_type == "Relu":
+            n.op_type = "Elu"
+            break
+    with pytest.raises(UnsupportedOpError, match=r"^node 'relu0' \(Elu\): operation 'Elu' is not supported; supported are Gemm, MatMul"):
+        rtlgen.convert(model)
+
+
+def test_softmax_needs_flag():
+    model = qonnx_mlp((4, 3, 2), seed=0)
+    out = model.graph.output[0]
+    model.graph.node.append(helper.make_node("Softmax", [out.name], ["prob"], name="softmax", axis=-1))
+    out.name = "prob"
+    with pytest.raises(UnsupportedOpError, match=r"^node 'softmax' \(Softmax\): Softmax is not supported yet; pass --skip-softmax"):
+        rtlgen.convert(model)
+    design = rtlgen.convert(model, skip_softmax=True)
+    assert any("Softmax" in n for n in design.graph.notes)
