@@ -103,9 +103,12 @@ def cmd_sim(args) -> int:
         raise RtlgenError(str(e)) from None
     print(f"  mismatches: {res['mismatches']} of {res['n_vectors']} vectors")
     for mm in res.get("first_mismatches", [])[:5]:
-        print(f"    {mm}")
-    print(f"  latency:  measured {res.get('latency')} cycles, reported {res.get('expected_latency')}")
-    print(f"  interval: measured {res.get('interval')} cycles, reported {res.get('expected_interval')}")
+        print(
+            f"    {mm.get('phase', '')} sample {mm['sample']} lane {mm['lane']}: "
+            f"expected {mm['expected']}, got {mm['got']}"
+        )
+    print(f"  latency:  measured {res.get('latency_measured')} cycles, reported {res.get('latency_expected')}")
+    print(f"  interval: measured {res.get('interval_measured')} cycles, reported {res.get('interval_expected')}")
     if "vectors_per_second" in res:
         print(f"  {res['vectors_per_second']:.0f} vectors/s")
     for f in res.get("failures", []):

