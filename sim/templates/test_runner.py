@@ -201,6 +201,8 @@ def run_regression(
             runner = get_runner(simulator)
         except (SystemExit, ValueError) as e:
             raise SimulationError(f"{simulator}: {e}") from None
+        if simulator == "verilator":
+            _top_ports_only(runner)
         try:
             runner.build(
                 sources=sources,
@@ -242,6 +244,24 @@ def summary(res: dict) -> str:
     if res.get("failures"):
         s += " -- " + "; ".join(res["failures"])
     return s
+
+
+def _top_ports_only(runner) -> None:
+    """Make only the top level's ports visible to cocotb instead of every signal.
+
+    cocotb's Verilator build marks every signal public (``--public-flat-rw``), which keeps each
+    of a generated netlist's thousands of wires alive and makes the C++ build about ten times
+    slower; this testbench only touches the top-level ports.
+    """
+    build_command = runner._build_command
+
+    def patched():
+        cmds = build_command()
+        cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+        cmds[0][1:1] = ["--public-depth", "1"]
+        return cmds
+
+    runner._build_command = patched
 
 
 def test_regression():
