@@ -112,9 +112,9 @@ def reuse_plan(n_in: int, reuse_factor: int) -> tuple[int, int]:
 class DenseReuse(Layer):
     """Time-multiplexed dense layer with ``multipliers = per_cycle * n_out`` shared multipliers.
 
-    ``latency`` = ``initiation_interval`` = ``cycles``: the input is latched, one chunk of inputs
-    is accumulated per cycle, and the result is registered on the last one while the next vector
-    may already be accepted.
+    ``initiation_interval`` = ``cycles`` and ``latency`` = ``cycles + 1``: the input is latched,
+    one chunk of inputs is accumulated per cycle, and the result is registered on the last one
+    while the next vector may already be accepted.
     """
 
     def __init__(self, in_type, out_type, *, weight, bias=None, reuse_factor):
@@ -129,7 +129,7 @@ class DenseReuse(Layer):
 
     @property
     def latency(self) -> int:
-        return self.cycles
+        return self.cycles + 1
 
     @property
     def initiation_interval(self) -> int:
