@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from amaranth.hdl import Array, Const, Module, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed
 
 from rtlgen.fixed import FixedType
 
@@ -103,6 +103,20 @@ class DenseParallel(Layer):
         return m
 
 
+def _select(values, index):
+    """``values[index]`` as a tree of 2:1 multiplexers.
+
+    An ``Array`` lookup becomes a ``case`` in an ``always @*`` block, which event-driven simulators
+    leave undefined until an input changes; continuous assignments are defined from time 0.
+    """
+    level, bit = list(values), 0
+    while len(level) > 1:
+        sel = index[bit]
+        level = [Mux(sel, level[j + 1], level[j]) if j + 1 < len(level) else level[j] for j in range(0, len(level), 2)]
+        bit += 1
+    return level[0]
+
+
 def reuse_plan(n_in: int, reuse_factor: int) -> tuple[int, int]:
     """``(inputs per cycle, cycles)`` for a reuse factor; cycles may be below R when R does not divide n_in."""
     per_cycle = math.ceil(n_in / reuse_factor)
@@ -160,7 +174,7 @@ class DenseReuse(Layer):
         sel_x = []
         for j in range(k):
             chunk = [xs[c * k + j] if c * k + j < self.n_in else Const(0, 1) for c in range(C)]
-            sel_x.append(Array(chunk)[cnt] if C > 1 else chunk[0])
+            sel_x.append(_select(chunk, cnt) if C > 1 else chunk[0])
         wmax = int(np.abs(self.weight).max(initial=0))
         wshape = signed(max(wmax.bit_length() + 1, 2))
         sums = []
@@ -170,7 +184,7 @@ class DenseReuse(Layer):
                 col = [int(self.weight[c * k + j, o]) if c * k + j < self.n_in else 0 for c in range(C)]
                 if not any(col):
                     continue
-                w = Array([Const(v, wshape) for v in col])[cnt] if C > 1 else Const(col[0], wshape)
+                w = _select([Const(v, wshape) for v in col], cnt) if C > 1 else Const(col[0], wshape)
                 terms.append(sel_x[j] * w)
             sums.append(acc[o] + sum(terms) if terms else acc[o])
         with m.If(self.o.ready):
@@ -187,5 +201,4 @@ class DenseReuse(Layer):
             m.d.sync += [a.eq(int(self.bias[o]) if self.bias is not None else 0) for o, a in enumerate(acc)]
         for o in range(self.n_out):
             m.d.comb += self.o.payload[o].eq(out[o])
-        _ = unsigned  # keeps the import list honest for type hints in subclasses
         return m
