@@ -365,8 +365,15 @@ class _Importer:
             result = self.lower_thresholds(pending, node, out_scale)
         self.values[node.output[0]] = result
 
+    def qonnx_opset(self) -> int:
+        for op in self.proto.opset_import:
+            if op.domain in QONNX_DOMAINS:
+                return op.version
+        return 1
+
     def out_scale(self, node, ins) -> float:
-        idx = 4 if (node.op_type == "Trunc" and len(ins) >= 6) else 1
+        # Trunc's output grid is its output_scale input from qonnx opset 2 on, its scale before.
+        idx = 4 if (node.op_type == "Trunc" and len(ins) >= 6 and self.qonnx_opset() >= 2) else 1
         s = np.asarray(ins[idx].value, dtype=np.float64)
         if s.size != 1 and not np.all(s == s.ravel()[0]):
             self.fail(node, "per-channel scales on activations are not supported; use a per-tensor scale")

@@ -56,7 +56,7 @@ def cmd_build(args) -> int:
     else:
         model = args.model
         source = args.model
-    design = convert(model, cfg, skip_softmax=args.skip_softmax)
+    design = convert(model, cfg, skip_softmax=args.skip_softmax, dump_dir=args.dump_ir)
     out = design.write(args.output, n_vectors=args.vectors)
     report = design.report()
     tin, tout = report["input"], report["output"]
@@ -155,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--reuse", type=int, help="model-wide reuse factor (overrides the config's Model.ReuseFactor)")
     b.add_argument("--skip-softmax", action="store_true", help="build up to the logits of a final Softmax")
     b.add_argument("--vectors", type=int, default=1000, help="random test vectors written to tb/ (default 1000)")
+    b.add_argument("--dump-ir", metavar="DIR", help="write the IR graph as JSON after every pass")
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("sim", help="simulate a build against its golden model")

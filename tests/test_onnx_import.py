@@ -196,3 +196,44 @@ def test_softmax_needs_flag():
         rtlgen.convert(model)
     design = rtlgen.convert(model, skip_softmax=True)
     assert any("Softmax" in n for n in design.graph.notes)
+
+
+def _binary_trunc_model(rng, with_trunc):
+    """Bipolar weights and activations (XNOR-style), optionally a Trunc on the last accumulator."""
+    d = "qonnx.custom_op.general"
+    w1 = rng.normal(0, 1, (10, 8)).astype(np.float32)
+    w2 = rng.normal(0, 1, (8, 3)).astype(np.float32)
+    c = lambda a, n: numpy_helper.from_array(np.asarray(a, dtype=np.float32), n)  # noqa: E731
+    inits = [c(w1, "w1"), c(w2, "w2"), c(1.0, "one"), c(0.0, "zero"), c(0.5, "half"), c(4.0, "b4"), c(10.0, "b10")]
+    nodes = [
+        helper.make_node("BipolarQuant", ["x", "one"], ["xq"], domain=d, name="qin"),
+        helper.make_node("BipolarQuant", ["w1", "one"], ["w1q"], domain=d, name="qw1"),
+        helper.make_node("MatMul", ["xq", "w1q"], ["a1"], name="mm1"),
+        helper.make_node("Add", ["a1", "half"], ["a1b"], name="bias1"),
+        helper.make_node("BipolarQuant", ["a1b", "one"], ["h"], domain=d, name="act1"),
+        helper.make_node("BipolarQuant", ["w2", "one"], ["w2q"], domain=d, name="qw2"),
+        helper.make_node("MatMul", ["h", "w2q"], ["a2"], name="mm2"),
+    ]
+    out = "a2"
+    if with_trunc:
+        nodes.append(
+            helper.make_node("Trunc", ["a2", "one", "zero", "b10", "b4", "b4"], ["t"], domain=d, name="trunc",
+                             rounding_mode="FLOOR", signed=1, narrow=0)  # fmt: skip
+        )
+        out = "t"
+    g = helper.make_graph(nodes, "bnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+                          [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, 3])], initializer=inits)  # fmt: skip
+    # qonnx opset 2: Trunc's output grid is its output_scale input.
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(d, 2)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize("with_trunc", [False, True])
+def test_bipolar_and_trunc_exact(rng, with_trunc):
+    model = _binary_trunc_model(rng, with_trunc)
+    design = rtlgen.convert(model)
+    th = [n.op for n in design.graph.nodes if isinstance(n.op, Threshold)]
+    assert th and th[0].step == 2 and th[0].base == -1  # bipolar: -1 or +1
+    x = rng.normal(0, 1, (200, 10)).astype(np.float32)
+    _check_every_tensor(design, model, x)
