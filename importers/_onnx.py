@@ -30,7 +30,9 @@ from onnx import helper, numpy_helper
 from rtlgen.config import Config
 from rtlgen.errors import ModelFormatError, UnsupportedOpError
 from rtlgen.fixed import FixedType, type_for_range
-from rtlgen.ir import Dense, Graph, HostStage, Node, Relu, Requant, Tensor, Threshold
+from rtlgen.ir import Dense, Graph, HostStage, Node, Relu, Requant, Threshold
+
+from ._builder import GraphBuilder, cast_bounds, dense_bounds
 
 log = logging.getLogger(__name__)
 
@@ -159,11 +161,6 @@ def _pow2_exponent(x: float) -> int | None:
     return e - 1 if m == 0.5 else None
 
 
-def _reachable(t: FixedType) -> tuple[int, int]:
-    lo = -t.max_mantissa if (t.signed and t.overflow == "SAT_SYM") else t.min_mantissa
-    return lo, t.max_mantissa
-
-
 class _Importer:
     def __init__(self, proto: onnx.ModelProto, config: Config, skip_softmax: bool):
         self.proto = proto
@@ -173,8 +170,8 @@ class _Importer:
         self.inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
         self.graph = Graph(name=g.name or "network")
         self.values: dict[str, object] = {}
-        # Per-channel mantissa bounds of every IR tensor, for exact accumulator widths.
-        self.bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.builder = GraphBuilder(self.graph)
+        self.bounds = self.builder.bounds
         self.shapes = {}
         for vi in list(g.input) + list(g.value_info) + list(g.output):
             dims = vi.type.tensor_type.shape.dim
@@ -200,16 +197,7 @@ class _Importer:
         return v
 
     def new_tensor(self, name, shape, ftype, scale=1.0, bounds=None) -> str:
-        base, i = name, 1
-        while name in self.graph.tensors:
-            name, i = f"{base}_{i}", i + 1
-        self.graph.add_tensor(Tensor(name, tuple(shape), ftype, float(scale)))
-        if bounds is None:
-            lo, hi = _reachable(ftype)
-            n = int(np.prod(shape))
-            bounds = (np.full(n, lo, dtype=object), np.full(n, hi, dtype=object))
-        self.bounds[name] = bounds
-        return name
+        return self.builder.tensor(name, shape, ftype, scale, bounds)
 
     # -- main walk --------------------------------------------------------------------------------
 
@@ -502,7 +490,7 @@ class _Importer:
         weight = np.asarray(wm, dtype=np.int64)
         frac = xt.type.frac + wfrac
         lo_in, hi_in = self.bounds[x.tensor]
-        lo, hi = _dense_bounds(weight, lo_in, hi_in)
+        lo, hi = dense_bounds(weight, lo_in, hi_in)
         out = self.new_tensor(node.output[0], (weight.shape[1],), type_for_range(min(lo), max(hi), frac), 1.0, (lo, hi))
         dense = Dense(weight, None, self.config.reuse_factor(name, "Dense"), self.config.strategy(name, "Dense"))
         self.graph.add_node(Node(name, dense, [x.tensor], [out], {"source": node.op_type}))
@@ -542,7 +530,7 @@ class _Importer:
         out = self.new_tensor(lowered.tensor + "_q", src.shape, rtype)
         self.graph.add_node(Node(layer + "_result", Requant(rtype), [lowered.tensor], [out], {"source": "config"}))
         lo, hi = self.bounds[lowered.tensor]
-        self.bounds[out] = _cast_bounds(lo, hi, src.type, rtype)
+        self.bounds[out] = cast_bounds(lo, hi, src.type, rtype)
         return _Int(out, lowered.onnx_name)
 
     # -- lowering a pending float chain -----------------------------------------------------------
@@ -628,7 +616,7 @@ class _Importer:
             dense_node.op.weight = np.asarray(weight, dtype=np.int64)
             dense_node.op.bias = bias if np.any(bias) else None
             lo_in, hi_in = self.bounds[self.graph.node(dense_node.name).inputs[0]]
-            lo, hi = _dense_bounds(dense_node.op.weight, lo_in, hi_in, dense_node.op.bias)
+            lo, hi = dense_bounds(dense_node.op.weight, lo_in, hi_in, dense_node.op.bias)
             tensor.type = type_for_range(min(lo), max(hi), frac)
             self.bounds[base.tensor] = (lo, hi)
         elif frac != tensor.type.frac:
@@ -650,7 +638,7 @@ class _Importer:
             cur = out
         if quant is not None:
             lo, hi = self.bounds[cur]
-            out = self.new_tensor(quant.output[0], tensor.shape, qtype, 1.0, _cast_bounds(lo, hi, self.graph.tensors[cur].type, qtype))
+            out = self.new_tensor(quant.output[0], tensor.shape, qtype, 1.0, cast_bounds(lo, hi, self.graph.tensors[cur].type, qtype))
             self.graph.add_node(Node(quant.name, Requant(qtype), [cur], [out], {"source": quant.op_type}))
             cur = out
         return _Int(cur, quant.output[0] if quant is not None else base.onnx_name)
@@ -766,26 +754,3 @@ def _dyadic_frac(v: float) -> int | None:
     f = Fraction(v)
     d = f.denominator
     return d.bit_length() - 1
-
-
-def _dense_bounds(weight, lo_in, hi_in, bias=None):
-    w = weight.astype(object)
-    lo_in = np.asarray(lo_in, dtype=object)[:, None]
-    hi_in = np.asarray(hi_in, dtype=object)[:, None]
-    a, b = w * lo_in, w * hi_in
-    lo = np.minimum(a, b).sum(axis=0)
-    hi = np.maximum(a, b).sum(axis=0)
-    if bias is not None:
-        lo, hi = lo + bias.astype(object), hi + bias.astype(object)
-    return lo, hi
-
-
-def _cast_bounds(lo, hi, src: FixedType, dst: FixedType):
-    from rtlgen.fixed import cast
-
-    # Casts are monotonic except under WRAP, where the whole range may be reached.
-    if dst.overflow == "WRAP":
-        n = len(lo)
-        lo2, hi2 = _reachable(dst)
-        return np.full(n, lo2, dtype=object), np.full(n, hi2, dtype=object)
-    return cast(np.asarray(lo, dtype=object), src, dst).astype(object), cast(np.asarray(hi, dtype=object), src, dst).astype(object)

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import onnx
 import pytest
-from conftest import execute_qonnx, shared_model
 
 import rtlgen
+from conftest import execute_qonnx, shared_model
 from rtlgen.examples import qonnx_mlp
 from rtlgen.sim.runner import available_simulators
 

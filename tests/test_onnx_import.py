@@ -3,10 +3,10 @@
 import numpy as np
 import onnx
 import pytest
-from conftest import execute_qonnx, shared_model
 from onnx import TensorProto, helper, numpy_helper
 
 import rtlgen
+from conftest import execute_qonnx, shared_model
 from rtlgen.errors import ModelFormatError, UnsupportedOpError
 from rtlgen.examples import qonnx_mlp
 from rtlgen.ir import Dense, Graph, Requant, Threshold

@@ -14,6 +14,7 @@ from amaranth import Module, Signal, signed
 from amaranth.back import verilog
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
+
 from rtlgen.sim import (
     SimulationError,
     available_simulators,

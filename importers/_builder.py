@@ -1,0 +1,95 @@
+"""Graph construction shared by the importers: tensors with exact per-lane mantissa bounds.
+
+Bounds are what make accumulator widths exact: every IR tensor records the least and greatest
+mantissa each lane can take, derived from the input types and the constant weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtlgen.fixed import FixedType, cast, type_for_range
+from rtlgen.ir import Dense, Graph, Node, Relu, Requant, Tensor
+
+__all__ = ["GraphBuilder", "reachable", "dense_bounds", "cast_bounds"]
+
+
+def reachable(t: FixedType) -> tuple[int, int]:
+    """The mantissa range a value of type ``t`` can take (SAT_SYM never makes the lowest code)."""
+    lo = -t.max_mantissa if (t.signed and t.overflow == "SAT_SYM") else t.min_mantissa
+    return lo, t.max_mantissa
+
+
+def dense_bounds(weight, lo_in, hi_in, bias=None):
+    w = weight.astype(object)
+    lo_in = np.asarray(lo_in, dtype=object)[:, None]
+    hi_in = np.asarray(hi_in, dtype=object)[:, None]
+    a, b = w * lo_in, w * hi_in
+    lo = np.minimum(a, b).sum(axis=0)
+    hi = np.maximum(a, b).sum(axis=0)
+    if bias is not None:
+        lo, hi = lo + bias.astype(object), hi + bias.astype(object)
+    return lo, hi
+
+
+def cast_bounds(lo, hi, src: FixedType, dst: FixedType):
+    # Casts are monotonic except under WRAP, where the whole range may be reached.
+    if dst.overflow == "WRAP":
+        n = len(lo)
+        lo2, hi2 = reachable(dst)
+        return np.full(n, lo2, dtype=object), np.full(n, hi2, dtype=object)
+    lo = cast(np.asarray(lo, dtype=object), src, dst).astype(object)
+    hi = cast(np.asarray(hi, dtype=object), src, dst).astype(object)
+    return lo, hi
+
+
+class GraphBuilder:
+    """Adds typed tensors and nodes to a graph, keeping every tensor's mantissa bounds."""
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def tensor(self, name, shape, ftype, scale=1.0, bounds=None) -> str:
+        base, i = name, 1
+        while name in self.graph.tensors:
+            name, i = f"{base}_{i}", i + 1
+        self.graph.add_tensor(Tensor(name, tuple(shape), ftype, float(scale)))
+        if bounds is None:
+            lo, hi = reachable(ftype)
+            n = int(np.prod(shape))
+            bounds = (np.full(n, lo, dtype=object), np.full(n, hi, dtype=object))
+        self.bounds[name] = bounds
+        return name
+
+    def dense(self, name, x, weight, wfrac, bias=None, *, out_name=None, reuse_factor=1, strategy="latency", attrs=None) -> str:
+        """``x @ weight + bias`` with ``weight`` mantissas at ``wfrac`` fractional bits and ``bias``
+        mantissas already at the output's fractional bits (input frac + ``wfrac``)."""
+        xt = self.graph.tensors[x]
+        weight = np.asarray(weight, dtype=np.int64)
+        if bias is not None:
+            bias = np.asarray(bias, dtype=np.int64)
+            if not np.any(bias):
+                bias = None
+        frac = xt.type.frac + wfrac
+        lo, hi = dense_bounds(weight, *self.bounds[x], bias)
+        out = self.tensor(out_name or name, (weight.shape[1],), type_for_range(min(lo), max(hi), frac), xt.scale, (lo, hi))
+        op = Dense(weight, bias, reuse_factor, strategy)
+        self.graph.add_node(Node(name, op, [x], [out], dict(attrs or {})))
+        return out
+
+    def relu(self, name, x, *, out_name=None, attrs=None) -> str:
+        xt = self.graph.tensors[x]
+        lo, hi = self.bounds[x]
+        lo, hi = np.maximum(lo, 0), np.maximum(hi, 0)
+        rtype = type_for_range(0, max(max(hi), 0), xt.type.frac)
+        out = self.tensor(out_name or name, xt.shape, rtype, xt.scale, (lo, hi))
+        self.graph.add_node(Node(name, Relu(), [x], [out], dict(attrs or {"source": "Relu"})))
+        return out
+
+    def requant(self, name, x, ftype: FixedType, *, out_name=None, attrs=None) -> str:
+        xt = self.graph.tensors[x]
+        lo, hi = self.bounds[x]
+        out = self.tensor(out_name or name, xt.shape, ftype, xt.scale, cast_bounds(lo, hi, xt.type, ftype))
+        self.graph.add_node(Node(name, Requant(ftype), [x], [out], dict(attrs or {})))
+        return out
