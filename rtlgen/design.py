@@ -34,7 +34,7 @@ def _module_name(name: str) -> str:
 
 def convert(model, config=None, *, skip_softmax: bool = False, dump_dir=None) -> Design:
     """Import a model (path, ``onnx.ModelProto`` or example name) and run the pass pipeline."""
-    from .importers import from_onnx
+    from .importers import from_keras, from_onnx
     from .passes import default_passes, run_passes
 
     cfg = load_config(config)
@@ -42,14 +42,20 @@ def convert(model, config=None, *, skip_softmax: bool = False, dump_dir=None) ->
 
     if isinstance(model, onnx.ModelProto):
         graph = from_onnx(model, config=cfg, skip_softmax=skip_softmax)
+    elif hasattr(model, "get_config") and hasattr(model, "layers"):
+        graph = from_keras(model, config=cfg, skip_softmax=skip_softmax)
     else:
         path = os.fspath(model)
         suffix = Path(path).suffix.lower()
-        if suffix not in (".onnx", ""):
+        if suffix in (".keras", ".h5", ".hdf5", ".json"):
+            graph = from_keras(path, config=cfg, skip_softmax=skip_softmax)
+        elif suffix in (".onnx", ""):
+            graph = from_onnx(path, config=cfg, skip_softmax=skip_softmax)
+        else:
             raise ModelFormatError(
-                f"model file {path!r} has suffix {suffix!r}; rtlgen reads ONNX/QONNX models (.onnx)"
+                f"model file {path!r} has suffix {suffix!r}; rtlgen reads ONNX/QONNX (.onnx) and "
+                f"Keras (.keras, .h5, .json + weights) models"
             )
-        graph = from_onnx(path, config=cfg, skip_softmax=skip_softmax)
     graph = run_passes(graph, default_passes(cfg), dump_dir=dump_dir)
     return Design(graph, cfg)
 

@@ -1,0 +1,382 @@
+"""Keras, QKeras and HGQ2 models to the IR, from files or in-memory models, without TensorFlow.
+
+Layers are read from the model configuration (JSON) and the weights; nothing from the file is
+executed, so a Lambda or an unknown custom layer is refused by name.
+
+Precision: quantized layers (QKeras quantizers, HGQ2) take their types from their quantizers and
+keep exact accumulators, so the golden model equals the framework's predict. Float layers take the
+configured precision, as hls4ml does (weight, bias and result types; default ``fixed<16,6>``). A
+``Precision.result`` given explicitly for a layer is always honoured.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+
+import numpy as np
+
+from rtlgen.config import Config
+from rtlgen.errors import ModelFormatError, UnsupportedOpError
+from rtlgen.fixed import FixedType
+from rtlgen.ir import Graph
+
+from ._builder import GraphBuilder
+from ._keras_files import KerasModel, read_keras
+
+__all__ = ["from_keras", "parse_quantizer", "quantizer_type"]
+
+PASSIVE = ("InputLayer", "Dropout", "Flatten", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "ActivityRegularization")
+DENSE = ("Dense", "QDense", "QDenseBatchnorm")
+ACTIVATIONS = ("Activation", "QActivation", "ReLU")
+SUPPORTED = DENSE + ACTIVATIONS + ("BatchNormalization", "QBatchNormalization", "Dropout", "Flatten", "InputLayer", "Softmax (final, skipped)")
+LATER = {
+    "Conv1D": "convolutions", "Conv2D": "convolutions", "QConv1D": "convolutions", "QConv2D": "convolutions",
+    "DepthwiseConv2D": "convolutions", "SeparableConv2D": "convolutions", "QDepthwiseConv2D": "convolutions",
+    "QSeparableConv2D": "convolutions", "QConv2DBatchnorm": "convolutions", "MaxPooling2D": "pooling",
+    "AveragePooling2D": "pooling", "MaxPooling1D": "pooling", "AveragePooling1D": "pooling",
+    "GlobalAveragePooling2D": "pooling", "GlobalMaxPooling2D": "pooling", "Add": "merge layers",
+    "Concatenate": "merge layers", "Multiply": "merge layers", "Subtract": "merge layers", "Average": "merge layers",
+}  # fmt: skip
+
+
+def from_keras(model, *, config: Config | None = None, skip_softmax: bool = False, weights=None) -> Graph:
+    """Import a Keras/QKeras/HGQ2 model (``.keras``, ``.h5``, ``.json`` + weights, or a ``keras.Model``)."""
+    km = read_keras(model, weights)
+    return _KerasImporter(km, config or Config(), skip_softmax).run()
+
+
+# -- QKeras quantizers ----------------------------------------------------------------------------
+
+
+def parse_quantizer(spec):
+    """A QKeras quantizer from its config dict or its string form, as ``(name, kwargs)``.
+
+    Strings such as ``"quantized_relu(6, 0)"`` are parsed as literals, never evaluated.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, dict):
+        return spec.get("class_name"), dict(spec.get("config", {}))
+    if isinstance(spec, str):
+        try:
+            tree = ast.parse(spec.strip(), mode="eval").body
+        except SyntaxError:
+            raise ModelFormatError(f"quantizer {spec!r} is not of the form name(arguments)") from None
+        if isinstance(tree, ast.Name):
+            return tree.id, {}
+        if not isinstance(tree, ast.Call) or not isinstance(tree.func, ast.Name):
+            raise ModelFormatError(f"quantizer {spec!r} is not of the form name(arguments)")
+        try:
+            args = [ast.literal_eval(a) for a in tree.args]
+            kwargs = {k.arg: ast.literal_eval(k.value) for k in tree.keywords}
+        except ValueError:
+            raise ModelFormatError(f"quantizer {spec!r} has arguments that are not literals") from None
+        return tree.func.id, {"__args__": args, **kwargs}
+    raise ModelFormatError(f"quantizer {spec!r} is neither a config nor a string")
+
+
+_POSITIONAL = {
+    "quantized_bits": ("bits", "integer", "symmetric", "keep_negative", "alpha", "use_stochastic_rounding"),
+    "quantized_relu": ("bits", "integer", "use_sigmoid", "negative_slope", "use_stochastic_rounding", "relu_upper_bound"),
+    "quantized_po2": ("bits", "max_value", "use_stochastic_rounding", "quadratic_approximation"),
+    "binary": ("use_01", "alpha", "use_stochastic_rounding"),
+    "ternary": ("alpha", "threshold", "use_stochastic_rounding"),
+}
+_DEFAULTS = {
+    "quantized_bits": {"bits": 8, "integer": 0, "symmetric": 0, "keep_negative": True, "alpha": None},
+    "quantized_relu": {"bits": 8, "integer": 0, "use_sigmoid": 0, "negative_slope": 0.0, "relu_upper_bound": None},
+}
+
+
+def _kwargs(name, kw):
+    kw = dict(kw)
+    args = kw.pop("__args__", [])
+    out = dict(_DEFAULTS.get(name, {}))
+    for key, value in zip(_POSITIONAL.get(name, ()), args):
+        out[key] = value
+    out.update(kw)
+    return out
+
+
+def quantizer_type(spec, where: str) -> tuple[FixedType, float]:
+    """The fixed-point type a QKeras ``quantized_bits``/``quantized_relu`` produces, and its scale.
+
+    QKeras computes ``clip(round(x * 2**frac), lo, hi) / 2**frac`` with ``round`` half to even, so
+    these are ``RND_CONV`` types that saturate; ``symmetric`` drops the most negative code.
+    """
+    name, kw = parse_quantizer(spec)
+    kw = _kwargs(name, kw)
+    if kw.get("use_stochastic_rounding"):
+        raise UnsupportedOpError(where, name, "stochastic rounding has no deterministic hardware equivalent")
+    if name == "quantized_bits":
+        bits, integer = int(kw["bits"]), int(kw["integer"])
+        keep_negative = bool(kw["keep_negative"])
+        alpha = kw.get("alpha")
+        scale_exp = 0
+        if alpha not in (None, 1, 1.0):
+            if isinstance(alpha, str):
+                raise UnsupportedOpError(
+                    where, name, f"alpha={alpha!r} (a data-dependent scale) is not supported; use alpha=1"
+                )
+            m, e = math.frexp(float(alpha))
+            if m != 0.5:
+                raise UnsupportedOpError(where, name, f"alpha={alpha} is not a power of two")
+            scale_exp = e - 1
+        overflow = "SAT_SYM" if (kw.get("symmetric") and keep_negative) else "SAT"
+        if keep_negative:
+            t = FixedType(bits, integer + 1 + scale_exp, True, "RND_CONV", overflow)
+        else:
+            t = FixedType(bits, integer + scale_exp, False, "RND_CONV", overflow)
+        return t, 1.0
+    if name == "quantized_relu":
+        if kw.get("use_sigmoid") or kw.get("negative_slope") or kw.get("relu_upper_bound") is not None:
+            raise UnsupportedOpError(where, name, "only the plain form quantized_relu(bits, integer) is supported")
+        bits, integer = int(kw["bits"]), int(kw["integer"])
+        return FixedType(bits, integer, False, "RND_CONV", "SAT"), 1.0
+    raise UnsupportedOpError(where, name, f"quantizer {name!r} is not supported; supported are quantized_bits, quantized_relu")
+
+
+# -- the importer ---------------------------------------------------------------------------------
+
+
+class _KerasImporter:
+    def __init__(self, km: KerasModel, config: Config, skip_softmax: bool):
+        self.km = km
+        self.config = config
+        self.skip_softmax = skip_softmax
+        cfg = km.config.get("config", {})
+        self.layers = cfg["layers"] if isinstance(cfg, dict) else cfg
+        self.graph = Graph(name=(cfg.get("name") if isinstance(cfg, dict) else None) or "keras_model")
+        self.b = GraphBuilder(self.graph)
+        self.pending_float = False  # the current tensor is an exact sum from a float layer
+
+    def fail(self, layer, detail):
+        raise UnsupportedOpError(layer["config"].get("name", "?"), layer["class_name"], detail)
+
+    def weights(self, name):
+        return self.km.weights.get(name, [])
+
+    def weight(self, layer, key, index):
+        ws = self.weights(layer["config"]["name"])
+        named = [a for n, a in ws if n == key]
+        if named:
+            return named[0]
+        if index < len(ws) and all(n is None for n, _ in ws):
+            return ws[index][1]
+        raise ModelFormatError(f"layer {layer['config']['name']!r}: weight {key!r} not found in the weights file")
+
+    def run(self) -> Graph:
+        self.cur = None
+        for i, layer in enumerate(self.layers):
+            self.check_chain(i, layer)
+            self.visit(layer, last=(i == len(self.layers) - 1))
+        if self.cur is None:
+            raise UnsupportedOpError(self.graph.name, "Model", "the model has no layer rtlgen can build")
+        self.finish_float(None)
+        self.graph.outputs = [self.cur]
+        self.graph.verify()
+        return self.graph
+
+    def check_chain(self, i, layer):
+        """rtlgen builds chains for now: every layer must read the previous layer's output."""
+        nodes = layer.get("inbound_nodes") or []
+        if i == 0 or not nodes:
+            return
+        prev = self.layers[i - 1]["config"]["name"]
+        sources = []
+        for node in nodes:
+            if isinstance(node, dict):  # Keras 3: {"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": [...]}}]}
+                for arg in node.get("args", []):
+                    hist = arg.get("config", {}).get("keras_history") if isinstance(arg, dict) else None
+                    if hist:
+                        sources.append(hist[0])
+            else:
+                sources.extend(entry[0] for entry in node)
+        if sources and sources != [prev]:
+            self.fail(layer, f"reads {sources}, not the previous layer {prev!r}; branching models arrive with merge layers")
+
+    def input_type(self, name) -> FixedType:
+        if self.config.has_precision(name, "result", "InputLayer"):
+            return self.config.precision(name, "result", "InputLayer")
+        return self.config.precision(name, "input") if self.config.has_precision(name, "input") else self.config.precision(name, "result")
+
+    def ensure_input(self, layer, shape):
+        if self.cur is not None:
+            return
+        name = layer["config"]["name"] if layer["class_name"] == "InputLayer" else "input"
+        size = int(np.prod([d for d in shape if d is not None]))
+        t = self.input_type(name)
+        self.cur = self.b.tensor(name, (size,), t)
+        self.graph.inputs = [self.cur]
+
+    def visit(self, layer, last):
+        cls = layer["class_name"]
+        c = layer["config"]
+        name = c["name"]
+        shape = c.get("batch_input_shape") or c.get("batch_shape")
+        if shape is not None:
+            self.ensure_input(layer, shape[1:])
+        if cls in PASSIVE or name == getattr(self, "skip", None):
+            return
+        if self.cur is None:
+            self.fail(layer, "the input shape is unknown (no InputLayer or batch_input_shape)")
+        if cls in DENSE:
+            self.dense(layer)
+            act = c.get("activation", "linear")
+            self.activation(layer, act, name, last)
+        elif cls in ("Activation", "QActivation"):
+            self.activation(layer, c.get("activation"), name, last)
+        elif cls == "ReLU":
+            if c.get("max_value") is not None or c.get("negative_slope") or c.get("threshold"):
+                self.fail(layer, "only a plain ReLU is supported")
+            self.activation(layer, "relu", name, last)
+        elif cls in ("Softmax",):
+            self.activation(layer, "softmax", name, last)
+        elif cls in ("BatchNormalization",):
+            self.fail(layer, "a BatchNormalization must directly follow a Dense layer to be folded into it")
+        elif cls in LATER:
+            self.fail(layer, f"{LATER[cls]} are not supported yet; supported layers are {', '.join(SUPPORTED)}")
+        elif cls in ("Lambda", "TFOpLambda"):
+            self.fail(layer, "Lambda layers hold arbitrary code and are never executed; replace it by supported layers")
+        else:
+            self.fail(layer, f"layer type {cls!r} is not supported; supported are {', '.join(SUPPORTED)}")
+
+    # -- dense ------------------------------------------------------------------------------------
+
+    def dense(self, layer):
+        self.finish_float(layer)
+        cls, c = layer["class_name"], layer["config"]
+        name = c["name"]
+        kernel = self.weight(layer, "kernel", 0).astype(np.float64)
+        use_bias = c.get("use_bias", True)
+        bias = self.weight(layer, "bias", 1).astype(np.float64) if use_bias else np.zeros(kernel.shape[1])
+        xt = self.graph.tensors[self.cur]
+        if kernel.shape[0] != xt.size:
+            self.fail(layer, f"kernel of shape {kernel.shape} does not match an input of {xt.size} values")
+        quantized = cls != "Dense"
+        if cls == "QDenseBatchnorm":
+            kernel, bias = self.fold_qkeras_batchnorm(layer, kernel, bias)
+        follow = self.next_layer(layer)
+        if follow is not None and follow["class_name"] == "BatchNormalization" and not quantized:
+            kernel, bias = self.fold_batchnorm(follow, kernel, bias)
+            self.skip = follow["config"]["name"]
+        if quantized:
+            ktype, _ = quantizer_type(c.get("kernel_quantizer"), name) if c.get("kernel_quantizer") else (None, 1)
+            btype, _ = quantizer_type(c.get("bias_quantizer"), name) if c.get("bias_quantizer") else (None, 1)
+            if ktype is None:
+                self.fail(layer, "a quantized dense layer without kernel_quantizer is not supported")
+        else:
+            ktype = self.config.precision(name, "weight", "Dense")
+            btype = self.config.precision(name, "bias", "Dense")
+        wm = ktype.quantize(kernel)
+        wfrac = ktype.frac
+        out_frac = xt.type.frac + wfrac
+        if btype is None:
+            bias_exact = bias.astype(np.float32).astype(np.float64)
+            bfrac = max((_dyadic(v) for v in bias_exact), default=0)
+            bm = np.array([int(round(v * 2.0**bfrac)) for v in bias_exact], dtype=object)
+        else:
+            bm, bfrac = btype.quantize(bias).astype(object), btype.frac
+        if bfrac > out_frac:  # finer bias: move the weights onto the bias grid
+            wm = wm << (bfrac - out_frac)
+            wfrac += bfrac - out_frac
+            out_frac = bfrac
+        bias_m = np.array([int(b) << (out_frac - bfrac) for b in bm], dtype=np.int64)
+        self.cur = self.b.dense(
+            name, self.cur, wm, wfrac, bias_m,
+            reuse_factor=self.config.reuse_factor(name, "Dense"), strategy=self.config.strategy(name, "Dense"),
+            attrs={"source": cls},
+        )  # fmt: skip
+        self.pending_float = not quantized
+        self.float_layer = name
+        if self.config.has_precision(name, "result", "Dense") and (quantized and _explicit(self.config, name)):
+            self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", "Dense"))
+
+    def next_layer(self, layer):
+        idx = next(i for i, l in enumerate(self.layers) if l is layer)
+        return self.layers[idx + 1] if idx + 1 < len(self.layers) else None
+
+    def fold_batchnorm(self, bn, kernel, bias):
+        c = bn["config"]
+        eps = float(c.get("epsilon", 1e-3))
+        ws = self.weights(c["name"])
+        names = [n for n, _ in ws]
+        arrays = dict(ws) if all(names) else None
+        k = kernel.shape[1]
+        order = [n for n, on in (("gamma", c.get("scale", True)), ("beta", c.get("center", True))) if on] + ["moving_mean", "moving_variance"]
+        if arrays is None:
+            arrays = {n: a for n, (_, a) in zip(order, ws)}
+        gamma = arrays.get("gamma", np.ones(k)).astype(np.float64)
+        beta = arrays.get("beta", np.zeros(k)).astype(np.float64)
+        inv = gamma / np.sqrt(arrays["moving_variance"].astype(np.float64) + eps)
+        return kernel * inv, (bias - arrays["moving_mean"]) * inv + beta
+
+    def fold_qkeras_batchnorm(self, layer, kernel, bias):
+        """QDenseBatchnorm at inference: fold the moving statistics, then quantize (float32, as QKeras)."""
+        c = layer["config"]
+        eps = np.float32(c.get("epsilon", 1e-3))
+        get = lambda n, i: self.weight(layer, n, i).astype(np.float32)  # noqa: E731
+        gamma, beta = get("gamma", 2), get("beta", 3)
+        mean, var = get("moving_mean", 5), get("moving_variance", 6)
+        inv = gamma * (np.float32(1) / np.sqrt(var + eps))
+        k32 = kernel.astype(np.float32) * inv
+        b32 = (bias.astype(np.float32) - mean) * inv + beta
+        return k32.astype(np.float64), b32.astype(np.float64)
+
+    # -- activations ------------------------------------------------------------------------------
+
+    def activation(self, layer, act, name, last):
+        if getattr(self, "skip", None) == name:
+            return
+        cls = layer["class_name"]
+        if isinstance(act, dict) or (isinstance(act, str) and "(" in act) or cls == "QActivation":
+            qname, _ = parse_quantizer(act)
+            if qname in ("quantized_relu", "quantized_bits"):
+                self.finish_float(layer, keep_exact=True)
+                t, _ = quantizer_type(act, name)
+                if qname == "quantized_relu":
+                    self.cur = self.b.relu(name + "_relu", self.cur, attrs={"source": cls})
+                self.cur = self.b.requant(name, self.cur, t, attrs={"source": f"{cls} {qname}"})
+                return
+            if qname in ("relu", "linear", "softmax"):
+                act = qname
+            else:
+                self.fail(layer, f"activation {qname!r} is not supported yet; supported are quantized_relu, quantized_bits, relu, linear")
+        if act in (None, "linear"):
+            return
+        if act == "relu":
+            self.finish_float(layer)
+            self.cur = self.b.relu(name if cls != "Dense" and cls not in DENSE else name + "_relu", self.cur, attrs={"source": "relu"})
+            return
+        if act == "softmax":
+            if not last:
+                self.fail(layer, "only a final softmax can be skipped")
+            if not self.skip_softmax:
+                self.fail(layer, "softmax is not supported yet; pass --skip-softmax (skip_softmax=True) to build up to the logits, which have the same argmax")
+            self.graph.notes.append(f"softmax of {name!r} skipped: outputs are the logits before it")
+            return
+        self.fail(layer, f"activation {act!r} is not supported yet; supported are relu, linear and QKeras quantized_relu/quantized_bits")
+
+    def finish_float(self, layer, keep_exact=False):
+        """A float layer's exact output is cast to its configured result type before it is used."""
+        if not self.pending_float:
+            return
+        self.pending_float = False
+        if keep_exact:
+            return
+        name = self.float_layer
+        rtype = self.config.precision(name, "result", "Dense")
+        self.cur = self.b.requant(name + "_result", self.cur, rtype, attrs={"source": "config"})
+
+
+def _explicit(config: Config, name: str) -> bool:
+    level = config.layer_name.get(name) or {}
+    p = level.get("Precision")
+    return isinstance(p, dict) and "result" in p or isinstance(p, str)
+
+
+def _dyadic(v: float) -> int:
+    from fractions import Fraction
+
+    return Fraction(v).denominator.bit_length() - 1

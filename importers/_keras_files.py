@@ -1,0 +1,146 @@
+"""Reading Keras model files without TensorFlow, QKeras or HGQ2.
+
+A Keras 3 ``.keras`` file is a zip of ``config.json`` and ``model.weights.h5``; a Keras 2 ``.h5``
+holds the JSON configuration in its ``model_config`` attribute and the weights under
+``model_weights``; the older split form is a JSON architecture file plus an HDF5 weights file.
+All of them become one :class:`KerasModel`: the configuration dict and, per layer, its weights in
+the order Keras creates them, named where the file names them.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rtlgen.errors import ModelFormatError
+
+__all__ = ["KerasModel", "read_keras"]
+
+
+@dataclass
+class KerasModel:
+    config: dict  # {"class_name": ..., "config": {...}}
+    weights: dict = field(default_factory=dict)  # layer name -> list[(name or None, array)]
+    source: str = ""
+
+
+def read_keras(model, weights=None) -> KerasModel:
+    """A :class:`KerasModel` from a path (``.keras``, ``.h5``, ``.json``) or an in-memory model."""
+    if hasattr(model, "get_config") and hasattr(model, "layers"):
+        return _from_memory(model)
+    path = Path(os.fspath(model))
+    if not path.exists():
+        raise ModelFormatError(f"model file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".keras":
+            return _read_zip(path)
+        if suffix in (".h5", ".hdf5"):
+            return _read_h5(path)
+        if suffix == ".json":
+            return _read_json(path, weights)
+    except ModelFormatError:
+        raise
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise ModelFormatError(f"model file {str(path)!r} is not a readable Keras model ({type(e).__name__}: {e})") from None
+    raise ModelFormatError(f"model file {str(path)!r}: expected a .keras, .h5 or .json Keras file")
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:  # pragma: no cover - h5py is a core dependency
+        raise ModelFormatError("reading Keras files needs h5py: pip install h5py") from None
+    return h5py
+
+
+def _read_zip(path: Path) -> KerasModel:
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        if "config.json" not in names:
+            raise ModelFormatError(f"model file {str(path)!r} is not a Keras 3 archive (no config.json)")
+        config = json.loads(z.read("config.json"))
+        weights = {}
+        if "model.weights.h5" in names:
+            h5py = _h5py()
+            with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as f:
+                weights = _keras3_weights(f)
+    return KerasModel(config, weights, str(path))
+
+
+def _keras3_weights(f) -> dict:
+    """Keras 3 stores each layer's variables as ``<path>/vars/0, 1, ...`` (unnamed, in creation
+    order); nested layers (a batch norm inside a fused layer) sit below their parent."""
+    out = {}
+
+    def visit(group, layer_name):
+        if "vars" in group:
+            arrays = [np.array(group["vars"][k]) for k in sorted(group["vars"], key=int)]
+            out.setdefault(layer_name, []).extend((None, a) for a in arrays)
+        for key in group:
+            if key != "vars" and hasattr(group[key], "keys"):
+                visit(group[key], layer_name)
+
+    root = f["layers"] if "layers" in f else f
+    for name in root:
+        visit(root[name], name)
+    return out
+
+
+def _read_h5(path: Path) -> KerasModel:
+    h5py = _h5py()
+    with h5py.File(path, "r") as f:
+        raw = f.attrs.get("model_config")
+        if raw is None:
+            raise ModelFormatError(
+                f"model file {str(path)!r} holds weights only; pass the JSON architecture file "
+                f"(model.json) and this file as its weights"
+            )
+        config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+        group = f["model_weights"] if "model_weights" in f else f
+        weights = _keras2_weights(group)
+    return KerasModel(config, weights, str(path))
+
+
+def _keras2_weights(group) -> dict:
+    out = {}
+    names = group.attrs.get("layer_names")
+    layer_names = [n.decode() if isinstance(n, bytes) else n for n in names] if names is not None else list(group)
+    for layer in layer_names:
+        g = group[layer]
+        wnames = [n.decode() if isinstance(n, bytes) else n for n in g.attrs.get("weight_names", [])]
+        out[layer] = [(n.split("/")[-1].split(":")[0], np.array(g[n])) for n in wnames]
+    return out
+
+
+def _read_json(path: Path, weights) -> KerasModel:
+    config = json.loads(path.read_text())
+    if weights is None:
+        stem = path.with_suffix("")
+        candidates = [Path(f"{stem}_weights.h5"), stem.with_suffix(".h5")]
+        weights = next((c for c in candidates if c.exists()), None)
+        if weights is None:
+            raise ModelFormatError(
+                f"no weights found for {str(path)!r}: expected {candidates[0].name} beside it"
+            )
+    h5py = _h5py()
+    with h5py.File(weights, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        w = _keras2_weights(group)
+    return KerasModel(config, w, str(path))
+
+
+def _from_memory(model) -> KerasModel:
+    config = {"class_name": type(model).__name__, "config": model.get_config()}
+    weights = {}
+    for layer in model.layers:
+        weights[layer.name] = [
+            (getattr(v, "name", None) and str(v.name).split("/")[-1].split(":")[0], np.array(v)) for v in layer.weights
+        ]
+    return KerasModel(config, weights, f"in-memory {type(model).__name__} {getattr(model, 'name', '')}")
