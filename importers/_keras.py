@@ -294,7 +294,7 @@ class _KerasImporter:
             self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", "Dense"))
 
     def next_layer(self, layer):
-        idx = next(i for i, l in enumerate(self.layers) if l is layer)
+        idx = next(i for i, other in enumerate(self.layers) if other is layer)
         return self.layers[idx + 1] if idx + 1 < len(self.layers) else None
 
     def fold_batchnorm(self, bn, kernel, bias):
