@@ -89,6 +89,8 @@ class GraphBuilder:
 
     def requant(self, name, x, ftype: FixedType, *, out_name=None, attrs=None) -> str:
         xt = self.graph.tensors[x]
+        if (xt.type.width, xt.type.frac, xt.type.signed) == (ftype.width, ftype.frac, ftype.signed):
+            return x  # same grid and range: nothing to round or saturate
         lo, hi = self.bounds[x]
         out = self.tensor(out_name or name, xt.shape, ftype, xt.scale, cast_bounds(lo, hi, xt.type, ftype))
         self.graph.add_node(Node(name, Requant(ftype), [x], [out], dict(attrs or {})))

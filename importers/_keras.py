@@ -286,7 +286,7 @@ class _KerasImporter:
         self.cur = self.b.dense(
             name, self.cur, wm, wfrac, bias_m,
             reuse_factor=self.config.reuse_factor(name, "Dense"), strategy=self.config.strategy(name, "Dense"),
-            attrs={"source": cls},
+            attrs={"source": cls, "float_weights": not quantized},
         )  # fmt: skip
         self.pending_float = not quantized
         self.float_layer = name

@@ -493,7 +493,7 @@ class _Importer:
         lo, hi = dense_bounds(weight, lo_in, hi_in)
         out = self.new_tensor(node.output[0], (weight.shape[1],), type_for_range(min(lo), max(hi), frac), 1.0, (lo, hi))
         dense = Dense(weight, None, self.config.reuse_factor(name, "Dense"), self.config.strategy(name, "Dense"))
-        self.graph.add_node(Node(name, dense, [x.tensor], [out], {"source": node.op_type}))
+        self.graph.add_node(Node(name, dense, [x.tensor], [out], {"source": node.op_type, "float_weights": w.mant is None}))
         result = _Int(out, node.output[0])
         if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
             add = helper.make_node("Add", [node.output[0] + "__acc", node.input[2]], [node.output[0]], name=name + "_bias")
@@ -510,9 +510,9 @@ class _Importer:
             self.fail(node, "float preprocessing before the first layer is not supported in a float model")
         shape = self.shapes.get(self.input_name)
         size = int(np.prod(shape[1:]))
-        itype = self.config.precision("input", "result", "Input")
-        if self.config.has_precision("input", "input"):
-            itype = self.config.precision("input", "input")
+        itype = self.config.precision(self.input_name, "result", "InputLayer")
+        if self.config.has_precision(self.input_name, "input"):
+            itype = self.config.precision(self.input_name, "input")
         name = self.new_tensor(self.input_name, (size,), itype)
         self.graph.inputs = [name]
         self.graph.notes.append(f"float model: input quantized to {itype}")

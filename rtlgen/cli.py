@@ -142,6 +142,19 @@ def cmd_synth(args) -> int:
     return 0
 
 
+def cmd_config(args) -> int:
+    from .config import generate, load_config
+    from .design import convert
+
+    cfg = load_config(None)
+    if args.precision:
+        cfg.model["Precision"] = args.precision
+        cfg._validate()
+    design = convert(args.model, cfg, skip_softmax=args.skip_softmax, reuse_check=False)
+    sys.stdout.write(generate(design, granularity=args.granularity, precision=args.precision, reuse=args.reuse))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rtlgen", description="Quantized neural networks to bit-exact Verilog.")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
@@ -167,6 +180,14 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--stall", default="none", choices=["none", "random"], help="input gaps and output backpressure")
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_sim)
+
+    c = sub.add_parser("config", help="print a complete, commented configuration for a model")
+    c.add_argument("model", help="model file")
+    c.add_argument("--granularity", default="name", choices=["model", "type", "name"])
+    c.add_argument("--precision", help="default precision, e.g. fixed<16,6>")
+    c.add_argument("--reuse", type=int, help="reuse factor (per layer: the largest valid one not above it)")
+    c.add_argument("--skip-softmax", action="store_true")
+    c.set_defaults(func=cmd_config)
 
     y = sub.add_parser("synth", help="synthesize a build with Yosys and report resources")
     y.add_argument("out", help="build directory")

@@ -27,6 +27,8 @@ STRATEGIES = ("latency", "resource")
 IO_TYPES = ("io_parallel",)
 PRECISION_VARS = ("default", "weight", "bias", "result", "accum", "input")
 LEVEL_KEYS = ("Precision", "ReuseFactor", "Strategy", "Trace")
+# Older hls4ml configurations put type names beside Precision ("accum_t: ap_fixed<16,8>").
+LEGACY_TYPE_KEYS = {"accum_t": "accum", "weight_t": "weight", "bias_t": "bias", "result_t": "result"}
 # hls4ml keys that steer its HLS tool flow and mean nothing for rtlgen.
 HLS4ML_FLOW_KEYS = (
     "Backend", "Part", "ClockPeriod", "ClockUncertainty", "OutputDir", "ProjectName", "KerasJson",
@@ -111,6 +113,10 @@ class Config:
                 yield level[key]
 
     def precision(self, layer: str, var: str, layer_type: str | None = None) -> FixedType:
+        legacy = {v: k for k, v in LEGACY_TYPE_KEYS.items()}.get(var)
+        for level in (self.layer_name.get(layer), self.layer_type.get(layer_type) if layer_type else None):
+            if level and legacy in level:
+                return FixedType.parse(level[legacy])
         for p in self._lookup(layer, layer_type, "Precision"):
             if isinstance(p, dict):
                 if var in p:
@@ -150,6 +156,12 @@ def _check_level(where: str, level) -> None:
     if not isinstance(level, dict):
         raise ConfigError(f"configuration key {where!r} must be a mapping of settings")
     for key, value in level.items():
+        if key in LEGACY_TYPE_KEYS:
+            try:
+                FixedType.parse(value)
+            except FixedTypeError as e:
+                raise ConfigError(f"configuration key '{where}.{key}': {e}") from None
+            continue
         if key not in LEVEL_KEYS + HLS4ML_FLOW_KEYS:
             raise ConfigError(
                 f"configuration key '{where}.{key}' is unknown; expected one of {', '.join(LEVEL_KEYS)}"
@@ -195,3 +207,49 @@ def load_config(source) -> Config:
     except yaml.YAMLError as e:
         raise ConfigError(f"configuration file {path!r} is not valid YAML: {e}".splitlines()[0]) from None
     return Config.from_dict(data)
+
+
+def generate(design, *, granularity: str = "name", precision: str | None = None, reuse: int | None = None) -> str:
+    """A complete, commented configuration for ``design`` in hls4ml's vocabulary (YAML text).
+
+    Building with it gives the same design as building with no configuration. Types that come from
+    the model's own quantizers are shown as comments: they are not configuration.
+    """
+    from .ir import Dense
+    from .passes import valid_reuse_factors
+
+    if granularity not in ("model", "type", "name"):
+        raise ConfigError(f"granularity must be one of model, type, name, not {granularity!r}")
+    default = str(FixedType.parse(precision)) if precision else DEFAULT_PRECISION
+    g = design.graph
+    lines = [
+        f"# rtlgen configuration for {g.name!r} (hls4ml keys; granularity: {granularity})",
+        "IOType: io_parallel",
+        "Model:",
+        f"  Precision: {default}  # float layers and the input take this type",
+        f"  ReuseFactor: {reuse or 1}  # 1: fully parallel; R > 1: ceil(n_in/R)*n_out multipliers over R cycles",
+        "  Strategy: Latency  # Latency or Resource",
+    ]
+    dense = [n for n in g.nodes if isinstance(n.op, Dense)]
+    if granularity == "type" and dense:
+        lines += ["LayerType:", "  Dense:", "    Precision:"]
+        lines += [f"      {v}: {default}" for v in ("weight", "bias", "result")]
+        lines += [f"    ReuseFactor: {reuse or 1}"]
+    if granularity == "name":
+        tin = g.tensors[g.inputs[0]]
+        lines += ["LayerName:", f"  {g.inputs[0]}:  # input, {tin.size} values", "    Precision:"]
+        lines += [f"      result: {tin.type if not g.pre else default}" + ("" if not g.pre else f"  # quantized on the host to {tin.type}")]
+        for n in g.nodes:
+            out = g.tensors[n.outputs[0]]
+            if isinstance(n.op, Dense):
+                valid = valid_reuse_factors(n.op.n_in)
+                r = max(v for v in valid if v <= (reuse or 1))
+                lines.append(f"  {n.name}:  # Dense {n.op.n_in}->{n.op.n_out}; valid reuse factors: {', '.join(map(str, valid))}")
+                if n.attrs.get("float_weights"):
+                    lines += ["    Precision:"] + [f"      {v}: {default}" for v in ("weight", "bias", "result")]
+                else:
+                    lines.append(f"    # weights from the model's quantizers; exact accumulator {out.type}")
+                lines += [f"    ReuseFactor: {r}", "    Strategy: Latency", "    Trace: false"]
+            else:
+                lines.append(f"  # {n.name}: {n.kind} -> {out.type} (from the model)")
+    return "\n".join(lines) + "\n"

@@ -32,7 +32,7 @@ def _module_name(name: str) -> str:
     return s if s[0].isalpha() else "net_" + s
 
 
-def convert(model, config=None, *, skip_softmax: bool = False, dump_dir=None) -> Design:
+def convert(model, config=None, *, skip_softmax: bool = False, dump_dir=None, reuse_check: bool = True) -> Design:
     """Import a model (path, ``onnx.ModelProto`` or example name) and run the pass pipeline."""
     from .importers import from_keras, from_onnx
     from .passes import default_passes, run_passes
@@ -56,7 +56,8 @@ def convert(model, config=None, *, skip_softmax: bool = False, dump_dir=None) ->
                 f"model file {path!r} has suffix {suffix!r}; rtlgen reads ONNX/QONNX (.onnx) and "
                 f"Keras (.keras, .h5, .json + weights) models"
             )
-    graph = run_passes(graph, default_passes(cfg), dump_dir=dump_dir)
+    passes = default_passes(cfg) if reuse_check else []
+    graph = run_passes(graph, passes, dump_dir=dump_dir)
     return Design(graph, cfg)
 
 
