@@ -1,0 +1,185 @@
+"""Keras, QKeras and HGQ2 files read without TensorFlow; golden model against stored or live oracles."""
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import rtlgen
+from conftest import shared_model
+from rtlgen.config import generate
+from rtlgen.errors import ConfigError, UnsupportedOpError
+from rtlgen.importers._keras import quantizer_type
+
+DATA = Path(__file__).parent / "data"
+
+
+def _keras3_file(path, layers, weights):
+    """A Keras 3 ``.keras`` archive written by hand: config.json + model.weights.h5."""
+    cfg = {"class_name": "Sequential", "config": {"name": "seq", "layers": layers}}
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps(cfg))
+        z.writestr("metadata.json", json.dumps({"keras_version": "3.15.1"}))
+        import io
+
+        buf = io.BytesIO()
+        with h5py.File(buf, "w") as f:
+            g = f.create_group("layers")
+            for name, arrays in weights.items():
+                v = g.create_group(name).create_group("vars")
+                for i, a in enumerate(arrays):
+                    v.create_dataset(str(i), data=a)
+        z.writestr("model.weights.h5", buf.getvalue())
+    return path
+
+
+def _float_mlp_layers():
+    return [
+        {"class_name": "InputLayer", "config": {"name": "inp", "batch_shape": [None, 6]}},
+        {"class_name": "Dense", "config": {"name": "d1", "units": 5, "activation": "relu", "use_bias": True}},
+        {"class_name": "Dense", "config": {"name": "d2", "units": 3, "activation": "linear", "use_bias": True}},
+    ]
+
+
+def test_keras3_file_float_mlp_hls4ml_semantics(tmp_path, rng):
+    w1, b1 = rng.normal(0, 0.5, (6, 5)), rng.normal(0, 0.2, 5)
+    w2, b2 = rng.normal(0, 0.5, (5, 3)), rng.normal(0, 0.2, 3)
+    path = _keras3_file(tmp_path / "m.keras", _float_mlp_layers(), {"d1": [w1, b1], "d2": [w2, b2]})
+    design = rtlgen.convert(path, {"Model": {"Precision": "fixed<16,6>"}})
+    t = rtlgen.FixedType.parse("fixed<16,6>")
+    x = rng.uniform(-4, 4, (300, 6))
+    # hls4ml's meaning, written out: every type TRN/WRAP, products summed exactly, cast to result_t.
+    q = lambda v: t.to_float(t.quantize(v))  # noqa: E731
+    h = q(q(x) @ q(w1) + q(b1))
+    h = np.maximum(h, 0)
+    y = q(h @ q(w2) + q(b2))
+    assert np.array_equal(design.predict(x), y)
+
+
+def test_lambda_layer_refused_without_running_it(tmp_path):
+    layers = _float_mlp_layers()
+    layers.insert(2, {"class_name": "Lambda", "config": {"name": "evil", "function": "__import__('os').system('touch pwned')"}})
+    path = _keras3_file(tmp_path / "m.keras", layers, {"d1": [np.ones((6, 5)), np.zeros(5)], "d2": [np.ones((5, 3)), np.zeros(3)]})
+    with pytest.raises(UnsupportedOpError, match=r"^node 'evil' \(Lambda\): Lambda layers hold arbitrary code"):
+        rtlgen.convert(path)
+    assert not (Path.cwd() / "pwned").exists()
+
+
+def test_custom_and_conv_layers_refused(tmp_path):
+    for cls, msg in (("MyFancyLayer", "layer type 'MyFancyLayer' is not supported"), ("Conv2D", "convolutions are not supported yet")):
+        layers = _float_mlp_layers()
+        layers.insert(2, {"class_name": cls, "config": {"name": "odd"}})
+        path = _keras3_file(tmp_path / f"{cls}.keras", layers, {"d1": [np.ones((6, 5)), np.zeros(5)]})
+        with pytest.raises(UnsupportedOpError, match=rf"^node 'odd' \({cls}\): {msg}"):
+            rtlgen.convert(path)
+
+
+@pytest.mark.parametrize(
+    "spec, text",
+    [
+        ({"class_name": "quantized_bits", "config": {"bits": 6, "integer": 0, "alpha": 1}}, "fixed<6,1,RND_CONV,SAT>"),
+        ("quantized_bits(8, 3, 1, alpha=1)", "fixed<8,4,RND_CONV,SAT_SYM>"),
+        ("quantized_relu(6)", "ufixed<6,0,RND_CONV,SAT>"),
+        ("quantized_relu(6, 6)", "ufixed<6,6,RND_CONV,SAT>"),
+        ("quantized_bits(4, 0, keep_negative=False, alpha=1)", "ufixed<4,0,RND_CONV,SAT>"),
+        ("quantized_bits(4, 0, alpha=0.5)", "fixed<4,0,RND_CONV,SAT>"),
+    ],
+)
+def test_qkeras_quantizer_types(spec, text):
+    t, _ = quantizer_type(spec, "layer")
+    assert str(t) == text
+
+
+def test_qkeras_quantizer_refusals():
+    with pytest.raises(UnsupportedOpError, match=r"alpha='auto'"):
+        quantizer_type("quantized_bits(4, 0, alpha='auto')", "fc")
+    with pytest.raises(UnsupportedOpError, match=r"stochastic"):
+        quantizer_type({"class_name": "quantized_bits", "config": {"bits": 4, "use_stochastic_rounding": True}}, "fc")
+
+
+def _no_tensorflow(code):
+    """Run ``code`` in a fresh interpreter where importing TensorFlow/Keras/QKeras fails."""
+    guard = (
+        "import sys\n"
+        "class _Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('tensorflow', 'keras', 'qkeras', 'hgq', 'tf_keras'):\n"
+        "            raise ImportError('blocked: ' + name)\n"
+        "sys.meta_path.insert(0, _Block())\n"
+    )
+    return subprocess.run([sys.executable, "-c", guard + code], capture_output=True, text=True, timeout=300)
+
+
+def test_published_qkeras_models_import_without_tensorflow():
+    jet = shared_model("hls4ml-history", "keras", "QKERAS_3layer.h5")
+    ad08 = shared_model("mlperf-tiny", "AD08", "model.h5")
+    proc = _no_tensorflow(
+        "import rtlgen\n"
+        f"d = rtlgen.convert({str(jet)!r}, skip_softmax=True)\n"
+        f"a = rtlgen.convert({str(ad08)!r})\n"
+        "print(len(d.graph.nodes), len(a.graph.nodes))\n"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["10", "16"]
+
+
+def _qkeras_refs(name):
+    path = DATA / "qkeras" / f"{name}.npz"
+    if not path.exists():
+        pytest.skip(f"stored QKeras reference {path.name} not generated (scripts/make_qkeras_references.py)")
+    return np.load(path, allow_pickle=False)
+
+
+def test_qkeras_jet_tagger_equals_qkeras_predict():
+    path = shared_model("hls4ml-history", "keras", "QKERAS_3layer.h5")
+    refs = _qkeras_refs("QKERAS_3layer")
+    meta = json.loads(str(refs["meta"]))
+    design = rtlgen.convert(path, {"Model": {"Precision": meta.get("input_precision", "fixed<16,6>")}}, skip_softmax=True)
+    x = refs["x"]
+    assert np.array_equal(design.quantize_input(x), design.input_tensor.type.quantize(x))  # inputs on the grid
+    assert np.array_equal(design.predict(x).astype(np.float32), refs["logits"])
+
+
+def test_ad08_equals_qkeras_predict():
+    path = shared_model("mlperf-tiny", "AD08", "model.h5")
+    refs = _qkeras_refs("AD08")
+    meta = json.loads(str(refs["meta"]))
+    design = rtlgen.convert(path, {"Model": {"Precision": meta.get("input_precision", "fixed<8,8>")}})
+    assert np.array_equal(design.predict(refs["x"]).astype(np.float32), refs["y"])
+
+
+def test_mnist_keras2_json_config_round_trip(tmp_path):
+    path = shared_model("hls4ml-history", "keras", "KERAS_mnist_12x12_mlp.json")
+    default = rtlgen.convert(path, skip_softmax=True)
+    text = generate(default, granularity="name", reuse=4)
+    cfg = tmp_path / "cfg.yml"
+    cfg.write_text(text)
+    configured = rtlgen.convert(path, str(cfg), skip_softmax=True)
+    assert [n.op.reuse_factor for n in configured.graph.nodes if n.kind == "Dense"] == [4, 4, 4]
+    m = default.random_inputs(500)
+    assert np.array_equal(default.predict_int(m), configured.predict_int(m))
+    # Without the reuse change the configuration reproduces the default build exactly.
+    plain = tmp_path / "plain.yml"
+    plain.write_text(generate(default, granularity="name"))
+    assert rtlgen.convert(path, str(plain), skip_softmax=True).verilog == default.verilog
+
+
+def test_hls4ml_project_yaml_is_accepted():
+    path = shared_model("mlperf-tiny", "AD08", "hls4ml_config.yml")
+    cfg = rtlgen.load_config(str(path))
+    assert str(cfg.precision("q_dense", "accum", "Dense")) == "fixed<16,8>"
+    assert cfg.reuse_factor("q_dense_batchnorm_2") == 8
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"^configuration key 'LayerName.fc1.Strategy' must be one of Latency, Resource, not 'Fast'$"):
+        rtlgen.load_config({"LayerName": {"fc1": {"Strategy": "Fast"}}})
+    with pytest.raises(ConfigError, match=r"names no layer of this model"):
+        from rtlgen.examples import qonnx_mlp
+
+        rtlgen.convert(qonnx_mlp((4, 3, 2)), {"LayerName": {"nope": {"ReuseFactor": 1}}})
