@@ -168,6 +168,7 @@ class _KerasImporter:
 
     def run(self) -> Graph:
         self.cur = None
+        self.graph.source_names = [layer["config"].get("name", "") for layer in self.layers]
         for i, layer in enumerate(self.layers):
             self.check_chain(i, layer)
             self.visit(layer, last=(i == len(self.layers) - 1))

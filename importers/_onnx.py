@@ -213,6 +213,7 @@ class _Importer:
                 g.name or "graph", "Graph", f"rtlgen builds networks with one output, this one has {len(g.output)}"
             )
         self.input_name = real_inputs[0].name
+        self.graph.source_names = [n.name for n in g.node]
         self.values[self.input_name] = _Host()
         for node in g.node:
             self.visit(node)

@@ -117,17 +117,26 @@ def _select(values, index):
     return level[0]
 
 
-def reuse_plan(n_in: int, reuse_factor: int) -> tuple[int, int]:
-    """``(inputs per cycle, cycles)`` for a reuse factor; cycles may be below R when R does not divide n_in."""
-    per_cycle = math.ceil(n_in / reuse_factor)
-    return per_cycle, math.ceil(n_in / per_cycle)
+def reuse_plan(n_in: int, n_out: int, reuse_factor: int) -> tuple[int, int, int]:
+    """``(inputs per cycle, outputs per cycle, cycles)`` for a reuse factor.
+
+    Up to ``n_in`` cycles, each cycle takes a chunk of inputs for every output; beyond, one input
+    per cycle for a group of outputs (hls4ml's reuse factors up to ``n_in * n_out``). ``cycles`` is
+    below ``reuse_factor`` when the factor does not split the layer evenly.
+    """
+    if reuse_factor <= n_in:
+        per_in = math.ceil(n_in / reuse_factor)
+        return per_in, n_out, math.ceil(n_in / per_in)
+    groups = min(math.ceil(reuse_factor / n_in), n_out)
+    per_out = math.ceil(n_out / groups)
+    return 1, per_out, n_in * math.ceil(n_out / per_out)
 
 
 class DenseReuse(Layer):
-    """Time-multiplexed dense layer with ``multipliers = per_cycle * n_out`` shared multipliers.
+    """Time-multiplexed dense layer with ``multipliers = inputs per cycle * outputs per cycle``.
 
     ``initiation_interval`` = ``cycles`` and ``latency`` = ``cycles + 1``: the input is latched,
-    one chunk of inputs is accumulated per cycle, and the result is registered on the last one
+    one block of products is accumulated per cycle, and the result is registered on the last one
     while the next vector may already be accepted.
     """
 
@@ -135,10 +144,10 @@ class DenseReuse(Layer):
         self.weight = np.asarray(weight)
         self.bias = None if bias is None else np.asarray(bias)
         n_in, n_out = self.weight.shape
-        if not 1 <= reuse_factor <= n_in:
-            raise ValueError(f"reuse factor must be between 1 and {n_in}, not {reuse_factor}")
+        if not 1 <= reuse_factor <= n_in * n_out:
+            raise ValueError(f"reuse factor must be between 1 and {n_in * n_out}, not {reuse_factor}")
         self.reuse_factor = reuse_factor
-        self.per_cycle, self.cycles = reuse_plan(n_in, reuse_factor)
+        self.per_in, self.per_out, self.cycles = reuse_plan(n_in, n_out, reuse_factor)
         super().__init__(in_type, n_in, out_type, n_out)
 
     @property
@@ -151,17 +160,20 @@ class DenseReuse(Layer):
 
     @property
     def multipliers(self) -> int:
-        return self.per_cycle * self.n_out
+        return self.per_in * self.per_out
 
     def elaborate(self, platform):
         m = Module()
-        k, C = self.per_cycle, self.cycles
+        k, s, C = self.per_in, self.per_out, self.cycles
+        G = math.ceil(self.n_out / s)  # output groups; cycle t handles chunk t // G, group t % G
         acc_shape = _acc_shape(self.weight, self.in_type, self.bias)
         xs = [Signal(shape_of(self.in_type), name=f"x{i}") for i in range(self.n_in)]
         acc = [Signal(acc_shape, name=f"acc{o}") for o in range(self.n_out)]
         out = [Signal(acc_shape, name=f"out{o}") for o in range(self.n_out)]
         busy = Signal()
         cnt = Signal(range(max(C, 2)))
+        chunk = Signal(range(max(C // G, 2)))
+        group = Signal(range(max(G, 2)))
         last = Signal()
         out_free = Signal()
         advance = Signal()
@@ -171,33 +183,57 @@ class DenseReuse(Layer):
             advance.eq(busy & (~last | out_free)),
             self.i.ready.eq(~busy | (last & out_free)),
         ]
+        n_chunks = C // G
         sel_x = []
         for j in range(k):
-            chunk = [xs[c * k + j] if c * k + j < self.n_in else Const(0, 1) for c in range(C)]
-            sel_x.append(_select(chunk, cnt) if C > 1 else chunk[0])
+            lanes = [xs[c * k + j] if c * k + j < self.n_in else Const(0, 1) for c in range(n_chunks)]
+            sel_x.append(_select(lanes, chunk) if n_chunks > 1 else lanes[0])
         wmax = int(np.abs(self.weight).max(initial=0))
         wshape = signed(max(wmax.bit_length() + 1, 2))
-        sums = []
-        for o in range(self.n_out):
-            terms = []
+
+        def w_at(i, o):
+            return int(self.weight[i, o]) if i < self.n_in and o < self.n_out else 0
+
+        # Multiplier (j, q) computes input chunk*k + j times output group*s + q.
+        products = []
+        for q in range(s):
+            row = []
             for j in range(k):
-                col = [int(self.weight[c * k + j, o]) if c * k + j < self.n_in else 0 for c in range(C)]
-                if not any(col):
+                rom = [w_at((t // G) * k + j, (t % G) * s + q) for t in range(C)]
+                if not any(rom):
+                    row.append(None)
                     continue
-                w = _select([Const(v, wshape) for v in col], cnt) if C > 1 else Const(col[0], wshape)
-                terms.append(sel_x[j] * w)
-            sums.append(acc[o] + sum(terms) if terms else acc[o])
+                w = _select([Const(v, wshape) for v in rom], cnt) if C > 1 else Const(rom[0], wshape)
+                row.append(sel_x[j] * w)
+            terms = [p for p in row if p is not None]
+            products.append(sum(terms) if terms else None)
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
         with m.If(advance):
             m.d.sync += cnt.eq(cnt + 1)
-            m.d.sync += [a.eq(s) for a, s in zip(acc, sums)]
+            if G > 1:
+                with m.If(group == G - 1):
+                    m.d.sync += [group.eq(0), chunk.eq(chunk + 1)]
+                with m.Else():
+                    m.d.sync += group.eq(group + 1)
+            else:
+                m.d.sync += chunk.eq(chunk + 1)
+            for o in range(self.n_out):
+                p = products[o % s]
+                if p is None:
+                    continue
+                with m.If((group == o // s) if G > 1 else Const(1, 1)):
+                    m.d.sync += acc[o].eq(acc[o] + p)
             with m.If(last):
-                m.d.sync += [r.eq(s) for r, s in zip(out, sums)]
-                m.d.sync += [self.o.valid.eq(1), busy.eq(0), cnt.eq(0)]
+                # The last cycle serves the last output group; the others are already complete.
+                for o in range(self.n_out):
+                    p = products[o % s]
+                    final = acc[o] + p if (p is not None and o // s == G - 1) else acc[o]
+                    m.d.sync += out[o].eq(final)
+                m.d.sync += [self.o.valid.eq(1), busy.eq(0), cnt.eq(0), chunk.eq(0), group.eq(0)]
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [x.eq(self.i.payload[i]) for i, x in enumerate(xs)]
-            m.d.sync += [busy.eq(1), cnt.eq(0)]
+            m.d.sync += [busy.eq(1), cnt.eq(0), chunk.eq(0), group.eq(0)]
             m.d.sync += [a.eq(int(self.bias[o]) if self.bias is not None else 0) for o, a in enumerate(acc)]
         for o in range(self.n_out):
             m.d.comb += self.o.payload[o].eq(out[o])

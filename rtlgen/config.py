@@ -242,9 +242,10 @@ def generate(design, *, granularity: str = "name", precision: str | None = None,
         for n in g.nodes:
             out = g.tensors[n.outputs[0]]
             if isinstance(n.op, Dense):
-                valid = valid_reuse_factors(n.op.n_in)
+                valid = valid_reuse_factors(n.op.n_in, n.op.n_out)
                 r = max(v for v in valid if v <= (reuse or 1))
-                lines.append(f"  {n.name}:  # Dense {n.op.n_in}->{n.op.n_out}; valid reuse factors: {', '.join(map(str, valid))}")
+                shown = ", ".join(map(str, valid)) if len(valid) <= 40 else ", ".join(map(str, valid[:40])) + ", ..."
+                lines.append(f"  {n.name}:  # Dense {n.op.n_in}->{n.op.n_out}; valid reuse factors: {shown}")
                 if n.attrs.get("float_weights"):
                     lines += ["    Precision:"] + [f"      {v}: {default}" for v in ("weight", "bias", "result")]
                 else:

@@ -180,6 +180,8 @@ class Graph:
     post: HostStage | None = None
     # What the importer wants the user to know (conversions made, layers skipped).
     notes: list[str] = field(default_factory=list)
+    # Every layer or node name of the source model, so configurations may name any of them.
+    source_names: list[str] = field(default_factory=list)
 
     def add_tensor(self, tensor: Tensor) -> Tensor:
         if tensor.name in self.tensors:
@@ -284,6 +286,7 @@ class Graph:
             "pre": _stage_to_dict(self.pre),
             "post": _stage_to_dict(self.post),
             "notes": list(self.notes),
+            "source_names": list(self.source_names),
         }
 
     @classmethod
@@ -303,6 +306,7 @@ class Graph:
         g.pre = _stage_from_dict(d.get("pre"))
         g.post = _stage_from_dict(d.get("post"))
         g.notes = list(d.get("notes", []))
+        g.source_names = list(d.get("source_names", []))
         return g
 
     @classmethod

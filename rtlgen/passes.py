@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
@@ -28,11 +29,13 @@ class Pass:
         return type(self).__name__
 
 
-def valid_reuse_factors(n_in: int) -> list[int]:
-    """Reuse factors that give exactly R cycles per vector for a dense layer with ``n_in`` inputs."""
+def valid_reuse_factors(n_in: int, n_out: int) -> list[int]:
+    """Reuse factors that give exactly R cycles per vector for an ``n_in`` x ``n_out`` dense layer."""
     from rtlgen.layers import reuse_plan
 
-    return sorted({reuse_plan(n_in, r)[1] for r in range(1, n_in + 1)})
+    small = {reuse_plan(n_in, n_out, r)[2] for r in range(1, n_in + 1)}
+    large = {n_in * math.ceil(n_out / s) for s in range(1, n_out + 1)}
+    return sorted(small | large)
 
 
 class CheckConfigNames(Pass):
@@ -42,7 +45,8 @@ class CheckConfigNames(Pass):
         self.config = config
 
     def run(self, graph):
-        self.config.check_layer_names([n.name for n in graph.nodes] + ["input"])
+        names = dict.fromkeys([n.name for n in graph.nodes] + list(graph.inputs) + list(graph.source_names))
+        self.config.check_layer_names(list(names))
         return graph
 
 
@@ -57,13 +61,21 @@ class ApplyReuse(Pass):
             if not isinstance(node.op, Dense):
                 continue
             r = self.config.reuse_factor(node.name, "Dense")
-            valid = valid_reuse_factors(node.op.n_in)
-            if r not in valid:
+            n_in, n_out = node.op.n_in, node.op.n_out
+            if not 1 <= r <= n_in * n_out:
                 raise ConfigError(
-                    f"node {node.name!r}: reuse factor {r} cannot be used with {node.op.n_in} inputs "
-                    f"(valid: {', '.join(map(str, valid))}); a layer with R > 1 shares "
-                    f"ceil({node.op.n_in}/R)*{node.op.n_out} multipliers over R cycles"
+                    f"node {node.name!r}: reuse factor {r} cannot be used with {n_in} inputs and {n_out} "
+                    f"outputs; it must be between 1 (fully parallel) and {n_in * n_out} (one multiplier)"
                 )
+            valid = valid_reuse_factors(n_in, n_out)
+            if r not in valid:
+                # Round down to the nearest exact schedule: never slower than asked.
+                near = max(v for v in valid if v <= r)
+                graph.notes.append(
+                    f"{node.name}: reuse factor {r} does not split {n_in}x{n_out} evenly; using {near} "
+                    f"(exact choices near it: {', '.join(map(str, [v for v in valid if near // 2 <= v <= 2 * r][:12]))})"
+                )
+                r = near
             node.op.reuse_factor = r
             node.op.strategy = self.config.strategy(node.name, "Dense")
         return graph

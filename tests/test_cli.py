@@ -51,9 +51,15 @@ def test_not_an_onnx_file(tmp_path):
 
 
 def test_wrong_suffix(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"PK\x03\x04")
+    _user_error(rtlgen_cli("build", bad, "-o", tmp_path / "out"), "rtlgen reads ONNX/QONNX (.onnx) and Keras")
+
+
+def test_corrupt_keras_file(tmp_path):
     bad = tmp_path / "model.h5"
     bad.write_bytes(b"\x89HDF\r\n")
-    _user_error(rtlgen_cli("build", bad, "-o", tmp_path / "out"), "reads ONNX/QONNX models")
+    _user_error(rtlgen_cli("build", bad, "-o", tmp_path / "out"), "is not a readable Keras model")
 
 
 def test_unsupported_op(tmp_path):
@@ -86,8 +92,8 @@ def test_unknown_config_key(tmp_path, small_model):
 
 def test_impossible_reuse_factor(tmp_path, small_model):
     out = tmp_path / "out"
-    proc = rtlgen_cli("build", small_model, "-o", out, "--reuse", "5")
-    _user_error(proc, "node 'fc0': reuse factor 5 cannot be used with 8 inputs (valid: 1, 2, 3, 4, 8)")
+    proc = rtlgen_cli("build", small_model, "-o", out, "--reuse", "50")
+    _user_error(proc, "node 'fc0': reuse factor 50 cannot be used with 8 inputs and 6 outputs; it must be between 1 (fully parallel) and 48 (one multiplier)")
     assert not out.exists()
 
 
@@ -95,7 +101,7 @@ def test_failed_rebuild_keeps_previous_output(tmp_path, small_model):
     out = tmp_path / "out"
     assert rtlgen_cli("build", small_model, "-o", out, "--vectors", "20").returncode == 0
     before = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    _user_error(rtlgen_cli("build", small_model, "-o", out, "--reuse", "7"), "reuse factor 7")
+    _user_error(rtlgen_cli("build", small_model, "-o", out, "--reuse", "70"), "reuse factor 70")
     after = {p.name: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert before == after
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out")] == []

@@ -105,7 +105,7 @@ def _random_dense(rng, n_in, n_out, wbits=4):
     return w.astype(np.int64), b.astype(np.int64)
 
 
-@pytest.mark.parametrize("reuse", [1, 2, 3, 5, 10])
+@pytest.mark.parametrize("reuse", [1, 2, 3, 5, 10, 20, 30, 40])
 def test_dense_layers_bit_exact_with_measured_timing(reuse):
     rng = np.random.default_rng(reuse)
     n_in, n_out = 10, 4
@@ -137,6 +137,9 @@ def test_dense_reuse_multiplier_count():
     tin = FixedType(8, 8, True)
     dut = DenseReuse(tin, FixedType(16, 16, True), weight=w, reuse_factor=4)
     assert (dut.multipliers, dut.latency, dut.initiation_interval) == (32, 5, 4)
+    Fragment.get(dut, None)  # it must also elaborate
+    dut = DenseReuse(tin, FixedType(16, 16, True), weight=w, reuse_factor=64)  # hls4ml-style R > n_in
+    assert (dut.multipliers, dut.latency, dut.initiation_interval) == (2, 65, 64)
     Fragment.get(dut, None)  # it must also elaborate
 
 
