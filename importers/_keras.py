@@ -162,8 +162,9 @@ class _KerasImporter:
         named = [a for n, a in ws if n == key]
         if named:
             return named[0]
-        if index < len(ws) and all(n is None for n, _ in ws):
-            return ws[index][1]
+        own = [a for n, a in ws if n is None]  # Keras 3: unnamed, in creation order
+        if index < len(own):
+            return own[index]
         raise ModelFormatError(f"layer {layer['config']['name']!r}: weight {key!r} not found in the weights file")
 
     def run(self) -> Graph:

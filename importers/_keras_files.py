@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,27 +71,53 @@ def _read_zip(path: Path) -> KerasModel:
         if "model.weights.h5" in names:
             h5py = _h5py()
             with h5py.File(io.BytesIO(z.read("model.weights.h5")), "r") as f:
-                weights = _keras3_weights(f)
+                weights = _keras3_weights(f, config)
     return KerasModel(config, weights, str(path))
 
 
-def _keras3_weights(f) -> dict:
-    """Keras 3 stores each layer's variables as ``<path>/vars/0, 1, ...`` (unnamed, in creation
-    order); nested layers (a batch norm inside a fused layer) sit below their parent."""
-    out = {}
+def _snake(name: str) -> str:
+    """Keras 3's group name for a layer class (``keras.src.utils.naming.to_snake_case``)."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
-    def visit(group, layer_name):
-        if "vars" in group:
-            arrays = [np.array(group["vars"][k]) for k in sorted(group["vars"], key=int)]
-            out.setdefault(layer_name, []).extend((None, a) for a in arrays)
-        for key in group:
-            if key != "vars" and hasattr(group[key], "keys"):
-                visit(group[key], layer_name)
 
+def _keras3_weights(f, config: dict) -> dict:
+    """Keras 3 stores variables by layer *class* (``layers/dense_1/vars/0..``), in creation order;
+    nested quantizers or batch norms sit in subgroups. Groups are matched to layer names through
+    their ``name`` attribute when present, else by Keras's own naming of classes in layer order."""
+    cfg = config.get("config", {})
+    layers = cfg.get("layers", []) if isinstance(cfg, dict) else cfg
     root = f["layers"] if "layers" in f else f
-    for name in root:
-        visit(root[name], name)
+    by_attr = {}
+    for key in root:
+        vars_ = root[key].get("vars") if hasattr(root[key], "get") else None
+        name = vars_.attrs.get("name") if vars_ is not None else None
+        if name is not None:
+            by_attr[name.decode() if isinstance(name, bytes) else str(name)] = key
+    seen: dict[str, int] = {}
+    out = {}
+    for layer in layers:
+        lname = layer.get("config", {}).get("name")
+        base = _snake(layer["class_name"])
+        n = seen.get(base, 0)
+        seen[base] = n + 1
+        key = by_attr.get(lname) or (base if n == 0 else f"{base}_{n}")
+        if key not in root:
+            continue
+        out[lname] = _group_vars(root[key])
     return out
+
+
+def _group_vars(group) -> list:
+    """The group's own variables, then each subgroup's as ``(path, array)`` (path names the subgroup)."""
+    arrays = []
+    if "vars" in group:
+        arrays += [(None, np.array(group["vars"][k])) for k in sorted(group["vars"], key=int)]
+    for key in sorted(group):
+        if key != "vars" and hasattr(group[key], "keys"):
+            arrays += [((key + "/" + n) if n else key, a) for n, a in _group_vars(group[key])]
+    return arrays
 
 
 def _read_h5(path: Path) -> KerasModel:

@@ -29,11 +29,18 @@ def _keras3_file(path, layers, weights):
 
         buf = io.BytesIO()
         with h5py.File(buf, "w") as f:
+            # Keras 3 names groups after the layer class (dense, dense_1, ...), not the layer.
             g = f.create_group("layers")
-            for name, arrays in weights.items():
-                v = g.create_group(name).create_group("vars")
-                for i, a in enumerate(arrays):
-                    v.create_dataset(str(i), data=a)
+            counts = {}
+            for layer in layers:
+                cls = layer["class_name"].lower()
+                n = counts.get(cls, 0)
+                counts[cls] = n + 1
+                name = layer["config"]["name"]
+                if name in weights:
+                    v = g.create_group(cls if n == 0 else f"{cls}_{n}").create_group("vars")
+                    for i, a in enumerate(weights[name]):
+                        v.create_dataset(str(i), data=a)
         z.writestr("model.weights.h5", buf.getvalue())
     return path
 
