@@ -62,7 +62,8 @@ class GraphBuilder:
         self.bounds[name] = bounds
         return name
 
-    def dense(self, name, x, weight, wfrac, bias=None, *, out_name=None, reuse_factor=1, strategy="latency", attrs=None) -> str:
+    def dense(self, name, x, weight, wfrac, bias=None, *, out_name=None, reuse_factor=1, strategy="latency",
+              accum=None, product_shift=0, attrs=None) -> str:  # fmt: skip
         """``x @ weight + bias`` with ``weight`` mantissas at ``wfrac`` fractional bits and ``bias``
         mantissas already at the output's fractional bits (input frac + ``wfrac``)."""
         xt = self.graph.tensors[x]
@@ -72,9 +73,12 @@ class GraphBuilder:
             if not np.any(bias):
                 bias = None
         frac = xt.type.frac + wfrac
-        lo, hi = dense_bounds(weight, *self.bounds[x], bias)
-        out = self.tensor(out_name or name, (weight.shape[1],), type_for_range(min(lo), max(hi), frac), xt.scale, (lo, hi))
-        op = Dense(weight, bias, reuse_factor, strategy)
+        if accum is not None:
+            out = self.tensor(out_name or name, (weight.shape[1],), accum, xt.scale)
+        else:
+            lo, hi = dense_bounds(weight, *self.bounds[x], bias)
+            out = self.tensor(out_name or name, (weight.shape[1],), type_for_range(min(lo), max(hi), frac), xt.scale, (lo, hi))
+        op = Dense(weight, bias, reuse_factor, strategy, accum=accum, product_shift=product_shift)
         self.graph.add_node(Node(name, op, [x], [out], dict(attrs or {})))
         return out
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from rtlgen.config import Config
 from rtlgen.errors import ModelFormatError, UnsupportedOpError
-from rtlgen.fixed import FixedType
+from rtlgen.fixed import FixedType, cast
 from rtlgen.ir import Graph
 
 from ._builder import GraphBuilder
@@ -149,7 +149,7 @@ class _KerasImporter:
         self.layers = cfg["layers"] if isinstance(cfg, dict) else cfg
         self.graph = Graph(name=(cfg.get("name") if isinstance(cfg, dict) else None) or "keras_model")
         self.b = GraphBuilder(self.graph)
-        self.pending_float = False  # the current tensor is an exact sum from a float layer
+        self.float_layer = None  # the last float (config-typed) layer, while its output flows on
 
     def fail(self, layer, detail):
         raise UnsupportedOpError(layer["config"].get("name", "?"), layer["class_name"], detail)
@@ -175,7 +175,6 @@ class _KerasImporter:
             self.visit(layer, last=(i == len(self.layers) - 1))
         if self.cur is None:
             raise UnsupportedOpError(self.graph.name, "Model", "the model has no layer rtlgen can build")
-        self.finish_float(None)
         self.graph.outputs = [self.cur]
         self.graph.verify()
         return self.graph
@@ -247,7 +246,6 @@ class _KerasImporter:
     # -- dense ------------------------------------------------------------------------------------
 
     def dense(self, layer):
-        self.finish_float(layer)
         cls, c = layer["class_name"], layer["config"]
         name = c["name"]
         kernel = self.weight(layer, "kernel", 0).astype(np.float64)
@@ -268,10 +266,13 @@ class _KerasImporter:
             btype, _ = quantizer_type(c.get("bias_quantizer"), name) if c.get("bias_quantizer") else (None, 1)
             if ktype is None:
                 self.fail(layer, "a quantized dense layer without kernel_quantizer is not supported")
+            wm, accum = ktype.quantize(kernel), None
         else:
             ktype = self.config.precision(name, "weight", "Dense")
             btype = self.config.precision(name, "bias", "Dense")
-        wm = ktype.quantize(kernel)
+            accum = self.config.precision(name, "accum", "Dense", auto=True)
+            wm = ktype.quantize(hls4ml_text(kernel, ktype))
+            bias = hls4ml_text(bias, btype)
         wfrac = ktype.frac
         out_frac = xt.type.frac + wfrac
         if btype is None:
@@ -280,20 +281,36 @@ class _KerasImporter:
             bm = np.array([int(round(v * 2.0**bfrac)) for v in bias_exact], dtype=object)
         else:
             bm, bfrac = btype.quantize(bias).astype(object), btype.frac
-        if bfrac > out_frac:  # finer bias: move the weights onto the bias grid
-            wm = wm << (bfrac - out_frac)
-            wfrac += bfrac - out_frac
-            out_frac = bfrac
-        bias_m = np.array([int(b) << (out_frac - bfrac) for b in bm], dtype=np.int64)
+        shift = 0
+        if accum is not None:
+            if accum.overflow != "WRAP":
+                self.fail(layer, f"accumulator type {accum} must wrap (WRAP): saturating accumulators depend on summation order")
+            if accum.frac > out_frac:  # products are exact on a finer accumulator grid
+                wm = wm << (accum.frac - out_frac)
+                wfrac += accum.frac - out_frac
+                out_frac = accum.frac
+            shift = out_frac - accum.frac
+            bias_m = cast(np.asarray(bm, dtype=object), bfrac, accum).astype(np.int64)
+        else:
+            if bfrac > out_frac:  # finer bias: move the weights onto the bias grid
+                wm = wm << (bfrac - out_frac)
+                wfrac += bfrac - out_frac
+                out_frac = bfrac
+            bias_m = np.array([int(b) << (out_frac - bfrac) for b in bm], dtype=np.int64)
         self.cur = self.b.dense(
-            name, self.cur, wm, wfrac, bias_m,
+            name, self.cur, wm, wfrac, bias_m, accum=accum, product_shift=shift,
             reuse_factor=self.config.reuse_factor(name, "Dense"), strategy=self.config.strategy(name, "Dense"),
             attrs={"source": cls, "float_weights": not quantized},
         )  # fmt: skip
-        self.pending_float = not quantized
-        self.float_layer = name
-        if self.config.has_precision(name, "result", "Dense") and (quantized and _explicit(self.config, name)):
-            self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", "Dense"))
+        if quantized:
+            self.float_layer = None
+            if _explicit(self.config, name):
+                self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", "Dense"))
+        else:
+            result = self.config.precision(name, "result", "Dense", auto=True)
+            if result is not None:
+                self.cur = self.b.requant(name + "_result", self.cur, result, attrs={"source": "config"})
+            self.float_layer = name
 
     def next_layer(self, layer):
         idx = next(i for i, other in enumerate(self.layers) if other is layer)
@@ -335,7 +352,6 @@ class _KerasImporter:
         if isinstance(act, dict) or (isinstance(act, str) and "(" in act) or cls == "QActivation":
             qname, _ = parse_quantizer(act)
             if qname in ("quantized_relu", "quantized_bits"):
-                self.finish_float(layer, keep_exact=True)
                 t, _ = quantizer_type(act, name)
                 if qname == "quantized_relu":
                     self.cur = self.b.relu(name + "_relu", self.cur, attrs={"source": cls})
@@ -348,8 +364,13 @@ class _KerasImporter:
         if act in (None, "linear"):
             return
         if act == "relu":
-            self.finish_float(layer)
-            self.cur = self.b.relu(name if cls != "Dense" and cls not in DENSE else name + "_relu", self.cur, attrs={"source": "relu"})
+            float_input = cls in ("Dense", "Activation", "ReLU") and self.float_layer is not None
+            relu_name = name + "_relu" if cls in DENSE else name
+            self.cur = self.b.relu(relu_name, self.cur, attrs={"source": "relu"})
+            if float_input:
+                # hls4ml's ReLU casts to its own result type (the model default unless configured).
+                rtype = self.config.precision(relu_name, "result", "Activation")
+                self.cur = self.b.requant(relu_name + "_result", self.cur, rtype, attrs={"source": "config"})
             return
         if act == "softmax":
             if not last:
@@ -360,16 +381,13 @@ class _KerasImporter:
             return
         self.fail(layer, f"activation {act!r} is not supported yet; supported are relu, linear and QKeras quantized_relu/quantized_bits")
 
-    def finish_float(self, layer, keep_exact=False):
-        """A float layer's exact output is cast to its configured result type before it is used."""
-        if not self.pending_float:
-            return
-        self.pending_float = False
-        if keep_exact:
-            return
-        name = self.float_layer
-        rtype = self.config.precision(name, "result", "Dense")
-        self.cur = self.b.requant(name + "_result", self.cur, rtype, attrs={"source": "config"})
+
+def hls4ml_text(values, t: FixedType) -> np.ndarray:
+    """Float weights as hls4ml hands them to its C++: printed with as many decimals as ``t`` has
+    fractional bits and read back (then converted with ``t``'s own rounding and overflow)."""
+    digits = max(t.frac, 0)
+    text = np.array([float(f"{float(v):.{digits}f}") for v in np.asarray(values, dtype=np.float32).ravel()])
+    return text.reshape(np.shape(values))
 
 
 def _explicit(config: Config, name: str) -> bool:

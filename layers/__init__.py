@@ -37,9 +37,10 @@ def build_layer(graph: Graph, node) -> Layer:
     src = graph.tensors[node.inputs[0]]
     dst = graph.tensors[node.outputs[0]]
     if isinstance(op, Dense):
+        acc = {"accum": op.accum, "product_shift": op.product_shift}
         if op.reuse_factor == 1:
-            return DenseParallel(src.type, dst.type, weight=op.weight, bias=op.bias, adder_levels=op.adder_levels)
-        return DenseReuse(src.type, dst.type, weight=op.weight, bias=op.bias, reuse_factor=op.reuse_factor)
+            return DenseParallel(src.type, dst.type, weight=op.weight, bias=op.bias, adder_levels=op.adder_levels, **acc)
+        return DenseReuse(src.type, dst.type, weight=op.weight, bias=op.bias, reuse_factor=op.reuse_factor, **acc)
     if isinstance(op, Relu):
         return ReluLayer(src.type, dst.type, src.size)
     if isinstance(op, Requant):

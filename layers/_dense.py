@@ -30,6 +30,20 @@ def _product(x, w: int):
     return x * w
 
 
+def _round_product(p, shift, accum):
+    """A product moved onto the accumulator grid with its rounding mode (hls4ml's accum_t); the
+    sum wraps to the accumulator width where the output lane truncates it."""
+    if accum is None or shift <= 0:
+        return p
+    from ._elementwise import requantize
+
+    w = p.shape().width
+    src = FixedType(w, w - shift, p.shape().signed)
+    # One bit more than the rounded value needs, so this cast never wraps.
+    dst = FixedType(w - shift + 2, w - shift + 2, True, accum.rounding, "WRAP")
+    return requantize(p, src, dst)
+
+
 def _acc_shape(weight, in_type: FixedType, bias):
     # Any partial sum is bounded by the sum of term magnitudes, so the accumulator never wraps.
     xmax = max(abs(in_type.min_mantissa), abs(in_type.max_mantissa))
@@ -45,7 +59,8 @@ class DenseParallel(Layer):
     ``latency`` = number of register stages (at least 1); ``initiation_interval`` = 1.
     """
 
-    def __init__(self, in_type, out_type, *, weight, bias=None, adder_levels=3):
+    def __init__(self, in_type, out_type, *, weight, bias=None, adder_levels=3, accum=None, product_shift=0):
+        self.accum, self.product_shift = accum, product_shift
         if adder_levels < 1:
             raise ValueError(f"adder_levels must be a positive integer, not {adder_levels}")
         self.weight = np.asarray(weight)
@@ -76,7 +91,11 @@ class DenseParallel(Layer):
         x = [self.i.payload[i] for i in range(self.n_in)]
         lanes = []
         for o in range(self.n_out):
-            terms = [p for i in range(self.n_in) if (p := _product(x[i], int(self.weight[i, o]))) is not None]
+            terms = [
+                _round_product(p, self.product_shift, self.accum)
+                for i in range(self.n_in)
+                if (p := _product(x[i], int(self.weight[i, o]))) is not None
+            ]
             if self.bias is not None and self.bias[o] != 0:
                 terms.append(Const(int(self.bias[o])))
             lanes.append(terms or [Const(0, 1)])
@@ -140,7 +159,8 @@ class DenseReuse(Layer):
     while the next vector may already be accepted.
     """
 
-    def __init__(self, in_type, out_type, *, weight, bias=None, reuse_factor):
+    def __init__(self, in_type, out_type, *, weight, bias=None, reuse_factor, accum=None, product_shift=0):
+        self.accum, self.product_shift = accum, product_shift
         self.weight = np.asarray(weight)
         self.bias = None if bias is None else np.asarray(bias)
         n_in, n_out = self.weight.shape
@@ -204,7 +224,7 @@ class DenseReuse(Layer):
                     row.append(None)
                     continue
                 w = _select([Const(v, wshape) for v in rom], cnt) if C > 1 else Const(rom[0], wshape)
-                row.append(sel_x[j] * w)
+                row.append(_round_product(sel_x[j] * w, self.product_shift, self.accum))
             terms = [p for p in row if p is not None]
             products.append(sum(terms) if terms else None)
         with m.If(self.o.ready):

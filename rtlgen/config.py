@@ -25,15 +25,16 @@ __all__ = ["Config", "load_config", "DEFAULT_PRECISION"]
 DEFAULT_PRECISION = "fixed<16,6>"
 STRATEGIES = ("latency", "resource")
 IO_TYPES = ("io_parallel",)
-PRECISION_VARS = ("default", "weight", "bias", "result", "accum", "input")
-LEVEL_KEYS = ("Precision", "ReuseFactor", "Strategy", "Trace")
+PRECISION_VARS = ("default", "weight", "bias", "result", "accum", "input", "table", "maximum")
+LEVEL_KEYS = ("Precision", "ReuseFactor", "Strategy", "Trace", "TableSize")
 # Older hls4ml configurations put type names beside Precision ("accum_t: ap_fixed<16,8>").
 LEGACY_TYPE_KEYS = {"accum_t": "accum", "weight_t": "weight", "bias_t": "bias", "result_t": "result"}
 # hls4ml keys that steer its HLS tool flow and mean nothing for rtlgen.
 HLS4ML_FLOW_KEYS = (
     "Backend", "Part", "ClockPeriod", "ClockUncertainty", "OutputDir", "ProjectName", "KerasJson",
     "KerasH5", "KerasModel", "OnnxModel", "InputData", "OutputPredictions", "Version", "Board",
-    "Stamp", "WriterConfig", "BramFactor", "TraceOutput", "Interface", "Namespace",
+    "Stamp", "WriterConfig", "BramFactor", "TraceOutput", "Interface", "Namespace", "InputShapes",
+    "OutputShapes", "BitExact", "ProjectDir",
 )  # fmt: skip
 TOP_KEYS = ("Model", "LayerType", "LayerName", "IOType", "HLSConfig") + HLS4ML_FLOW_KEYS
 
@@ -112,20 +113,33 @@ class Config:
             if level and key in level:
                 yield level[key]
 
-    def precision(self, layer: str, var: str, layer_type: str | None = None) -> FixedType:
+    def precision(self, layer: str, var: str, layer_type: str | None = None, *, auto: bool = False) -> FixedType | None:
+        """The type of ``var`` (weight, bias, result, accum, input) for a layer: name beats type beats
+        model, a variable beats ``default``. ``auto`` (hls4ml's "derive it") gives ``None`` when
+        ``auto=True`` is passed (the caller keeps exact widths), else the model's default type."""
         legacy = {v: k for k, v in LEGACY_TYPE_KEYS.items()}.get(var)
         for level in (self.layer_name.get(layer), self.layer_type.get(layer_type) if layer_type else None):
             if level and legacy in level:
                 return FixedType.parse(level[legacy])
+        raw = None
         for p in self._lookup(layer, layer_type, "Precision"):
             if isinstance(p, dict):
-                if var in p:
-                    return FixedType.parse(p[var])
-                if "default" in p:
-                    return FixedType.parse(p["default"])
+                raw = p.get(var, p.get("default"))
             else:
-                return FixedType.parse(p)
-        return FixedType.parse(DEFAULT_PRECISION)
+                raw = p
+            if raw is not None:
+                break
+        if raw is None:
+            raw = self.default_precision()
+        if str(raw).strip().lower() == "auto":
+            return None if auto else FixedType.parse(self.default_precision())
+        return FixedType.parse(raw)
+
+    def default_precision(self) -> str:
+        p = self.model.get("Precision", DEFAULT_PRECISION)
+        if isinstance(p, dict):
+            p = p.get("default", DEFAULT_PRECISION)
+        return DEFAULT_PRECISION if str(p).lower() == "auto" else p
 
     def has_precision(self, layer: str, var: str, layer_type: str | None = None) -> bool:
         for p in self._lookup(layer, layer_type, "Precision"):
@@ -174,6 +188,8 @@ def _check_level(where: str, level) -> None:
                         f"configuration key '{where}.Precision.{var}' is unknown; "
                         f"expected one of {', '.join(PRECISION_VARS)}"
                     )
+                if var == "maximum" or str(text).strip().lower() == "auto":
+                    continue
                 try:
                     FixedType.parse(text)
                 except FixedTypeError as e:
@@ -199,9 +215,14 @@ def load_config(source) -> Config:
     path = os.fspath(source)
     import yaml
 
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    # hls4ml writes tags such as "!keras_model 'path'" for keys that only concern its own flow.
+    _Loader.add_multi_constructor("!", lambda loader, suffix, node: loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else None)
     try:
         with open(path) as f:
-            data = yaml.safe_load(f)
+            data = yaml.load(f, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except FileNotFoundError:
         raise ConfigError(f"configuration file {path!r} does not exist") from None
     except yaml.YAMLError as e:

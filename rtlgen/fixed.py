@@ -123,6 +123,13 @@ class FixedType:
                     raise ValueError
                 width = int(args[0])
                 return cls(width, width, signed)
+            if len(args) == 5:
+                # hls4ml writes ap_fixed's fifth parameter (saturation bits); only 0 means plain SAT.
+                if args[4] != "0":
+                    raise FixedTypeError(
+                        f"Precision {text!r} uses {args[4]} saturation bits; only 0 is supported"
+                    )
+                args = args[:4]
             if len(args) < 2 or len(args) > 4:
                 raise ValueError
             width, integer = int(args[0]), int(args[1])

@@ -15,6 +15,8 @@ __all__ = ["run_node", "run", "quantize_input", "dequantize_output"]
 
 
 def _dense(op: Dense, x: np.ndarray) -> np.ndarray:
+    if op.accum is not None:
+        return _dense_accum(op, x)
     w = op.weight
     # int64 matmul is exact while |sum| < 2**63; the bound check picks the exact path otherwise.
     bound = int(np.abs(x).max(initial=0)) * int(np.abs(w).sum(axis=0).max(initial=0))
@@ -27,6 +29,25 @@ def _dense(op: Dense, x: np.ndarray) -> np.ndarray:
     if op.bias is not None:
         y = y + op.bias
     return int_array(y)
+
+
+def _dense_accum(op: Dense, x: np.ndarray) -> np.ndarray:
+    """hls4ml's dense: products rounded to the accumulator grid, sums wrapped to its width."""
+    from .fixed import overflow, round_shift
+
+    acc_t = op.accum
+    bias = op.bias if op.bias is not None else 0
+    if op.product_shift <= 0:
+        # Products are exact on the accumulator grid; wrapping is modular, so wrap once at the end.
+        y = _dense(Dense(op.weight << -op.product_shift, None), x) + bias
+        return overflow(y, acc_t)
+    out = []
+    x = int_array(x)
+    for start in range(0, len(x), 512):  # bounds the (batch, n_in, n_out) product block
+        xb = x[start : start + 512]
+        prods = round_shift(xb[:, :, None] * op.weight[None], op.product_shift, acc_t.rounding)
+        out.append(prods.sum(axis=1) + bias)
+    return overflow(np.concatenate(out) if out else np.zeros((0, op.n_out), dtype=np.int64), acc_t)
 
 
 def _threshold(op: Threshold, x: np.ndarray) -> np.ndarray:

@@ -61,8 +61,10 @@ class Dense:
     """``y = x @ weight + bias`` on mantissas.
 
     ``weight`` is an int array ``(n_in, n_out)`` and ``bias`` an int array ``(n_out,)`` already at
-    the output's fractional bits. The output type is exact (no rounding, no overflow); a following
-    :class:`Requant` narrows it.
+    the output's fractional bits. Without ``accum`` the output is exact (no rounding, no
+    overflow); a following :class:`Requant` narrows it. With ``accum`` (hls4ml's ``accum_t``, WRAP
+    only) every product is first rounded by ``product_shift`` bits with the accumulator's rounding
+    mode, and the sum wraps to the accumulator's width, as hls4ml's dense layers compute.
     """
 
     weight: np.ndarray
@@ -71,6 +73,8 @@ class Dense:
     strategy: str = "latency"
     # Adder-tree levels between pipeline registers in the fully parallel form.
     adder_levels: int = 3
+    accum: FixedType | None = None
+    product_shift: int = 0
 
     @property
     def n_in(self) -> int:

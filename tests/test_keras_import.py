@@ -53,19 +53,40 @@ def _float_mlp_layers():
     ]
 
 
-def test_keras3_file_float_mlp_hls4ml_semantics(tmp_path, rng):
-    w1, b1 = rng.normal(0, 0.5, (6, 5)), rng.normal(0, 0.2, 5)
-    w2, b2 = rng.normal(0, 0.5, (5, 3)), rng.normal(0, 0.2, 3)
+def _hls4ml_reference(x, w1, b1, w2, b2, t, accum):
+    """hls4ml's float-layer arithmetic written out: weights printed with F decimals and read back,
+    every cast TRN/WRAP, products cast to accum_t, ReLU cast to the default type."""
+    from rtlgen.fixed import cast
+    from rtlgen.importers._keras import hls4ml_text
+
+    def dense(xm, xf, w, b):
+        wm, bm = t.quantize(hls4ml_text(w, t)), t.quantize(hls4ml_text(b, t))
+        if accum is None:
+            return xm @ wm + (bm << xf), xf + t.frac
+        prods = cast(xm[:, :, None] * wm[None], xf + t.frac, accum)
+        return cast(prods.sum(axis=1) + cast(bm, t.frac, accum), accum.frac, accum), accum.frac
+
+    xm = t.quantize(x)
+    h, hf = dense(xm, t.frac, w1, b1)
+    h = cast(np.maximum(h, 0), hf, t)
+    y, yf = dense(h, t.frac, w2, b2)
+    return y * 2.0**-yf
+
+
+@pytest.mark.parametrize("auto", [True, False])
+def test_keras3_file_float_mlp_hls4ml_semantics(tmp_path, rng, auto):
+    w1, b1 = rng.normal(0, 0.5, (6, 5)).astype(np.float32), rng.normal(0, 0.2, 5).astype(np.float32)
+    w2, b2 = rng.normal(0, 0.5, (5, 3)).astype(np.float32), rng.normal(0, 0.2, 3).astype(np.float32)
     path = _keras3_file(tmp_path / "m.keras", _float_mlp_layers(), {"d1": [w1, b1], "d2": [w2, b2]})
-    design = rtlgen.convert(path, {"Model": {"Precision": "fixed<16,6>"}})
-    t = rtlgen.FixedType.parse("fixed<16,6>")
-    x = rng.uniform(-4, 4, (300, 6))
-    # hls4ml's meaning, written out: every type TRN/WRAP, products summed exactly, cast to result_t.
-    q = lambda v: t.to_float(t.quantize(v))  # noqa: E731
-    h = q(q(x) @ q(w1) + q(b1))
-    h = np.maximum(h, 0)
-    y = q(h @ q(w2) + q(b2))
-    assert np.array_equal(design.predict(x), y)
+    t = rtlgen.FixedType.parse("fixed<10,4>")
+    cfg = {"Model": {"Precision": str(t)}}
+    if auto:  # what hls4ml's config_from_keras_model writes: derive accumulator and result types
+        auto_p = {"Precision": {"weight": "auto", "bias": "auto", "accum": "auto", "result": "auto"}}
+        cfg["LayerName"] = {"d1": auto_p, "d2": auto_p}
+    design = rtlgen.convert(path, cfg)
+    x = rng.uniform(-10, 10, (400, 6))
+    accum = None if auto else t
+    assert np.array_equal(design.predict(x), _hls4ml_reference(x, w1, b1, w2, b2, t, accum))
 
 
 def test_lambda_layer_refused_without_running_it(tmp_path):

@@ -153,3 +153,23 @@ def test_threshold_layer_both_directions():
     dut = ThresholdLayer(tin, FixedType(3, 3, True), 6, thresholds=th, increasing=inc, base=-1, step=1)
     outs, _, _ = _run_layer(dut, xs)
     assert np.array_equal(outs, _threshold(op, xs))
+
+
+@pytest.mark.parametrize("reuse", [1, 3, 20])
+def test_dense_with_hls4ml_accumulator(reuse):
+    """Products rounded onto a narrow accumulator grid and sums wrapped, in hardware as in golden."""
+    rng = np.random.default_rng(reuse + 100)
+    n_in, n_out = 10, 4
+    w, b = _random_dense(rng, n_in, n_out, wbits=6)
+    tin = FixedType(8, 3, True)
+    accum = FixedType(9, 5, True, "TRN", "WRAP")  # 4 fractional bits: products lose 3 bits
+    op = Dense(w, b // 8, reuse_factor=reuse, accum=accum, product_shift=3)
+    xs = rng.integers(tin.min_mantissa, tin.max_mantissa + 1, (30, n_in))
+    ref = _dense(op, xs)
+    assert ref.min() >= accum.min_mantissa and ref.max() <= accum.max_mantissa
+    exact = (xs @ w) // 8 + b // 8
+    assert np.any(ref != exact)  # the narrow accumulator really rounds and wraps
+    kw = {"weight": w, "bias": b // 8, "accum": accum, "product_shift": 3}
+    dut = DenseParallel(tin, accum, **kw) if reuse == 1 else DenseReuse(tin, accum, reuse_factor=reuse, **kw)
+    outs, _, _ = _run_layer(dut, xs)
+    assert np.array_equal(outs, ref)
