@@ -91,6 +91,26 @@ class GraphBuilder:
         self.graph.add_node(Node(name, Relu(), [x], [out], dict(attrs or {"source": "Relu"})))
         return out
 
+    def requant_lanes(self, name, x, lanes: list, *, attrs=None) -> str:
+        """Each lane cast to its own type (``None``: always zero), on one grid that covers them all."""
+        xt = self.graph.tensors[x]
+        types = [FixedType.parse(t) if t is not None else None for t in lanes]
+        frac = max((t.frac for t in types if t is not None), default=0)
+        lo_in, hi_in = self.bounds[x]
+        lo, hi = [], []
+        for c, t in enumerate(types):
+            if t is None:
+                lo.append(0)
+                hi.append(0)
+                continue
+            a, b = cast_bounds(lo_in[c : c + 1], hi_in[c : c + 1], xt.type, t)
+            lo.append(int(a[0]) << (frac - t.frac))
+            hi.append(int(b[0]) << (frac - t.frac))
+        lo, hi = np.array(lo, dtype=object), np.array(hi, dtype=object)
+        out = self.tensor(name, xt.shape, type_for_range(min(lo), max(hi), frac), xt.scale, (lo, hi))
+        self.graph.add_node(Node(name, Requant(self.graph.tensors[out].type, list(lanes)), [x], [out], dict(attrs or {})))
+        return out
+
     def requant(self, name, x, ftype: FixedType, *, out_name=None, attrs=None) -> str:
         xt = self.graph.tensors[x]
         if (xt.type.width, xt.type.frac, xt.type.signed) == (ftype.width, ftype.frac, ftype.signed):

@@ -21,7 +21,9 @@ from rtlgen.errors import ModelFormatError, UnsupportedOpError
 from rtlgen.fixed import FixedType, cast
 from rtlgen.ir import Graph
 
+from . import _hgq as hgq
 from ._builder import GraphBuilder
+from ._hgq import is_hgq
 from ._keras_files import KerasModel, read_keras
 
 __all__ = ["from_keras", "parse_quantizer", "quantizer_type"]
@@ -222,7 +224,17 @@ class _KerasImporter:
             return
         if self.cur is None:
             self.fail(layer, "the input shape is unknown (no InputLayer or batch_input_shape)")
-        if cls in DENSE:
+        if is_hgq(layer):
+            if cls not in ("QDense", "QBatchNormDense", "QBatchNormalization"):
+                self.fail(layer, f"HGQ2 layer {cls!r} is not supported yet; supported HGQ2 layers are QDense, QBatchNormDense, QBatchNormalization")
+            self.hgq_dense(layer)
+            self.activation(layer, c.get("activation", "linear"), name, last)
+            if c.get("enable_oq", False):
+                kif = hgq.quantizer_kif(layer, self.weights(name), "oq")
+                n_out = self.graph.tensors[self.cur].size
+                lanes = hgq.lane_types(*(np.broadcast_to(a, (1, n_out)) for a in kif[:3]), *kif[3:])
+                self.cur = self.b.requant_lanes(name + "_oq", self.cur, lanes, attrs={"source": f"{cls} output quantizer"})
+        elif cls in DENSE:
             self.dense(layer)
             act = c.get("activation", "linear")
             self.activation(layer, act, name, last)
@@ -312,6 +324,50 @@ class _KerasImporter:
                 self.cur = self.b.requant(name + "_result", self.cur, result, attrs={"source": "config"})
             self.float_layer = name
 
+    def hgq_dense(self, layer):
+        """HGQ2 QDense / QBatchNormDense: per-feature input quantizer, per-weight and per-bias types."""
+        cls, c = layer["class_name"], layer["config"]
+        name = c["name"]
+        ws = self.weights(name)
+        own = [a for n, a in ws if n is None]
+        diagonal = cls == "QBatchNormalization"
+        if diagonal:
+            # y = iq(x) * kq(scale) + bq(offset): a dense layer whose weights sit on the diagonal.
+            gamma, beta, mean, var = (a.astype(np.float32) for a in own[:4])
+            scale = gamma / np.sqrt(var + np.float32(c.get("epsilon", 1e-3)))
+            kernel, bias = scale, beta - mean * scale
+        else:
+            kernel, bias = own[0].astype(np.float32), own[1].astype(np.float32)
+        if cls == "QBatchNormDense":
+            # As hgq folds at inference, in float32: W * gamma/sqrt(var+eps), b - mean @ W.
+            gamma, mean, var = own[2], own[5], own[6]
+            scaler = gamma / np.sqrt(var + np.float32(c.get("epsilon", 1e-3)))
+            bias = bias + (-(mean.astype(np.float32) @ kernel))
+            kernel = scaler[:, None] * kernel
+        n_in = kernel.shape[0]
+        if c.get("enable_iq", True):
+            kif = hgq.quantizer_kif(layer, ws, "iq")
+            lanes = hgq.lane_types(*(np.broadcast_to(a, (1, n_in)) for a in kif[:3]), *kif[3:])
+            self.cur = self.b.requant_lanes(name + "_iq", self.cur, lanes, attrs={"source": f"{cls} input quantizer"})
+        qk = hgq.quantize(kernel, *hgq.quantizer_kif(layer, ws, "kq"))
+        use_bias = c.get("use_bias", True) if not diagonal else c.get("center", True) or True
+        qb = hgq.quantize(bias, *hgq.quantizer_kif(layer, ws, "bq")) if use_bias else np.zeros(kernel.shape[-1])
+        if diagonal:
+            qk = np.diag(qk)
+        xt = self.graph.tensors[self.cur]
+        wfrac = max([_dyadic(v) for v in qk.ravel()] + [0])
+        bfrac = max([_dyadic(v) for v in qb.ravel()] + [0])
+        wfrac = max(wfrac, bfrac - xt.type.frac)
+        out_frac = xt.type.frac + wfrac
+        wm = np.array([int(v * 2.0**wfrac) for v in qk.ravel()], dtype=np.int64).reshape(qk.shape)
+        bm = np.array([int(v * 2.0**out_frac) for v in qb], dtype=np.int64)
+        self.cur = self.b.dense(
+            name, self.cur, wm, wfrac, bm,
+            reuse_factor=self.config.reuse_factor(name, "Dense"), strategy=self.config.strategy(name, "Dense"),
+            attrs={"source": f"HGQ2 {cls}", "float_weights": False},
+        )  # fmt: skip
+        self.float_layer = None
+
     def next_layer(self, layer):
         idx = next(i for i, other in enumerate(self.layers) if other is layer)
         return self.layers[idx + 1] if idx + 1 < len(self.layers) else None
@@ -365,7 +421,7 @@ class _KerasImporter:
             return
         if act == "relu":
             float_input = cls in ("Dense", "Activation", "ReLU") and self.float_layer is not None
-            relu_name = name + "_relu" if cls in DENSE else name
+            relu_name = name + "_relu" if (cls in DENSE or is_hgq(layer)) else name
             self.cur = self.b.relu(relu_name, self.cur, attrs={"source": "relu"})
             if float_input:
                 # hls4ml's ReLU casts to its own result type (the model default unless configured).

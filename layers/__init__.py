@@ -44,7 +44,7 @@ def build_layer(graph: Graph, node) -> Layer:
     if isinstance(op, Relu):
         return ReluLayer(src.type, dst.type, src.size)
     if isinstance(op, Requant):
-        return RequantLayer(src.type, dst.type, src.size)
+        return RequantLayer(src.type, dst.type, src.size, lanes=op.lane_types() if op.lanes else None)
     if isinstance(op, Threshold):
         return ThresholdLayer(
             src.type, dst.type, src.size,

@@ -67,13 +67,20 @@ class ReluLayer(_Elementwise):
 
 
 class RequantLayer(_Elementwise):
-    """Cast every lane from ``in_type`` to ``out_type``."""
+    """Cast every lane from ``in_type`` to ``out_type``, or each to its own type in ``lanes``
+    (then re-expressed on ``out_type``'s grid; ``None`` lanes are zero)."""
 
-    def __init__(self, in_type, out_type, n):
+    def __init__(self, in_type, out_type, n, *, lanes=None):
+        self.lanes = lanes
         super().__init__(in_type, n, out_type, n)
 
     def lane(self, x, k):
-        return requantize(x, self.in_type, self.out_type)
+        if self.lanes is None:
+            return requantize(x, self.in_type, self.out_type)
+        t = self.lanes[k]
+        if t is None:
+            return Const(0, 1)
+        return requantize(x, self.in_type, t) << (self.out_type.frac - t.frac)
 
 
 class ThresholdLayer(_Elementwise):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fixed import cast, int_array
+from .fixed import align, cast, int_array
 from .ir import Dense, Graph, Relu, Requant, Threshold
 
 __all__ = ["run_node", "run", "quantize_input", "dequantize_output"]
@@ -65,7 +65,14 @@ def run_node(graph: Graph, node, x: np.ndarray) -> np.ndarray:
     if isinstance(op, Relu):
         return np.where(x > 0, x, 0).astype(x.dtype)
     if isinstance(op, Requant):
-        return cast(x, graph.tensors[node.inputs[0]].type, op.type)
+        src = graph.tensors[node.inputs[0]].type
+        if op.lanes is None:
+            return cast(x, src, op.type)
+        out = np.zeros(x.shape, dtype=np.int64)
+        for c, t in enumerate(op.lane_types()):
+            if t is not None:
+                out[:, c] = align(cast(x[:, c], src, t), t.frac, op.type.frac)
+        return out
     if isinstance(op, Threshold):
         return _threshold(op, x)
     raise TypeError(f"no golden model for {type(op).__name__}")

@@ -92,9 +92,18 @@ class Relu:
 
 @dataclass
 class Requant:
-    """Cast to ``type`` with its rounding and overflow modes."""
+    """Cast to ``type`` with its rounding and overflow modes.
+
+    With ``lanes`` (one type string per lane, or ``None`` for a lane that is always zero) every lane
+    is cast to its own type, as heterogeneous quantizers (HGQ2) do, and then expressed exactly in
+    ``type``, which covers all of them.
+    """
 
     type: FixedType
+    lanes: list | None = None
+
+    def lane_types(self) -> list:
+        return [FixedType.parse(t) if t is not None else None for t in self.lanes]
 
 
 @dataclass

@@ -40,8 +40,8 @@ closed-form integer quantizer (round half to even, saturate).
 QDenseBatchnorm: AD08 (MLPerf Tiny v0.7, hls4ml-finn) was trained with an unreleased
 QKeras branch (julesmuhizi/qkeras@qdense_batchnorm, Google QKeras PR #74). PyPI
 qkeras 0.9.0 has no QDenseBatchnorm, so this file defines an inference-only layer that
-performs the same float32 operations in the same order as that branch's layer from
-2022-01-25 onwards: the batch norm is folded into the kernel and bias with the moving
+performs the same float32 operations in the same order as that branch's layer (first
+version 2021-04-27, and again from 2022-01-25 on): the batch norm is folded into the kernel and bias with the moving
 statistics, and the folded kernel and bias are then quantized:
 
     inv    = rsqrt(moving_variance + epsilon) * gamma
@@ -607,9 +607,14 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
 
-    import h5py
-    import qkeras
-    import tensorflow as tf
+    try:
+        import h5py
+        import qkeras
+        import tensorflow as tf
+    except ImportError as e:
+        raise SystemExit(
+            f"{e}: run this with the QKeras venv's python (see the module docstring)"
+        ) from None
 
     try:
         import keras
@@ -617,9 +622,20 @@ def main(argv=None) -> int:
         keras_version = keras.__version__
     except Exception:  # noqa: BLE001
         keras_version = None
+    if not str(keras_version).startswith("2."):
+        raise SystemExit(
+            f"keras {keras_version}: QKeras needs Keras 2; run this with the QKeras venv's "
+            "python (see the module docstring)"
+        )
+    try:
+        from importlib.metadata import version
+
+        qkeras_version = version("qkeras")
+    except Exception:  # noqa: BLE001
+        qkeras_version = getattr(qkeras, "__version__", None)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     versions = {
-        "qkeras": qkeras.__version__,
+        "qkeras": qkeras_version,
         "tensorflow": tf.__version__,
         "keras": keras_version,
         "numpy": np.__version__,
