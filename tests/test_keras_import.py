@@ -211,3 +211,43 @@ def test_config_errors_name_the_key():
         from rtlgen.examples import qonnx_mlp
 
         rtlgen.convert(qonnx_mlp((4, 3, 2)), {"LayerName": {"nope": {"ReuseFactor": 1}}})
+
+
+def test_qkeras_trace_every_layer():
+    """Every layer output QKeras recorded equals the golden model's tensor of the same name."""
+    path = shared_model("hls4ml-history", "keras", "QKERAS_3layer.h5")
+    refs = _qkeras_refs("QKERAS_3layer")
+    design = rtlgen.convert(path, {"Model": {"Precision": "fixed<16,6>"}}, skip_softmax=True)
+    layers = [k.split("/", 1)[1] for k in refs.files if k.startswith("layer/")]
+    n = len(refs[f"layer/{layers[0]}"])
+    trace = design.trace(refs["x"][:n])
+    compared = [name for name in layers if name in trace]
+    assert {"fc1", "relu1", "fc2", "relu2", "fc3", "relu3", "output"} <= set(compared)
+    for name in compared:
+        assert np.array_equal(trace[name].astype(np.float32), refs[f"layer/{name}"].astype(np.float32)), name
+
+
+def _simulate_refs(design, refs, n, tmp_path, stall="none"):
+    from rtlgen.sim.runner import available_simulators
+
+    if "verilator" not in available_simulators():
+        pytest.skip("verilator is not available")
+    res = design.simulate(refs["x"][:n], stall=stall, work_dir=tmp_path)
+    assert res["passed"] and res["mismatches"] == 0 and res["n_vectors"] == n, res.get("failures")
+    assert res["latency_measured"] == design.latency and res["interval_measured"] == design.initiation_interval
+
+
+def test_qkeras_jet_tagger_rtl(tmp_path):
+    path = shared_model("hls4ml-history", "keras", "QKERAS_3layer.h5")
+    refs = _qkeras_refs("QKERAS_3layer")
+    design = rtlgen.convert(path, {"Model": {"Precision": "fixed<16,6>", "ReuseFactor": 4}}, skip_softmax=True)
+    _simulate_refs(design, refs, 10000, tmp_path, stall="random")
+
+
+@pytest.mark.parametrize("n", [pytest.param(1000, id="1k"), pytest.param(10000, id="10k", marks=pytest.mark.slow)])
+def test_ad08_rtl_with_hls4ml_config(tmp_path, n):
+    path = shared_model("mlperf-tiny", "AD08", "model.h5")
+    refs = _qkeras_refs("AD08")
+    design = rtlgen.convert(path, str(shared_model("mlperf-tiny", "AD08", "hls4ml_config.yml")))
+    assert np.array_equal(design.predict(refs["x"]).astype(np.float32), refs["y"])  # accum_t is for float layers only
+    _simulate_refs(design, refs, n, tmp_path)
