@@ -251,3 +251,17 @@ def test_ad08_rtl_with_hls4ml_config(tmp_path, n):
     design = rtlgen.convert(path, str(shared_model("mlperf-tiny", "AD08", "hls4ml_config.yml")))
     assert np.array_equal(design.predict(refs["x"]).astype(np.float32), refs["y"])  # accum_t is for float layers only
     _simulate_refs(design, refs, n, tmp_path)
+
+
+def test_mnist_keras2_json_rtl_from_generated_config(tmp_path):
+    from rtlgen.sim.runner import available_simulators
+
+    if "verilator" not in available_simulators():
+        pytest.skip("verilator is not available")
+    path = shared_model("hls4ml-history", "keras", "KERAS_mnist_12x12_mlp.json")
+    cfg = tmp_path / "cfg.yml"
+    cfg.write_text(generate(rtlgen.convert(path, skip_softmax=True), granularity="name", reuse=16))
+    design = rtlgen.convert(path, str(cfg), skip_softmax=True)
+    res = design.simulate(n_random=500, stall="random", work_dir=tmp_path / "sim")
+    assert res["passed"] and res["mismatches"] == 0, res.get("failures")
+    assert res["interval_measured"] == 16
