@@ -139,6 +139,60 @@ def quantizer_type(spec, where: str) -> tuple[FixedType, float]:
     raise UnsupportedOpError(where, name, f"quantizer {name!r} is not supported; supported are quantized_bits, quantized_relu")
 
 
+def _pow2_alpha(alpha, where, name):
+    if alpha is None or isinstance(alpha, str):
+        raise UnsupportedOpError(
+            where, name,
+            f"alpha={alpha!r} on a kernel means a data-dependent scale in QKeras (QDense turns None into "
+            f"'auto_po2'); retrain with alpha=1 or a power of two",
+        )  # fmt: skip
+    m, e = math.frexp(float(alpha))
+    if m != 0.5:
+        raise UnsupportedOpError(where, name, f"alpha={alpha} is not a power of two")
+    return float(alpha)
+
+
+def qkeras_weights(spec, values, where) -> tuple[np.ndarray, int]:
+    """Weights through a QKeras quantizer, as exact ``(mantissas, fractional bits)``.
+
+    ``quantized_bits`` is a fixed-point type; ``binary``, ``ternary`` and ``quantized_po2`` map
+    each weight to a signed power of two (or zero), computed in float32 as QKeras does.
+    """
+    name, kw = parse_quantizer(spec)
+    kw = _kwargs(name, kw)
+    x = np.asarray(values, dtype=np.float32)
+    if name in ("quantized_bits", "quantized_relu"):
+        t, _ = quantizer_type(spec, where)
+        return t.quantize(x), t.frac
+    if name == "binary":
+        alpha = _pow2_alpha(kw.get("alpha"), where, name)
+        k = np.where(x >= 0, 1.0, -1.0)
+        real = alpha * ((k + 1) / 2 if kw.get("use_01") else k)
+    elif name == "ternary":
+        alpha = _pow2_alpha(kw.get("alpha"), where, name)
+        thr = np.float32(0.33 if kw.get("threshold") is None else kw["threshold"])
+        real = alpha * np.sign(x) * (np.abs(x) >= thr)
+    elif name == "quantized_po2":
+        bits = int(kw.get("bits", 8))
+        max_value = kw.get("max_value")
+        if kw.get("use_stochastic_rounding") or kw.get("quadratic_approximation"):
+            raise UnsupportedOpError(where, name, "only deterministic quantized_po2 without quadratic_approximation is supported")
+        e_bits = bits - 1 - (1 if (max_value is None or max_value > 1) else 0)
+        mag = np.maximum(np.abs(x), np.float32(1e-7))
+        if max_value is not None:
+            mag = np.minimum(mag, np.float32(max_value))
+        e = np.round(np.log(mag) / np.log(np.float32(2))).astype(np.float32)
+        e = np.clip(e, -(2.0**e_bits), 2.0**e_bits - 1)
+        real = np.where(x >= 0, 1.0, -1.0) * np.exp2(e.astype(np.float64))
+    else:
+        raise UnsupportedOpError(
+            where, name, f"quantizer {name!r} is not supported; supported are quantized_bits, binary, ternary, quantized_po2"
+        )
+    real = np.asarray(real, dtype=np.float64)
+    frac = max([_dyadic(v) for v in real.ravel()] + [0])
+    return np.array([int(v * 2.0**frac) for v in real.ravel()], dtype=np.int64).reshape(real.shape), frac
+
+
 # -- the importer ---------------------------------------------------------------------------------
 
 
@@ -274,18 +328,17 @@ class _KerasImporter:
             kernel, bias = self.fold_batchnorm(follow, kernel, bias)
             self.skip = follow["config"]["name"]
         if quantized:
-            ktype, _ = quantizer_type(c.get("kernel_quantizer"), name) if c.get("kernel_quantizer") else (None, 1)
-            btype, _ = quantizer_type(c.get("bias_quantizer"), name) if c.get("bias_quantizer") else (None, 1)
-            if ktype is None:
+            if not c.get("kernel_quantizer"):
                 self.fail(layer, "a quantized dense layer without kernel_quantizer is not supported")
-            wm, accum = ktype.quantize(kernel), None
+            wm, wfrac = qkeras_weights(c["kernel_quantizer"], kernel, name)
+            btype, _ = quantizer_type(c.get("bias_quantizer"), name) if c.get("bias_quantizer") else (None, 1)
+            accum = None
         else:
             ktype = self.config.precision(name, "weight", "Dense")
             btype = self.config.precision(name, "bias", "Dense")
             accum = self.config.precision(name, "accum", "Dense", auto=True)
-            wm = ktype.quantize(hls4ml_text(kernel, ktype))
+            wm, wfrac = ktype.quantize(hls4ml_text(kernel, ktype)), ktype.frac
             bias = hls4ml_text(bias, btype)
-        wfrac = ktype.frac
         out_frac = xt.type.frac + wfrac
         if btype is None:
             bias_exact = bias.astype(np.float32).astype(np.float64)

@@ -265,3 +265,22 @@ def test_mnist_keras2_json_rtl_from_generated_config(tmp_path):
     res = design.simulate(n_random=500, stall="random", work_dir=tmp_path / "sim")
     assert res["passed"] and res["mismatches"] == 0, res.get("failures")
     assert res["interval_measured"] == 16
+
+
+def test_qkeras_power_of_two_weight_quantizers_equal_qkeras():
+    from rtlgen.importers._keras import qkeras_weights
+
+    path = DATA / "qkeras" / "quantizers.npz"
+    if not path.exists():
+        pytest.skip("stored QKeras quantizer reference not generated")
+    refs = np.load(path)
+    for i, spec in enumerate(refs["specs"]):
+        m, frac = qkeras_weights(str(spec), refs["x"], "layer")
+        assert np.array_equal((m * 2.0**-frac).astype(np.float32), refs[f"q{i}"]), spec
+
+
+def test_qkeras_kernel_alpha_none_refused():
+    from rtlgen.importers._keras import qkeras_weights
+
+    with pytest.raises(UnsupportedOpError, match=r"alpha=None on a kernel means a data-dependent scale"):
+        qkeras_weights("binary()", np.ones(3), "fc1")
