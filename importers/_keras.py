@@ -373,6 +373,12 @@ class _KerasImporter:
                 self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", "Dense"))
         else:
             result = self.config.precision(name, "result", "Dense", auto=True)
+            cap = self.config.maximum()
+            exact = self.graph.tensors[self.cur].type
+            if result is None and cap is not None and exact.width > cap.width:
+                # 'auto' keeps every integer bit (no overflow) and drops the lowest fraction bits.
+                result = FixedType(cap.width, exact.integer, exact.signed)
+                self.graph.notes.append(f"{name}: auto result {exact} capped at {cap.width} bits: {result}")
             if result is not None:
                 self.cur = self.b.requant(name + "_result", self.cur, result, attrs={"source": "config"})
             self.float_layer = name

@@ -135,6 +135,13 @@ class Config:
             return None if auto else FixedType.parse(self.default_precision())
         return FixedType.parse(raw)
 
+    def maximum(self) -> FixedType | None:
+        """``Model.Precision.maximum``: the widest type 'auto' may derive (None: no cap)."""
+        p = self.model.get("Precision")
+        if isinstance(p, dict) and p.get("maximum"):
+            return FixedType.parse(p["maximum"])
+        return None
+
     def default_precision(self) -> str:
         p = self.model.get("Precision", DEFAULT_PRECISION)
         if isinstance(p, dict):

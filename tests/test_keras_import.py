@@ -284,3 +284,18 @@ def test_qkeras_kernel_alpha_none_refused():
 
     with pytest.raises(UnsupportedOpError, match=r"alpha=None on a kernel means a data-dependent scale"):
         qkeras_weights("binary()", np.ones(3), "fc1")
+
+
+def test_auto_precision_capped_by_maximum(tmp_path, rng):
+    w1, b1 = rng.normal(0, 0.5, (6, 5)), rng.normal(0, 0.2, 5)
+    w2, b2 = rng.normal(0, 0.5, (5, 3)), rng.normal(0, 0.2, 3)
+    path = _keras3_file(tmp_path / "m.keras", _float_mlp_layers(), {"d1": [w1, b1], "d2": [w2, b2]})
+    auto = {"Precision": {"accum": "auto", "result": "auto"}}
+    cfg = {"Model": {"Precision": {"default": "fixed<16,6>", "maximum": "fixed<20,10>"}}, "LayerName": {"d1": auto, "d2": auto}}
+    design = rtlgen.convert(path, cfg)
+    results = [design.graph.tensors[n.outputs[0]].type for n in design.graph.nodes if n.name in ("d1_result", "d2_result")]
+    assert results and all(t.width == 20 for t in results)
+    exact = rtlgen.convert(path, {"Model": {"Precision": "fixed<16,6>"}, "LayerName": {"d1": auto, "d2": auto}})
+    x = rng.uniform(-4, 4, (300, 6))
+    # Capping drops only fraction bits: the outputs differ from the exact ones by less than 2**-9.
+    assert np.max(np.abs(design.predict(x) - exact.predict(x))) < 2.0**-9
