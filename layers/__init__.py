@@ -36,6 +36,8 @@ def build_layer(graph: Graph, node) -> Layer:
     op = node.op
     src = graph.tensors[node.inputs[0]]
     dst = graph.tensors[node.outputs[0]]
+    if hasattr(op, "hardware"):
+        return op.hardware(src, dst)
     if isinstance(op, Dense):
         acc = {"accum": op.accum, "product_shift": op.product_shift}
         if op.reuse_factor == 1:

@@ -34,6 +34,7 @@ __all__ = [
     "Threshold",
     "GraphError",
     "OPS",
+    "register_op",
 ]
 
 
@@ -122,6 +123,14 @@ class Threshold:
 
 
 OPS = {cls.__name__: cls for cls in (Dense, Relu, Requant, Threshold)}
+
+
+def register_op(cls):
+    """Make an op dataclass known to the IR (verification, JSON). Ops defined outside this module
+    carry their own models: ``golden(self, x, src, dst) -> mantissas`` (numpy, batch first) and
+    ``hardware(self, src, dst) -> rtlgen.layers.Layer`` (``src``/``dst`` are the IR tensors)."""
+    OPS[cls.__name__] = cls
+    return cls
 
 
 @dataclass
