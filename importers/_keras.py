@@ -318,6 +318,8 @@ class _KerasImporter:
         use_bias = c.get("use_bias", True)
         bias = self.weight(layer, "bias", 1).astype(np.float64) if use_bias else np.zeros(kernel.shape[1])
         xt = self.graph.tensors[self.cur]
+        if len(xt.shape) != 1:
+            self.fail(layer, f"a Dense layer on a {len(xt.shape)}-D input {xt.shape} is not supported; add a Flatten before it")
         if kernel.shape[0] != xt.size:
             self.fail(layer, f"kernel of shape {kernel.shape} does not match an input of {xt.size} values")
         quantized = cls != "Dense"
@@ -327,21 +329,38 @@ class _KerasImporter:
         if follow is not None and follow["class_name"] == "BatchNormalization" and not quantized:
             kernel, bias = self.fold_batchnorm(follow, kernel, bias)
             self.skip = follow["config"]["name"]
+        wm, wfrac, bias_m, accum, shift = self.quantize_params(layer, kernel, bias, quantized, "Dense")
+        self.cur = self.b.dense(
+            name, self.cur, wm, wfrac, bias_m, accum=accum, product_shift=shift,
+            reuse_factor=self.config.reuse_factor(name, "Dense"), strategy=self.config.strategy(name, "Dense"),
+            attrs={"source": cls, "float_weights": not quantized},
+        )  # fmt: skip
+        self.after_weights_layer(name, quantized, "Dense")
+
+    def quantize_params(self, layer, kernel, bias, quantized, layer_type):
+        """Weights and bias as mantissas: ``(weights, weight frac, bias at the output grid, accum, shift)``.
+
+        Quantized layers use their own quantizers and exact sums; float layers use the configured
+        types with hls4ml's arithmetic (``accum`` set when the configuration gives an accumulator).
+        """
+        c = layer["config"]
+        name = c["name"]
+        xt = self.graph.tensors[self.cur]
         if quantized:
-            if not c.get("kernel_quantizer"):
-                self.fail(layer, "a quantized dense layer without kernel_quantizer is not supported")
-            wm, wfrac = qkeras_weights(c["kernel_quantizer"], kernel, name)
+            if not c.get("kernel_quantizer") and not c.get("depthwise_quantizer"):
+                self.fail(layer, "a quantized layer without kernel_quantizer is not supported")
+            wm, wfrac = qkeras_weights(c.get("kernel_quantizer") or c.get("depthwise_quantizer"), kernel, name)
             btype, _ = quantizer_type(c.get("bias_quantizer"), name) if c.get("bias_quantizer") else (None, 1)
             accum = None
         else:
-            ktype = self.config.precision(name, "weight", "Dense")
-            btype = self.config.precision(name, "bias", "Dense")
-            accum = self.config.precision(name, "accum", "Dense", auto=True)
+            ktype = self.config.precision(name, "weight", layer_type)
+            btype = self.config.precision(name, "bias", layer_type)
+            accum = self.config.precision(name, "accum", layer_type, auto=True)
             wm, wfrac = ktype.quantize(hls4ml_text(kernel, ktype)), ktype.frac
             bias = hls4ml_text(bias, btype)
         out_frac = xt.type.frac + wfrac
         if btype is None:
-            bias_exact = bias.astype(np.float32).astype(np.float64)
+            bias_exact = np.asarray(bias).astype(np.float32).astype(np.float64)
             bfrac = max((_dyadic(v) for v in bias_exact), default=0)
             bm = np.array([int(round(v * 2.0**bfrac)) for v in bias_exact], dtype=object)
         else:
@@ -361,27 +380,25 @@ class _KerasImporter:
                 wm = wm << (bfrac - out_frac)
                 wfrac += bfrac - out_frac
                 out_frac = bfrac
-            bias_m = np.array([int(b) << (out_frac - bfrac) for b in bm], dtype=np.int64)
-        self.cur = self.b.dense(
-            name, self.cur, wm, wfrac, bias_m, accum=accum, product_shift=shift,
-            reuse_factor=self.config.reuse_factor(name, "Dense"), strategy=self.config.strategy(name, "Dense"),
-            attrs={"source": cls, "float_weights": not quantized},
-        )  # fmt: skip
+            bias_m = np.array([int(b) << (out_frac - bfrac) for b in np.ravel(bm)], dtype=np.int64)
+        return wm, wfrac, bias_m, accum, shift
+
+    def after_weights_layer(self, name, quantized, layer_type):
         if quantized:
             self.float_layer = None
             if _explicit(self.config, name):
-                self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", "Dense"))
-        else:
-            result = self.config.precision(name, "result", "Dense", auto=True)
-            cap = self.config.maximum()
-            exact = self.graph.tensors[self.cur].type
-            if result is None and cap is not None and exact.width > cap.width:
-                # 'auto' keeps every integer bit (no overflow) and drops the lowest fraction bits.
-                result = FixedType(cap.width, exact.integer, exact.signed)
-                self.graph.notes.append(f"{name}: auto result {exact} capped at {cap.width} bits: {result}")
-            if result is not None:
-                self.cur = self.b.requant(name + "_result", self.cur, result, attrs={"source": "config"})
-            self.float_layer = name
+                self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", layer_type))
+            return
+        result = self.config.precision(name, "result", layer_type, auto=True)
+        cap = self.config.maximum()
+        exact = self.graph.tensors[self.cur].type
+        if result is None and cap is not None and exact.width > cap.width:
+            # 'auto' keeps every integer bit (no overflow) and drops the lowest fraction bits.
+            result = FixedType(cap.width, exact.integer, exact.signed)
+            self.graph.notes.append(f"{name}: auto result {exact} capped at {cap.width} bits: {result}")
+        if result is not None:
+            self.cur = self.b.requant(name + "_result", self.cur, result, attrs={"source": "config"})
+        self.float_layer = name
 
     def hgq_dense(self, layer):
         """HGQ2 QDense / QBatchNormDense: per-feature input quantizer, per-weight and per-bias types."""

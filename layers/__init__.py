@@ -13,13 +13,16 @@ from amaranth.lib.wiring import In, Out
 from rtlgen.ir import Dense, Graph, Relu, Requant, Threshold
 
 from ._common import Layer, shape_of, vector_stream
-from ._dense import DenseParallel, DenseReuse, reuse_plan
-from ._elementwise import ReluLayer, RequantLayer, ThresholdLayer, requantize
+from ._dense import DenseParallel, DenseReuse, MaxTree, SumOfProducts, reuse_plan
+from ._elementwise import GatherLayer, ReluLayer, RequantLayer, ThresholdLayer, requantize
 
 __all__ = [
     "Layer",
     "DenseParallel",
     "DenseReuse",
+    "GatherLayer",
+    "MaxTree",
+    "SumOfProducts",
     "ReluLayer",
     "RequantLayer",
     "ThresholdLayer",

@@ -16,7 +16,7 @@ from rtlgen.fixed import FixedType
 
 from ._common import Layer, shape_of
 
-__all__ = ["DenseParallel", "DenseReuse", "reuse_plan"]
+__all__ = ["DenseParallel", "DenseReuse", "MaxTree", "SumOfProducts", "reuse_plan"]
 
 
 def _product(x, w: int):
@@ -53,22 +53,18 @@ def _acc_shape(weight, in_type: FixedType, bias):
     return signed(max(bound.bit_length() + 1, 2))
 
 
-class DenseParallel(Layer):
-    """Fully parallel dense layer; a register every ``adder_levels`` adder-tree levels.
+class _TreeLayer(Layer):
+    """Per output lane, a reduction tree over terms built from the input lanes, pipelined with a
+    register every ``adder_levels`` tree levels and one stall signal for the whole pipeline.
 
     ``latency`` = number of register stages (at least 1); ``initiation_interval`` = 1.
     """
 
-    def __init__(self, in_type, out_type, *, weight, bias=None, adder_levels=3, accum=None, product_shift=0):
-        self.accum, self.product_shift = accum, product_shift
+    def __init__(self, in_type, n_in, out_type, n_out, *, term_counts, adder_levels=3):
         if adder_levels < 1:
             raise ValueError(f"adder_levels must be a positive integer, not {adder_levels}")
-        self.weight = np.asarray(weight)
-        self.bias = None if bias is None else np.asarray(bias)
         self.adder_levels = adder_levels
-        n_in, n_out = self.weight.shape
-        terms = [int(np.count_nonzero(self.weight[:, o])) + int(self.bias is not None and self.bias[o] != 0) for o in range(n_out)]
-        self.tree_depth = max((math.ceil(math.log2(t)) if t > 1 else 0) for t in terms) if terms else 0
+        self.tree_depth = max((math.ceil(math.log2(t)) if t > 1 else 0) for t in term_counts) if term_counts else 0
         super().__init__(in_type, n_in, out_type, n_out)
 
     @property
@@ -76,6 +72,12 @@ class DenseParallel(Layer):
         return max(1, math.ceil(self.tree_depth / self.adder_levels))
 
     initiation_interval = 1
+
+    def lane_terms(self, x: list, o: int) -> list:
+        raise NotImplementedError  # pragma: no cover - every subclass defines it
+
+    def combine(self, a, b):
+        return a + b
 
     def elaborate(self, platform):
         m = Module()
@@ -89,20 +91,14 @@ class DenseParallel(Layer):
                 m.d.sync += valid[s].eq(valid[s - 1])
 
         x = [self.i.payload[i] for i in range(self.n_in)]
-        lanes = []
-        for o in range(self.n_out):
-            terms = [
-                _round_product(p, self.product_shift, self.accum)
-                for i in range(self.n_in)
-                if (p := _product(x[i], int(self.weight[i, o]))) is not None
-            ]
-            if self.bias is not None and self.bias[o] != 0:
-                terms.append(Const(int(self.bias[o])))
-            lanes.append(terms or [Const(0, 1)])
+        lanes = [self.lane_terms(x, o) or [Const(0, 1)] for o in range(self.n_out)]
+
+        def reduce_level(t):
+            return [self.combine(t[j], t[j + 1]) if j + 1 < len(t) else t[j] for j in range(0, len(t), 2)]
 
         stage = 0
         for level in range(1, max(self.tree_depth, 1) + 1):
-            lanes = [[sum(t[j : j + 2]) for j in range(0, len(t), 2)] for t in lanes] if self.tree_depth else lanes
+            lanes = [reduce_level(t) for t in lanes] if self.tree_depth else lanes
             if level % self.adder_levels == 0 or level == max(self.tree_depth, 1):
                 regs = []
                 for o, t in enumerate(lanes):
@@ -120,6 +116,51 @@ class DenseParallel(Layer):
             assert len(t) == 1
             m.d.comb += self.o.payload[o].eq(t[0])
         return m
+
+
+class SumOfProducts(_TreeLayer):
+    """Output lane ``o`` = ``bias[o] + sum(x[i] * w for i, w in terms[o])`` with constant weights:
+    the fully parallel form of dense layers, convolutions and average pooling."""
+
+    def __init__(self, in_type, n_in, out_type, *, terms, bias=None, adder_levels=3, accum=None, product_shift=0):
+        self.terms = [[(int(i), int(w)) for i, w in t if w != 0] for t in terms]
+        self.bias = None if bias is None else np.asarray(bias)
+        self.accum, self.product_shift = accum, product_shift
+        counts = [len(t) + int(self.bias is not None and self.bias[o] != 0) for o, t in enumerate(self.terms)]
+        super().__init__(in_type, n_in, out_type, len(self.terms), term_counts=counts, adder_levels=adder_levels)
+
+    def lane_terms(self, x, o):
+        terms = [_round_product(_product(x[i], w), self.product_shift, self.accum) for i, w in self.terms[o]]
+        if self.bias is not None and self.bias[o] != 0:
+            terms.append(Const(int(self.bias[o])))
+        return terms
+
+
+class DenseParallel(SumOfProducts):
+    """Fully parallel dense layer (reuse factor 1): one vector per cycle."""
+
+    def __init__(self, in_type, out_type, *, weight, bias=None, adder_levels=3, accum=None, product_shift=0):
+        self.weight = np.asarray(weight)
+        n_in, n_out = self.weight.shape
+        terms = [[(i, int(self.weight[i, o])) for i in range(n_in)] for o in range(n_out)]
+        super().__init__(
+            in_type, n_in, out_type, terms=terms, bias=bias, adder_levels=adder_levels,
+            accum=accum, product_shift=product_shift,
+        )  # fmt: skip
+
+
+class MaxTree(_TreeLayer):
+    """Output lane ``o`` = the maximum of input lanes ``groups[o]``: max pooling."""
+
+    def __init__(self, in_type, n_in, out_type, *, groups, adder_levels=3):
+        self.groups = [list(g) for g in groups]
+        super().__init__(in_type, n_in, out_type, len(self.groups), term_counts=[len(g) for g in self.groups], adder_levels=adder_levels)
+
+    def lane_terms(self, x, o):
+        return [x[i] for i in self.groups[o]]
+
+    def combine(self, a, b):
+        return Mux(a > b, a, b)
 
 
 def _select(values, index):

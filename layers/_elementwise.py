@@ -8,7 +8,7 @@ from rtlgen.fixed import FixedType
 
 from ._common import Layer
 
-__all__ = ["ReluLayer", "RequantLayer", "ThresholdLayer", "requantize"]
+__all__ = ["GatherLayer", "ReluLayer", "RequantLayer", "ThresholdLayer", "requantize"]
 
 
 def requantize(x: Value, src: FixedType, dst: FixedType) -> Value:
@@ -96,3 +96,18 @@ class ThresholdLayer(_Elementwise):
             t = int(t)
             count = count + ((x >= t) if self.increasing[k] else (x <= t))
         return Const(self.base, signed(max(abs(self.base).bit_length() + 1, 2))) + count * self.step
+
+
+class GatherLayer(Layer):
+    """Output lane ``j`` = input lane ``index[j]`` (``-1``: zero); wires only, latency 0."""
+
+    def __init__(self, in_type, n_in, out_type, *, index):
+        self.index = [int(i) for i in index]
+        super().__init__(in_type, n_in, out_type, len(self.index))
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready)]
+        for j, i in enumerate(self.index):
+            m.d.comb += self.o.payload[j].eq(self.i.payload[i] if i >= 0 else 0)
+        return m

@@ -89,9 +89,9 @@ class Design:
         t = self.input_tensor
         if m.ndim == 1:
             m = m[None]
-        if m.shape[1:] != t.shape:
+        if int(np.prod(m.shape[1:])) != t.size:
             raise DesignError(f"input mantissas must have shape (N, {', '.join(map(str, t.shape))}), not {m.shape}")
-        return golden.run(self.graph, m)
+        return golden.run(self.graph, m.reshape(len(m), -1))
 
     def predict(self, x) -> np.ndarray:
         """Float inputs to float outputs, exactly as the hardware plus the host stages compute them."""
@@ -100,10 +100,11 @@ class Design:
     def trace(self, x) -> dict:
         """Every tensor's real values for float inputs ``x`` (mantissas times their step)."""
         values = golden.run(self.graph, self.quantize_input(x), trace=True)
-        return {
-            name: self.graph.tensors[name].type.to_float(v) * self.graph.tensors[name].scale
-            for name, v in values.items()
-        }
+        out = {}
+        for name, v in values.items():
+            t = self.graph.tensors[name]
+            out[name] = (t.type.to_float(v) * t.scale).reshape(len(v), *t.shape)
+        return out
 
     def random_inputs(self, n: int, seed: int = 0) -> np.ndarray:
         """``n`` input mantissas drawn uniformly over the input type's reachable range."""
@@ -112,7 +113,7 @@ class Design:
         t: FixedType = self.input_tensor.type
         lo = -t.max_mantissa if (t.signed and t.overflow == "SAT_SYM") else t.min_mantissa
         rng = np.random.default_rng(seed)
-        return rng.integers(lo, t.max_mantissa, size=(n, *self.input_tensor.shape), endpoint=True, dtype=np.int64)
+        return rng.integers(lo, t.max_mantissa, size=(n, self.input_tensor.size), endpoint=True, dtype=np.int64)
 
     # -- hardware ---------------------------------------------------------------------------------
 

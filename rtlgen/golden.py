@@ -85,7 +85,8 @@ def run(graph: Graph, x: np.ndarray, *, trace: bool = False):
 
     Returns the output mantissas, or with ``trace=True`` a dict of every tensor's mantissas.
     """
-    values = {graph.inputs[0]: int_array(x)}
+    x = int_array(x)
+    values = {graph.inputs[0]: x.reshape(len(x), -1)}
     for node in graph.nodes:
         values[node.outputs[0]] = run_node(graph, node, values[node.inputs[0]])
     if trace:
@@ -99,15 +100,21 @@ def quantize_input(graph: Graph, x) -> np.ndarray:
     x = np.asarray(x)
     if graph.pre is not None:
         y = graph.pre.run(x).astype(np.float64)
-        y = y.reshape(y.shape[0], *t.shape)
+        y = _channels_last(y.reshape(y.shape[0], -1), graph)
         m = np.ldexp(y / t.scale, t.type.frac)
         mi = np.rint(m)
         # The host stage ends in the input quantizer, so this is an exact integer.
         if not np.array_equal(mi, m):
             raise AssertionError("input stage did not produce values on the input type's grid")
         return int_array(mi.astype(np.int64))
-    x = x.reshape(x.shape[0], *t.shape).astype(np.float64)
+    x = _channels_last(x.reshape(x.shape[0], -1).astype(np.float64), graph)
     return t.type.quantize(x / t.scale)
+
+
+def _channels_last(x, graph):
+    """Channels-first network inputs (ONNX) reordered to the hardware's channels-last lanes."""
+    order = getattr(graph, "input_order", None)
+    return x if order is None else x[:, order]
 
 
 def dequantize_output(graph: Graph, y: np.ndarray) -> np.ndarray:
