@@ -119,3 +119,83 @@ class GraphBuilder:
         out = self.tensor(out_name or name, xt.shape, ftype, xt.scale, cast_bounds(lo, hi, xt.type, ftype))
         self.graph.add_node(Node(name, Requant(ftype), [x], [out], dict(attrs or {})))
         return out
+
+
+def _lane_range(bounds):
+    lo, hi = bounds
+    return min(min(lo), 0), max(max(hi), 0)
+
+
+class SpatialBuilder(GraphBuilder):
+    """Adds the channels-last spatial ops of :mod:`rtlgen.spatial`."""
+
+    def conv(self, name, x, op, wfrac: int = 0, *, attrs=None) -> str:
+        from rtlgen.spatial import Conv
+
+        assert isinstance(op, Conv)
+        xt = self.graph.tensors[x]
+        op.in_shape = tuple(xt.shape)
+        out_shape = op.out_shape
+        if op.accum is not None:
+            t = op.accum
+            out = self.tensor(name, out_shape, t, xt.scale)
+        else:
+            lo_in, hi_in = _lane_range(self.bounds[x])
+            kh, kw, cin, c2 = op.weight.shape
+            w = op.weight.reshape(kh * kw * (1 if op.depthwise else cin), -1) if not op.depthwise else op.weight.reshape(kh * kw, cin * c2)
+            n = w.shape[0]
+            lo_c, hi_c = dense_bounds(w, np.full(n, lo_in, dtype=object), np.full(n, hi_in, dtype=object))
+            if op.bias is not None:
+                lo_c, hi_c = lo_c + op.bias.astype(object), hi_c + op.bias.astype(object)
+            # Zero padding can drop any tap, so each channel's range also contains the bias alone.
+            bias = op.bias.astype(object) if op.bias is not None else np.zeros(len(lo_c), dtype=object)
+            lo_c, hi_c = np.minimum(lo_c, bias), np.maximum(hi_c, bias)
+            positions = out_shape[0] * out_shape[1]
+            lo, hi = np.tile(lo_c, positions), np.tile(hi_c, positions)
+            frac = xt.type.frac + wfrac
+            out = self.tensor(name, out_shape, type_for_range(min(lo), max(hi), frac), xt.scale, (lo, hi))
+        self.graph.add_node(Node(name, op, [x], [out], dict(attrs or {})))
+        return out
+
+    def pool(self, name, x, op, *, extra_frac=0, attrs=None) -> str:
+        xt = self.graph.tensors[x]
+        op.in_shape = tuple(xt.shape)
+        lo_in, hi_in = _lane_range(self.bounds[x]) if op.kind == "avg" else (min(self.bounds[x][0]), max(self.bounds[x][1]))
+        groups = op.groups()
+        if op.kind == "max":
+            lo = np.array([lo_in] * len(groups), dtype=object)
+            hi = np.array([hi_in] * len(groups), dtype=object)
+        else:
+            lo = np.array([lo_in * len(g) for g in groups], dtype=object)
+            hi = np.array([hi_in * len(g) for g in groups], dtype=object)
+        frac = xt.type.frac + extra_frac
+        t = type_for_range(min(lo), max(hi), frac) if op.kind == "avg" else xt.type
+        out = self.tensor(name, op.out_shape, t, xt.scale, (lo, hi))
+        self.graph.add_node(Node(name, op, [x], [out], dict(attrs or {})))
+        return out
+
+    def gather(self, name, x, index, shape, *, attrs=None) -> str:
+        from rtlgen.spatial import Gather
+
+        xt = self.graph.tensors[x]
+        index = np.asarray(index, dtype=np.int64)
+        lo_in, hi_in = self.bounds[x]
+        lo = np.array([lo_in[i] if i >= 0 else 0 for i in index], dtype=object)
+        hi = np.array([hi_in[i] if i >= 0 else 0 for i in index], dtype=object)
+        t = xt.type if not np.any(index < 0) or xt.type.contains(0) else type_for_range(min(lo), max(hi), xt.type.frac)
+        out = self.tensor(name, shape, t, xt.scale, (lo, hi))
+        self.graph.add_node(Node(name, Gather(index), [x], [out], dict(attrs or {})))
+        return out
+
+    def reshape(self, name, x, shape, *, attrs=None) -> str:
+        from rtlgen.spatial import Reshape
+
+        xt = self.graph.tensors[x]
+        shape = tuple(int(d) for d in shape)
+        if int(np.prod(shape)) != xt.size:
+            raise ValueError(f"cannot reshape {xt.shape} to {shape}")
+        if shape == tuple(xt.shape):
+            return x
+        out = self.tensor(name, shape, xt.type, xt.scale, self.bounds[x])
+        self.graph.add_node(Node(name, Reshape(shape), [x], [out], dict(attrs or {})))
+        return out

@@ -22,23 +22,22 @@ from rtlgen.fixed import FixedType, cast
 from rtlgen.ir import Graph
 
 from . import _hgq as hgq
-from ._builder import GraphBuilder
+from ._builder import SpatialBuilder
 from ._hgq import is_hgq
 from ._keras_files import KerasModel, read_keras
 
 __all__ = ["from_keras", "parse_quantizer", "quantizer_type"]
 
-PASSIVE = ("InputLayer", "Dropout", "Flatten", "SpatialDropout1D", "GaussianNoise", "GaussianDropout", "ActivityRegularization")
+PASSIVE = ("InputLayer", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization")
+CONV = ("Conv1D", "Conv2D", "QConv1D", "QConv2D", "QConv2DBatchnorm", "DepthwiseConv2D", "QDepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "QSeparableConv2D")
+POOL = ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D")
+LAYOUT = ("Flatten", "Reshape", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "Permute")
 DENSE = ("Dense", "QDense", "QDenseBatchnorm")
 ACTIVATIONS = ("Activation", "QActivation", "ReLU")
-SUPPORTED = DENSE + ACTIVATIONS + ("BatchNormalization", "QBatchNormalization", "Dropout", "Flatten", "InputLayer", "Softmax (final, skipped)")
+SUPPORTED = DENSE + CONV + POOL + LAYOUT + ACTIVATIONS + ("BatchNormalization", "Dropout", "InputLayer", "Softmax (final, skipped)")
 LATER = {
-    "Conv1D": "convolutions", "Conv2D": "convolutions", "QConv1D": "convolutions", "QConv2D": "convolutions",
-    "DepthwiseConv2D": "convolutions", "SeparableConv2D": "convolutions", "QDepthwiseConv2D": "convolutions",
-    "QSeparableConv2D": "convolutions", "QConv2DBatchnorm": "convolutions", "MaxPooling2D": "pooling",
-    "AveragePooling2D": "pooling", "MaxPooling1D": "pooling", "AveragePooling1D": "pooling",
-    "GlobalAveragePooling2D": "pooling", "GlobalMaxPooling2D": "pooling", "Add": "merge layers",
-    "Concatenate": "merge layers", "Multiply": "merge layers", "Subtract": "merge layers", "Average": "merge layers",
+    "Add": "merge layers", "Concatenate": "merge layers", "Multiply": "merge layers", "Subtract": "merge layers",
+    "Average": "merge layers", "Maximum": "merge layers", "Minimum": "merge layers",
 }  # fmt: skip
 
 
@@ -204,7 +203,7 @@ class _KerasImporter:
         cfg = km.config.get("config", {})
         self.layers = cfg["layers"] if isinstance(cfg, dict) else cfg
         self.graph = Graph(name=(cfg.get("name") if isinstance(cfg, dict) else None) or "keras_model")
-        self.b = GraphBuilder(self.graph)
+        self.b = SpatialBuilder(self.graph)
         self.float_layer = None  # the last float (config-typed) layer, while its output flows on
 
     def fail(self, layer, detail):
@@ -262,9 +261,13 @@ class _KerasImporter:
         if self.cur is not None:
             return
         name = layer["config"]["name"] if layer["class_name"] == "InputLayer" else "input"
-        size = int(np.prod([d for d in shape if d is not None]))
+        if any(d is None for d in shape):
+            self.fail(layer, f"the input shape {tuple(shape)} has free dimensions; give every dimension a size")
+        # Channels last: sequences (steps, channels) are images one pixel high.
+        shape = tuple(int(d) for d in shape)
+        shape = (1, *shape) if len(shape) == 2 else shape
         t = self.input_type(name)
-        self.cur = self.b.tensor(name, (size,), t)
+        self.cur = self.b.tensor(name, shape, t)
         self.graph.inputs = [self.cur]
 
     def visit(self, layer, last):
@@ -288,6 +291,13 @@ class _KerasImporter:
                 n_out = self.graph.tensors[self.cur].size
                 lanes = hgq.lane_types(*(np.broadcast_to(a, (1, n_out)) for a in kif[:3]), *kif[3:])
                 self.cur = self.b.requant_lanes(name + "_oq", self.cur, lanes, attrs={"source": f"{cls} output quantizer"})
+        elif cls in CONV:
+            self.conv(layer)
+            self.activation(layer, c.get("activation", "linear"), name, last)
+        elif cls in POOL:
+            self.pool(layer)
+        elif cls in LAYOUT:
+            self.layout(layer)
         elif cls in DENSE:
             self.dense(layer)
             act = c.get("activation", "linear")
@@ -336,6 +346,149 @@ class _KerasImporter:
             attrs={"source": cls, "float_weights": not quantized},
         )  # fmt: skip
         self.after_weights_layer(name, quantized, "Dense")
+
+    # -- convolution, pooling, layout ----------------------------------------------------------
+
+    def spatial_shape(self, layer):
+        shape = self.graph.tensors[self.cur].shape
+        if len(shape) != 3:
+            self.fail(layer, f"expects a sequence or image input, not shape {shape}")
+        if layer["config"].get("data_format", "channels_last") not in (None, "channels_last"):
+            self.fail(layer, "only data_format='channels_last' is supported")
+        return shape
+
+    @staticmethod
+    def _pair(v, one_d):
+        v = list(v) if isinstance(v, (list, tuple)) else [v]
+        return (1, int(v[0])) if one_d else (int(v[0]), int(v[-1]))
+
+    def _padding(self, layer, shape, kernel, stride, dilation):
+        from rtlgen.spatial import same_padding
+
+        mode = str(layer["config"].get("padding", "valid")).lower()
+        if mode == "valid":
+            return ((0, 0), (0, 0))
+        if mode == "same":
+            return tuple(same_padding(n, k, s, d) for n, k, s, d in zip(shape[:2], kernel, stride, dilation))
+        self.fail(layer, f"padding {mode!r} is not supported (valid, same)")
+
+    def conv(self, layer):
+        from rtlgen.spatial import Conv
+
+        cls, c = layer["class_name"], layer["config"]
+        name = c["name"]
+        shape = self.spatial_shape(layer)
+        one_d = "1D" in cls
+        quantized = cls.startswith("Q")
+        own = [a for n, a in self.weights(name) if n is None]
+        named = dict((n, a) for n, a in self.weights(name) if n)
+        separable = "Separable" in cls
+        depthwise = "Depthwise" in cls or separable
+        if depthwise:
+            kernel = named.get("depthwise_kernel", named.get("kernel", own[0] if own else None))
+        else:
+            kernel = named.get("kernel", own[0] if own else None)
+        if kernel is None:
+            self.fail(layer, "its kernel is missing from the weights file")
+        kernel = np.asarray(kernel, dtype=np.float64)
+        if one_d:
+            kernel = kernel[None]
+        stride = self._pair(c.get("strides", 1), one_d)
+        dilation = self._pair(c.get("dilation_rate", 1), one_d)
+        padding = self._padding(layer, shape, kernel.shape[:2], stride, dilation)
+        use_bias = c.get("use_bias", True)
+        n_out = kernel.shape[2] * kernel.shape[3] if depthwise else kernel.shape[3]
+        if separable:
+            pointwise = np.asarray(named.get("pointwise_kernel", own[1] if len(own) > 1 else None), dtype=np.float64)
+            bias = np.asarray(named.get("bias", own[2] if len(own) > 2 else np.zeros(pointwise.shape[-1])), dtype=np.float64)
+            wm, wfrac, _, accum, shift = self.quantize_params(layer, kernel, np.zeros(n_out), quantized, "Conv")
+            op = Conv(wm, None, stride, padding, dilation, True, accum=accum, product_shift=shift)
+            self.cur = self.b.conv(name + "_depthwise", self.cur, op, wfrac, attrs={"source": cls})
+            self.after_weights_layer(name + "_depthwise", quantized, "Conv")
+            kernel, stride, padding, dilation, depthwise = pointwise.reshape(1, 1, *pointwise.shape[-2:]), (1, 1), ((0, 0), (0, 0)), (1, 1), False
+            pointwise_layer = {"class_name": cls, "config": {**c, "kernel_quantizer": c.get("pointwise_quantizer")}}
+            wm, wfrac, bias_m, accum, shift = self.quantize_params(pointwise_layer, kernel, bias, quantized, "Conv")
+        else:
+            bias = named.get("bias", own[1] if use_bias and len(own) > 1 else None)
+            bias = np.zeros(n_out) if bias is None or not use_bias else np.asarray(bias, dtype=np.float64)
+            if cls == "QConv2DBatchnorm":
+                kernel2, bias = self.fold_qkeras_batchnorm(layer, kernel.reshape(-1, kernel.shape[-1]), bias)
+                kernel = kernel2.reshape(kernel.shape)
+            wm, wfrac, bias_m, accum, shift = self.quantize_params(layer, kernel, bias, quantized, "Conv")
+        reuse = self.config.reuse_factor(name, "Conv")
+        if reuse != 1:
+            self.fail(layer, f"reuse factor {reuse}: convolutions are fully parallel in io_parallel form; use ReuseFactor 1 for this layer")
+        op = Conv(wm, bias_m if np.any(bias_m) else None, stride, padding, dilation, depthwise, accum=accum, product_shift=shift)
+        self.cur = self.b.conv(name, self.cur, op, wfrac, attrs={"source": cls, "float_weights": not quantized})
+        self.after_weights_layer(name, quantized, "Conv")
+
+    def pool(self, layer):
+        from rtlgen.spatial import Pool
+
+        cls, c = layer["class_name"], layer["config"]
+        name = c["name"]
+        shape = self.spatial_shape(layer)
+        one_d = "1D" in cls
+        kind = "max" if "Max" in cls else "avg"
+        if cls.startswith("Global"):
+            window, stride, padding = tuple(shape[:2]), tuple(shape[:2]), ((0, 0), (0, 0))
+        else:
+            window = self._pair(c.get("pool_size", 2), one_d)
+            stride = self._pair(c.get("strides") or c.get("pool_size", 2), one_d)
+            padding = self._padding(layer, shape, window, stride, (1, 1))
+        extra = 0
+        if kind == "avg":
+            count = window[0] * window[1]
+            if count & (count - 1) or any(p != (0, 0) for p in padding):
+                self.fail(layer, f"average pooling over {count} values with padding {padding}: only unpadded power-of-two windows are exact; use a 2x2/4x4 window or max pooling")
+            extra = count.bit_length() - 1
+        op = Pool(kind, window, stride, padding)
+        self.cur = self.b.pool(name, self.cur, op, extra_frac=extra, attrs={"source": cls})
+        if cls.startswith("Global") and not c.get("keepdims", False):
+            self.cur = self.b.reshape(name + "_flat", self.cur, (shape[2],))
+
+    def layout(self, layer):
+        cls, c = layer["class_name"], layer["config"]
+        name = c["name"]
+        xt = self.graph.tensors[self.cur]
+        if cls == "Flatten":
+            self.cur = self.b.reshape(name, self.cur, (xt.size,))
+            return
+        if cls == "Reshape":
+            target = tuple(int(d) for d in c["target_shape"])
+            target = (1, *target) if len(target) == 2 else target
+            self.cur = self.b.reshape(name, self.cur, target)
+            return
+        H, W, C = self.spatial_shape(layer)
+        one_d = "1D" in cls
+        grid = np.arange(H * W * C).reshape(H, W, C)
+        if cls.startswith("ZeroPadding"):
+            p = c.get("padding", 1)
+            if one_d:
+                (t, b), (lft, r) = (0, 0), (tuple(p) if isinstance(p, (list, tuple)) else (p, p))
+            else:
+                p = p if isinstance(p, (list, tuple)) else [p, p]
+                (t, b), (lft, r) = ((p[0], p[0]) if isinstance(p[0], int) else tuple(p[0])), ((p[1], p[1]) if isinstance(p[1], int) else tuple(p[1]))
+            out = np.pad(grid, ((t, b), (lft, r), (0, 0)), constant_values=-1)
+        elif cls.startswith("Cropping"):
+            p = c.get("cropping", 1)
+            if one_d:
+                (t, b), (lft, r) = (0, 0), (tuple(p) if isinstance(p, (list, tuple)) else (p, p))
+            else:
+                (t, b), (lft, r) = (tuple(p[0]) if isinstance(p[0], (list, tuple)) else (p[0], p[0])), (tuple(p[1]) if isinstance(p[1], (list, tuple)) else (p[1], p[1]))
+            out = grid[t : H - b, lft : W - r]
+        elif cls.startswith("UpSampling"):
+            if str(c.get("interpolation", "nearest")) != "nearest":
+                self.fail(layer, "only nearest-neighbour upsampling is supported")
+            size = c.get("size", 2)
+            fy, fx = (1, int(size if not isinstance(size, (list, tuple)) else size[0])) if one_d else self._pair(size, False)
+            out = grid.repeat(fy, axis=0).repeat(fx, axis=1)
+        else:  # Permute: dims are 1-based over (H, W, C) without the batch
+            dims = [int(d) - 1 for d in c["dims"]]
+            if len(dims) == 2:
+                dims = [0] + [d + 1 for d in dims]
+            out = grid.transpose(dims)
+        self.cur = self.b.gather(name, self.cur, out.ravel(), out.shape, attrs={"source": cls})
 
     def quantize_params(self, layer, kernel, bias, quantized, layer_type):
         """Weights and bias as mantissas: ``(weights, weight frac, bias at the output grid, accum, shift)``.
@@ -496,8 +649,8 @@ class _KerasImporter:
         if act in (None, "linear"):
             return
         if act == "relu":
-            float_input = cls in ("Dense", "Activation", "ReLU") and self.float_layer is not None
-            relu_name = name + "_relu" if (cls in DENSE or is_hgq(layer)) else name
+            float_input = self.float_layer is not None
+            relu_name = name + "_relu" if (cls in DENSE or cls in CONV or is_hgq(layer)) else name
             self.cur = self.b.relu(relu_name, self.cur, attrs={"source": "relu"})
             if float_input:
                 # hls4ml's ReLU casts to its own result type (the model default unless configured).
