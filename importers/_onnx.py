@@ -32,7 +32,7 @@ from rtlgen.errors import ModelFormatError, UnsupportedOpError
 from rtlgen.fixed import FixedType, type_for_range
 from rtlgen.ir import Dense, Graph, HostStage, Node, Relu, Requant, Threshold
 
-from ._builder import GraphBuilder, cast_bounds, dense_bounds
+from ._builder import SpatialBuilder, cast_bounds, dense_bounds
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brev
 ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Relu", "BatchNormalization")
 LAYOUT = ("Reshape", "Flatten", "Identity", "Dropout", "Squeeze", "Unsqueeze")
 QUANTIZERS = ("Quant", "BipolarQuant", "Trunc")
-SUPPORTED = ("Gemm", "MatMul") + ELEMENTWISE + LAYOUT + QUANTIZERS + ("Transpose (of weights)", "Softmax (final, skipped)")
+SUPPORTED = ("Gemm", "MatMul", "Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool") + ELEMENTWISE + LAYOUT + QUANTIZERS + ("Transpose (of weights)", "Softmax (final, skipped)")
 # qonnx rounding modes with an ap_fixed equivalent (qonnx's HALF_UP/HALF_DOWN are symmetric about
 # zero); CEIL and UP have none and go through thresholds.
 ROUNDING = {
@@ -170,7 +170,7 @@ class _Importer:
         self.inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
         self.graph = Graph(name=g.name or "network")
         self.values: dict[str, object] = {}
-        self.builder = GraphBuilder(self.graph)
+        self.builder = SpatialBuilder(self.graph)
         self.bounds = self.builder.bounds
         self.shapes = {}
         for vi in list(g.input) + list(g.value_info) + list(g.output):
@@ -233,6 +233,10 @@ class _Importer:
             self.quantizer(node, ins)
         elif op in ("MatMul", "Gemm"):
             self.matmul(node, ins)
+        elif op == "Conv":
+            self.conv(node, ins)
+        elif op in ("MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"):
+            self.pool(node, ins)
         elif op in ELEMENTWISE:
             for v in ins[1:]:
                 if v is not None and not isinstance(v, _Const):
@@ -328,9 +332,22 @@ class _Importer:
             return
         if isinstance(x, (_Int, _Pending)):
             base = x if isinstance(x, _Int) else x.base
-            size = self.graph.tensors[base.tensor].size
+            t = self.graph.tensors[base.tensor]
+            size = t.size
             if out_shape is not None and None not in out_shape and int(np.prod(out_shape[1:])) != size:
                 self.fail(node, f"reshape of a {size}-element vector to {out_shape} is not supported")
+            if len(t.shape) == 3 and node.op_type not in ("Identity", "Dropout"):
+                if isinstance(x, _Pending):
+                    x = self.float_result(x) if self.float_model else self.fail(node, "flatten a quantized tensor, not a float one")
+                if out_shape is not None and len(out_shape) == 4:
+                    self.fail(node, f"reshape of an image to {out_shape} is not supported")
+                # ONNX flattens channels first: lane c*H*W + h*W + w comes from channels-last (h, w, c).
+                t = self.graph.tensors[x.tensor]
+                H, W, C = t.shape
+                order = np.arange(H * W * C).reshape(H, W, C).transpose(2, 0, 1).ravel()
+                out = self.builder_spatial().gather(node.output[0], x.tensor, order, (size,), attrs={"source": node.op_type + " (channels-first order)"})
+                self.values[node.output[0]] = _Int(out, node.output[0])
+                return
             self.values[node.output[0]] = x
             return
         self.fail(node, "unexpected input")
@@ -514,19 +531,142 @@ class _Importer:
         itype = self.config.precision(self.input_name, "result", "InputLayer")
         if self.config.has_precision(self.input_name, "input"):
             itype = self.config.precision(self.input_name, "input")
-        name = self.new_tensor(self.input_name, (size,), itype)
+        hw_shape = (size,)
+        if len(shape) in (3, 4) and node.op_type == "Conv":
+            C, rest = shape[1], shape[2:]
+            H, W = (1, rest[0]) if len(rest) == 1 else rest
+            hw_shape = (H, W, C)
+            # The hardware takes images channels last; the host reorders the NCHW input.
+            self.graph.input_order = np.arange(size).reshape(C, H, W).transpose(1, 2, 0).ravel().tolist()
+            self.graph.notes.append(f"channels-first input {tuple(shape[1:])} converted to channels-last {hw_shape}")
+        name = self.new_tensor(self.input_name, hw_shape, itype)
         self.graph.inputs = [name]
         self.graph.notes.append(f"float model: input quantized to {itype}")
         return _Int(name, self.input_name)
+
+    def builder_spatial(self):
+        return self.builder
+
+    # -- convolution and pooling -------------------------------------------------------------
+
+    def conv(self, node, ins):
+        from rtlgen.spatial import Conv, same_padding
+
+        a = _attrs(node)
+        x = ins[0]
+        if isinstance(x, _Host):
+            if not self.float_model:
+                self.fail(node, "the input of a quantized network must pass through a quantizer first")
+            x = self.float_input(node)
+        elif isinstance(x, _Pending):
+            if not self.float_model:
+                self.fail(node, "its input is a float computation with no quantizer before it; add a Quant node")
+            x = self.float_result(x)
+        xt = self.graph.tensors[x.tensor]
+        if len(xt.shape) != 3:
+            self.fail(node, f"expects an image (N, C, H, W) or sequence (N, C, L), not {xt.shape}")
+        w = self.const(node, node.input[1], "the convolution kernel")
+        wv, wm = w.value, w.mant
+        one_d = wv.ndim == 3
+        if one_d:
+            wv = wv[:, :, None, :]
+            wm = wm[:, :, None, :] if wm is not None else None
+        cout, cin_g, kh, kw = wv.shape
+        group = int(a.get("group", 1))
+        H, W, C = xt.shape
+        depthwise = group > 1
+        if depthwise and not (group == C and cin_g == 1):
+            self.fail(node, f"grouped convolutions (group={group}) are supported only as depthwise (group = input channels)")
+        name = node.name
+        if wm is None:
+            wtype = self.config.precision(name, "weight", "Conv")
+            wm, wfrac = wtype.quantize(wv), wtype.frac
+            self.graph.notes.append(f"{name}: float weights quantized to {wtype}")
+        else:
+            exps = {_pow2_exponent(float(v)) for v in np.unique(w.scale)}
+            if None in exps:
+                self.fail(node, "weight scales that are not powers of two are not supported yet")
+            wfrac = -min(exps)
+            wm = wm * np.round((w.scale if not one_d else w.scale[:, :, None, :]) * 2.0**wfrac).astype(np.int64)
+        # ONNX (cout, cin, kh, kw) to channels-last (kh, kw, cin, cout); depthwise (kh, kw, C, mult).
+        k = np.transpose(np.asarray(wm, dtype=np.int64), (2, 3, 1, 0))
+        if depthwise:
+            k = k.reshape(kh, kw, C, cout // C)
+        stride = tuple(int(v) for v in a.get("strides", [1, 1]))
+        dil = tuple(int(v) for v in a.get("dilations", [1, 1]))
+        if one_d:
+            stride, dil = (1, stride[0]), (1, dil[0])
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            pads = [same_padding(n, kk, st, d) for n, kk, st, d in zip((H, W), (kh, kw), stride, dil)]
+            if auto == "SAME_LOWER":
+                pads = [(b, a_) for a_, b in pads]
+            padding = tuple(pads)
+        elif auto == "VALID" or "pads" not in a:
+            padding = ((0, 0), (0, 0))
+        else:
+            p = [int(v) for v in a["pads"]]
+            padding = ((p[0], p[2]), (p[1], p[3])) if not one_d else ((0, 0), (p[0], p[1]))
+        op = Conv(k, None, stride, padding, dil, depthwise, reuse_factor=1)
+        out = self.builder.conv(name, x.tensor, op, wfrac, attrs={"source": "Conv", "float_weights": w.mant is None})
+        result = _Int(out, node.output[0])
+        if len(node.input) > 2 and node.input[2]:
+            add = helper.make_node("Add", [node.output[0] + "__acc", node.input[2]], [node.output[0]], name=name + "_bias")
+            # ONNX's conv bias is per output channel; as an NCHW broadcast constant it is (C, 1, 1).
+            b = self.const(node, node.input[2], "the convolution bias")
+            self.values[node.input[2] + "__nchw"] = _Const(np.asarray(b.value).reshape(-1, 1, 1))
+            add.input[1] = node.input[2] + "__nchw"
+            result.onnx_name = node.output[0] + "__acc"
+            self.values[node.output[0]] = _Pending(result, [add])
+        else:
+            self.values[node.output[0]] = result
+
+    def pool(self, node, ins):
+        from rtlgen.spatial import Pool
+
+        a = _attrs(node)
+        x = ins[0]
+        if isinstance(x, _Pending):
+            if not self.float_model:
+                self.fail(node, "pool a quantized tensor: put the quantizer before the pooling")
+            x = self.float_result(x)
+        xt = self.graph.tensors[x.tensor]
+        if len(xt.shape) != 3:
+            self.fail(node, f"expects an image, not {xt.shape}")
+        H, W, C = xt.shape
+        kind = "max" if "Max" in node.op_type else "avg"
+        if node.op_type.startswith("Global"):
+            window, stride, padding = (H, W), (H, W), ((0, 0), (0, 0))
+        else:
+            ks = [int(v) for v in a["kernel_shape"]]
+            st = [int(v) for v in a.get("strides", ks)]
+            window, stride = (tuple(ks) if len(ks) == 2 else (1, ks[0])), (tuple(st) if len(st) == 2 else (1, st[0]))
+            p = [int(v) for v in a.get("pads", [0] * (2 * len(ks)))]
+            padding = ((p[0], p[2]), (p[1], p[3])) if len(ks) == 2 else ((0, 0), (p[0], p[1]))
+            if a.get("ceil_mode", 0):
+                self.fail(node, "ceil_mode=1 is not supported")
+        extra = 0
+        if kind == "avg":
+            count = window[0] * window[1]
+            if count & (count - 1) or any(q != (0, 0) for q in padding):
+                self.fail(node, f"average pooling over {count} values with padding {padding}: only unpadded power-of-two windows are exact")
+            extra = count.bit_length() - 1
+        op = Pool(kind, window, stride, padding)
+        out = self.builder.pool(node.name, x.tensor, op, extra_frac=extra, attrs={"source": node.op_type})
+        self.values[node.output[0]] = _Int(out, node.output[0])
 
     def float_result(self, pending: _Pending) -> _Int:
         """A float model's layer output, cast to its configured result precision."""
         dense_node = self.graph.producer(pending.base.tensor)
         layer = dense_node.name if dense_node else pending.base.tensor
-        rtype = self.config.precision(layer, "result", "Dense")
-        lowered = self.lower_fixed(pending, None, None, None, float_bias_type=self.config.precision(layer, "bias", "Dense"))
+        kind = "Conv" if dense_node is not None and dense_node.kind == "Conv" else "Dense"
+        rtype = self.config.precision(layer, "result", kind, auto=True)
+        lowered = self.lower_fixed(pending, None, None, None, float_bias_type=self.config.precision(layer, "bias", kind))
         if lowered is None:
             self.fail(pending.nodes[0], "this float operation cannot be lowered to fixed point")
+        if rtype is None:  # 'auto': keep the exact width
+            return lowered
         src = self.graph.tensors[lowered.tensor]
         out = self.new_tensor(lowered.tensor + "_q", src.shape, rtype)
         self.graph.add_node(Node(layer + "_result", Requant(rtype), [lowered.tensor], [out], {"source": "config"}))
@@ -541,22 +681,25 @@ class _Importer:
         base = pending.base
         tensor = self.graph.tensors[base.tensor]
         dense_node = self.graph.producer(base.tensor)
+        from rtlgen.spatial import Conv
+
         can_fold = (
             dense_node is not None
-            and isinstance(dense_node.op, Dense)
+            and isinstance(dense_node.op, (Dense, Conv))
             and len(self.graph.consumers(base.tensor)) == 0
             and tensor.scale == 1.0
         )
         frac = tensor.type.frac
         weight = dense_node.op.weight if can_fold else None
+        # Biases are per output channel: a dense layer's outputs, or a convolution's channels.
+        n = tensor.shape[-1] if len(tensor.shape) == 3 else tensor.size
         bias = (
-            (dense_node.op.bias if dense_node.op.bias is not None else np.zeros(dense_node.op.n_out, dtype=np.int64))
+            (dense_node.op.bias if dense_node.op.bias is not None else np.zeros(n, dtype=np.int64))
             if can_fold
             else None
         )
         relu = False
         folded_name = None  # ONNX name of the last float op folded into the dense node
-        n = tensor.size
         for node in pending.nodes:
             op = node.op_type
             if op == "Relu":
@@ -616,10 +759,23 @@ class _Importer:
             bias = np.array([int(b) for b in bias], dtype=np.int64)
             dense_node.op.weight = np.asarray(weight, dtype=np.int64)
             dense_node.op.bias = bias if np.any(bias) else None
-            lo_in, hi_in = self.bounds[self.graph.node(dense_node.name).inputs[0]]
-            lo, hi = dense_bounds(dense_node.op.weight, lo_in, hi_in, dense_node.op.bias)
-            tensor.type = type_for_range(min(lo), max(hi), frac)
-            self.bounds[base.tensor] = (lo, hi)
+            src = dense_node.inputs[0]
+            if isinstance(dense_node.op, Conv):
+                # Rebuild the node's output bounds the way the builder derives them.
+                self.graph.nodes.remove(dense_node)
+                del self.graph.tensors[base.tensor]
+                del self.bounds[base.tensor]
+                wfrac = frac - self.graph.tensors[src].type.frac
+                out = self.builder.conv(dense_node.name, src, dense_node.op, wfrac, attrs=dense_node.attrs)
+                if out != base.tensor:
+                    self.graph.rename_tensor(out, base.tensor)
+                    self.bounds[base.tensor] = self.bounds.pop(out)
+                tensor = self.graph.tensors[base.tensor]
+            else:
+                lo_in, hi_in = self.bounds[src]
+                lo, hi = dense_bounds(dense_node.op.weight, lo_in, hi_in, dense_node.op.bias)
+                tensor.type = type_for_range(min(lo), max(hi), frac)
+                self.bounds[base.tensor] = (lo, hi)
         elif frac != tensor.type.frac:
             return None
         self.check_float_exact(base.tensor, dense_node)

@@ -66,3 +66,62 @@ def test_unpadded_non_power_of_two_average_refused():
     model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.AveragePooling2D(3, name="avg3")])
     with pytest.raises(rtlgen.UnsupportedOpError, match=r"^node 'avg3' \(AveragePooling2D\): average pooling over 9 values"):
         rtlgen.convert(model)
+
+
+def _onnx_cnn(rng):
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = rng.normal(0, 0.4, (3, 2, 3, 3)).astype(np.float32)
+    b = rng.normal(0, 0.1, 3).astype(np.float32)
+    wd = rng.normal(0, 0.4, (27, 4)).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in ((w, "w"), (b, "b"), (wd, "wd"), (np.array([1, -1], dtype=np.int64), "shape"))]
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], name="conv", pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("MaxPool", ["r"], ["p"], name="pool", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Reshape", ["p", "shape"], ["f"], name="flatten"),
+        helper.make_node("MatMul", ["f", "wd"], ["y"], name="fc"),
+    ]
+    g = helper.make_graph(nodes, "onnx_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], initializer=inits)  # fmt: skip
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+
+
+def test_onnx_cnn_channels_first(tmp_path):
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(5)
+    model = _onnx_cnn(rng)
+    design = rtlgen.convert(model, {"Model": {"Precision": "fixed<16,6>"}, "LayerType": {"Conv": AUTO, "Dense": AUTO}})
+    assert any("channels-first input" in n for n in design.graph.notes)
+    x = rng.uniform(-2, 2, (200, 2, 6, 6)).astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString())
+    ref = np.concatenate([sess.run(None, {"x": x[i : i + 1]})[0] for i in range(len(x))])
+    # Float reference: inputs and weights truncated (TRN) to a 2**-10 grid, sums exact after that;
+    # the truncations all lean one way, about 0.03 over the 18 + 27 terms of each output here.
+    assert np.max(np.abs(design.predict(x) - ref)) < 0.06
+    _sim(design, x[:150], tmp_path)
+
+
+def test_mnist_conv_float_model():
+    import glob
+
+    import onnx
+    from onnx import numpy_helper
+
+    from conftest import shared_model
+
+    folder = shared_model("qonnx-tests", "onnx", "mnist-conv")
+    auto = {"Conv": AUTO, "Dense": AUTO}
+    design = rtlgen.convert(folder / "model.onnx", {"Model": {"Precision": "fixed<16,6>"}, "LayerName": {"Input3": {"Precision": "ufixed<8,8>"}}, "LayerType": auto})
+
+    def load(kind):
+        t = onnx.TensorProto()
+        t.ParseFromString(open(glob.glob(str(folder / "test_data_set_0" / f"{kind}_0.pb"))[0], "rb").read())
+        return numpy_helper.to_array(t)
+
+    x, y = load("input"), load("output")
+    p = design.predict(x)
+    assert p.argmax() == y.argmax()
+    # Only the weights are rounded (to 2**-10); relative to the largest logit the error is below 3 %.
+    assert np.max(np.abs(p - y)) / np.max(np.abs(y)) < 0.03
