@@ -199,3 +199,46 @@ class SpatialBuilder(GraphBuilder):
         out = self.tensor(name, shape, xt.type, xt.scale, self.bounds[x])
         self.graph.add_node(Node(name, Reshape(shape), [x], [out], dict(attrs or {})))
         return out
+
+    def merge(self, name, a, b, kind, *, attrs=None) -> str:
+        from rtlgen.merge import Concat, Merge
+
+        ta, tb = self.graph.tensors[a], self.graph.tensors[b]
+        if ta.scale != tb.scale:
+            raise ValueError(f"cannot merge tensors with different scales ({ta.scale} and {tb.scale})")
+        (la, ha), (lb, hb) = self.bounds[a], self.bounds[b]
+        if kind == "concat":
+            f = max(ta.type.frac, tb.type.frac)
+            op = Concat()
+            sources = op.lane_sources([ta, tb])
+            bounds = [(la, ha), (lb, hb)]
+            fr = [ta.type.frac, tb.type.frac]
+            lo = np.array([int(bounds[k][0][i]) << (f - fr[k]) for k, i in sources], dtype=object)
+            hi = np.array([int(bounds[k][1][i]) << (f - fr[k]) for k, i in sources], dtype=object)
+            shape = (*ta.shape[:-1], ta.shape[-1] + tb.shape[-1])
+        else:
+            if ta.shape != tb.shape:
+                raise ValueError(f"cannot merge tensors of shapes {ta.shape} and {tb.shape}")
+            op = Merge(kind)
+            shape = ta.shape
+            if kind == "mul":
+                f = ta.type.frac + tb.type.frac
+                cands = [la * lb, la * hb, ha * lb, ha * hb]
+                lo = np.minimum.reduce(cands)
+                hi = np.maximum.reduce(cands)
+            else:
+                f = max(ta.type.frac, tb.type.frac)
+                la, ha = la * (1 << (f - ta.type.frac)), ha * (1 << (f - ta.type.frac))
+                lb, hb = lb * (1 << (f - tb.type.frac)), hb * (1 << (f - tb.type.frac))
+                lo, hi = {
+                    "add": (la + lb, ha + hb),
+                    "avg": (la + lb, ha + hb),
+                    "sub": (la - hb, ha - lb),
+                    "max": (np.maximum(la, lb), np.maximum(ha, hb)),
+                    "min": (np.minimum(la, lb), np.minimum(ha, hb)),
+                }[kind]
+                if kind == "avg":
+                    f += 1  # the sum is twice the average: one more fractional bit, exactly
+        out = self.tensor(name, shape, type_for_range(min(lo), max(hi), f), ta.scale, (lo, hi))
+        self.graph.add_node(Node(name, op, [a, b], [out], dict(attrs or {})))
+        return out

@@ -6,7 +6,7 @@ into the top level. Every component reports ``latency`` and ``initiation_interva
 
 from __future__ import annotations
 
-from amaranth.hdl import Module
+from amaranth.hdl import Module, Shape
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -14,12 +14,23 @@ from rtlgen.ir import Dense, Graph, Relu, Requant, Threshold
 
 from ._common import Layer, shape_of, vector_stream
 from ._dense import DenseParallel, DenseReuse, MaxTree, SumOfProducts, reuse_plan
-from ._elementwise import GatherLayer, ReluLayer, RequantLayer, ThresholdLayer, requantize
+from ._elementwise import (
+    ForkLayer,
+    GatherLayer,
+    MergeLayer,
+    ReluLayer,
+    RequantLayer,
+    ThresholdLayer,
+    requantize,
+)
 
 __all__ = [
     "Layer",
     "DenseParallel",
     "DenseReuse",
+    "ForkLayer",
+    "MergeLayer",
+    "StreamFifo",
     "GatherLayer",
     "MaxTree",
     "SumOfProducts",
@@ -58,23 +69,62 @@ def build_layer(graph: Graph, node) -> Layer:
     raise TypeError(f"no hardware for {type(op).__name__}")
 
 
+class StreamFifo(wiring.Component):
+    """A first-in first-out buffer of ``depth`` vectors between two streams (latency 1)."""
+
+    latency = 1
+    initiation_interval = 1
+
+    def __init__(self, t, lanes, depth):
+        self.depth = depth
+        super().__init__({"i": In(vector_stream(t, lanes)), "o": Out(vector_stream(t, lanes))})
+
+    def elaborate(self, platform):
+        from amaranth.lib.fifo import SyncFIFOBuffered
+
+        m = Module()
+        width = Shape.cast(self.i.payload.shape()).width
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=self.depth)
+        m.d.comb += [
+            fifo.w_data.eq(self.i.payload.as_value()),
+            fifo.w_en.eq(self.i.valid),
+            self.i.ready.eq(fifo.w_rdy),
+            self.o.payload.eq(fifo.r_data),
+            self.o.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.o.ready),
+        ]
+        return m
+
+
 class Network(wiring.Component):
     """The whole network in ``io_parallel`` form: one input vector and one output vector per transfer.
 
-    ``latency`` is the sum of the layers' latencies (an idle design); ``initiation_interval`` the
-    largest layer interval.
+    The graph may be a DAG: a tensor read by several layers goes through a fork that hands every
+    sample to each reader exactly once, and a merge waits for both of its inputs. The shorter
+    input of a merge gets a FIFO as deep as the latency difference, so the network still accepts
+    a vector every cycle. ``latency`` is the longest path (an idle design); ``initiation_interval``
+    the largest layer interval.
     """
 
     def __init__(self, graph: Graph):
         self.graph = graph
-        self.layers = [(node.name, build_layer(graph, node)) for node in graph.nodes]
+        self.layers = []
+        self.arrival = {graph.inputs[0]: 0}
+        for node in graph.nodes:
+            if len(node.inputs) > 1:
+                layer = node.op.hardware([graph.tensors[t] for t in node.inputs], graph.tensors[node.outputs[0]])
+            else:
+                layer = build_layer(graph, node)
+            self.layers.append((node.name, layer))
+            start = max(self.arrival[t] for t in node.inputs)
+            self.arrival[node.outputs[0]] = start + layer.latency
         tin = graph.tensors[graph.inputs[0]]
         tout = graph.tensors[graph.outputs[0]]
         super().__init__({"i": In(vector_stream(tin.type, tin.size)), "o": Out(vector_stream(tout.type, tout.size))})
 
     @property
     def latency(self) -> int:
-        return sum(layer.latency for _, layer in self.layers)
+        return self.arrival[self.graph.outputs[0]]
 
     @property
     def initiation_interval(self) -> int:
@@ -82,10 +132,41 @@ class Network(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        prev = wiring.flipped(self.i)
+        g = self.graph
+        readers: dict[str, list] = {}
+        for node, (_, layer) in zip(g.nodes, self.layers):
+            ports = [layer.a, layer.b] if len(node.inputs) > 1 else [layer.i]
+            for k, (t, port) in enumerate(zip(node.inputs, ports)):
+                # The earlier-arriving input of a merge waits in a FIFO instead of stalling the fork.
+                slack = 0
+                if len(node.inputs) > 1:
+                    slack = max(self.arrival[u] for u in node.inputs) - self.arrival[t]
+                readers.setdefault(t, []).append((port, slack, f"{node.name}_in{k}"))
+        readers.setdefault(g.outputs[0], []).append((wiring.flipped(self.o), 0, "out"))
+        producers = {g.inputs[0]: wiring.flipped(self.i)}
         for name, layer in self.layers:
             m.submodules[name] = layer
-            wiring.connect(m, prev, layer.i)
-            prev = layer.o
-        wiring.connect(m, prev, wiring.flipped(self.o))
+        for node, (_, layer) in zip(g.nodes, self.layers):
+            producers[node.outputs[0]] = layer.o
+        for t, uses in readers.items():
+            src = producers[t]
+            tt = g.tensors[t]
+            if len(uses) > 1:
+                fork = ForkLayer(tt.type, tt.size, len(uses))
+                m.submodules[f"fork_{_ident(t)}"] = fork
+                wiring.connect(m, src, fork.i)
+                sources = fork.outputs()
+            else:
+                sources = [src]
+            for s, (port, slack, label) in zip(sources, uses):
+                if slack > 0:
+                    fifo = StreamFifo(tt.type, tt.size, slack + 2)
+                    m.submodules[f"fifo_{_ident(label)}"] = fifo
+                    wiring.connect(m, s, fifo.i)
+                    s = fifo.o
+                wiring.connect(m, s, port)
         return m
+
+
+def _ident(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Value, signed
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
 
 from rtlgen.fixed import FixedType
 
-from ._common import Layer
+from ._common import Layer, vector_stream
 
-__all__ = ["GatherLayer", "ReluLayer", "RequantLayer", "ThresholdLayer", "requantize"]
+__all__ = ["ForkLayer", "GatherLayer", "MergeLayer", "ReluLayer", "RequantLayer", "ThresholdLayer", "requantize"]
 
 
 def requantize(x: Value, src: FixedType, dst: FixedType) -> Value:
@@ -110,4 +112,101 @@ class GatherLayer(Layer):
         m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready)]
         for j, i in enumerate(self.index):
             m.d.comb += self.o.payload[j].eq(self.i.payload[i] if i >= 0 else 0)
+        return m
+
+
+class MergeLayer(wiring.Component):
+    """Two vector streams ``a`` and ``b`` joined lane by lane into ``o`` (combinational, latency 0).
+
+    A transfer happens when both inputs are valid and the output is ready; neither input is
+    consumed alone, so the pairing of samples can never slip.
+    """
+
+    latency = 0
+    initiation_interval = 1
+
+    def __init__(self, in_types, out_type, n, *, kind, lane_sources=None):
+        self.in_types, self.out_type, self.n, self.kind = list(in_types), out_type, n, kind
+        self.lane_sources = lane_sources
+        sizes = [n, n] if lane_sources is None else [1 + max(i for k, i in lane_sources if k == j) for j in (0, 1)]
+        self.in_sizes = sizes
+        super().__init__({
+            "a": In(vector_stream(self.in_types[0], sizes[0])),
+            "b": In(vector_stream(self.in_types[1], sizes[1])),
+            "o": Out(vector_stream(out_type, n)),
+        })  # fmt: skip
+
+    def elaborate(self, platform):
+        m = Module()
+        a, b = self.a, self.b
+        m.d.comb += [
+            self.o.valid.eq(a.valid & b.valid),
+            a.ready.eq(self.o.ready & b.valid),
+            b.ready.eq(self.o.ready & a.valid),
+        ]
+        fa, fb = self.in_types[0].frac, self.in_types[1].frac
+        f = max(fa, fb)
+        if self.kind == "concat":
+            f = self.out_type.frac
+            for j, (k, i) in enumerate(self.lane_sources):
+                src = (a, b)[k].payload[i]
+                m.d.comb += self.o.payload[j].eq(src << (f - (fa, fb)[k]))
+            return m
+        for j in range(self.n):
+            x, y = a.payload[j], b.payload[j]
+            if self.kind == "mul":
+                v = x * y
+            else:
+                x, y = x << (f - fa), y << (f - fb)
+                v = {
+                    "add": lambda: x + y,
+                    "sub": lambda: x - y,
+                    "avg": lambda: x + y,
+                    "max": lambda: Mux(x > y, x, y),
+                    "min": lambda: Mux(x < y, x, y),
+                }[self.kind]()
+            m.d.comb += self.o.payload[j].eq(v)
+        return m
+
+
+class ForkLayer(wiring.Component):
+    """One vector stream copied to ``n`` consumers, each taking every sample exactly once.
+
+    Each output remembers whether it has taken the current sample, so consumers may accept it in
+    different cycles; the input is released when all have it. Latency 0.
+    """
+
+    latency = 0
+    initiation_interval = 1
+
+    def __init__(self, t, lanes, n):
+        self.n = n
+        members = {"i": In(vector_stream(t, lanes))}
+        members.update({f"o{k}": Out(vector_stream(t, lanes)) for k in range(n)})
+        super().__init__(members)
+
+    def outputs(self):
+        return [getattr(self, f"o{k}") for k in range(self.n)]
+
+    def elaborate(self, platform):
+        m = Module()
+        outs = self.outputs()
+        taken = [Signal(name=f"taken{k}") for k in range(self.n)]
+        done = [Signal(name=f"done{k}") for k in range(self.n)]
+        for k, o in enumerate(outs):
+            m.d.comb += [
+                o.valid.eq(self.i.valid & ~taken[k]),
+                o.payload.eq(self.i.payload),
+                done[k].eq(taken[k] | o.ready),
+            ]
+        all_done = done[0]
+        for d in done[1:]:
+            all_done = all_done & d
+        m.d.comb += self.i.ready.eq(all_done)
+        with m.If(self.i.valid & all_done):
+            m.d.sync += [t.eq(0) for t in taken]
+        with m.Else():
+            for k, o in enumerate(outs):
+                with m.If(o.valid & o.ready):
+                    m.d.sync += taken[k].eq(1)
         return m

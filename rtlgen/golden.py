@@ -88,7 +88,11 @@ def run(graph: Graph, x: np.ndarray, *, trace: bool = False):
     x = int_array(x)
     values = {graph.inputs[0]: x.reshape(len(x), -1)}
     for node in graph.nodes:
-        values[node.outputs[0]] = run_node(graph, node, values[node.inputs[0]])
+        if len(node.inputs) > 1:
+            srcs = [graph.tensors[t] for t in node.inputs]
+            values[node.outputs[0]] = node.op.golden([values[t] for t in node.inputs], srcs, graph.tensors[node.outputs[0]])
+        else:
+            values[node.outputs[0]] = run_node(graph, node, values[node.inputs[0]])
     if trace:
         return values
     return values[graph.outputs[0]]
