@@ -158,13 +158,14 @@ class MergeLayer(wiring.Component):
                 v = x * y
             else:
                 x, y = x << (f - fa), y << (f - fb)
-                v = {
-                    "add": lambda: x + y,
-                    "sub": lambda: x - y,
-                    "avg": lambda: x + y,
-                    "max": lambda: Mux(x > y, x, y),
-                    "min": lambda: Mux(x < y, x, y),
-                }[self.kind]()
+                if self.kind in ("add", "avg"):
+                    v = x + y
+                elif self.kind == "sub":
+                    v = x - y
+                elif self.kind == "max":
+                    v = Mux(x > y, x, y)
+                else:
+                    v = Mux(x < y, x, y)
             m.d.comb += self.o.payload[j].eq(v)
         return m
 
