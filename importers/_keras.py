@@ -32,13 +32,15 @@ PASSIVE = ("InputLayer", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "Gau
 CONV = ("Conv1D", "Conv2D", "QConv1D", "QConv2D", "QConv2DBatchnorm", "DepthwiseConv2D", "QDepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "QSeparableConv2D")
 POOL = ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D")
 LAYOUT = ("Flatten", "Reshape", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "Permute")
+LATER: dict = {}
+MERGES = {
+    "Add": "add", "Subtract": "sub", "Multiply": "mul", "Average": "avg", "Maximum": "max", "Minimum": "min",
+    "Concatenate": "concat",
+}  # fmt: skip
 DENSE = ("Dense", "QDense", "QDenseBatchnorm")
 ACTIVATIONS = ("Activation", "QActivation", "ReLU")
-SUPPORTED = DENSE + CONV + POOL + LAYOUT + ACTIVATIONS + ("BatchNormalization", "Dropout", "InputLayer", "Softmax (final, skipped)")
-LATER = {
-    "Add": "merge layers", "Concatenate": "merge layers", "Multiply": "merge layers", "Subtract": "merge layers",
-    "Average": "merge layers", "Maximum": "merge layers", "Minimum": "merge layers",
-}  # fmt: skip
+SUPPORTED = DENSE + CONV + POOL + LAYOUT + ACTIVATIONS + tuple(MERGES) + ("BatchNormalization", "Dropout", "InputLayer", "Softmax (final, skipped)")
+
 
 
 def from_keras(model, *, config: Config | None = None, skip_softmax: bool = False, weights=None) -> Graph:
@@ -225,32 +227,97 @@ class _KerasImporter:
     def run(self) -> Graph:
         self.cur = None
         self.graph.source_names = [layer["config"].get("name", "") for layer in self.layers]
+        self.tensor_of: dict[str, str] = {}  # layer name -> IR tensor of its output
+        if len(self.input_layers()) > 1:
+            raise UnsupportedOpError(self.graph.name, "Model", "rtlgen builds networks with one input; this model has several")
+        prev = None
         for i, layer in enumerate(self.layers):
-            self.check_chain(i, layer)
-            self.visit(layer, last=(i == len(self.layers) - 1))
-        if self.cur is None:
+            name = layer["config"].get("name", "")
+            sources = self.sources(layer) or ([prev] if prev is not None else [])
+            if sources:
+                missing = [s for s in sources if s not in self.tensor_of]
+                if missing:
+                    self.fail(layer, f"reads {missing}, which produce nothing rtlgen builds")
+                self.cur = self.tensor_of[sources[0]]
+            if layer["class_name"] in MERGES:
+                self.merge(layer, [self.tensor_of[s] for s in sources])
+            else:
+                if len(sources) > 1:
+                    self.fail(layer, f"reads {len(sources)} tensors; only merge layers read several")
+                self.visit(layer, last=(i == len(self.layers) - 1))
+            if self.cur is not None:
+                self.tensor_of[name] = self.cur
+            prev = name
+        outputs = self.output_layers() or [prev]
+        if len(outputs) != 1:
+            raise UnsupportedOpError(self.graph.name, "Model", f"rtlgen builds networks with one output; this model has {len(outputs)}")
+        if outputs[0] not in self.tensor_of:
             raise UnsupportedOpError(self.graph.name, "Model", "the model has no layer rtlgen can build")
-        self.graph.outputs = [self.cur]
+        self.graph.outputs = [self.tensor_of[outputs[0]]]
         self.graph.verify()
         return self.graph
 
-    def check_chain(self, i, layer):
-        """rtlgen builds chains for now: every layer must read the previous layer's output."""
+    def _layer_refs(self, key):
+        cfg = self.km.config.get("config", {})
+        refs = cfg.get(key) if isinstance(cfg, dict) else None
+        if refs is None:
+            return []
+        if isinstance(refs, dict):
+            refs = list(refs.values())
+        if refs and isinstance(refs[0], str):  # a single ["name", 0, 0]
+            refs = [refs]
+        return [r[0] for r in refs]
+
+    def input_layers(self):
+        return self._layer_refs("input_layers")
+
+    def output_layers(self):
+        return self._layer_refs("output_layers")
+
+    @staticmethod
+    def sources(layer) -> list:
+        """Names of the layers this layer reads (from its inbound nodes; empty for Sequential)."""
         nodes = layer.get("inbound_nodes") or []
-        if i == 0 or not nodes:
-            return
-        prev = self.layers[i - 1]["config"]["name"]
-        sources = []
+        out = []
+
+        def walk(arg):
+            if isinstance(arg, dict):
+                hist = arg.get("config", {}).get("keras_history")
+                if hist:
+                    out.append(hist[0])
+            elif isinstance(arg, (list, tuple)):
+                if arg and isinstance(arg[0], str) and len(arg) >= 3 and isinstance(arg[1], int):
+                    out.append(arg[0])  # Keras 2: ["name", node, tensor, {kwargs}]
+                else:
+                    for a in arg:
+                        walk(a)
+
+        if len(nodes) > 1:
+            raise UnsupportedOpError(layer["config"].get("name", "?"), layer["class_name"], "a layer called more than once (shared weights) is not supported")
         for node in nodes:
-            if isinstance(node, dict):  # Keras 3: {"args": [{"class_name": "__keras_tensor__", "config": {"keras_history": [...]}}]}
-                for arg in node.get("args", []):
-                    hist = arg.get("config", {}).get("keras_history") if isinstance(arg, dict) else None
-                    if hist:
-                        sources.append(hist[0])
-            else:
-                sources.extend(entry[0] for entry in node)
-        if sources and sources != [prev]:
-            self.fail(layer, f"reads {sources}, not the previous layer {prev!r}; branching models arrive with merge layers")
+            walk(node.get("args", []) if isinstance(node, dict) else node)
+        return out
+
+    def merge(self, layer, inputs):
+        cls, c = layer["class_name"], layer["config"]
+        name = c["name"]
+        kind = MERGES[cls]
+        if kind == "concat":
+            axis = c.get("axis", -1)
+            rank = len(self.graph.tensors[inputs[0]].shape)
+            if axis not in (-1, rank):
+                self.fail(layer, f"concatenation along axis {axis} is not supported; only the last (channel) axis")
+        cur = inputs[0]
+        for k, other in enumerate(inputs[1:]):
+            label = name if k == len(inputs) - 2 else f"{name}_{k}"
+            try:
+                cur = self.b.merge(label, cur, other, kind, attrs={"source": cls})
+            except ValueError as e:
+                self.fail(layer, str(e))
+        self.cur = cur
+        self.float_layer = None
+        if kind != "concat" and self.config.has_precision(name, "result", "Merge") and _explicit(self.config, name):
+            self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", "Merge"))
 
     def input_type(self, name) -> FixedType:
         if self.config.has_precision(name, "result", "InputLayer"):

@@ -40,7 +40,7 @@ QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brev
 ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Relu", "BatchNormalization")
 LAYOUT = ("Reshape", "Flatten", "Identity", "Dropout", "Squeeze", "Unsqueeze")
 QUANTIZERS = ("Quant", "BipolarQuant", "Trunc")
-SUPPORTED = ("Gemm", "MatMul", "Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool") + ELEMENTWISE + LAYOUT + QUANTIZERS + ("Transpose (of weights)", "Softmax (final, skipped)")
+SUPPORTED = ("Gemm", "MatMul", "Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool", "Max", "Min", "Concat") + ELEMENTWISE + LAYOUT + QUANTIZERS + ("Transpose (of weights)", "Softmax (final, skipped)")
 # qonnx rounding modes with an ap_fixed equivalent (qonnx's HALF_UP/HALF_DOWN are symmetric about
 # zero); CEIL and UP have none and go through thresholds.
 ROUNDING = {
@@ -80,6 +80,7 @@ class _Int:
 class _Pending:
     base: _Int
     nodes: list = field(default_factory=list)
+    lowered: _Int | None = None  # set once lowered, for tensors read by several nodes
 
 
 def from_onnx(model, *, config: Config | None = None, skip_softmax: bool = False) -> Graph:
@@ -237,6 +238,8 @@ class _Importer:
             self.conv(node, ins)
         elif op in ("MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"):
             self.pool(node, ins)
+        elif op in ("Add", "Sub", "Mul", "Max", "Min", "Concat") and sum(not isinstance(v, _Const) for v in ins if v is not None) == 2:
+            self.merge(node, ins)
         elif op in ELEMENTWISE:
             for v in ins[1:]:
                 if v is not None and not isinstance(v, _Const):
@@ -544,6 +547,31 @@ class _Importer:
         self.graph.notes.append(f"float model: input quantized to {itype}")
         return _Int(name, self.input_name)
 
+    def merge(self, node, ins):
+        """Two computed tensors joined element-wise (residual additions) or concatenated."""
+        a = _attrs(node)
+        parts = []
+        for v in ins:
+            if isinstance(v, _Pending):
+                if not self.float_model:
+                    self.fail(node, "its inputs must be quantized first: put a Quant node on each input")
+                v = self.float_result(v)
+            if not isinstance(v, _Int):
+                self.fail(node, "merging the network input directly is not supported")
+            parts.append(v)
+        kind = {"Add": "add", "Sub": "sub", "Mul": "mul", "Max": "max", "Min": "min", "Concat": "concat"}[node.op_type]
+        if kind == "concat":
+            t = self.graph.tensors[parts[0].tensor]
+            axis = int(a.get("axis", 1))
+            channel_axis = 1 if len(t.shape) == 3 else -1
+            if axis not in (channel_axis, -1 if len(t.shape) == 1 else channel_axis):
+                self.fail(node, f"concatenation along axis {axis} is not supported; only along channels")
+        try:
+            out = self.builder.merge(node.name, parts[0].tensor, parts[1].tensor, kind, attrs={"source": node.op_type})
+        except ValueError as e:
+            self.fail(node, str(e))
+        self.values[node.output[0]] = _Int(out, node.output[0])
+
     def builder_spatial(self):
         return self.builder
 
@@ -658,6 +686,12 @@ class _Importer:
 
     def float_result(self, pending: _Pending) -> _Int:
         """A float model's layer output, cast to its configured result precision."""
+        if pending.lowered is not None:
+            return pending.lowered
+        pending.lowered = self._float_result(pending)
+        return pending.lowered
+
+    def _float_result(self, pending: _Pending) -> _Int:
         dense_node = self.graph.producer(pending.base.tensor)
         layer = dense_node.name if dense_node else pending.base.tensor
         kind = "Conv" if dense_node is not None and dense_node.kind == "Conv" else "Dense"
@@ -897,6 +931,11 @@ class _Importer:
                 lowered = v.base
             v = lowered
         self.graph.outputs = [v.tensor]
+        t = self.graph.tensors[v.tensor]
+        if len(t.shape) == 3:
+            H, W, C = t.shape
+            # ONNX outputs are channels first: the host reorders the hardware's channels-last lanes.
+            self.graph.output_order = np.arange(H * W * C).reshape(H, W, C).transpose(2, 0, 1).ravel().tolist()
 
 
 def _node_name(pending: _Pending, op_type: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,6 +19,11 @@ def requantize(x: Value, src: FixedType, dst: FixedType) -> Value:
     if shift <= 0:
         q = x << -shift
     else:
+        width = x.shape().width
+        if shift >= width:
+            # Sign- or zero-extend first: the dropped bits must include the sign's copies.
+            ext = x[-1].replicate(shift - width + 1) if x.shape().signed else Const(0, shift - width + 1)
+            x = Cat(x, ext).as_signed() if x.shape().signed else Cat(x, ext)
         q = x >> shift  # arithmetic for signed values: floor
         r = x.as_unsigned()[:shift]
         half = 1 << (shift - 1)

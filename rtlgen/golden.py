@@ -125,6 +125,8 @@ def dequantize_output(graph: Graph, y: np.ndarray) -> np.ndarray:
     """Output mantissas to the network's float outputs (through the float tail, if any)."""
     t = graph.tensors[graph.outputs[0]]
     real = t.type.to_float(y) * t.scale
+    if getattr(graph, "output_order", None) is not None:
+        real = real[:, graph.output_order]
     if graph.post is not None:
         return graph.post.run(real.astype(np.float32))
     return real

@@ -204,8 +204,10 @@ class Graph:
     notes: list[str] = field(default_factory=list)
     # Every layer or node name of the source model, so configurations may name any of them.
     source_names: list[str] = field(default_factory=list)
-    # Host-side reordering of the flattened network input into the hardware's channels-last lanes.
+    # Host-side reordering of the flattened network input into the hardware's channels-last lanes,
+    # and of the hardware's output lanes into the network's own (channels-first) output order.
     input_order: list | None = None
+    output_order: list | None = None
 
     def add_tensor(self, tensor: Tensor) -> Tensor:
         if tensor.name in self.tensors:
@@ -312,6 +314,7 @@ class Graph:
             "notes": list(self.notes),
             "source_names": list(self.source_names),
             "input_order": None if self.input_order is None else [int(i) for i in self.input_order],
+            "output_order": None if self.output_order is None else [int(i) for i in self.output_order],
         }
 
     @classmethod
@@ -333,6 +336,7 @@ class Graph:
         g.notes = list(d.get("notes", []))
         g.source_names = list(d.get("source_names", []))
         g.input_order = d.get("input_order")
+        g.output_order = d.get("output_order")
         return g
 
     @classmethod

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed import align
+from .fixed import align, int_array
 from .ir import register_op
 
 __all__ = ["Merge", "Concat", "MERGE_KINDS"]
@@ -30,7 +30,7 @@ class Merge:
             raise ValueError(f"merge kind must be one of {', '.join(MERGE_KINDS)}, not {self.kind!r}")
 
     def golden(self, xs, srcs, dst):
-        a, b = (np.asarray(x, dtype=np.int64) for x in xs)
+        a, b = (int_array(x) for x in xs)
         if self.kind == "mul":
             return a * b
         f = max(s.type.frac for s in srcs)
@@ -58,7 +58,7 @@ class Concat:
 
     def golden(self, xs, srcs, dst):
         f = dst.type.frac
-        parts = [align(np.asarray(x, dtype=np.int64), s.type.frac, f) for x, s in zip(xs, srcs)]
+        parts = [align(int_array(x), s.type.frac, f) for x, s in zip(xs, srcs)]
         return np.stack([parts[k][:, i] for k, i in self.lane_sources(srcs)], axis=1)
 
     def hardware(self, srcs, dst):

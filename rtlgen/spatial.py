@@ -107,22 +107,30 @@ class Conv:
         return np.tile(np.asarray(self.bias, dtype=np.int64), oh * ow)
 
     def golden(self, x, src, dst):
+        from .fixed import int_array
+
         kh, kw, cin, c2 = self.weight.shape
         win, (OH, OW) = _windows(self.in_shape, (kh, kw), self.stride, self.padding, self.dilation)
-        xp = np.concatenate([np.asarray(x, dtype=np.int64), np.zeros((len(x), 1), dtype=np.int64)], axis=1)
-        cols = xp[:, np.where(win >= 0, win, xp.shape[1] - 1)]  # (N, P, T, C); padding reads the zero
+        x = int_array(x)
         w = self.weight.reshape(kh * kw, cin, c2).astype(np.int64)
+        # Exact int64 while every sum stays below 2**62; Python integers beyond.
+        bound = int(np.abs(x).max(initial=0)) * int(np.abs(w).astype(object).sum(axis=(0, 1)).max(initial=0))
+        if x.dtype == object or bound >= 1 << 62:
+            x, w = x.astype(object), w.astype(object)
+        xp = np.concatenate([x, np.zeros((len(x), 1), dtype=x.dtype)], axis=1)
+        cols = xp[:, np.where(win >= 0, win, xp.shape[1] - 1)]  # (N, P, T, C); padding reads the zero
+        N, P, T, C = cols.shape
         if self.accum is not None and self.product_shift > 0:
             prods = round_shift(cols[..., None] * w[None, None], self.product_shift, self.accum.rounding)
             y = prods.sum(axis=2) if self.depthwise else prods.sum(axis=(2, 3))
         elif self.depthwise:
-            y = np.einsum("nptc,tcm->npcm", cols, w)
+            y = np.stack([np.dot(cols[:, :, :, c], w[:, c, :]) for c in range(C)], axis=2)  # (N, P, C, M)
         else:
-            y = np.einsum("nptc,tco->npo", cols, w)
-        y = y.reshape(len(x), -1)
+            y = np.dot(cols.reshape(N, P, T * C), w.reshape(T * C, c2))
+        y = y.reshape(N, -1)
         if self.bias is not None:
             y = y + self.bias_lanes()
-        return overflow(y, self.accum) if self.accum is not None else y
+        return int_array(overflow(y, self.accum)) if self.accum is not None else int_array(y)
 
     def hardware(self, src, dst):
         from rtlgen.layers import SumOfProducts
@@ -166,7 +174,7 @@ class Pool:
         return [[int(i) for i in win[p, :, c] if i >= 0] for p in range(win.shape[0]) for c in range(C)]
 
     def golden(self, x, src, dst):
-        x = np.asarray(x, dtype=np.int64)
+        x = np.asarray(x)
         out = np.empty((len(x), 0), dtype=np.int64)
         cols = []
         for g in self.groups():

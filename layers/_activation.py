@@ -1,0 +1,184 @@
+"""Activation layers: table lookup (:class:`LutLayer`) and exact piecewise-linear (:class:`PwlLayer`).
+
+Their IR ops and golden models are :class:`rtlgen.activations.Lut` and :class:`rtlgen.activations.Pwl`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
+from amaranth.lib.memory import Memory
+
+from rtlgen.fixed import FixedType
+
+from ._common import Layer, shape_of
+from ._elementwise import requantize
+
+__all__ = ["LutLayer", "PwlLayer"]
+
+
+def _select(values, index):
+    """``values[index]`` as a tree of 2:1 multiplexers.
+
+    An ``Array`` lookup becomes a ``case`` in an ``always @*`` block, which event-driven simulators
+    leave undefined until an input changes; continuous assignments are defined from time 0.
+    """
+    level, bit = list(values), 0
+    while len(level) > 1:
+        sel = index[bit]
+        level = [Mux(sel, level[j + 1], level[j]) if j + 1 < len(level) else level[j] for j in range(0, len(level), 2)]
+        bit += 1
+    return level[0]
+
+
+class LutLayer(Layer):
+    """``y = table[clip((x >> shift) - offset, 0, len(table) - 1)]`` in each of ``n`` lanes.
+
+    ``rom="memory"``: one ROM (``amaranth.lib.memory.Memory``) per pair of lanes, each lane with a
+    synchronous read port, so that Yosys infers one dual-port block RAM (or LUT RAM) per pair.
+    ``latency`` = 1, ``initiation_interval`` = 1; the read registers hold while the output stalls.
+
+    ``rom="logic"``: a multiplexer tree per lane, combinational, ``latency`` = 0; its Verilog grows
+    with ``len(table) * n``, so it suits small tables.
+    """
+
+    def __init__(self, in_type, out_type, n, *, table, shift=0, offset=0, rom="memory"):
+        table = np.asarray(table)
+        if table.ndim != 1 or table.size == 0:
+            raise ValueError(f"table must be a non-empty 1-D array, not one of shape {table.shape}")
+        if shift < 0:
+            raise ValueError(f"shift must be non-negative, not {shift}")
+        if rom not in ("memory", "logic"):
+            raise ValueError(f"rom must be memory or logic, not {rom!r}")
+        lo, hi = int(table.min()), int(table.max())
+        if lo < out_type.min_mantissa or hi > out_type.max_mantissa:
+            raise ValueError(f"table entry {lo if lo < out_type.min_mantissa else hi} does not fit the output type {out_type}")
+        self.table = [int(v) for v in table]
+        self.shift, self.offset, self.rom = int(shift), int(offset), rom
+        super().__init__(in_type, n, out_type, n)
+
+    @property
+    def latency(self) -> int:
+        return 1 if self.rom == "memory" else 0
+
+    initiation_interval = 1
+
+    def _index(self, x: Value) -> Value:
+        n = len(self.table)
+        q = x >> self.shift if self.shift else x  # a floor shift: arithmetic for signed inputs
+        d = q - self.offset if self.offset else q
+        # The clip only costs logic when the input range reaches past the table.
+        lo = (self.in_type.min_mantissa >> self.shift) - self.offset
+        hi = (self.in_type.max_mantissa >> self.shift) - self.offset
+        if lo < 0:
+            d = Mux(d < 0, 0, d)
+        if hi > n - 1:
+            d = Mux(d > n - 1, n - 1, d)
+        bits = max((n - 1).bit_length(), 1)
+        return d.as_unsigned()[:bits]  # in [0, n - 1] now, so the low bits are the index
+
+    def elaborate(self, platform):
+        m = Module()
+        index = [self._index(self.i.payload[k]) for k in range(self.n_in)]
+        if self.rom == "logic":
+            m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready)]
+            values = [Const(v, shape_of(self.out_type)) for v in self.table]
+            for k in range(self.n_out):
+                m.d.comb += self.o.payload[k].eq(_select(values, index[k]))
+            return m
+
+        # One pipeline stage, the read ports' data registers: it advances when the output is empty
+        # or taken, so a stalled result is held and nothing is dropped.
+        enable = Signal()
+        m.d.comb += [enable.eq(~self.o.valid | self.o.ready), self.i.ready.eq(enable)]
+        with m.If(enable):
+            m.d.sync += self.o.valid.eq(self.i.valid)
+        for k in range(self.n_out):
+            if k % 2 == 0:
+                rom = Memory(shape=shape_of(self.out_type), depth=len(self.table), init=self.table)
+                m.submodules[f"rom{k // 2}"] = rom
+            port = rom.read_port(domain="sync")
+            m.d.comb += [port.addr.eq(index[k]), port.en.eq(enable), self.o.payload[k].eq(port.data)]
+        return m
+
+
+def _times(x: Value, c: int) -> Value | None:
+    """``x * c`` for a constant ``c``: None for 0, a shift (and negation) for a power of two."""
+    if c == 0:
+        return None
+    mag = abs(c)
+    if mag & (mag - 1) == 0:
+        p = x << (mag.bit_length() - 1)
+        return -p if c < 0 else p
+    return x * c
+
+
+class PwlLayer(Layer):
+    """The exact piecewise-linear function of :class:`rtlgen.activations.Pwl` in each of ``n``
+    lanes; combinational, ``latency`` = 0.
+
+    Constants are per-lane integer arrays of mantissas with ``const_frac`` fractional bits
+    (``lower``/``upper`` may be None).
+    """
+
+    def __init__(self, in_type, out_type, n, *, slope_hi, bias_hi, slope_lo, bias_lo, knot,
+                 lower=None, upper=None, const_frac):  # fmt: skip
+        if const_frac < 0:
+            raise ValueError(f"const_frac must be non-negative, not {const_frac}")
+        self.const_frac = int(const_frac)
+
+        def lanes(v):
+            if v is None:
+                return None
+            v = np.broadcast_to(np.asarray(v), (n,))
+            return [int(c) for c in v]
+
+        self.slope_hi, self.bias_hi = lanes(slope_hi), lanes(bias_hi)
+        self.slope_lo, self.bias_lo = lanes(slope_lo), lanes(bias_lo)
+        self.knot, self.lower, self.upper = lanes(knot), lanes(lower), lanes(upper)
+        super().__init__(in_type, n, out_type, n)
+
+    def lane(self, x: Value, k: int) -> Value:
+        fs, fc = self.in_type.frac, self.const_frac
+        g = max(fs, fc)  # grid of x - knot
+        f = g + fc  # grid of products, biases and bounds
+        knot = self.knot[k]
+        d = x << (g - fs)
+        if knot:
+            d = d - (knot << (g - fc))
+
+        def piece(slope, bias):
+            p = _times(d, slope)
+            b = bias << (f - fc)
+            if p is None:
+                return Const(b)
+            return p + b if b else p
+
+        hi = (self.slope_hi[k], self.bias_hi[k])
+        lo = (self.slope_lo[k], self.bias_lo[k])
+        v = piece(*hi)
+        if lo != hi:
+            # x > knot compared on x's own grid: x_m > knot * 2**(fs - fc) <=> x_m > its floor.
+            kx = (knot << max(fs - fc, 0)) >> max(fc - fs, 0)
+            v = Mux(x > kx, v, piece(*lo))
+        if self.lower is not None:
+            low = self.lower[k] << (f - fc)
+            v = Mux(v < low, low, v)
+        if self.upper is not None:
+            high = self.upper[k] << (f - fc)
+            v = Mux(v > high, high, v)
+        # requantize needs the value at least as wide as the bits it drops, or a negative value's
+        # dropped bits (its remainder) would miss their sign extension.
+        drop = f - self.out_type.frac
+        shape = v.shape()
+        if shape.width < drop + 1:
+            v = v + Const(0, signed(drop + 2))
+            shape = v.shape()
+        return requantize(v, FixedType(shape.width, shape.width - f, shape.signed), self.out_type)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready)]
+        for k in range(self.n_out):
+            m.d.comb += self.o.payload[k].eq(self.lane(self.i.payload[k], k))
+        return m
