@@ -22,6 +22,7 @@ from rtlgen.fixed import FixedType, cast
 from rtlgen.ir import Graph
 
 from . import _hgq as hgq
+from ._activations import FUNCTIONS, build_activation, build_softmax
 from ._builder import SpatialBuilder
 from ._hgq import is_hgq
 from ._keras_files import KerasModel, read_keras
@@ -38,7 +39,7 @@ MERGES = {
     "Concatenate": "concat",
 }  # fmt: skip
 DENSE = ("Dense", "QDense", "QDenseBatchnorm")
-ACTIVATIONS = ("Activation", "QActivation", "ReLU")
+ACTIVATIONS = ("Activation", "QActivation", "ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU", "Softmax")
 SUPPORTED = DENSE + CONV + POOL + LAYOUT + ACTIVATIONS + tuple(MERGES) + ("BatchNormalization", "Dropout", "InputLayer", "Softmax (final, skipped)")
 
 
@@ -371,12 +372,8 @@ class _KerasImporter:
             self.activation(layer, act, name, last)
         elif cls in ("Activation", "QActivation"):
             self.activation(layer, c.get("activation"), name, last)
-        elif cls == "ReLU":
-            if c.get("max_value") is not None or c.get("negative_slope") or c.get("threshold"):
-                self.fail(layer, "only a plain ReLU is supported")
-            self.activation(layer, "relu", name, last)
-        elif cls in ("Softmax",):
-            self.activation(layer, "softmax", name, last)
+        elif cls in ("ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU", "Softmax"):
+            self.activation_layer(layer)
         elif cls in ("BatchNormalization",):
             self.fail(layer, "a BatchNormalization must directly follow a Dense layer to be folded into it")
         elif cls in LATER:
@@ -709,7 +706,7 @@ class _KerasImporter:
                     self.cur = self.b.relu(name + "_relu", self.cur, attrs={"source": cls})
                 self.cur = self.b.requant(name, self.cur, t, attrs={"source": f"{cls} {qname}"})
                 return
-            if qname in ("relu", "linear", "softmax"):
+            if qname in ("relu", "linear", "softmax") or qname in FUNCTIONS:
                 act = qname
             else:
                 self.fail(layer, f"activation {qname!r} is not supported yet; supported are quantized_relu, quantized_bits, relu, linear")
@@ -725,13 +722,55 @@ class _KerasImporter:
                 self.cur = self.b.requant(relu_name + "_result", self.cur, rtype, attrs={"source": "config"})
             return
         if act == "softmax":
-            if not last:
-                self.fail(layer, "only a final softmax can be skipped")
-            if not self.skip_softmax:
-                self.fail(layer, "softmax is not supported yet; pass --skip-softmax (skip_softmax=True) to build up to the logits, which have the same argmax")
-            self.graph.notes.append(f"softmax of {name!r} skipped: outputs are the logits before it")
+            if self.skip_softmax:
+                if not last:
+                    self.fail(layer, "only a final softmax can be skipped")
+                self.graph.notes.append(f"softmax of {name!r} skipped: outputs are the logits before it")
+                return
+            sm_name = name + "_softmax" if (cls in DENSE or cls in CONV) else name
+            try:
+                self.cur = build_softmax(self.b, self.config, sm_name, self.cur, source=cls)
+            except ValueError as e:
+                self.fail(layer, str(e))
+            self.float_layer = None
             return
-        self.fail(layer, f"activation {act!r} is not supported yet; supported are relu, linear and QKeras quantized_relu/quantized_bits")
+        if act in FUNCTIONS:
+            self.apply_function(layer, act, {})
+            return
+        self.fail(layer, f"activation {act!r} is not supported; supported are linear, softmax, {', '.join(FUNCTIONS)} and QKeras quantized_relu/quantized_bits")
+
+    def apply_function(self, layer, function, params):
+        cls, name = layer["class_name"], layer["config"]["name"]
+        act_name = name + "_" + function if (cls in DENSE or cls in CONV or is_hgq(layer)) else name
+        if function == "hard_sigmoid":
+            # Keras 3 computes relu6(x + 3) / 6; Keras 2 (and hls4ml) clip(0.2 x + 0.5, 0, 1).
+            params = {"variant": "keras3" if "module" in self.km.config else "keras2", **params}
+        self.cur = build_activation(self.b, self.config, act_name, self.cur, function, params, source=cls)
+        self.float_layer = None
+
+    def activation_layer(self, layer):
+        """Keras activation layers with parameters: LeakyReLU, PReLU, ELU, ThresholdedReLU, ReLU, Softmax."""
+        cls, c = layer["class_name"], layer["config"]
+        name = c["name"]
+        if cls == "LeakyReLU":
+            self.apply_function(layer, "leaky_relu", {"alpha": float(c.get("negative_slope", c.get("alpha", 0.3)))})
+        elif cls == "PReLU":
+            alpha = np.asarray(self.weight(layer, "alpha", 0), dtype=np.float64)
+            shape = self.graph.tensors[self.cur].shape
+            # Keras keeps one alpha per input element (size-1 axes where shared).
+            self.apply_function(layer, "prelu", {"alpha": np.broadcast_to(alpha.reshape(alpha.shape[-len(shape):]) if alpha.ndim >= len(shape) else alpha, shape)})
+        elif cls == "ELU":
+            self.apply_function(layer, "elu", {"alpha": float(c.get("alpha", 1.0))})
+        elif cls == "ThresholdedReLU":
+            self.apply_function(layer, "thresholded_relu", {"theta": float(c.get("theta", 1.0))})
+        elif cls == "ReLU":
+            params = {"max_value": c.get("max_value"), "negative_slope": float(c.get("negative_slope") or 0.0), "threshold": float(c.get("threshold") or 0.0)}
+            if params["max_value"] is None and not params["negative_slope"] and not params["threshold"]:
+                self.activation(layer, "relu", name, False)
+            else:
+                self.apply_function(layer, "relu", params)
+        elif cls == "Softmax":
+            self.activation(layer, "softmax", name, self.next_layer(layer) is None)
 
 
 def hls4ml_text(values, t: FixedType) -> np.ndarray:

@@ -32,6 +32,7 @@ from rtlgen.errors import ModelFormatError, UnsupportedOpError
 from rtlgen.fixed import FixedType, type_for_range
 from rtlgen.ir import Dense, Graph, HostStage, Node, Relu, Requant, Threshold
 
+from ._activations import build_activation, build_softmax
 from ._builder import SpatialBuilder, cast_bounds, dense_bounds
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,8 @@ QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brev
 ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Relu", "BatchNormalization")
 LAYOUT = ("Reshape", "Flatten", "Identity", "Dropout", "Squeeze", "Unsqueeze")
 QUANTIZERS = ("Quant", "BipolarQuant", "Trunc")
-SUPPORTED = ("Gemm", "MatMul", "Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool", "Max", "Min", "Concat") + ELEMENTWISE + LAYOUT + QUANTIZERS + ("Transpose (of weights)", "Softmax (final, skipped)")
+ACTIVATION_OPS = ("Sigmoid", "Tanh", "Softplus", "Softsign", "Elu", "Selu", "HardSigmoid", "LeakyRelu", "ThresholdedRelu", "Clip", "PRelu")
+SUPPORTED = ACTIVATION_OPS + ("Softmax", "Gemm", "MatMul", "Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool", "Max", "Min", "Concat") + ELEMENTWISE + LAYOUT + QUANTIZERS + ("Transpose (of weights)", "Softmax (final, skipped)")
 # qonnx rounding modes with an ap_fixed equivalent (qonnx's HALF_UP/HALF_DOWN are symmetric about
 # zero); CEIL and UP have none and go through thresholds.
 ROUNDING = {
@@ -253,16 +255,28 @@ class _Importer:
         elif op in LAYOUT:
             self.layout(node, x)
         elif op == "Softmax":
-            if not self.skip_softmax:
-                self.fail(
-                    node,
-                    "Softmax is not supported yet; pass --skip-softmax (skip_softmax=True) to build the "
-                    "network up to its logits, which have the same argmax",
-                )
-            if node.output[0] != self.proto.graph.output[0].name:
-                self.fail(node, "only a final Softmax can be skipped")
-            self.graph.notes.append(f"Softmax node {node.name!r} skipped: outputs are the logits before it")
-            self.values[node.output[0]] = x
+            if self.skip_softmax:
+                if node.output[0] != self.proto.graph.output[0].name:
+                    self.fail(node, "only a final Softmax can be skipped")
+                self.graph.notes.append(f"Softmax node {node.name!r} skipped: outputs are the logits before it")
+                self.values[node.output[0]] = x
+                return
+            x = self.fixed_input(node, x)
+            try:
+                out = build_softmax(self.builder, self.config, node.name, x.tensor, source="Softmax")
+            except ValueError as e:
+                self.fail(node, str(e))
+            self.values[node.output[0]] = _Int(out, node.output[0])
+        elif op in ACTIVATION_OPS:
+            if not self.float_model and isinstance(x, (_Int, _Pending)):
+                # Between an accumulator and a quantizer, any monotonic function becomes exact thresholds.
+                base, nodes = (x, []) if isinstance(x, _Int) else (x.base, x.nodes)
+                self.values[node.output[0]] = _Pending(base, nodes + [node])
+                return
+            x = self.fixed_input(node, x)
+            function, params = self.activation_params(node, ins)
+            out = build_activation(self.builder, self.config, node.name, x.tensor, function, params, source=op)
+            self.values[node.output[0]] = _Int(out, node.output[0])
         else:
             self.fail(
                 node,
@@ -546,6 +560,50 @@ class _Importer:
         self.graph.inputs = [name]
         self.graph.notes.append(f"float model: input quantized to {itype}")
         return _Int(name, self.input_name)
+
+    def fixed_input(self, node, x) -> _Int:
+        if isinstance(x, _Pending):
+            if self.float_model:
+                return self.float_result(x)
+            if x.lowered is None:
+                x.lowered = self.lower_fixed(x, None, None, None)
+            if x.lowered is None:
+                self.fail(node, "its input is a float computation that is not exact in fixed point: put a Quant node before it")
+            return x.lowered
+        if not isinstance(x, _Int):
+            self.fail(node, "it must follow a layer rtlgen builds, not the raw network input")
+        return x
+
+    def activation_params(self, node, ins):
+        a = _attrs(node)
+        op = node.op_type
+        if op == "LeakyRelu":
+            return "leaky_relu", {"alpha": float(a.get("alpha", 0.01))}
+        if op == "Elu":
+            return "elu", {"alpha": float(a.get("alpha", 1.0))}
+        if op == "ThresholdedRelu":
+            return "thresholded_relu", {"theta": float(a.get("alpha", 1.0))}
+        if op == "HardSigmoid":
+            alpha, beta = float(a.get("alpha", 0.2)), float(a.get("beta", 0.5))
+            if (alpha, beta) == (np.float32(0.2), 0.5) or (alpha, beta) == (0.2, 0.5):
+                return "hard_sigmoid", {"variant": "keras2"}
+            if abs(alpha - 1 / 6) < 1e-7 and beta == 0.5:
+                return "hard_sigmoid", {"variant": "keras3"}
+            self.fail(node, f"HardSigmoid with alpha={alpha}, beta={beta} is not supported (0.2/0.5 or 1/6/0.5)")
+        if op == "Clip":
+            lo = float(np.asarray(ins[1].value)) if len(ins) > 1 and ins[1] is not None else a.get("min")
+            hi = float(np.asarray(ins[2].value)) if len(ins) > 2 and ins[2] is not None else a.get("max")
+            if lo not in (0, 0.0):
+                self.fail(node, f"Clip from {lo} is not supported; only Clip(0, max) (a clipped ReLU)")
+            return "relu", {"max_value": hi}
+        if op == "PRelu":
+            slope = self.const(node, node.input[1], "the PRelu slope")
+            t = self.graph.tensors[self.values[node.input[0]].tensor] if isinstance(self.values.get(node.input[0]), _Int) else None
+            alpha = np.asarray(slope.value, dtype=np.float64)
+            if t is not None and len(t.shape) == 3:
+                alpha = alpha.reshape(-1)  # NCHW (C, 1, 1): per channel, which is the last axis here
+            return "prelu", {"alpha": alpha}
+        return {"Sigmoid": "sigmoid", "Tanh": "tanh", "Softplus": "softplus", "Softsign": "softsign", "Selu": "selu"}[op], {}
 
     def merge(self, node, ins):
         """Two computed tensors joined element-wise (residual additions) or concatenated."""
@@ -854,7 +912,7 @@ class _Importer:
         base = pending.base
         tensor = self.graph.tensors[base.tensor]
         for node in pending.nodes:
-            if node.op_type not in ELEMENTWISE:
+            if node.op_type not in ELEMENTWISE + ACTIVATION_OPS:
                 self.fail(node, "only element-wise operations may stand between a layer and its quantizer")
         self.check_float_exact(base.tensor, self.graph.producer(base.tensor))
         stage = self.host_stage(base.onnx_name, pending.nodes + [quant], quant.output[0], "thresholds")

@@ -125,3 +125,41 @@ def test_mnist_conv_float_model():
     assert p.argmax() == y.argmax()
     # Only the weights are rounded (to 2**-10); relative to the largest logit the error is below 3 %.
     assert np.max(np.abs(p - y)) / np.max(np.abs(y)) < 0.03
+
+
+def test_keras_activations_and_softmax(tmp_path):
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(1)
+    L = keras.layers
+    model = keras.Sequential(
+        [
+            keras.Input((12,)), L.Dense(16, activation="tanh", name="d1"), L.LeakyReLU(0.2, name="lr"),
+            L.Dense(16, activation="sigmoid", name="d2"), L.PReLU(name="pr"), L.Dense(8, name="d3"), L.ELU(name="elu"),
+            L.Dense(8, activation="hard_sigmoid", name="d4"), L.ReLU(max_value=6.0, name="r6"), L.Dense(5, name="d5"),
+            L.Softmax(name="sm"),
+        ]
+    )  # fmt: skip
+    x = np.random.default_rng(0).uniform(-3, 3, (500, 12)).astype(np.float32)
+    design = rtlgen.convert(model, {"Model": {"Precision": "fixed<18,6>"}})
+    kinds = {n.name: n.kind for n in design.graph.nodes}
+    assert kinds["d1_tanh"] == "Lut" and kinds["lr"] == "Pwl" and kinds["sm"] == "Softmax"
+    bounds = [n for n in design.graph.notes if "worst-case error" in n]
+    assert len(bounds) == 4  # tanh, sigmoid, elu tables and the softmax
+    ref = model.predict(x, verbose=0)
+    # Float reference: 12 fractional bits plus the reported table errors (tanh 0.031 at most).
+    assert np.max(np.abs(design.predict(x) - ref)) < 0.02
+    assert np.mean(design.predict(x).argmax(1) == ref.argmax(1)) >= 0.99
+    _sim(design, x[:200], tmp_path)
+
+
+def test_qonnx_sigmoid_between_quantizers_is_exact():
+    from conftest import execute_qonnx
+    from rtlgen.examples import qonnx_mlp
+
+    model = qonnx_mlp((6, 5, 3), seed=4)
+    relu = next(n for n in model.graph.node if n.op_type == "Relu")
+    relu.op_type = "Sigmoid"
+    design = rtlgen.convert(model)
+    assert any(n.kind == "Threshold" for n in design.graph.nodes)  # exact thresholds, no table
+    x = np.random.default_rng(2).uniform(-8, 8, (200, 6)).astype(np.float32)
+    assert np.array_equal(design.predict(x).astype(np.float32), execute_qonnx(model, x))

@@ -181,21 +181,25 @@ def test_unsupported_op_names_node():
     model = qonnx_mlp((4, 3, 2), seed=0)
     for n in model.graph.node:
         if n.op_type == "Relu":
-            n.op_type = "Elu"
+            n.op_type = "Cosh"
             break
-    with pytest.raises(UnsupportedOpError, match=r"^node 'relu0' \(Elu\): operation 'Elu' is not supported; supported are Gemm, MatMul"):
+    with pytest.raises(UnsupportedOpError, match=r"^node 'relu0' \(Cosh\): operation 'Cosh' is not supported; supported are Sigmoid, Tanh"):
         rtlgen.convert(model)
 
 
-def test_softmax_needs_flag():
+def test_softmax_built_or_skipped():
     model = qonnx_mlp((4, 3, 2), seed=0)
     out = model.graph.output[0]
     model.graph.node.append(helper.make_node("Softmax", [out.name], ["prob"], name="softmax", axis=-1))
     out.name = "prob"
-    with pytest.raises(UnsupportedOpError, match=r"^node 'softmax' \(Softmax\): Softmax is not supported yet; pass --skip-softmax"):
-        rtlgen.convert(model)
-    design = rtlgen.convert(model, skip_softmax=True)
-    assert any("Softmax" in n for n in design.graph.notes)
+    design = rtlgen.convert(model)
+    assert design.graph.nodes[-1].kind == "Softmax"
+    x = np.random.default_rng(0).uniform(-8, 8, (200, 4)).astype(np.float32)
+    probs = design.predict(x)
+    assert np.all(np.abs(probs.sum(axis=1) - 1) < 0.01)
+    skipped = rtlgen.convert(model, skip_softmax=True)
+    assert any("Softmax" in n for n in skipped.graph.notes)
+    assert np.array_equal(skipped.predict(x).argmax(axis=1), probs.argmax(axis=1))
 
 
 def _binary_trunc_model(rng, with_trunc):
