@@ -500,13 +500,11 @@ class _KerasImporter:
             window = self._pair(c.get("pool_size", 2), one_d)
             stride = self._pair(c.get("strides") or c.get("pool_size", 2), one_d)
             padding = self._padding(layer, shape, window, stride, (1, 1))
-        extra = 0
-        if kind == "avg":
-            count = window[0] * window[1]
-            if count & (count - 1) or any(p != (0, 0) for p in padding):
-                self.fail(layer, f"average pooling over {count} values with padding {padding}: only unpadded power-of-two windows are exact; use a 2x2/4x4 window or max pooling")
-            extra = count.bit_length() - 1
         op = Pool(kind, window, stride, padding)
+        try:
+            extra = op.extra_frac
+        except ValueError as e:
+            self.fail(layer, str(e))
         self.cur = self.b.pool(name, self.cur, op, extra_frac=extra, attrs={"source": cls})
         if cls.startswith("Global") and not c.get("keepdims", False):
             self.cur = self.b.reshape(name + "_flat", self.cur, (shape[2],))

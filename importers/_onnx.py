@@ -471,21 +471,26 @@ class _Importer:
 
     # -- dense ------------------------------------------------------------------------------------
 
-    def matmul(self, node, ins):
-        x = ins[0]
-        a = _attrs(node)
+    def layer_input(self, node, x) -> _Int:
+        """A weight layer's input as an integer tensor: the quantized network input, or a float
+        model's input or previous layer cast to their configured types."""
         if isinstance(x, _Host):
             if not self.float_model:
                 self.fail(node, "the input of a quantized network must pass through a quantizer first")
-            x = self.float_input(node)
-        elif isinstance(x, _Pending):
+            return self.float_input(node)
+        if isinstance(x, _Pending):
             if not self.float_model:
                 self.fail(
                     node,
                     "its input is a float computation with no quantizer before it; add a Quant node "
                     "(or build the float model with a Precision config)",
                 )
-            x = self.float_result(x)
+            return self.float_result(x)
+        return x
+
+    def matmul(self, node, ins):
+        x = self.layer_input(node, ins[0])
+        a = _attrs(node)
         w = self.const(node, node.input[1], "the weight matrix")
         wv, wm, ws = w.value, w.mant, w.scale
         if node.op_type == "Gemm":
@@ -639,15 +644,7 @@ class _Importer:
         from rtlgen.spatial import Conv, same_padding
 
         a = _attrs(node)
-        x = ins[0]
-        if isinstance(x, _Host):
-            if not self.float_model:
-                self.fail(node, "the input of a quantized network must pass through a quantizer first")
-            x = self.float_input(node)
-        elif isinstance(x, _Pending):
-            if not self.float_model:
-                self.fail(node, "its input is a float computation with no quantizer before it; add a Quant node")
-            x = self.float_result(x)
+        x = self.layer_input(node, ins[0])
         xt = self.graph.tensors[x.tensor]
         if len(xt.shape) != 3:
             self.fail(node, f"expects an image (N, C, H, W) or sequence (N, C, L), not {xt.shape}")
@@ -712,11 +709,7 @@ class _Importer:
         from rtlgen.spatial import Pool
 
         a = _attrs(node)
-        x = ins[0]
-        if isinstance(x, _Pending):
-            if not self.float_model:
-                self.fail(node, "pool a quantized tensor: put the quantizer before the pooling")
-            x = self.float_result(x)
+        x = self.fixed_input(node, ins[0])
         xt = self.graph.tensors[x.tensor]
         if len(xt.shape) != 3:
             self.fail(node, f"expects an image, not {xt.shape}")
@@ -732,13 +725,11 @@ class _Importer:
             padding = ((p[0], p[2]), (p[1], p[3])) if len(ks) == 2 else ((0, 0), (p[0], p[1]))
             if a.get("ceil_mode", 0):
                 self.fail(node, "ceil_mode=1 is not supported")
-        extra = 0
-        if kind == "avg":
-            count = window[0] * window[1]
-            if count & (count - 1) or any(q != (0, 0) for q in padding):
-                self.fail(node, f"average pooling over {count} values with padding {padding}: only unpadded power-of-two windows are exact")
-            extra = count.bit_length() - 1
         op = Pool(kind, window, stride, padding)
+        try:
+            extra = op.extra_frac
+        except ValueError as e:
+            self.fail(node, str(e))
         out = self.builder.pool(node.name, x.tensor, op, extra_frac=extra, attrs={"source": node.op_type})
         self.values[node.output[0]] = _Int(out, node.output[0])
 

@@ -12,23 +12,10 @@ from amaranth.lib.memory import Memory
 from rtlgen.fixed import FixedType
 
 from ._common import Layer, shape_of
+from ._dense import _select
 from ._elementwise import requantize
 
 __all__ = ["LutLayer", "PwlLayer"]
-
-
-def _select(values, index):
-    """``values[index]`` as a tree of 2:1 multiplexers.
-
-    An ``Array`` lookup becomes a ``case`` in an ``always @*`` block, which event-driven simulators
-    leave undefined until an input changes; continuous assignments are defined from time 0.
-    """
-    level, bit = list(values), 0
-    while len(level) > 1:
-        sel = index[bit]
-        level = [Mux(sel, level[j + 1], level[j]) if j + 1 < len(level) else level[j] for j in range(0, len(level), 2)]
-        bit += 1
-    return level[0]
 
 
 class LutLayer(Layer):

@@ -167,6 +167,21 @@ class Pool:
         oh, ow = conv_output_shape(self.in_shape[:2], self.pool, self.stride, self.padding)
         return (oh, ow, self.in_shape[2])
 
+    @property
+    def extra_frac(self) -> int:
+        """Fractional bits an average adds (the window sum divided by a power of two), 0 for max.
+
+        Raises ValueError for windows whose average is not exact in fixed point."""
+        if self.kind == "max":
+            return 0
+        count = self.pool[0] * self.pool[1]
+        if count & (count - 1) or any(p != (0, 0) for p in self.padding):
+            raise ValueError(
+                f"average pooling over {count} values with padding {self.padding}: only unpadded "
+                f"power-of-two windows are exact; use a 2x2/4x4 window or max pooling"
+            )
+        return count.bit_length() - 1
+
     def groups(self) -> list:
         """Per output lane, the input lanes of its window (padding excluded)."""
         win, _ = _windows(self.in_shape, self.pool, self.stride, self.padding, (1, 1))
