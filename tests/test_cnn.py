@@ -163,3 +163,25 @@ def test_qonnx_sigmoid_between_quantizers_is_exact():
     assert any(n.kind == "Threshold" for n in design.graph.nodes)  # exact thresholds, no table
     x = np.random.default_rng(2).uniform(-8, 8, (200, 6)).astype(np.float32)
     assert np.array_equal(design.predict(x).astype(np.float32), execute_qonnx(model, x))
+
+
+def test_keras_residual_block_with_merges(tmp_path):
+    """A branching functional model: fork, add (skip connection), concatenate, re-join."""
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(4)
+    L = keras.layers
+    inp = keras.Input((6, 6, 3), name="x")
+    h = L.Conv2D(3, 3, padding="same", activation="relu", name="c1")(inp)
+    h = L.Conv2D(3, 3, padding="same", name="c2")(h)
+    s = L.Add(name="skip")([inp, h])
+    m = L.Maximum(name="mx")([s, inp])
+    c = L.Concatenate(name="cat")([m, h])
+    out = L.Dense(4, name="fc")(L.Flatten(name="fl")(L.MaxPooling2D(2, name="p")(c)))
+    model = keras.Model(inp, out, name="residual")
+    design = rtlgen.convert(model, {"Model": {"Precision": "fixed<16,6>"}, "LayerType": {"Conv": AUTO, "Dense": AUTO}})
+    kinds = [n.kind for n in design.graph.nodes]
+    assert kinds.count("Merge") == 2 and kinds.count("Concat") == 1
+    x = np.random.default_rng(3).uniform(-2, 2, (300, 6, 6, 3)).astype(np.float32)
+    assert np.max(np.abs(design.predict(x) - model.predict(x, verbose=0))) < 0.05
+    _sim(design, x[:200], tmp_path)
+    assert design.initiation_interval == 1
