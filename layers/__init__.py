@@ -6,7 +6,7 @@ into the top level. Every component reports ``latency`` and ``initiation_interva
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Shape
+from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -133,6 +133,9 @@ class Network(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         g = self.graph
+        # Every top level has a clock and reset, even a purely combinational network.
+        alive = Signal()
+        m.d.sync += alive.eq(1)
         readers: dict[str, list] = {}
         for node, (_, layer) in zip(g.nodes, self.layers):
             ports = [layer.a, layer.b] if len(node.inputs) > 1 else [layer.i]

@@ -1,0 +1,49 @@
+"""hls4ml's single-layer example projects: every one builds, and the golden model stays within the
+error bound the build reports against the stored float Keras outputs."""
+
+import glob
+import re
+
+import numpy as np
+import pytest
+from conftest import MODELS
+
+import rtlgen
+from rtlgen.sim.runner import available_simulators
+
+BASE = MODELS / "hls4ml-history" / "example-prjs"
+NAMES = sorted(p.name for p in BASE.iterdir()) if BASE.exists() else []
+CONFIG = {"Model": {"Precision": "fixed<16,6>"}, "LayerType": {"Conv": {"Precision": {"accum": "auto"}}}}
+# Inputs and weights rounded to 2**-10 (fixed<16,6>); a handful of terms per output here.
+QUANTIZATION = 0.01
+
+
+def _build(name):
+    folder = BASE / name
+    full = [f for f in glob.glob(str(folder / "*.h5")) if not f.endswith("_weights.h5")]
+    design = rtlgen.convert(full[0] if full else glob.glob(str(folder / "*.json"))[0], CONFIG)
+    x = np.loadtxt(folder / "tb_input_features.dat", ndmin=2)
+    y = np.loadtxt(folder / "tb_output_predictions.dat", ndmin=2)
+    return design, x, y
+
+
+@pytest.mark.skipif(not NAMES, reason="../shared/models is absent")
+@pytest.mark.parametrize("name", NAMES)
+def test_example_project_within_reported_bound(name):
+    design, x, y = _build(name)
+    pred = design.predict(x).reshape(len(x), -1)
+    bounds = [float(m) for n in design.graph.notes for m in re.findall(r"worst-case error ([0-9.e+-]+)", n)]
+    bound = sum(bounds) + QUANTIZATION
+    assert np.max(np.abs(pred - y.reshape(pred.shape))) <= bound
+
+
+@pytest.mark.skipif(not NAMES, reason="../shared/models is absent")
+@pytest.mark.parametrize(
+    "name", [n if n in ("sigmoid", "softmax", "prelu") else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
+)
+def test_example_project_rtl(name, tmp_path):
+    if "verilator" not in available_simulators():
+        pytest.skip("verilator is not available")
+    design, x, _ = _build(name)
+    res = design.simulate(n_random=300, stall="random", work_dir=tmp_path)
+    assert res["passed"] and res["mismatches"] == 0, res.get("failures")
