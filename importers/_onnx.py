@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas", "finn")
 ELEMENTWISE = ("Add", "Sub", "Mul", "Div", "Relu", "BatchNormalization")
 LAYOUT = ("Reshape", "Flatten", "Identity", "Dropout", "Squeeze", "Unsqueeze")
-QUANTIZERS = ("Quant", "BipolarQuant", "Trunc")
+QUANTIZERS = ("Quant", "BipolarQuant", "Trunc", "MultiThreshold")
 ACTIVATION_OPS = ("Sigmoid", "Tanh", "Softplus", "Softsign", "Elu", "Selu", "HardSigmoid", "LeakyRelu", "ThresholdedRelu", "Clip", "PRelu")
 SUPPORTED = ACTIVATION_OPS + ("Softmax", "Gemm", "MatMul", "Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool", "Max", "Min", "Concat") + ELEMENTWISE + LAYOUT + QUANTIZERS + ("Transpose (of weights)", "Softmax (final, skipped)")
 # qonnx rounding modes with an ap_fixed equivalent (qonnx's HALF_UP/HALF_DOWN are symmetric about
@@ -378,6 +378,8 @@ class _Importer:
                 self.fail(node, f"input {i} (quantizer parameter) must be a constant")
         out_scale = self.out_scale(node, ins)
         if isinstance(x, _Host):
+            if node.op_type == "MultiThreshold":
+                self.fail(node, "thresholds on the network input are not supported; quantize the input with Quant")
             self.input_quantizer(node, ins, x, out_scale)
             return
         pending = x if isinstance(x, _Pending) else _Pending(x, [])
@@ -395,6 +397,16 @@ class _Importer:
         return 1
 
     def out_scale(self, node, ins) -> float:
+        if node.op_type == "MultiThreshold":
+            # FINN's thresholds: y = out_scale * (number of thresholds passed) + out_bias.
+            a = _attrs(node)
+            scale, bias = float(a.get("out_scale", 1.0)), float(a.get("out_bias", 0.0))
+            if scale <= 0 or bias / scale != round(bias / scale):
+                self.fail(node, f"out_bias {bias} must be a whole number of out_scale {scale} steps")
+            return scale
+        return self._quant_scale(node, ins)
+
+    def _quant_scale(self, node, ins) -> float:
         # Trunc's output grid is its output_scale input from qonnx opset 2 on, its scale before.
         idx = 4 if (node.op_type == "Trunc" and len(ins) >= 6 and self.qonnx_opset() >= 2) else 1
         s = np.asarray(ins[idx].value, dtype=np.float64)

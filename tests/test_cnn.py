@@ -185,3 +185,19 @@ def test_keras_residual_block_with_merges(tmp_path):
     assert np.max(np.abs(design.predict(x) - model.predict(x, verbose=0))) < 0.05
     _sim(design, x[:200], tmp_path)
     assert design.initiation_interval == 1
+
+
+def test_keras_separable_and_permute(tmp_path):
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(6)
+    L = keras.layers
+    model = keras.Sequential(
+        [keras.Input((5, 5, 2)), L.SeparableConv2D(3, 3, depth_multiplier=2, name="sep"), L.Permute((2, 1, 3), name="perm"),
+         L.Reshape((27,), name="rs"), L.Dense(3, name="fc")]
+    )  # fmt: skip
+    design = rtlgen.convert(model, {"Model": {"Precision": "fixed<16,6>"}, "LayerType": {"Conv": AUTO, "Dense": AUTO}})
+    names = {n.name: n.kind for n in design.graph.nodes}
+    assert names["sep_depthwise"] == "Conv" and names["sep"] == "Conv" and names["perm"] == "Gather"
+    x = np.random.default_rng(6).uniform(-2, 2, (200, 5, 5, 2)).astype(np.float32)
+    assert np.max(np.abs(design.predict(x) - model.predict(x, verbose=0))) < 0.05
+    _sim(design, x[:150], tmp_path, stall="none")

@@ -76,3 +76,17 @@ def test_build_is_byte_identical(tmp_path):
         assert (a / f).read_bytes() == (b / f).read_bytes(), f
     report = json.loads((a / "report.json").read_text())
     assert report["latency_cycles"] == sum(layer["latency"] for layer in report["layers"])
+
+
+def test_binary_network_rtl(tmp_path):
+    """Bipolar weights and activations: RTL == golden == qonnx."""
+    _needs()
+    from test_onnx_import import _binary_trunc_model
+
+    rng = np.random.default_rng(9)
+    model = _binary_trunc_model(rng, with_trunc=False)
+    design = rtlgen.convert(model)
+    x = rng.normal(0, 1, (300, 10)).astype(np.float32)
+    assert np.array_equal(design.predict(x).astype(np.float32), execute_qonnx(model, x))
+    res = design.simulate(x, stall="random", work_dir=tmp_path)
+    assert res["passed"] and res["mismatches"] == 0

@@ -241,3 +241,27 @@ def test_bipolar_and_trunc_exact(rng, with_trunc):
     assert th and th[0].step == 2 and th[0].base == -1  # bipolar: -1 or +1
     x = rng.normal(0, 1, (200, 10)).astype(np.float32)
     _check_every_tensor(design, model, x)
+
+
+def test_finn_multithreshold(rng):
+    """A FINN-style MultiThreshold after an integer MatMul: exact, with its output scale and bias."""
+    d = "qonnx.custom_op.general"
+    w = rng.integers(-2, 3, (8, 5)).astype(np.float32)
+    thr = np.sort(rng.integers(-6, 7, (5, 3)), axis=1).astype(np.float32) + 0.5
+    inits = [
+        numpy_helper.from_array(np.float32(1), "s"), numpy_helper.from_array(np.float32(0), "z"),
+        numpy_helper.from_array(np.float32(3), "b"), numpy_helper.from_array(w, "w"), numpy_helper.from_array(thr, "t"),
+    ]  # fmt: skip
+    nodes = [
+        helper.make_node("Quant", ["x", "s", "z", "b"], ["xq"], domain=d, signed=1, narrow=0, rounding_mode="ROUND", name="qin"),
+        helper.make_node("MatMul", ["xq", "w"], ["acc"], name="mm"),
+        helper.make_node("MultiThreshold", ["acc", "t"], ["y"], domain=d, name="mt", out_scale=2.0, out_bias=-2.0),
+    ]
+    g = helper.make_graph(nodes, "finn_mt", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], initializer=inits)  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(d, 1)])
+    model.ir_version = 8
+    design = rtlgen.convert(model)
+    assert [n.kind for n in design.graph.nodes] == ["Dense", "Threshold"]
+    x = rng.uniform(-5, 5, (300, 8)).astype(np.float32)
+    _check_every_tensor(design, model, x)
