@@ -6,9 +6,9 @@ import re
 
 import numpy as np
 import pytest
-from conftest import MODELS
 
 import rtlgen
+from conftest import MODELS
 from rtlgen.sim.runner import available_simulators
 
 BASE = MODELS / "hls4ml-history" / "example-prjs"
