@@ -39,6 +39,7 @@ def test_jet_tagger_rtl_bit_exact(jet_model, reuse, tmp_path):
     assert design.initiation_interval == expected_interval
 
 
+@pytest.mark.slow
 def test_tfc_rtl_bit_exact(tmp_path):
     _needs()
     path = shared_model("qonnx-model-zoo", "TFC", "TFC_2W2A.onnx")
