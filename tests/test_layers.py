@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from amaranth.hdl import Elaboratable, Fragment, Module, Signal, signed, unsigned
 from amaranth.sim import Simulator
+from streams import run_layer
 
 from rtlgen.fixed import OVERFLOW_MODES, ROUNDING_MODES, FixedType, cast
 from rtlgen.golden import _dense, _threshold
@@ -56,49 +57,6 @@ def test_requantize_hardware_equals_cast_exhaustively(src_signed):
         assert np.array_equal(np.array(g), exp), str(dst)
 
 
-async def _stream(ctx, dut, xs, *, ready_pattern=None, valid_pattern=None):
-    """Drive vectors in, collect vectors out; returns (outputs, input cycles, output cycles)."""
-    outs, t_in, t_out = [], [], []
-    i, cycle = 0, 0
-    n = len(xs)
-    while len(outs) < n and cycle < 50 * n + 100:
-        v = bool(i < n and (valid_pattern is None or valid_pattern(cycle)))
-        r = bool(ready_pattern is None or ready_pattern(cycle))
-        ctx.set(dut.i.valid, v)
-        if v:
-            ctx.set(dut.i.payload, [int(a) for a in xs[i]])
-        ctx.set(dut.o.ready, bool(r))
-        # Sample the handshakes of this cycle before the edge.
-        in_fire = v and ctx.get(dut.i.ready)
-        out_fire = r and ctx.get(dut.o.valid)
-        if out_fire:
-            outs.append([int(a) for a in ctx.get(dut.o.payload)])
-            t_out.append(cycle)
-        if in_fire:
-            t_in.append(cycle)
-            i += 1
-        await ctx.tick()
-        cycle += 1
-    return np.array(outs), t_in, t_out
-
-
-def _run_layer(dut, xs, **kw):
-    result = {}
-
-    async def bench(ctx):
-        result["r"] = await _stream(ctx, dut, xs, **kw)
-
-    top = Module()
-    top.submodules.dut = dut
-    toggle = Signal()  # gives combinational layers a clock domain to step through
-    top.d.sync += toggle.eq(~toggle)
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return result["r"]
-
-
 def _random_dense(rng, n_in, n_out, wbits=4):
     w = rng.integers(-(1 << (wbits - 1)), 1 << (wbits - 1), (n_in, n_out))
     w[rng.random(w.shape) < 0.2] = 0
@@ -120,7 +78,7 @@ def test_dense_layers_bit_exact_with_measured_timing(reuse):
         dut = DenseParallel(tin, tout, weight=w, bias=b, adder_levels=2)
     else:
         dut = DenseReuse(tin, tout, weight=w, bias=b, reuse_factor=reuse)
-    outs, t_in, t_out = _run_layer(dut, xs)
+    outs, t_in, t_out = run_layer(dut, xs)
     assert np.array_equal(outs, ref)
     # Back to back: interval between accepted inputs; first output latency after its input.
     gaps = set(np.diff(t_in).tolist())
@@ -129,7 +87,7 @@ def test_dense_layers_bit_exact_with_measured_timing(reuse):
     # Under random gaps and stalls the same outputs come out, in order.
     rs = np.random.default_rng(7)
     pat_r, pat_v = rs.random(5000) < 0.6, rs.random(5000) < 0.7
-    outs2, _, _ = _run_layer(dut, xs, ready_pattern=lambda c: pat_r[c], valid_pattern=lambda c: pat_v[c])
+    outs2, _, _ = run_layer(dut, xs, ready=lambda c: pat_r[c], valid=lambda c: pat_v[c])
     assert np.array_equal(outs2, ref)
 
 
@@ -152,7 +110,7 @@ def test_threshold_layer_both_directions():
     tin = FixedType(8, 8, True)
     xs = rng.integers(-64, 64, (40, 6))
     dut = ThresholdLayer(tin, FixedType(3, 3, True), 6, thresholds=th, increasing=inc, base=-1, step=1)
-    outs, _, _ = _run_layer(dut, xs)
+    outs, _, _ = run_layer(dut, xs)
     assert np.array_equal(outs, _threshold(op, xs))
 
 
@@ -172,5 +130,5 @@ def test_dense_with_hls4ml_accumulator(reuse):
     assert np.any(ref != exact)  # the narrow accumulator really rounds and wraps
     kw = {"weight": w, "bias": b // 8, "accum": accum, "product_shift": 3}
     dut = DenseParallel(tin, accum, **kw) if reuse == 1 else DenseReuse(tin, accum, reuse_factor=reuse, **kw)
-    outs, _, _ = _run_layer(dut, xs)
+    outs, _, _ = run_layer(dut, xs)
     assert np.array_equal(outs, ref)

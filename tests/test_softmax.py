@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pytest
-from amaranth.hdl import Fragment, Module
-from amaranth.sim import Simulator
+from amaranth.hdl import Fragment
+from streams import run_layer
 
 from rtlgen import golden
 from rtlgen.fixed import FixedType
@@ -20,45 +20,6 @@ FIXED_16_6 = FixedType.parse("fixed<16,6>")
 
 def _tensors(op):
     return Tensor("x", (op.n,), op.src_type), Tensor("y", (op.n,), op.out_type)
-
-
-async def _stream(ctx, dut, xs, ready, valid):
-    """Drive vectors in, collect vectors out; returns (outputs, input cycles, output cycles)."""
-    outs, t_in, t_out = [], [], []
-    i = cycle = 0
-    while len(outs) < len(xs) and cycle < 50 * len(xs) + 100:
-        v = bool(i < len(xs) and valid(cycle))
-        r = bool(ready(cycle))
-        ctx.set(dut.i.valid, v)
-        if v:
-            ctx.set(dut.i.payload, [int(a) for a in xs[i]])
-        ctx.set(dut.o.ready, r)
-        # The handshakes of this cycle, sampled before the edge.
-        in_fire = v and ctx.get(dut.i.ready)
-        if r and ctx.get(dut.o.valid):
-            outs.append([int(a) for a in ctx.get(dut.o.payload)])
-            t_out.append(cycle)
-        if in_fire:
-            t_in.append(cycle)
-            i += 1
-        await ctx.tick()
-        cycle += 1
-    return np.array(outs), t_in, t_out
-
-
-def _simulate(dut, xs, *, ready=lambda c: True, valid=lambda c: True):
-    result = {}
-
-    async def bench(ctx):
-        result["r"] = await _stream(ctx, dut, xs, ready, valid)
-
-    top = Module()
-    top.submodules.dut = dut
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return result["r"]
 
 
 def _inputs(op, rng, count=60):
@@ -149,7 +110,7 @@ def test_hardware_matches_golden(impl, src, n, kw):
     dut = op.hardware(*_tensors(op))
     xs = _inputs(op, np.random.default_rng(n))
     ref = op.compute(xs)
-    outs, t_in, t_out = _simulate(dut, xs)
+    outs, t_in, t_out = run_layer(dut, xs)
     assert np.array_equal(outs, ref)
     # Back to back: one vector per cycle, and the first result after exactly ``latency`` cycles.
     assert set(np.diff(t_in).tolist()) == {dut.initiation_interval} == {1}
@@ -163,7 +124,7 @@ def test_hardware_under_random_stalls(impl):
     xs = _inputs(op, np.random.default_rng(5), 40)
     rs = np.random.default_rng(11)
     ready, valid = rs.random(10_000) < 0.6, rs.random(10_000) < 0.7
-    outs, _, _ = _simulate(dut, xs, ready=lambda c: ready[c], valid=lambda c: valid[c])
+    outs, _, _ = run_layer(dut, xs, ready=lambda c: ready[c], valid=lambda c: valid[c])
     assert np.array_equal(outs, op.compute(xs))
 
 
