@@ -362,7 +362,7 @@ class _Importer:
                 t = self.graph.tensors[x.tensor]
                 H, W, C = t.shape
                 order = np.arange(H * W * C).reshape(H, W, C).transpose(2, 0, 1).ravel()
-                out = self.builder_spatial().gather(node.output[0], x.tensor, order, (size,), attrs={"source": node.op_type + " (channels-first order)"})
+                out = self.builder.gather(node.output[0], x.tensor, order, (size,), attrs={"source": node.op_type + " (channels-first order)"})
                 self.values[node.output[0]] = _Int(out, node.output[0])
                 return
             self.values[node.output[0]] = x
@@ -646,9 +646,6 @@ class _Importer:
         except ValueError as e:
             self.fail(node, str(e))
         self.values[node.output[0]] = _Int(out, node.output[0])
-
-    def builder_spatial(self):
-        return self.builder
 
     # -- convolution and pooling -------------------------------------------------------------
 

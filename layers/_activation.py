@@ -6,14 +6,14 @@ Their IR ops and golden models are :class:`rtlgen.activations.Lut` and :class:`r
 from __future__ import annotations
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, Value, signed
+from amaranth.hdl import Const, Module, Mux, Signal, Value
 from amaranth.lib.memory import Memory
 
 from rtlgen.fixed import FixedType
 
 from ._common import Layer, shape_of
-from ._dense import _select
-from ._elementwise import requantize
+from ._dense import _product, _select
+from ._elementwise import _Elementwise, requantize
 
 __all__ = ["LutLayer", "PwlLayer"]
 
@@ -89,18 +89,7 @@ class LutLayer(Layer):
         return m
 
 
-def _times(x: Value, c: int) -> Value | None:
-    """``x * c`` for a constant ``c``: None for 0, a shift (and negation) for a power of two."""
-    if c == 0:
-        return None
-    mag = abs(c)
-    if mag & (mag - 1) == 0:
-        p = x << (mag.bit_length() - 1)
-        return -p if c < 0 else p
-    return x * c
-
-
-class PwlLayer(Layer):
+class PwlLayer(_Elementwise):
     """The exact piecewise-linear function of :class:`rtlgen.activations.Pwl` in each of ``n``
     lanes; combinational, ``latency`` = 0.
 
@@ -135,7 +124,7 @@ class PwlLayer(Layer):
             d = d - (knot << (g - fc))
 
         def piece(slope, bias):
-            p = _times(d, slope)
+            p = _product(d, slope)
             b = bias << (f - fc)
             if p is None:
                 return Const(b)
@@ -154,18 +143,5 @@ class PwlLayer(Layer):
         if self.upper is not None:
             high = self.upper[k] << (f - fc)
             v = Mux(v > high, high, v)
-        # requantize needs the value at least as wide as the bits it drops, or a negative value's
-        # dropped bits (its remainder) would miss their sign extension.
-        drop = f - self.out_type.frac
         shape = v.shape()
-        if shape.width < drop + 1:
-            v = v + Const(0, signed(drop + 2))
-            shape = v.shape()
         return requantize(v, FixedType(shape.width, shape.width - f, shape.signed), self.out_type)
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready)]
-        for k in range(self.n_out):
-            m.d.comb += self.o.payload[k].eq(self.lane(self.i.payload[k], k))
-        return m
