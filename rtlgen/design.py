@@ -20,7 +20,7 @@ import numpy as np
 from . import golden
 from .config import Config, load_config
 from .errors import DesignError, ModelFormatError, RtlgenError
-from .ir import Dense, Graph
+from .ir import Graph
 
 __all__ = ["Design", "convert", "load_design"]
 
@@ -32,7 +32,9 @@ def _module_name(name: str) -> str:
     return s if s[0].isalpha() else "net_" + s
 
 
-def convert(model, config=None, *, skip_softmax: bool = False, dump_dir=None, reuse_check: bool = True) -> Design:
+def convert(
+    model, config=None, *, skip_softmax: bool = False, dump_dir=None, reuse_check: bool = True
+) -> Design:
     """Import a model (path, ``onnx.ModelProto`` or example name) and run the pass pipeline."""
     from .importers import from_keras, from_onnx
     from .passes import default_passes, run_passes
@@ -90,7 +92,9 @@ class Design:
         if m.ndim == 1:
             m = m[None]
         if int(np.prod(m.shape[1:])) != t.size:
-            raise DesignError(f"input mantissas must have shape (N, {', '.join(map(str, t.shape))}), not {m.shape}")
+            raise DesignError(
+                f"input mantissas must have shape (N, {', '.join(map(str, t.shape))}), not {m.shape}"
+            )
         return golden.run(self.graph, m.reshape(len(m), -1))
 
     def predict(self, x) -> np.ndarray:
@@ -113,7 +117,9 @@ class Design:
         t: FixedType = self.input_tensor.type
         lo = -t.max_mantissa if (t.signed and t.overflow == "SAT_SYM") else t.min_mantissa
         rng = np.random.default_rng(seed)
-        return rng.integers(lo, t.max_mantissa, size=(n, self.input_tensor.size), endpoint=True, dtype=np.int64)
+        return rng.integers(
+            lo, t.max_mantissa, size=(n, self.input_tensor.size), endpoint=True, dtype=np.int64
+        )
 
     # -- hardware ---------------------------------------------------------------------------------
 
@@ -138,43 +144,15 @@ class Design:
         return verilog.convert(self.network, name=self.top_name, emit_src=False)
 
     def layer_report(self) -> list[dict]:
-        rows = []
-        for node, (_, layer) in zip(self.graph.nodes, self.network.layers):
-            row = {
-                "name": node.name,
-                "op": node.kind,
-                "source": node.attrs.get("source", ""),
-                "input": {"shape": list(self.graph.tensors[node.inputs[0]].shape), "type": str(self.graph.tensors[node.inputs[0]].type)},
-                "output": {"shape": list(self.graph.tensors[node.outputs[0]].shape), "type": str(self.graph.tensors[node.outputs[0]].type)},
-                "latency": layer.latency,
-                "interval": layer.initiation_interval,
-            }
-            if isinstance(node.op, Dense):
-                row["reuse_factor"] = node.op.reuse_factor
-                row["strategy"] = node.op.strategy
-                row["weights"] = int(node.op.weight.size)
-                row["nonzero_weights"] = int(np.count_nonzero(node.op.weight))
-                row["multipliers"] = getattr(layer, "multipliers", int(np.count_nonzero(node.op.weight)))
-            rows.append(row)
-        return rows
+        from .report import layer_rows
+
+        return layer_rows(self)
 
     def report(self) -> dict:
-        tin, tout = self.input_tensor, self.output_tensor
-        return {
-            "model": self.graph.name,
-            "top": self.top_name,
-            "io_type": self.config.io_type,
-            "input": {"name": tin.name, "shape": list(tin.shape), "type": str(tin.type), "scale": tin.scale},
-            "output": {"name": tout.name, "shape": list(tout.shape), "type": str(tout.type), "scale": tout.scale},
-            "latency_cycles": self.latency,
-            "interval_cycles": self.initiation_interval,
-            "layers": self.layer_report(),
-            "host_stages": {
-                "pre": self.graph.pre.description if self.graph.pre else None,
-                "post": self.graph.post.description if self.graph.post else None,
-            },
-            "notes": list(self.graph.notes),
-        }
+        """The build report (``report.json``); see :mod:`rtlgen.report`."""
+        from .report import build_report
+
+        return build_report(self)
 
     def tb_meta(self) -> dict:
         tin, tout = self.input_tensor, self.output_tensor
@@ -213,7 +191,9 @@ class Design:
             (tmp / "rtl" / f"{self.top_name}.v").write_text(self.verilog)
             x = self.random_inputs(n_vectors, seed)
             write_testbench(tmp / "tb", x, self.predict_int(x), self.tb_meta())
-            (tmp / "report.json").write_text(json.dumps(self.report(), indent=2, sort_keys=True) + "\n")
+            (tmp / "report.json").write_text(
+                json.dumps(self.report(), indent=2, sort_keys=True) + "\n"
+            )
             (tmp / "config.yml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=True))
             (tmp / "graph.json").write_text(self.graph.to_json() + "\n")
             if out.exists():
@@ -229,7 +209,16 @@ class Design:
             raise
         return out
 
-    def simulate(self, x=None, *, n_random: int = 1000, simulator: str = "verilator", stall: str = "none", seed: int = 0, work_dir=None) -> dict:
+    def simulate(
+        self,
+        x=None,
+        *,
+        n_random: int = 1000,
+        simulator: str = "verilator",
+        stall: str = "none",
+        seed: int = 0,
+        work_dir=None,
+    ) -> dict:
         """Run the generated testbench on ``x`` (float inputs) or random mantissas; return its results."""
         from .sim.runner import run, write_testbench
 
@@ -256,7 +245,9 @@ def load_design(out_dir) -> Design:
     out = Path(out_dir)
     gpath = out / "graph.json"
     if not gpath.exists():
-        raise RtlgenError(f"{str(out)!r} is not an rtlgen build directory (no graph.json); run 'rtlgen build' first")
+        raise RtlgenError(
+            f"{str(out)!r} is not an rtlgen build directory (no graph.json); run 'rtlgen build' first"
+        )
     graph = Graph.from_json(gpath.read_text())
     cfg = load_config(str(out / "config.yml")) if (out / "config.yml").exists() else Config()
     return Design(graph, cfg)
