@@ -24,7 +24,7 @@ __all__ = ["Config", "load_config", "DEFAULT_PRECISION"]
 
 DEFAULT_PRECISION = "fixed<16,6>"
 STRATEGIES = ("latency", "resource")
-IO_TYPES = ("io_parallel",)
+IO_TYPES = ("io_parallel", "io_stream")
 PRECISION_VARS = ("default", "weight", "bias", "result", "accum", "input", "table", "maximum")
 LEVEL_KEYS = ("Precision", "ReuseFactor", "Strategy", "Trace", "TableSize")
 # Older hls4ml configurations put type names beside Precision ("accum_t: ap_fixed<16,8>").
@@ -252,7 +252,7 @@ def generate(design, *, granularity: str = "name", precision: str | None = None,
     g = design.graph
     lines = [
         f"# rtlgen configuration for {g.name!r} (hls4ml keys; granularity: {granularity})",
-        "IOType: io_parallel",
+        "IOType: io_parallel  # io_parallel: one tensor per transfer; io_stream: one pixel per transfer",
         "Model:",
         f"  Precision: {default}  # float layers and the input take this type",
         f"  ReuseFactor: {reuse or 1}  # 1: fully parallel; R > 1: ceil(n_in/R)*n_out multipliers over R cycles",
