@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.lib import wiring
 
 from rtlgen.fixed import FixedType
 
@@ -118,34 +119,129 @@ class _TreeLayer(Layer):
         return m
 
 
-class SumOfProducts(_TreeLayer):
-    """Output lane ``o`` = ``bias[o] + sum(x[i] * w for i, w in terms[o])`` with constant weights:
-    the fully parallel form of dense layers, convolutions and average pooling."""
+def _lane_bounds(in_type: FixedType, n_in: int, in_values):
+    lo = [in_type.min_mantissa] * n_in
+    hi = [in_type.max_mantissa] * n_in
+    values = None
+    if in_values is not None:
+        values = [None] * n_in
+        for i, vs in enumerate(in_values):
+            if vs is not None and len(vs):
+                vs = sorted(int(v) for v in vs)
+                lo[i], hi[i] = vs[0], vs[-1]
+                values[i] = tuple(vs)
+    return lo, hi, values
 
-    def __init__(self, in_type, n_in, out_type, *, terms, bias=None, adder_levels=3, accum=None, product_shift=0):
-        self.terms = [[(int(i), int(w)) for i, w in t if w != 0] for t in terms]
-        self.bias = None if bias is None else np.asarray(bias)
-        self.accum, self.product_shift = accum, product_shift
+
+class _ProductTree(_TreeLayer):
+    """Output lane ``o`` = ``bias[o] + sum(x[i] * w for i, w in terms[o])``, one product per weight
+    and an adder tree: the form for products rounded one by one (hls4ml's accum_t) and for
+    multipliers Yosys maps to DSPs (``Strategy: resource`` at reuse factor 1)."""
+
+    def __init__(self, in_type, n_in, out_type, *, terms, bias=None, adder_levels=3, accum=None, product_shift=0, dsp=False):
+        self.terms = terms
+        self.bias = bias
+        self.accum, self.product_shift, self.dsp = accum, product_shift, dsp
         counts = [len(t) + int(self.bias is not None and self.bias[o] != 0) for o, t in enumerate(self.terms)]
         super().__init__(in_type, n_in, out_type, len(self.terms), term_counts=counts, adder_levels=adder_levels)
 
+    @property
+    def multipliers(self) -> int:
+        return sum(1 for t in self.terms for _, w in t if self.dsp or abs(w) & (abs(w) - 1))
+
     def lane_terms(self, x, o):
-        terms = [_round_product(_product(x[i], w), self.product_shift, self.accum) for i, w in self.terms[o]]
+        mul = (lambda a, w: a * w) if self.dsp else _product
+        terms = [_round_product(mul(x[i], w), self.product_shift, self.accum) for i, w in self.terms[o]]
         if self.bias is not None and self.bias[o] != 0:
             terms.append(Const(int(self.bias[o])))
         return terms
 
 
-class DenseParallel(SumOfProducts):
-    """Fully parallel dense layer (reuse factor 1): one vector per cycle."""
+class SumOfProducts(Layer):
+    """Output lane ``o`` = ``bias[o] + sum(x[i] * w for i, w in terms[o])`` with constant weights:
+    the fully parallel form of dense layers, convolutions and average pooling.
 
-    def __init__(self, in_type, out_type, *, weight, bias=None, adder_levels=3, accum=None, product_shift=0):
+    ``strategy="latency"`` (the default) builds a shift-add adder graph with shared subexpressions
+    and no multiplier (:mod:`._adders`); ``"resource"`` one multiplier per non-zero weight, which
+    synthesis maps to DSPs. Products rounded one by one (``accum`` with ``product_shift > 0``)
+    always take the multiplier form. ``in_values``: per input lane, the only values it takes (or
+    None), e.g. ``(-1, 1)`` for bipolar activations, which then enter as single bits.
+    ``latency`` and ``initiation_interval`` are those of the chosen form.
+    """
+
+    def __init__(
+        self, in_type, n_in, out_type, *, terms, bias=None, adder_levels=3, accum=None, product_shift=0,
+        strategy="latency", in_values=None,
+    ):  # fmt: skip
+        from ._adders import AdderGraphLayer, plan_adder_graph
+
+        if strategy not in ("latency", "resource"):
+            raise ValueError(f"strategy must be 'latency' or 'resource', not {strategy!r}")
+        self.terms = [[(int(i), int(w)) for i, w in t if w != 0] for t in terms]
+        self.bias = None if bias is None else np.asarray(bias)
+        self.accum, self.product_shift, self.strategy = accum, product_shift, strategy
+        self.adder_levels = adder_levels
+        n_out = len(self.terms)
+        if strategy == "resource" or (accum is not None and product_shift > 0):
+            self.impl = _ProductTree(
+                in_type, n_in, out_type, terms=self.terms, bias=self.bias, adder_levels=adder_levels,
+                accum=accum, product_shift=product_shift, dsp=strategy == "resource",
+            )  # fmt: skip
+        else:
+            weight = np.zeros((n_in, n_out), dtype=object)
+            for o, t in enumerate(self.terms):
+                for i, w in t:
+                    weight[i, o] += w
+            lo, hi, values = _lane_bounds(in_type, n_in, in_values)
+            graph = plan_adder_graph(weight, lo, hi, self.bias, values=values)
+            self.impl = AdderGraphLayer(in_type, out_type, graph, n_in=n_in, adder_levels=adder_levels)
+        super().__init__(in_type, n_in, out_type, n_out)
+
+    @property
+    def latency(self) -> int:
+        return self.impl.latency
+
+    @property
+    def initiation_interval(self) -> int:
+        return self.impl.initiation_interval
+
+    @property
+    def multipliers(self) -> int:
+        return self.impl.multipliers
+
+    @property
+    def adders(self) -> int:
+        return getattr(self.impl, "adders", None)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.arith = self.impl
+        wiring.connect(m, wiring.flipped(self.i), self.impl.i)
+        wiring.connect(m, self.impl.o, wiring.flipped(self.o))
+        return m
+
+
+class DenseParallel(SumOfProducts):
+    """Fully parallel dense layer (reuse factor 1): one vector per cycle.
+
+    ``strategy``: ``"latency"`` for the multiplier-free adder graph, ``"resource"`` for one DSP
+    multiplier per non-zero weight."""
+
+    def __init__(
+        self, in_type, out_type, *, weight, bias=None, adder_levels=3, accum=None, product_shift=0,
+        strategy="latency", in_values=None,
+    ):  # fmt: skip
         self.weight = np.asarray(weight)
         n_in, n_out = self.weight.shape
-        terms = [[(i, int(self.weight[i, o])) for i in range(n_in)] for o in range(n_out)]
+        w = self.weight
+        if accum is not None and product_shift < 0:
+            # Products already on the accumulator grid: the golden model scales the weights.
+            w = w.astype(object) * (1 << -product_shift)
+            product_shift = 0
+        terms = [[(i, w[i, o]) for i in range(n_in) if w[i, o]] for o in range(n_out)]
         super().__init__(
             in_type, n_in, out_type, terms=terms, bias=bias, adder_levels=adder_levels,
-            accum=accum, product_shift=product_shift,
+            accum=accum, product_shift=product_shift, strategy=strategy, in_values=in_values,
         )  # fmt: skip
 
 

@@ -1,0 +1,483 @@
+"""Constant matrix-vector products as shift-add adder graphs.
+
+A dense layer with constant weights needs no multiplier: every weight is written in canonical signed
+digits (CSD, at most one non-zero digit in two), so ``x * w`` is a handful of shifted copies of ``x``
+added or subtracted. Every output is then a sum of signed, shifted input terms. Pairs of terms that
+occur in several outputs (the same two inputs at the same relative shift and sign) are computed once
+and shared: the classic greedy common-subexpression elimination over two-term patterns. What is left
+of every output is summed by a tree that always joins the two earliest-ready terms, so the sharing
+adds as little depth as possible.
+
+Zero weights and zero digits never appear, so pruning and narrow per-weight widths (HGQ2) make the
+graph smaller by themselves. Every node knows the exact integer interval it can take, so each adder
+is as wide as its values need and never overflows; the low bits below a shifted operand pass
+through without an adder.
+
+Inputs that only take two values ``lo`` and ``hi`` (bipolar activations, binary inputs) become one
+bit ``b`` with ``x = lo + (hi - lo) * b``; a subtracted bit is the added complement minus a
+constant, so a layer with weights in {-1, 0, 1} on such inputs is a popcount of XNORs plus a
+constant: no multiplier, no subtraction.
+
+:class:`AdderGraph` is the pure-Python plan (counts, depths, widths); :class:`AdderGraphLayer` is the
+pipelined Amaranth component, with a register after every ``adder_levels`` adder levels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth.hdl import Cat, Const, Module, Signal, Value, signed, unsigned
+
+from ._common import Layer
+
+__all__ = ["AdderGraph", "AdderGraphLayer", "csd", "plan_adder_graph", "lut_estimate"]
+
+# Above this many term pairs in one layer, pairs are only formed inside blocks of inputs, which keeps
+# the planning time and memory of very large layers linear in the number of weights.
+PAIR_BUDGET = 1_500_000
+
+
+def csd(v: int) -> list[tuple[int, int]]:
+    """The canonical signed-digit form of ``v`` as ``[(shift, sign), ...]`` (fewest non-zero digits)."""
+    out = []
+    v = int(v)
+    k = 0
+    while v:
+        if v & 1:
+            d = 2 - (v & 3)  # +1 when v = 1 mod 4, -1 when v = 3 mod 4
+            out.append((k, d))
+            v -= d
+        v >>= 1
+        k += 1
+    return out
+
+
+def _bits(lo: int, hi: int) -> tuple[int, bool]:
+    """(width, signed) of the narrowest two's-complement shape holding ``[lo, hi]``."""
+    if lo >= 0:
+        return max(hi.bit_length(), 1), False
+    return max(hi.bit_length(), (-lo - 1).bit_length()) + 1, True
+
+
+@dataclass
+class AdderGraph:
+    """A plan of additions for ``y[o] = sum_i x[i] * W[i, o] + bias[o]``.
+
+    Signals are numbered: first the sources (input lanes, bits of two-valued lanes, constants),
+    then one per adder. Source kinds: ``("in", lane)``, ``("bit", lane, bit, invert)``,
+    ``("const", value)``. An adder is ``(p, sp, q, sq, d)``: ``sp * P + sq * (Q << d)`` with
+    ``d >= 0``. Each output is ``None`` (zero) or ``(signal, shift, sign)``.
+    """
+
+    sources: list = field(default_factory=list)
+    adders: list = field(default_factory=list)
+    outputs: list = field(default_factory=list)
+    lo: list = field(default_factory=list)
+    hi: list = field(default_factory=list)
+    depth: list = field(default_factory=list)
+
+    @property
+    def n_sources(self) -> int:
+        return len(self.sources)
+
+    @property
+    def n_adders(self) -> int:
+        return len(self.adders)
+
+    @property
+    def max_depth(self) -> int:
+        return max((self.depth[o[0]] for o in self.outputs if o is not None), default=0)
+
+    def width(self, s: int) -> int:
+        return _bits(self.lo[s], self.hi[s])[0]
+
+    def adder_bits(self) -> int:
+        """Full-adder bits over all adders (the bits below a shifted operand are wires)."""
+        total = 0
+        for k, (_, sp, _, _, d) in enumerate(self.adders):
+            s = self.n_sources + k
+            total += max(self.width(s) - (d if sp > 0 else 0), 1)
+        return total
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        """The outputs for input mantissas ``x`` (batch, lanes) computed along the graph, exactly."""
+        x = np.asarray(x).astype(object)
+        vals = []
+        for src in self.sources:
+            if src[0] == "in":
+                vals.append(x[:, src[1]])
+            elif src[0] == "bit":
+                b = (x[:, src[1]] >> src[2]) & 1
+                vals.append(1 - b if src[3] else b)
+            else:
+                vals.append(np.full(len(x), src[1], dtype=object))
+        for p, sp, q, sq, d in self.adders:
+            vals.append(sp * vals[p] + sq * (vals[q] << d))
+        out = np.zeros((len(x), len(self.outputs)), dtype=object)
+        for o, ref in enumerate(self.outputs):
+            if ref is not None:
+                s, sh, g = ref
+                out[:, o] = g * (vals[s] << sh)
+        return out
+
+
+class _Planner:
+    """Greedy two-term common-subexpression elimination, then depth-first output trees."""
+
+    def __init__(self, graph: AdderGraph, columns: list[dict], block: int | None):
+        self.g = graph
+        self.cols = columns  # per output: {(signal, shift): sign}
+        self.block = block
+        self.group = {}  # signal -> input block, when pairs are limited to blocks
+        self.count: dict = {}
+        self.heap: list = []
+
+    # -- signals ------------------------------------------------------------------------------------
+
+    def add_source(self, kind, lo, hi) -> int:
+        g = self.g
+        g.sources.append(kind)
+        g.lo.append(lo)
+        g.hi.append(hi)
+        g.depth.append(0)
+        return len(g.sources) - 1
+
+    def add_adder(self, p, sp, q, sq, d) -> int:
+        g = self.g
+        a = (g.lo[p], g.hi[p]) if sp > 0 else (-g.hi[p], -g.lo[p])
+        if sq == 0:
+            b = (0, 0)
+        elif sq > 0:
+            b = (g.lo[q] << d, g.hi[q] << d)
+        else:
+            b = (-(g.hi[q] << d), -(g.lo[q] << d))
+        g.adders.append((p, sp, q, sq, d))
+        g.lo.append(a[0] + b[0])
+        g.hi.append(a[1] + b[1])
+        g.depth.append(1 + max(g.depth[p], g.depth[q]))
+        return len(g.lo) - 1
+
+    # -- pair patterns ------------------------------------------------------------------------------
+
+    @staticmethod
+    def key(t1, t2):
+        """The shift-free pattern of two terms ``((sig, shift), sign)``: lower shift first."""
+        (a, sa), ga = t1
+        (b, sb), gb = t2
+        if (sa, a) > (sb, b):
+            a, sa, ga, b, sb, gb = b, sb, gb, a, sa, ga
+        return (a, b, sb - sa, ga * gb)
+
+    def pairable(self, s1, s2) -> bool:
+        return self.block is None or self.group.get(s1) == self.group.get(s2)
+
+    def bump(self, k, n):
+        c = self.count.get(k, 0) + n
+        self.count[k] = c
+        if c >= 2:
+            heapq.heappush(self.heap, (-c, max(self.g.depth[k[0]], self.g.depth[k[1]]), k))
+
+    def count_column(self, col: dict, sign: int):
+        items = list(col.items())
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                if self.pairable(items[i][0][0], items[j][0][0]):
+                    self.bump(self.key(items[i], items[j]), sign)
+
+    def term_pairs(self, col: dict, t, sign: int):
+        """Count (``sign`` = +1) or uncount (-1) the pairs of term ``t`` with the column's terms."""
+        for u in col.items():
+            if u[0] == t[0]:
+                continue
+            if self.pairable(t[0][0], u[0][0]):
+                self.bump(self.key(t, u), sign)
+
+    def cse(self):
+        for col in self.cols:
+            self.count_column(col, +1)
+        while self.heap:
+            negc, _, k = heapq.heappop(self.heap)
+            if self.count.get(k, 0) != -negc or -negc < 2:
+                continue
+            a, b, d, s = k
+            new = None
+            for col in self.cols:
+                hits = []
+                used = set()
+                for (sig, sh), g in list(col.items()):
+                    if sig != a or (sig, sh) in used:
+                        continue
+                    other = (b, sh + d)
+                    if other in used or other == (sig, sh) or other not in col or col[other] * g != s:
+                        continue
+                    used.add((sig, sh))
+                    used.add(other)
+                    hits.append(((sig, sh), g, other))
+                if not hits:
+                    continue
+                if new is None:
+                    new = self.add_adder(a, 1, b, s, d)
+                    if self.block is not None:
+                        self.group[new] = self.group.get(a)
+                for t1, g, t2 in hits:
+                    g2 = col.pop(t2)
+                    del col[t1]
+                    self.term_pairs(col, (t1, g), -1)
+                    self.term_pairs(col, (t2, g2), -1)
+                    self.bump(self.key((t1, g), (t2, g2)), -1)
+                    nt = (new, t1[1])
+                    if nt in col:
+                        # The same shared term twice at one shift: their sum is twice it.
+                        g0 = col.pop(nt)
+                        self.term_pairs(col, (nt, g0), -1)
+                        if g0 == g:
+                            nt2 = (new, t1[1] + 1)
+                            if nt2 in col:
+                                # Rare; keep both as separate tree terms through a fresh alias.
+                                col[nt] = g0
+                                self.term_pairs(col, (nt, g0), +1)
+                                alias = self.add_adder(new, 1, new, 0, 0)
+                                col[(alias, t1[1])] = g
+                                self.term_pairs(col, ((alias, t1[1]), g), +1)
+                                continue
+                            col[nt2] = g
+                            self.term_pairs(col, (nt2, g), +1)
+                        continue  # opposite signs cancel
+                    col[nt] = g
+                    self.term_pairs(col, (nt, g), +1)
+            self.count[k] = 0
+
+    # -- output trees -------------------------------------------------------------------------------
+
+    def trees(self):
+        g = self.g
+        for col in self.cols:
+            if not col:
+                g.outputs.append(None)
+                continue
+            heap = [(g.depth[sig], sh, sig, sign) for (sig, sh), sign in col.items()]
+            heapq.heapify(heap)
+            while len(heap) > 1:
+                t1 = heapq.heappop(heap)
+                t2 = heapq.heappop(heap)
+                # The lower-shifted term is the base; its sign goes outside when both agree.
+                (d1, s1, a, g1), (d2, s2, b, g2) = sorted([t1, t2], key=lambda t: (t[1], t[2]))
+                if g1 == g2:
+                    new = self.add_adder(a, 1, b, 1, s2 - s1)
+                    heapq.heappush(heap, (g.depth[new], s1, new, g1))
+                else:
+                    new = self.add_adder(a, g1, b, g2, s2 - s1)
+                    heapq.heappush(heap, (g.depth[new], s1, new, 1))
+            _, sh, sig, sign = heap[0]
+            g.outputs.append((sig, sh, sign))
+
+
+def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, cse: bool = True) -> AdderGraph:
+    """Plan ``x @ weight + bias`` for inputs with per-lane intervals ``[in_lo[i], in_hi[i]]``.
+
+    ``values``: optional per-lane sorted tuples of the only values a lane takes; lanes with two
+    values become single bits. Cached by content, so planning a layer twice (an estimate and the
+    hardware) costs once.
+    """
+    w = np.asarray(weight)
+    n_in, n_out = w.shape
+    values = [None] * n_in if values is None else [tuple(int(v) for v in vs) if vs is not None else None for vs in values]
+    key = hashlib.sha1(
+        repr((w.shape, str(w.dtype), [int(v) for v in w.ravel()], None if bias is None else [int(b) for b in np.asarray(bias)],
+              [int(v) for v in in_lo], [int(v) for v in in_hi], values, cse)).encode()
+    ).hexdigest()
+    if key in _CACHE:
+        return _CACHE[key]
+    g = AdderGraph()
+    total_digits = sum(len(csd(v)) for v in w.ravel() if v)
+    per_col = total_digits / max(n_out, 1)
+    block = None
+    if cse and n_out * per_col * per_col / 2 > PAIR_BUDGET:
+        # Inputs per block so the pairs of one column stay within the budget.
+        digits_per_in = max(total_digits / max(n_in * n_out, 1), 1e-9)
+        block = max(2, int(math.sqrt(2 * PAIR_BUDGET / n_out) / digits_per_in))
+    pl = _Planner(g, [dict() for _ in range(n_out)], block)
+    const_off = [0] * n_out
+    for i in range(n_in):
+        lo, hi = int(in_lo[i]), int(in_hi[i])
+        col_w = [int(v) for v in w[i]]
+        if not any(col_w):
+            continue
+        vs = values[i]
+        if lo == hi or (vs is not None and len(vs) == 1):
+            c = lo if lo == hi else vs[0]
+            for o in range(n_out):
+                const_off[o] += col_w[o] * c
+            continue
+        if vs is not None and len(vs) == 2:
+            vlo, vhi = vs
+            # One bit that tells the two values apart, read straight from the lane.
+            diff = (vlo ^ vhi) & -(vlo ^ vhi)
+            bit = diff.bit_length() - 1
+            inv = (vhi >> bit) & 1 == 0
+            b = pl.add_source(("bit", i, bit, inv), 0, 1)
+            nb = None
+            for o in range(n_out):
+                if not col_w[o]:
+                    continue
+                const_off[o] += col_w[o] * vlo
+                for sh, sg in csd(col_w[o] * (vhi - vlo)):
+                    if sg > 0:
+                        pl.cols[o][(b, sh)] = pl.cols[o].get((b, sh), 0) + 1
+                    else:
+                        # -b = (1 - b) - 1: add the complement and move the -1 into the constant.
+                        if nb is None:
+                            nb = pl.add_source(("bit", i, bit, not inv), 0, 1)
+                        pl.cols[o][(nb, sh)] = 1
+                        const_off[o] -= 1 << sh
+            if block is not None:
+                pl.group[b] = i // block
+                if nb is not None:
+                    pl.group[nb] = i // block
+            continue
+        s = pl.add_source(("in", i), lo, hi)
+        if block is not None:
+            pl.group[s] = i // block
+        for o in range(n_out):
+            if col_w[o]:
+                for sh, sg in csd(col_w[o]):
+                    pl.cols[o][(s, sh)] = sg
+    # Constants are sources too (numbered before any adder) but join the sums only after sharing.
+    consts = []
+    for o in range(n_out):
+        c = const_off[o] + (int(np.asarray(bias)[o]) if bias is not None else 0)
+        if c:
+            tz = (c & -c).bit_length() - 1
+            consts.append((o, pl.add_source(("const", c >> tz), c >> tz, c >> tz), tz))
+    if cse:
+        pl.cse()
+    for o, cs, tz in consts:
+        pl.cols[o][(cs, tz)] = 1
+    pl.trees()
+    if len(_CACHE) > 64:
+        _CACHE.clear()
+    _CACHE[key] = g
+    return g
+
+
+_CACHE: dict = {}
+
+
+def lut_estimate(graph: AdderGraph, stages: int = 1) -> int:
+    """Rough 7-series LUT count: one LUT per full-adder bit (carry chains)."""
+    return graph.adder_bits()
+
+
+def _low_bits(v, d):
+    """The low ``d`` bits of ``v`` in two's complement (sign- or zero-extended past its width)."""
+    v = Value.cast(v)
+    w = len(v)
+    if d <= w:
+        return v[:d]
+    return Cat(v, (v[-1] if v.shape().signed else Const(0, 1)).replicate(d - w))
+
+
+def _shape(lo, hi):
+    w, s = _bits(lo, hi)
+    return signed(w) if s else unsigned(w)
+
+
+class AdderGraphLayer(Layer):
+    """A pipelined adder graph: ``latency`` = ``max(1, ceil(depth / adder_levels))`` register stages
+    (the outputs are always registered), ``initiation_interval`` = 1, one stall signal."""
+
+    def __init__(self, in_type, out_type, graph: AdderGraph, *, n_in: int, adder_levels: int = 3):
+        if adder_levels < 1:
+            raise ValueError(f"adder_levels must be a positive integer, not {adder_levels}")
+        self.graph = graph
+        self.adder_levels = adder_levels
+        super().__init__(in_type, n_in, out_type, len(graph.outputs))
+
+    @property
+    def latency(self) -> int:
+        return max(1, math.ceil(self.graph.max_depth / self.adder_levels))
+
+    initiation_interval = 1
+    multipliers = 0
+
+    @property
+    def adders(self) -> int:
+        return self.graph.n_adders
+
+    def elaborate(self, platform):
+        m = Module()
+        g = self.graph
+        L = self.adder_levels
+        stages = self.latency
+        valid = [Signal(name=f"valid{s}") for s in range(stages)]
+        enable = Signal()
+        m.d.comb += [enable.eq(~valid[-1] | self.o.ready), self.i.ready.eq(enable), self.o.valid.eq(valid[-1])]
+        with m.If(enable):
+            m.d.sync += valid[0].eq(self.i.valid)
+            for s in range(1, stages):
+                m.d.sync += valid[s].eq(valid[s - 1])
+
+        def seg(s):  # the combinational segment (1-based) a signal is computed in
+            return max(1, math.ceil(g.depth[s] / L))
+
+        # Registered copies of a signal in later segments: regs[(s, k)] is s as seen in segment k.
+        base: dict = {}
+        regs: dict = {}
+        sync = []
+
+        def at(s, k):
+            if s < g.n_sources and g.sources[s][0] == "const":
+                return base[s]
+            if k <= seg(s):
+                return base[s]
+            r = regs.get((s, k))
+            if r is None:
+                r = Signal(_shape(g.lo[s], g.hi[s]), name=f"r{s}_{k}")
+                sync.append(r.eq(at(s, k - 1)))
+                regs[(s, k)] = r
+            return r
+
+        x = self.i.payload
+        for s, src in enumerate(g.sources):
+            if src[0] == "in":
+                base[s] = x[src[1]]
+            elif src[0] == "bit":
+                b = Value.cast(x[src[1]])[src[2]]
+                base[s] = ~b if src[3] else b
+            else:
+                base[s] = Const(src[1], _shape(src[1], src[1]))
+        comb = []
+        for k, (p, sp, q, sq, d) in enumerate(g.adders):
+            s = g.n_sources + k
+            here = seg(s)
+            P, Q = at(p, here), at(q, here)
+            v = Signal(_shape(g.lo[s], g.hi[s]), name=f"a{s}")
+            if sq == 0:
+                comb.append(v.eq(P))
+            elif sp > 0 and d > 0:
+                # The low d bits are P's own; only the bits above them need adding.
+                hi_part = P.shift_right(d) + Q if sq > 0 else P.shift_right(d) - Q
+                whole = Cat(_low_bits(P, d), hi_part)
+                comb.append(v.eq(whole.as_signed() if hi_part.shape().signed else whole))
+            else:
+                a = P if sp > 0 else -P
+                comb.append(v.eq(a + (Q << d) if sq > 0 else a - (Q << d)))
+            base[s] = v
+        m.d.comb += comb
+        outs = []
+        for o, ref in enumerate(g.outputs):
+            r = Signal(self.o.payload[o].shape(), name=f"y{o}")
+            if ref is not None:
+                s, sh, sign = ref
+                v = at(s, stages)
+                v = v << sh if sh else v
+                sync.append(r.eq(v if sign > 0 else -v))
+            outs.append(r)
+        with m.If(enable):
+            m.d.sync += sync
+        m.d.comb += [self.o.payload[o].eq(r) for o, r in enumerate(outs)]
+        return m
