@@ -23,6 +23,7 @@ from ._elementwise import (
     ThresholdLayer,
     requantize,
 )
+from ._stream import BeatFifo, Deserializer, Serializer, StreamNetwork, WindowBuffer
 
 __all__ = [
     "Layer",
@@ -38,6 +39,11 @@ __all__ = [
     "RequantLayer",
     "ThresholdLayer",
     "Network",
+    "StreamNetwork",
+    "WindowBuffer",
+    "Deserializer",
+    "Serializer",
+    "BeatFifo",
     "build_layer",
     "requantize",
     "reuse_plan",

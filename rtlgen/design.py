@@ -70,6 +70,8 @@ class Design:
         self.graph = graph
         self.config = config or Config()
         self.top_name = _module_name(graph.name)
+        # io_stream FIFO depth overrides by FIFO name (experiments; see StreamNetwork).
+        self.fifo_depths: dict[str, int] = {}
 
     # -- golden model -----------------------------------------------------------------------------
 
@@ -125,8 +127,10 @@ class Design:
 
     @cached_property
     def network(self):
-        from .layers import Network
+        from .layers import Network, StreamNetwork
 
+        if self.config.io_type == "io_stream":
+            return StreamNetwork(self.graph, fifo_depths=self.fifo_depths)
         return Network(self.graph)
 
     @property
@@ -156,12 +160,16 @@ class Design:
 
     def tb_meta(self) -> dict:
         tin, tout = self.input_tensor, self.output_tensor
+        net = self.network
         return {
             "toplevel": self.top_name,
-            "in_lanes": tin.size,
+            "in_lanes": getattr(net, "in_lanes", tin.size),
+            "in_beats": getattr(net, "in_beats", 1),
             "in_width": tin.type.width,
             "in_signed": tin.type.signed,
-            "out_lanes": tout.size,
+            "out_lanes": getattr(net, "out_lanes", tout.size),
+            "out_beats": getattr(net, "out_beats", 1),
+            "settle_cycles": getattr(net, "settle_cycles", 0),
             "out_width": tout.type.width,
             "out_signed": tout.type.signed,
             "latency": self.latency,

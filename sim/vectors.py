@@ -110,7 +110,9 @@ def _validate_meta(meta: Mapping) -> dict:
     if missing:
         raise ValueError(f"meta is missing keys: {', '.join(missing)}")
     m = dict(meta)
-    for k in ("in_lanes", "in_width", "out_lanes", "out_width", "latency", "interval"):
+    m.setdefault("in_beats", 1)
+    m.setdefault("out_beats", 1)
+    for k in ("in_lanes", "in_beats", "in_width", "out_lanes", "out_beats", "out_width", "latency", "interval"):
         m[k] = int(m[k])
     for k in ("in_signed", "out_signed"):
         m[k] = bool(m[k])
@@ -137,7 +139,8 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
 
 
 def write_vectors(tb_dir, x: np.ndarray, y: np.ndarray, meta: Mapping) -> None:
-    """Validate and write ``x`` (N, in_lanes), ``y`` (N, out_lanes) and ``meta`` into ``tb_dir``.
+    """Validate and write ``x`` (N, in_beats * in_lanes), ``y`` (N, out_beats * out_lanes) and
+    ``meta`` into ``tb_dir``.
 
     Values must fit the lane widths/signedness declared in ``meta``; raises ValueError otherwise.
     """
@@ -149,8 +152,8 @@ def write_vectors(tb_dir, x: np.ndarray, y: np.ndarray, meta: Mapping) -> None:
             raise TypeError(f"{name}: integer array required, got dtype {a.dtype}")
     x = x.astype(np.int64)
     y = y.astype(np.int64)
-    _check_lanes(x, m["in_lanes"], m["in_width"], m["in_signed"], "x")
-    _check_lanes(y, m["out_lanes"], m["out_width"], m["out_signed"], "y")
+    _check_lanes(x, m["in_beats"] * m["in_lanes"], m["in_width"], m["in_signed"], "x")
+    _check_lanes(y, m["out_beats"] * m["out_lanes"], m["out_width"], m["out_signed"], "y")
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"x and y need the same, non-zero number of rows ({len(x)} vs {len(y)})")
     tb = Path(tb_dir)

@@ -181,7 +181,7 @@ def test_write_read_vectors_deterministic(tmp_path):
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes()
     x2, y2, meta = read_vectors(tmp_path / "a")
     assert x2.dtype == np.int64 and np.array_equal(x2, x) and np.array_equal(y2, y)
-    assert meta == _meta(2, 1)
+    assert meta == {**_meta(2, 1), "in_beats": 1, "out_beats": 1}
     with pytest.raises(ValueError, match="do not fit"):
         write_vectors(tmp_path / "c", x, y * 100, _meta(2, 1))
     with pytest.raises(ValueError, match="missing keys"):

@@ -84,8 +84,10 @@ class Harness:
         self.rst = dut.rst
         self.i_payload, self.i_valid, self.i_ready = dut.i__payload, dut.i__valid, dut.i__ready
         self.o_payload, self.o_valid, self.o_ready = dut.o__payload, dut.o__valid, dut.o__ready
-        self.x = pack(x, meta["in_width"], meta["in_signed"])
-        self.y = pack(y, meta["out_width"], meta["out_signed"])
+        # io_stream: a sample is in_beats (out_beats) transfers of in_lanes (out_lanes) lanes.
+        self.bi, self.bo = int(meta.get("in_beats", 1)), int(meta.get("out_beats", 1))
+        self.x = pack(np.asarray(x).reshape(-1, meta["in_lanes"]), meta["in_width"], meta["in_signed"])
+        self.y = pack(np.asarray(y).reshape(-1, meta["out_lanes"]), meta["out_width"], meta["out_signed"])
         # Per phase: "full" is the vector run; "latency"/"interval" are the probes.
         self.mismatches: dict[str, int] = {}
         self.mismatched_lanes: dict[str, int] = {}
@@ -121,11 +123,12 @@ class Harness:
                 recorded = self.first_mismatches.setdefault(phase, [])
                 if len(recorded) < MAX_RECORDED_MISMATCHES:
                     recorded.append(
-                        {"phase": phase, "sample": int(index), "lane": k, "expected": e, "got": g}
+                        {"phase": phase, "sample": int(index) // self.bo, "lane": (index % self.bo) * m["out_lanes"] + k, "expected": e, "got": g}
                     )
 
     async def stream(self, phase: str, order: list[int], pattern: str, rng: random.Random | None):
-        """Send samples ``order`` and check outputs; return (input edges, output edges).
+        """Send samples ``order`` and check outputs; return the edges of each sample's first input
+        transfer and of its last output transfer.
 
         Must be entered right after a rising edge; edges are counted from that point.
         """
@@ -133,7 +136,10 @@ class Harness:
         clk, i_payload, i_valid, i_ready = self.clk, self.i_payload, self.i_valid, self.i_ready
         o_payload, o_valid, o_ready = self.o_payload, self.o_valid, self.o_ready
         xs = self.x
-        n = len(order)
+        bi, bo = self.bi, self.bo
+        beats_in = [s * bi + j for s in order for j in range(bi)]
+        beats_out = [s * bo + j for s in order for j in range(bo)]
+        n, n_in = len(beats_out), len(beats_in)
         rand = pattern == "random"
         p_valid = p_ready = 1.0
         sent = recv = edge = idle = 0
@@ -146,8 +152,8 @@ class Harness:
             if rand and edge % SEGMENT == 0:
                 p_valid, p_ready = rng.choice(RANDOM_REGIMES)
             # Valid is never withdrawn before its handshake (stream protocol rule).
-            if not presenting and sent < n and (not rand or rng.random() < p_valid):
-                i_payload.value = xs[order[sent]]
+            if not presenting and sent < n_in and (not rand or rng.random() < p_valid):
+                i_payload.value = xs[beats_in[sent]]
                 presenting = True
             if presenting != valid_drv:
                 i_valid.value = int(presenting)
@@ -169,16 +175,18 @@ class Harness:
             await RisingEdge(clk)
             edge += 1
             if in_fire:
-                in_edges.append(edge)
+                if sent % bi == 0:
+                    in_edges.append(edge)
                 sent += 1
                 presenting = False
             if out_fire:
-                if recv >= sent:
+                if recv // bo >= -(-sent // bi):
                     self.extra_outputs += 1
                     raise DesignFailure(f"{phase}: output handshake with no sample outstanding")
-                self._check(phase, order[recv], got)
-                out_edges.append(edge)
+                self._check(phase, beats_out[recv], got)
                 recv += 1
+                if recv % bo == 0:
+                    out_edges.append(edge)
             if in_fire or out_fire:
                 idle = 0
             else:
@@ -186,7 +194,7 @@ class Harness:
                 if idle > self.max_idle:
                     raise DesignFailure(
                         f"{phase}: no handshake for {idle} cycles "
-                        f"(sent {sent}/{n}, received {recv}/{n})"
+                        f"(sent {sent}/{n_in} transfers, received {recv}/{n})"
                     )
         if valid_drv:
             i_valid.value = 0
@@ -247,7 +255,8 @@ async def regression(dut):
     try:
         # Latency: one sample into an idle design.
         await h.reset()
-        for _ in range(4):
+        # Line buffers first step through the padding rows above the first image.
+        for _ in range(4 + int(meta.get("settle_cycles", 0))):
             await RisingEdge(dut.clk)
         ins, outs = await h.stream("latency", [0], "none", None)
         res["latency_measured"] = outs[0] - ins[0]
