@@ -1,0 +1,188 @@
+"""Write and run the AXI4-Stream regression (``tb/test_axis.py``) of a packaged top level.
+
+The regression drives ``s_axis`` with cocotbext-axi's ``AxiStreamSource`` and reads ``m_axis``
+with ``AxiStreamSink`` under random ``tvalid`` gaps and ``tready`` back-pressure, and compares
+every output sample with the expected vectors (see ``templates/test_axis.py``). It lives beside
+the valid/ready regression in ``OUT/tb``, shares its runner helpers (``test_runner.py``), and
+``pytest OUT/tb`` runs both. :func:`run_axis` executes it in a subprocess, as
+:func:`rtlgen.sim.runner.run` does for the other one.
+
+Files: ``axis.json`` (geometry, see :data:`REQUIRED_AXIS_META`) and ``axis_vectors.npz``:
+``x`` of shape (N, in_beats * in_lanes) and ``y`` of shape (N, out_beats * out_lanes), one row
+per sample, element ``b * lanes + k`` being lane ``k`` of beat ``b``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from .runner import TEMPLATES, SimulationError, _error_line, check_simulator
+from .vectors import _check_lanes, _write_npz
+
+__all__ = [
+    "AXIS_META_FILE",
+    "AXIS_TEMPLATE_FILES",
+    "AXIS_VECTORS_FILE",
+    "REQUIRED_AXIS_META",
+    "read_axis_vectors",
+    "run_axis",
+    "write_axis_testbench",
+]
+
+AXIS_META_FILE = "axis.json"
+AXIS_VECTORS_FILE = "axis_vectors.npz"
+# test_axis.py imports the simulator checks and build helpers of test_runner.py.
+AXIS_TEMPLATE_FILES = ("test_axis.py", "test_runner.py")
+STALL_PATTERNS = ("none", "random")
+
+#: Keys of ``axis.json``. ``latency`` (clock edges from the first input beat of a sample to its
+#: first output beat on an idle design) and ``cycles_per_sample`` (at full throughput) may be
+#: null: then they are measured and reported but not checked.
+REQUIRED_AXIS_META = (
+    "toplevel",
+    "verilog_sources",
+    "in_lanes",
+    "in_beats",
+    "in_width",
+    "in_signed",
+    "in_bytes",
+    "out_lanes",
+    "out_beats",
+    "out_width",
+    "out_signed",
+    "out_bytes",
+    "latency",
+    "cycles_per_sample",
+)
+
+
+def _validate(meta: Mapping) -> dict:
+    missing = [k for k in REQUIRED_AXIS_META if k not in meta]
+    if missing:
+        raise ValueError(f"axis meta is missing keys: {', '.join(missing)}")
+    m = dict(meta)
+    for side in ("in", "out"):
+        for k in ("lanes", "beats", "width", "bytes"):
+            m[f"{side}_{k}"] = int(m[f"{side}_{k}"])
+            if m[f"{side}_{k}"] < 1:
+                raise ValueError(f"axis meta: {side}_{k} must be >= 1")
+        m[f"{side}_signed"] = bool(m[f"{side}_signed"])
+        if 8 * m[f"{side}_bytes"] < m[f"{side}_width"] or m[f"{side}_bytes"] > 8:
+            raise ValueError(
+                f"axis meta: {side}_bytes={m[f'{side}_bytes']} cannot hold "
+                f"{m[f'{side}_width']}-bit lanes (1 to 8 bytes)"
+            )
+    for k in ("latency", "cycles_per_sample"):
+        m[k] = None if m[k] is None else int(m[k])
+    srcs = m["verilog_sources"]
+    if isinstance(srcs, str) or not srcs:
+        raise ValueError("axis meta: verilog_sources must be a non-empty list of paths")
+    m["verilog_sources"] = [str(s) for s in srcs]
+    return m
+
+
+def write_axis_testbench(tb_dir, x: np.ndarray, y: np.ndarray, meta: Mapping) -> Path:
+    """Create/complete ``tb_dir`` with the AXI regression, its vectors and ``axis.json``.
+
+    ``x``: (N, in_beats*in_lanes) input mantissas, ``y``: (N, out_beats*out_lanes) expected
+    output mantissas; ``meta["verilog_sources"]`` are relative to ``tb_dir``.
+    """
+    m = _validate(meta)
+    x = np.asarray(x)
+    y = np.asarray(y)
+    for name, a in (("x", x), ("y", y)):
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"{name}: integer array required, got dtype {a.dtype}")
+    x = x.astype(np.int64).reshape(len(x), -1)
+    y = y.astype(np.int64).reshape(len(y), -1)
+    _check_lanes(x, m["in_beats"] * m["in_lanes"], m["in_width"], m["in_signed"], "x")
+    _check_lanes(y, m["out_beats"] * m["out_lanes"], m["out_width"], m["out_signed"], "y")
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x and y need the same, non-zero number of rows ({len(x)} vs {len(y)})")
+    tb = Path(tb_dir)
+    tb.mkdir(parents=True, exist_ok=True)
+    _write_npz(tb / AXIS_VECTORS_FILE, {"x": x, "y": y})
+    (tb / AXIS_META_FILE).write_text(json.dumps(m, sort_keys=True, indent=2) + "\n")
+    for name in AXIS_TEMPLATE_FILES:
+        shutil.copyfile(TEMPLATES / name, tb / name)
+    return tb
+
+
+def read_axis_vectors(tb_dir) -> tuple[np.ndarray, np.ndarray, dict]:
+    """``(x, y, meta)`` as written by :func:`write_axis_testbench`."""
+    tb = Path(tb_dir)
+    meta = json.loads((tb / AXIS_META_FILE).read_text())
+    with np.load(tb / AXIS_VECTORS_FILE, allow_pickle=False) as f:
+        return f["x"], f["y"], meta
+
+
+def run_axis(
+    tb_dir,
+    *,
+    simulator: str = "verilator",
+    stall: str = "random",
+    seed: int = 0,
+    build_dir=None,
+    timeout: float | None = None,
+) -> dict:
+    """Build and simulate the AXI regression in ``tb_dir``; return its results as a dict.
+
+    A design that simulates but fails (mismatching, lost, duplicated or extra samples, a wrong
+    ``tlast``, an AXI handshake rule broken, latency or throughput off) is reported in the dict
+    (``passed`` False, ``failures``), not raised. SimulationError is raised when the simulator
+    or cocotbext-axi is unavailable, the build fails, the run crashes or exceeds ``timeout``
+    seconds. ``build_dir`` defaults to ``tb_dir/sim_build/<simulator>_axis``.
+    """
+    tb = Path(tb_dir).resolve()
+    missing = [f for f in (AXIS_META_FILE, AXIS_VECTORS_FILE, *AXIS_TEMPLATE_FILES) if not (tb / f).is_file()]
+    if missing:
+        raise SimulationError(f"{tb} has no AXI testbench (missing {', '.join(missing)})")
+    if stall not in STALL_PATTERNS:
+        raise SimulationError(f"unknown stall pattern {stall!r} (choose from {', '.join(STALL_PATTERNS)})")
+    check_simulator(simulator)
+    bdir = Path(build_dir).resolve() if build_dir is not None else tb / "sim_build" / f"{simulator}_axis"
+    bdir.mkdir(parents=True, exist_ok=True)
+    results = bdir / "results.json"
+    log = bdir / "run.log"
+    with contextlib.suppress(FileNotFoundError):
+        results.unlink()
+    cmd = [
+        sys.executable,
+        str(tb / "test_axis.py"),
+        *("--sim", simulator, "--stall", stall, "--seed", str(int(seed))),
+        *("--build-dir", str(bdir), "--results", str(results)),
+    ]
+    env = dict(os.environ)
+    env.pop("PYTEST_CURRENT_TEST", None)  # else cocotb's runner switches to its pytest mode
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=bdir, start_new_session=True
+        )
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise SimulationError(f"{simulator} AXI simulation timed out after {timeout}s (see {log})") from None
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+    if not results.is_file():
+        msg = _error_line(log) or f"{simulator} AXI run failed with exit code {rc}"
+        raise SimulationError(f"{msg} (see {log})" if "(see " not in msg else msg)
+    res = json.loads(results.read_text())
+    res["log"] = str(log)
+    return res
