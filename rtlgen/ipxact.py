@@ -372,8 +372,11 @@ if {{$argc >= 1}} {{ set part [lindex $argv 0] }}
 set work [file join $ip_dir .package_ip]
 file delete -force $work
 
-create_project -force -part $part package_ip $work
-ipx::edit_ip_in_project -upgrade true -name edit_{top} -directory $work [file join $ip_dir component.xml]
+# A scratch project hosts the IP packager's edit project; both are deleted at the end.
+create_project -force -part $part package_ip [file join $work host]
+set component [file join $ip_dir component.xml]
+ipx::edit_ip_in_project -upgrade true -name edit_{top} -directory [file join $work edit] $component
+ipx::current_core $component
 set core [ipx::current_core]
 update_compile_order -fileset sources_1
 ipx::merge_project_changes files $core
@@ -387,6 +390,7 @@ ipx::update_checksums $core
 ipx::check_integrity $core
 ipx::save_core $core
 close_project -delete
+catch {{close_project -delete}}
 file delete -force $work
 puts "packaged {vendor}:{library}:{top}:{version} in $ip_dir (part $part)"
 """
