@@ -564,3 +564,16 @@ def test_io_stream_cnn_axis(tmp_path):
     res = run_axis(out / "tb", simulator=sim, stall="random", seed=4)
     assert_passed(res)
     validate_component(out / "ip" / "component.xml")
+
+
+@pytest.mark.slow
+def test_axis_on_icarus(tmp_path):
+    """The AXI regression and the generated Verilog (escaped module names) on Icarus too."""
+    if "icarus" not in SIMS:
+        pytest.skip("icarus not available")
+    first_sim()
+    lanes = 2
+    top = AxisTop(SumBeats(lanes, 3, 2), SumIn, lanes, 3, SumOut, lanes, 2)
+    x = np.random.default_rng(9).integers(-64, 63, size=(150, 3 * lanes), endpoint=True)
+    tb = write_axis_tb(tmp_path, top, "sum_axis", x, sum_beats_expected(x, lanes, 3, 2), latency=3, cycles_per_sample=3)
+    assert_passed(run_axis(tb, simulator="icarus", seed=1))
