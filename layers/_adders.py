@@ -36,9 +36,8 @@ from ._common import Layer
 
 __all__ = ["AdderGraph", "AdderGraphLayer", "csd", "plan_adder_graph", "lut_estimate"]
 
-# Above this many term pairs in one layer, pairs are only formed inside blocks of inputs, which keeps
-# the planning time and memory of very large layers linear in the number of weights.
-PAIR_BUDGET = 1_500_000
+# Columns with more terms than this are shared within blocks of inputs of about this many terms.
+BLOCK_TERMS = 96
 
 
 def csd(v: int) -> list[tuple[int, int]]:
@@ -128,13 +127,11 @@ class AdderGraph:
 class _Planner:
     """Greedy two-term common-subexpression elimination, then depth-first output trees."""
 
-    def __init__(self, graph: AdderGraph, columns: list[dict], block: int | None):
+    def __init__(self, graph: AdderGraph, columns: list[dict]):
         self.g = graph
-        self.cols = columns  # per output: {(signal, shift): sign}
-        self.block = block
-        self.group = {}  # signal -> input block, when pairs are limited to blocks
+        self.cols = columns  # per output (or per output and input block): {(signal, shift): sign}
+        self.group = {}  # source signal -> its block of inputs
         self.count: dict = {}
-        self.heap: list = []
 
     # -- signals ------------------------------------------------------------------------------------
 
@@ -172,84 +169,95 @@ class _Planner:
             a, sa, ga, b, sb, gb = b, sb, gb, a, sa, ga
         return (a, b, sb - sa, ga * gb)
 
-    def pairable(self, s1, s2) -> bool:
-        return self.block is None or self.group.get(s1) == self.group.get(s2)
-
     def bump(self, k, n):
-        c = self.count.get(k, 0) + n
-        self.count[k] = c
+        count = self.count
+        c0 = count.get(k, 0)
+        c = c0 + n
+        count[k] = c
+        if c0 >= 2:
+            del self.buckets[c0][k]
         if c >= 2:
-            heapq.heappush(self.heap, (-c, max(self.g.depth[k[0]], self.g.depth[k[1]]), k))
+            self.buckets.setdefault(c, {})[k] = None
+            if c > self.top:
+                self.top = c
 
-    def count_column(self, col: dict, sign: int):
-        items = list(col.items())
-        for i in range(len(items)):
-            for j in range(i + 1, len(items)):
-                if self.pairable(items[i][0][0], items[j][0][0]):
-                    self.bump(self.key(items[i], items[j]), sign)
+    def count_column(self, col: dict):
+        items = sorted(((sh, sig, g) for (sig, sh), g in col.items()))
+        count = self.count
+        for i, (sa, a, ga) in enumerate(items):
+            for sb, b, gb in items[i + 1 :]:
+                k = (a, b, sb - sa, ga * gb)
+                count[k] = count.get(k, 0) + 1
 
     def term_pairs(self, col: dict, t, sign: int):
         """Count (``sign`` = +1) or uncount (-1) the pairs of term ``t`` with the column's terms."""
-        for u in col.items():
-            if u[0] == t[0]:
+        (a, sa), ga = t
+        bump = self.bump
+        for (b, sb), gb in col.items():
+            if b == a and sb == sa:
                 continue
-            if self.pairable(t[0][0], u[0][0]):
-                self.bump(self.key(t, u), sign)
+            bump((a, b, sb - sa, ga * gb) if (sa, a) <= (sb, b) else (b, a, sa - sb, ga * gb), sign)
 
     def cse(self):
+        # Patterns bucketed by how often they occur (dicts as insertion-ordered sets, so the
+        # choice among equally frequent patterns is deterministic).
         for col in self.cols:
-            self.count_column(col, +1)
-        while self.heap:
-            negc, _, k = heapq.heappop(self.heap)
-            if self.count.get(k, 0) != -negc or -negc < 2:
+            self.count_column(col)
+        self.buckets: dict = {}
+        self.top = 0
+        for k, c in self.count.items():
+            if c >= 2:
+                self.buckets.setdefault(c, {})[k] = None
+                self.top = max(self.top, c)
+        index = []  # per column: signal -> its shifts there
+        cols_of: dict = {}  # signal -> the columns it appears in
+        for c, col in enumerate(self.cols):
+            idx: dict = {}
+            for sig, sh in col:
+                idx.setdefault(sig, set()).add(sh)
+                cols_of.setdefault(sig, set()).add(c)
+            index.append(idx)
+        while self.top >= 2:
+            bucket = self.buckets.get(self.top)
+            if not bucket:
+                self.top -= 1
                 continue
+            k = next(iter(bucket))
             a, b, d, s = k
             new = None
-            for col in self.cols:
+            both = cols_of.get(a, set()) & cols_of.get(b, set())
+            for c in sorted(both):
+                col, idx = self.cols[c], index[c]
                 hits = []
                 used = set()
-                for (sig, sh), g in list(col.items()):
-                    if sig != a or (sig, sh) in used:
+                for sh in sorted(idx[a]):
+                    t1, t2 = (a, sh), (b, sh + d)
+                    if t1 in used or t2 in used or t2 == t1 or t2 not in col or col[t2] * col[t1] != s:
                         continue
-                    other = (b, sh + d)
-                    if other in used or other == (sig, sh) or other not in col or col[other] * g != s:
-                        continue
-                    used.add((sig, sh))
-                    used.add(other)
-                    hits.append(((sig, sh), g, other))
+                    used.add(t1)
+                    used.add(t2)
+                    hits.append((t1, t2))
                 if not hits:
                     continue
                 if new is None:
                     new = self.add_adder(a, 1, b, s, d)
-                    if self.block is not None:
-                        self.group[new] = self.group.get(a)
-                for t1, g, t2 in hits:
-                    g2 = col.pop(t2)
-                    del col[t1]
+                for t1, t2 in hits:
+                    g, g2 = col.pop(t1), col.pop(t2)
+                    for sig, sh in (t1, t2):
+                        idx[sig].discard(sh)
+                        if not idx[sig]:
+                            del idx[sig]
+                            cols_of[sig].discard(c)
                     self.term_pairs(col, (t1, g), -1)
                     self.term_pairs(col, (t2, g2), -1)
                     self.bump(self.key((t1, g), (t2, g2)), -1)
+                    # A fresh signal appears once per hit, each at its own shift.
                     nt = (new, t1[1])
-                    if nt in col:
-                        # The same shared term twice at one shift: their sum is twice it.
-                        g0 = col.pop(nt)
-                        self.term_pairs(col, (nt, g0), -1)
-                        if g0 == g:
-                            nt2 = (new, t1[1] + 1)
-                            if nt2 in col:
-                                # Rare; keep both as separate tree terms through a fresh alias.
-                                col[nt] = g0
-                                self.term_pairs(col, (nt, g0), +1)
-                                alias = self.add_adder(new, 1, new, 0, 0)
-                                col[(alias, t1[1])] = g
-                                self.term_pairs(col, ((alias, t1[1]), g), +1)
-                                continue
-                            col[nt2] = g
-                            self.term_pairs(col, (nt2, g), +1)
-                        continue  # opposite signs cancel
                     col[nt] = g
+                    idx.setdefault(new, set()).add(t1[1])
+                    cols_of.setdefault(new, set()).add(c)
                     self.term_pairs(col, (nt, g), +1)
-            self.count[k] = 0
+            self.bump(k, -self.count[k])
 
     # -- output trees -------------------------------------------------------------------------------
 
@@ -287,7 +295,7 @@ def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, cse: bool 
     n_in, n_out = w.shape
     values = [None] * n_in if values is None else [tuple(int(v) for v in vs) if vs is not None else None for vs in values]
     key = hashlib.sha1(
-        repr((w.shape, str(w.dtype), [int(v) for v in w.ravel()], None if bias is None else [int(b) for b in np.asarray(bias)],
+        repr((w.shape, [int(v) for v in w.ravel()], None if bias is None else [int(b) for b in np.asarray(bias)],
               [int(v) for v in in_lo], [int(v) for v in in_hi], values, cse)).encode()
     ).hexdigest()
     if key in _CACHE:
@@ -296,11 +304,11 @@ def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, cse: bool 
     total_digits = sum(len(csd(v)) for v in w.ravel() if v)
     per_col = total_digits / max(n_out, 1)
     block = None
-    if cse and n_out * per_col * per_col / 2 > PAIR_BUDGET:
-        # Inputs per block so the pairs of one column stay within the budget.
-        digits_per_in = max(total_digits / max(n_in * n_out, 1), 1e-9)
-        block = max(2, int(math.sqrt(2 * PAIR_BUDGET / n_out) / digits_per_in))
-    pl = _Planner(g, [dict() for _ in range(n_out)], block)
+    if cse and per_col > BLOCK_TERMS * 1.5:
+        # Long columns share only within blocks of inputs: planning time grows with the number of
+        # weights instead of with its square, for a small loss of sharing.
+        block = max(2, int(BLOCK_TERMS * n_in / per_col))
+    pl = _Planner(g, [dict() for _ in range(n_out)])
     const_off = [0] * n_out
     for i in range(n_in):
         lo, hi = int(in_lo[i]), int(in_hi[i])
@@ -334,14 +342,12 @@ def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, cse: bool 
                             nb = pl.add_source(("bit", i, bit, not inv), 0, 1)
                         pl.cols[o][(nb, sh)] = 1
                         const_off[o] -= 1 << sh
-            if block is not None:
-                pl.group[b] = i // block
-                if nb is not None:
-                    pl.group[nb] = i // block
+            pl.group[b] = i // (block or n_in)
+            if nb is not None:
+                pl.group[nb] = i // (block or n_in)
             continue
         s = pl.add_source(("in", i), lo, hi)
-        if block is not None:
-            pl.group[s] = i // block
+        pl.group[s] = i // (block or n_in)
         for o in range(n_out):
             if col_w[o]:
                 for sh, sg in csd(col_w[o]):
@@ -353,7 +359,20 @@ def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, cse: bool 
         if c:
             tz = (c & -c).bit_length() - 1
             consts.append((o, pl.add_source(("const", c >> tz), c >> tz, c >> tz), tz))
-    if cse:
+    if cse and block is not None:
+        full = pl.cols
+        parts: dict = {}
+        for o, col in enumerate(full):
+            for (sig, sh), sg in col.items():
+                parts.setdefault((o, pl.group[sig]), {})[(sig, sh)] = sg
+        keys = sorted(parts)
+        pl.cols = [parts[k] for k in keys]
+        pl.cse()
+        merged = [dict() for _ in range(n_out)]
+        for (o, _), col in zip(keys, pl.cols):
+            merged[o].update(col)
+        pl.cols = merged
+    elif cse:
         pl.cse()
     for o, cs, tz in consts:
         pl.cols[o][(cs, tz)] = 1

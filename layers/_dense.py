@@ -17,7 +17,7 @@ from rtlgen.fixed import FixedType
 
 from ._common import Layer, shape_of
 
-__all__ = ["DenseParallel", "DenseReuse", "MaxTree", "SumOfProducts", "reuse_plan"]
+__all__ = ["DenseParallel", "DenseReuse", "MaxTree", "SumOfProducts", "dense_hardware", "reuse_plan"]
 
 
 def _product(x, w: int):
@@ -195,6 +195,8 @@ class SumOfProducts(Layer):
             lo, hi, values = _lane_bounds(in_type, n_in, in_values)
             graph = plan_adder_graph(weight, lo, hi, self.bias, values=values)
             self.impl = AdderGraphLayer(in_type, out_type, graph, n_in=n_in, adder_levels=adder_levels)
+        # Elaborated as this layer's submodule; a layer built only for its figures needs no warning.
+        self.impl._MustUse__silence = True
         super().__init__(in_type, n_in, out_type, n_out)
 
     @property
@@ -243,6 +245,19 @@ class DenseParallel(SumOfProducts):
             in_type, n_in, out_type, terms=terms, bias=bias, adder_levels=adder_levels,
             accum=accum, product_shift=product_shift, strategy=strategy, in_values=in_values,
         )  # fmt: skip
+
+
+def dense_hardware(op, src, dst) -> Layer:
+    """The component for an IR :class:`~rtlgen.ir.Dense` node: reuse factor 1 gives
+    :class:`DenseParallel` with the node's strategy (adder graph or DSP multipliers), above 1
+    :class:`DenseReuse`."""
+    acc = {"accum": op.accum, "product_shift": op.product_shift}
+    if op.reuse_factor == 1:
+        return DenseParallel(
+            src.type, dst.type, weight=op.weight, bias=op.bias, adder_levels=op.adder_levels,
+            strategy=op.strategy, in_values=getattr(op, "in_values", None), **acc,
+        )  # fmt: skip
+    return DenseReuse(src.type, dst.type, weight=op.weight, bias=op.bias, reuse_factor=op.reuse_factor, **acc)
 
 
 class MaxTree(_TreeLayer):

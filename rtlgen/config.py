@@ -7,7 +7,11 @@ Accepted shapes (YAML file or dict):
   that only concern hls4ml's own tool flow (accepted and listed in :attr:`Config.ignored`).
 
 Keys per level: ``Precision`` (a type string, or a dict keyed by variable: ``default``, ``weight``,
-``bias``, ``result``, ``accum``, ``input``), ``ReuseFactor``, ``Strategy``, ``Trace``.
+``bias``, ``result``, ``accum``, ``input``), ``ReuseFactor``, ``Strategy``, ``Trace``, and rtlgen's own
+``AdderLevels`` (adder levels between pipeline registers of fully parallel layers: fewer levels give
+more cycles of latency and a faster clock). ``Strategy: Latency`` at reuse factor 1 builds
+multiplier-free shift-add adder graphs; ``Strategy: Resource`` one DSP multiplier per weight (reuse
+factor 1) or time-multiplexed DSP multipliers (reuse factor above 1).
 Unknown keys and impossible values raise :class:`~rtlgen.errors.ConfigError` naming the key.
 """
 
@@ -26,7 +30,7 @@ DEFAULT_PRECISION = "fixed<16,6>"
 STRATEGIES = ("latency", "resource")
 IO_TYPES = ("io_parallel", "io_stream")
 PRECISION_VARS = ("default", "weight", "bias", "result", "accum", "input", "table", "maximum")
-LEVEL_KEYS = ("Precision", "ReuseFactor", "Strategy", "Trace", "TableSize")
+LEVEL_KEYS = ("Precision", "ReuseFactor", "Strategy", "Trace", "TableSize", "AdderLevels")
 # Older hls4ml configurations put type names beside Precision ("accum_t: ap_fixed<16,8>").
 LEGACY_TYPE_KEYS = {"accum_t": "accum", "weight_t": "weight", "bias_t": "bias", "result_t": "result"}
 # hls4ml keys that steer its HLS tool flow and mean nothing for rtlgen.
@@ -157,6 +161,11 @@ class Config:
     def reuse_factor(self, layer: str, layer_type: str | None = None) -> int:
         return int(next(self._lookup(layer, layer_type, "ReuseFactor"), 1))
 
+    def adder_levels(self, layer: str, layer_type: str | None = None) -> int | None:
+        """``AdderLevels`` for a layer, or None when the configuration does not set it."""
+        v = next(self._lookup(layer, layer_type, "AdderLevels"), None)
+        return None if v is None else int(v)
+
     def strategy(self, layer: str, layer_type: str | None = None) -> str:
         return str(next(self._lookup(layer, layer_type, "Strategy"), "latency")).lower()
 
@@ -205,6 +214,12 @@ def _check_level(where: str, level) -> None:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(
                     f"configuration key '{where}.ReuseFactor' must be a positive integer, not {value!r}"
+                )
+        elif key == "AdderLevels":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(
+                    f"configuration key '{where}.AdderLevels' must be a positive integer (adder levels "
+                    f"between pipeline registers), not {value!r}"
                 )
         elif key == "Strategy":
             if str(value).lower() not in STRATEGIES:

@@ -76,6 +76,9 @@ class Dense:
     adder_levels: int = 3
     accum: FixedType | None = None
     product_shift: int = 0
+    # Per input lane, the only values it can take (None: any value of its type), found by a pass
+    # from the producer (e.g. bipolar activations); two-valued lanes enter the adders as bits.
+    in_values: list | None = None
 
     @property
     def n_in(self) -> int:

@@ -12,9 +12,18 @@ from pathlib import Path
 
 from .config import Config
 from .errors import ConfigError
-from .ir import Dense, Graph
+from .ir import Dense, Graph, Threshold
 
-__all__ = ["Pass", "CheckConfigNames", "ApplyReuse", "run_passes", "default_passes", "valid_reuse_factors"]
+__all__ = [
+    "Pass",
+    "CheckConfigNames",
+    "ApplyReuse",
+    "InferValueSets",
+    "EstimateArithmetic",
+    "run_passes",
+    "default_passes",
+    "valid_reuse_factors",
+]
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +87,91 @@ class ApplyReuse(Pass):
                 r = near
             node.op.reuse_factor = r
             node.op.strategy = self.config.strategy(node.name, "Dense")
+        for node in graph.nodes:
+            if hasattr(node.op, "adder_levels"):
+                levels = self.config.adder_levels(node.name, node.kind)
+                if levels is not None:
+                    node.op.adder_levels = levels
+        return graph
+
+
+class InferValueSets(Pass):
+    """Give each dense layer the value sets of its input lanes where the producer fixes them.
+
+    A threshold activation with one level takes exactly two values (``base`` and ``base + step``):
+    bipolar and binary activations. Their lanes then enter the adder graph as single bits, so a
+    layer with weights in {-1, 0, 1} becomes XNOR-popcounts.
+    """
+
+    def run(self, graph):
+        for node in graph.nodes:
+            if not isinstance(node.op, Dense):
+                continue
+            prod = graph.producer(node.inputs[0])
+            if prod is None or not isinstance(prod.op, Threshold):
+                continue
+            th = prod.op
+            levels = th.thresholds.shape[1]
+            values = [int(th.base + th.step * k) for k in range(levels + 1)]
+            if len(values) <= 2 and th.thresholds.shape[0] == node.op.n_in:
+                node.op.in_values = [list(values)] * node.op.n_in
+        return graph
+
+
+class EstimateArithmetic(Pass):
+    """Note, for every dense layer, what each arithmetic choice would cost, so the trade-off
+    between the multiplier-free adder graph, DSP multipliers and time multiplexing is visible in
+    the build output. The adder graph planned here is the one the hardware uses (cached)."""
+
+    # Layers with more non-zero CSD digits than this are estimated without planning the graph.
+    PLAN_LIMIT = 400_000
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    def run(self, graph):
+        from rtlgen.layers import reuse_plan
+        from rtlgen.layers._adders import csd, plan_adder_graph
+
+        for node in graph.nodes:
+            op = node.op
+            if not isinstance(op, Dense):
+                continue
+            src = graph.tensors[node.inputs[0]].type
+            w = op.weight
+            nz = [int(v) for v in w.ravel() if v]
+            digits = sum(len(csd(v)) for v in nz)
+            n_mul = sum(1 for v in nz if abs(v) & (abs(v) - 1))
+            parts = []
+            if op.accum is not None and op.product_shift > 0:
+                parts.append(f"products rounded one by one: {len(nz)} constant products")
+            elif digits <= self.PLAN_LIMIT:
+                from rtlgen.layers._dense import _lane_bounds
+
+                wt = w.astype(object) * (1 << -op.product_shift) if op.accum is not None and op.product_shift < 0 else w
+                lo, hi, values = _lane_bounds(src, op.n_in, op.in_values)
+                g = plan_adder_graph(wt, lo, hi, op.bias, values=values)
+                cycles = max(1, math.ceil(g.max_depth / op.adder_levels))
+                parts.append(
+                    f"latency: {g.n_adders} adders (~{g.adder_bits()} LUT, 0 DSP), {g.max_depth} adder levels "
+                    f"= {cycles} cycle(s) at AdderLevels {op.adder_levels}"
+                )
+            else:
+                parts.append(f"latency: at most {max(digits - op.n_out, 0)} adders before sharing, 0 DSP")
+            parts.append(f"resource R=1: {n_mul} DSP, 1 cycle interval")
+            for r in sorted({r for r in (op.n_in, 4 * op.n_in) if 1 < r <= op.n_in * op.n_out} | ({op.reuse_factor} - {1})):
+                k, s, c = reuse_plan(op.n_in, op.n_out, r)
+                parts.append(f"resource R={r}: {k * s} DSP, interval {c}")
+            chosen = "latency" if op.reuse_factor == 1 and op.strategy == "latency" else f"resource R={op.reuse_factor}"
+            graph.notes.append(
+                f"{node.name}: Dense {op.n_in}x{op.n_out} ({len(nz)} non-zero weights, {digits} CSD digits) "
+                f"[{chosen}] " + "; ".join(parts)
+            )
         return graph
 
 
 def default_passes(config: Config) -> list[Pass]:
-    return [CheckConfigNames(config), ApplyReuse(config)]
+    return [CheckConfigNames(config), ApplyReuse(config), InferValueSets(), EstimateArithmetic(config)]
 
 
 def run_passes(graph: Graph, passes: list[Pass], *, dump_dir: str | os.PathLike | None = None) -> Graph:

@@ -1,0 +1,207 @@
+"""Constant-coefficient arithmetic: CSD digits, shared adder graphs, pipelining by adder levels,
+bipolar inputs as XNOR-popcounts, and the DSP strategy; hardware in Amaranth's simulator."""
+
+import math
+
+import numpy as np
+import pytest
+from streams import run_layer
+
+import rtlgen
+from rtlgen import golden
+from rtlgen.errors import ConfigError
+from rtlgen.examples import example_model
+from rtlgen.fixed import FixedType
+from rtlgen.golden import _dense
+from rtlgen.ir import Dense, Tensor
+from rtlgen.layers import DenseParallel
+from rtlgen.layers._adders import csd, plan_adder_graph
+from rtlgen.layers._dense import dense_hardware
+
+# Layers built only to read their figures are never elaborated.
+pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
+
+
+def test_csd_is_exact_and_canonical():
+    for v in range(-2000, 2001):
+        digits = csd(v)
+        assert sum(s << k for k, s in digits) == v
+        shifts = [k for k, _ in digits]
+        assert all(b - a >= 2 for a, b in zip(shifts, shifts[1:]))  # no two adjacent non-zero digits
+    assert csd(0) == [] and csd(7) == [(0, -1), (3, 1)]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_adder_graph_equals_matmul(seed):
+    rng = np.random.default_rng(seed)
+    n_in, n_out = int(rng.integers(1, 24)), int(rng.integers(1, 24))
+    w = rng.integers(-100, 100, (n_in, n_out))
+    w[rng.random(w.shape) < 0.3] = 0
+    w[:, 0] = 0  # an output with no weights at all
+    b = rng.integers(-300, 300, n_out)
+    lo = rng.integers(-64, 1, n_in)
+    hi = lo + rng.integers(0, 128, n_in)  # some lanes are constant
+    values = [None] * n_in
+    for i in range(0, n_in, 3):
+        values[i] = tuple(sorted(rng.choice(np.arange(-20, 20), 2, replace=False).tolist()))
+        lo[i], hi[i] = values[i]
+    g = plan_adder_graph(w, lo, hi, b, values=values)
+    x = np.stack([rng.choice(values[i], 300) if values[i] else rng.integers(lo[i], hi[i] + 1, 300) for i in range(n_in)], 1)
+    assert np.array_equal(g.evaluate(x).astype(np.int64), x @ w + b)
+    # Every node's interval really holds its values, so no adder can overflow.
+    vals = _node_values(g, x)
+    for s, v in enumerate(vals):
+        assert g.lo[s] <= v.min() and v.max() <= g.hi[s], s
+
+
+def _node_values(g, x):
+    x = x.astype(object)
+    vals = []
+    for src in g.sources:
+        if src[0] == "in":
+            vals.append(x[:, src[1]])
+        elif src[0] == "bit":
+            b = (x[:, src[1]] >> src[2]) & 1
+            vals.append(1 - b if src[3] else b)
+        else:
+            vals.append(np.full(len(x), src[1], dtype=object))
+    for p, sp, q, sq, d in g.adders:
+        vals.append(sp * vals[p] + sq * (vals[q] << d))
+    return vals
+
+
+def test_sharing_and_pruning_cut_adders():
+    rng = np.random.default_rng(1)
+    w = rng.integers(-31, 32, (32, 32))
+    shared = plan_adder_graph(w, [-128] * 32, [127] * 32)
+    plain = plan_adder_graph(w, [-128] * 32, [127] * 32, cse=False)
+    digits = sum(len(csd(v)) for v in w.ravel())
+    assert plain.n_adders == digits - 32  # one adder per digit beyond the first of each output
+    assert shared.n_adders < 0.75 * plain.n_adders
+    pruned = w.copy()
+    pruned[rng.random(w.shape) < 0.7] = 0
+    assert plan_adder_graph(pruned, [-128] * 32, [127] * 32).n_adders < 0.5 * shared.n_adders
+
+
+@pytest.mark.parametrize("levels", [1, 2, 5])
+def test_adder_graph_layer_bit_exact_with_measured_timing(levels):
+    rng = np.random.default_rng(levels)
+    n_in, n_out = 12, 7
+    w = rng.integers(-60, 60, (n_in, n_out))
+    w[rng.random(w.shape) < 0.25] = 0
+    b = rng.integers(-100, 100, n_out)
+    tin, tout = FixedType(7, 3, True), FixedType(20, 14, True)
+    dut = DenseParallel(tin, tout, weight=w, bias=b, adder_levels=levels)
+    assert dut.multipliers == 0 and dut.adders > 0
+    depth = dut.impl.graph.max_depth
+    assert dut.latency == max(1, math.ceil(depth / levels))
+    xs = rng.integers(tin.min_mantissa, tin.max_mantissa + 1, (40, n_in))
+    ref = _dense(Dense(w, b), xs)
+    outs, t_in, t_out = run_layer(dut, xs)
+    assert np.array_equal(outs, ref)
+    assert set(np.diff(t_in).tolist()) == {1}
+    assert t_out[0] - t_in[0] == dut.latency
+    rs = np.random.default_rng(5)
+    pat_r, pat_v = rs.random(5000) < 0.6, rs.random(5000) < 0.7
+    outs2, _, _ = run_layer(dut, xs, ready=lambda c: pat_r[c], valid=lambda c: pat_v[c])
+    assert np.array_equal(outs2, ref)
+
+
+def test_unsigned_inputs_and_wrapping_output():
+    """Unsigned lanes, and an output narrower than the exact sum: it wraps as the golden model's
+    WRAP accumulator does."""
+    rng = np.random.default_rng(11)
+    w = rng.integers(-200, 200, (9, 4))
+    tin = FixedType(6, 6, False)
+    accum = FixedType(10, 10, True, "TRN", "WRAP")
+    op = Dense(w, None, accum=accum, product_shift=0)
+    xs = rng.integers(0, 64, (50, 9))
+    ref = _dense(op, xs)
+    assert np.any(ref != xs @ w)  # it really wraps
+    dut = DenseParallel(tin, accum, weight=w, accum=accum, product_shift=0, adder_levels=2)
+    outs, _, _ = run_layer(dut, xs)
+    assert np.array_equal(outs, ref)
+
+
+def test_bipolar_inputs_become_xnor_popcounts():
+    """Inputs in {-1, +1} and weights in {-1, 0, +1}: single bits (or their complements) summed by
+    additions only, with narrow adders; bit-exact in simulation."""
+    rng = np.random.default_rng(4)
+    n_in, n_out = 24, 6
+    w = rng.choice([-1, 0, 1], (n_in, n_out), p=[0.45, 0.1, 0.45])
+    b = rng.integers(-3, 4, n_out)
+    tin, tout = FixedType(2, 2, True, "TRN", "SAT_SYM"), FixedType(8, 8, True)
+    dut = DenseParallel(tin, tout, weight=w, bias=b, in_values=[(-1, 1)] * n_in, adder_levels=2)
+    g = dut.impl.graph
+    assert {s[0] for s in g.sources} <= {"bit", "const"}
+    assert all(sp > 0 and sq > 0 for _, sp, _, sq, _ in g.adders)  # no subtraction anywhere
+    width = math.ceil(math.log2(n_in + 1)) + 1
+    assert max(g.width(g.n_sources + k) for k in range(g.n_adders) if g.adders[k][1] and g.sources) <= width + 4
+    plain = DenseParallel(tin, tout, weight=w, bias=b, adder_levels=2)
+    assert g.adder_bits() < plain.impl.graph.adder_bits()
+    xs = rng.choice([-1, 1], (60, n_in))
+    outs, t_in, t_out = run_layer(dut, xs)
+    assert np.array_equal(outs, xs @ w + b)
+    assert t_out[0] - t_in[0] == dut.latency
+
+
+def test_binary_01_inputs_and_ternary_weights():
+    rng = np.random.default_rng(6)
+    w = rng.choice([-2, -1, 0, 1, 3], (10, 5))
+    tin, tout = FixedType(1, 1, False), FixedType(8, 8, True)
+    dut = DenseParallel(tin, tout, weight=w, in_values=[(0, 1)] * 10)
+    xs = rng.integers(0, 2, (40, 10))
+    outs, _, _ = run_layer(dut, xs)
+    assert np.array_equal(outs, xs @ w)
+
+
+def test_resource_strategy_uses_multipliers():
+    rng = np.random.default_rng(2)
+    w = rng.integers(-60, 60, (8, 5))
+    b = rng.integers(-10, 10, 5)
+    tin, tout = FixedType(8, 4, True), FixedType(20, 12, True)
+    dut = DenseParallel(tin, tout, weight=w, bias=b, strategy="resource", adder_levels=2)
+    assert dut.multipliers == int(np.count_nonzero(w))
+    xs = rng.integers(tin.min_mantissa, tin.max_mantissa + 1, (30, 8))
+    outs, t_in, t_out = run_layer(dut, xs)
+    assert np.array_equal(outs, xs @ w + b)
+    assert t_out[0] - t_in[0] == dut.latency
+    with pytest.raises(ValueError, match="strategy"):
+        DenseParallel(tin, tout, weight=w, strategy="fast")
+
+
+def test_dense_hardware_follows_the_node():
+    w = np.array([[1, -1], [3, 0]])
+    src, dst = Tensor("x", (2,), FixedType(4, 4, True)), Tensor("y", (2,), FixedType(10, 10, True))
+    assert dense_hardware(Dense(w), src, dst).multipliers == 0
+    assert dense_hardware(Dense(w, strategy="resource"), src, dst).multipliers == 3
+    assert dense_hardware(Dense(w, reuse_factor=2), src, dst).initiation_interval == 2
+    layer = dense_hardware(Dense(w, in_values=[[-1, 1], [-1, 1]]), src, dst)
+    assert {s[0] for s in layer.impl.graph.sources} == {"bit", "const"}  # x = 2b - 1: a constant
+
+
+def test_config_adder_levels_trade_latency():
+    deep = rtlgen.convert(example_model("jet-tagger"), {"Model": {"AdderLevels": 1}})
+    shallow = rtlgen.convert(example_model("jet-tagger"), {"Model": {"AdderLevels": 8}})
+    assert deep.latency > shallow.latency >= 4
+    assert all(n.op.adder_levels == 1 for n in deep.graph.nodes if n.kind == "Dense")
+    notes = [n for n in deep.graph.notes if "adders" in n]
+    assert len(notes) == 4 and all("DSP" in n for n in notes)
+    with pytest.raises(ConfigError, match="AdderLevels"):
+        rtlgen.convert(example_model("jet-tagger"), {"Model": {"AdderLevels": 0}})
+
+
+def test_bipolar_network_dense_gets_value_sets():
+    from test_onnx_import import _binary_trunc_model
+
+    design = rtlgen.convert(_binary_trunc_model(np.random.default_rng(9), with_trunc=False))
+    dense = [n for n in design.graph.nodes if n.kind == "Dense"]
+    assert dense[0].op.in_values is None  # the network input is only typed, not valued
+    assert dense[1].op.in_values == [[-1, 1]] * dense[1].op.n_in
+    g = design.graph
+    layer = dense_hardware(dense[1].op, g.tensors[dense[1].inputs[0]], g.tensors[dense[1].outputs[0]])
+    m = design.random_inputs(200)
+    h = golden.run(g, m, trace=True)[dense[1].inputs[0]]
+    assert set(np.unique(h).tolist()) == {-1, 1}
+    outs, _, _ = run_layer(layer, h)
+    assert np.array_equal(outs, _dense(dense[1].op, h))
