@@ -67,7 +67,8 @@ class AdderGraph:
     """A plan of additions for ``y[o] = sum_i x[i] * W[i, o] + bias[o]``.
 
     Signals are numbered: first the sources (input lanes, bits of two-valued lanes, constants),
-    then one per adder. Source kinds: ``("in", lane)``, ``("bit", lane, bit, invert)``,
+    then one per adder. Source kinds: ``("in", lane, k)`` (the lane shifted right by ``k`` bits that
+    are always zero), ``("bit", lane, bit, invert)``,
     ``("const", value)``. An adder is ``(p, sp, q, sq, d)``: ``sp * P + sq * (Q << d)`` with
     ``d >= 0``. Each output is ``None`` (zero) or ``(signal, shift, sign)``.
     """
@@ -108,7 +109,7 @@ class AdderGraph:
         vals = []
         for src in self.sources:
             if src[0] == "in":
-                vals.append(x[:, src[1]])
+                vals.append(x[:, src[1]] >> src[2])
             elif src[0] == "bit":
                 b = (x[:, src[1]] >> src[2]) & 1
                 vals.append(1 - b if src[3] else b)
@@ -284,19 +285,22 @@ class _Planner:
             g.outputs.append((sig, sh, sign))
 
 
-def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, cse: bool = True) -> AdderGraph:
+def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, steps=None, cse: bool = True) -> AdderGraph:
     """Plan ``x @ weight + bias`` for inputs with per-lane intervals ``[in_lo[i], in_hi[i]]``.
 
     ``values``: optional per-lane sorted tuples of the only values a lane takes; lanes with two
-    values become single bits. Cached by content, so planning a layer twice (an estimate and the
-    hardware) costs once.
+    values become single bits. ``steps``: optional per-lane ``k`` such that the lane only takes
+    multiples of ``2**k`` (a lane quantized with fewer fractional bits than its type has); its low
+    bits are left out of the adders. Cached by content, so planning a layer twice (an estimate and
+    the hardware) costs once.
     """
     w = np.asarray(weight)
     n_in, n_out = w.shape
+    steps = [0] * n_in if steps is None else [int(k) for k in steps]
     values = [None] * n_in if values is None else [tuple(int(v) for v in vs) if vs is not None else None for vs in values]
     key = hashlib.sha1(
         repr((w.shape, [int(v) for v in w.ravel()], None if bias is None else [int(b) for b in np.asarray(bias)],
-              [int(v) for v in in_lo], [int(v) for v in in_hi], values, cse)).encode()
+              [int(v) for v in in_lo], [int(v) for v in in_hi], values, steps, cse)).encode()
     ).hexdigest()
     if key in _CACHE:
         return _CACHE[key]
@@ -346,12 +350,13 @@ def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, cse: bool 
             if nb is not None:
                 pl.group[nb] = i // (block or n_in)
             continue
-        s = pl.add_source(("in", i), lo, hi)
+        k = steps[i]
+        s = pl.add_source(("in", i, k), lo >> k, hi >> k)
         pl.group[s] = i // (block or n_in)
         for o in range(n_out):
             if col_w[o]:
                 for sh, sg in csd(col_w[o]):
-                    pl.cols[o][(s, sh)] = sg
+                    pl.cols[o][(s, sh + k)] = sg
     # Constants are sources too (numbered before any adder) but join the sums only after sharing.
     consts = []
     for o in range(n_out):
@@ -463,7 +468,7 @@ class AdderGraphLayer(Layer):
         x = self.i.payload
         for s, src in enumerate(g.sources):
             if src[0] == "in":
-                base[s] = x[src[1]]
+                base[s] = x[src[1]].shift_right(src[2]) if src[2] else x[src[1]]
             elif src[0] == "bit":
                 b = Value.cast(x[src[1]])[src[2]]
                 base[s] = ~b if src[3] else b

@@ -119,10 +119,15 @@ class _TreeLayer(Layer):
         return m
 
 
-def _lane_bounds(in_type: FixedType, n_in: int, in_values):
+def _lane_bounds(in_type: FixedType, n_in: int, in_values, in_ranges=None):
+    """Per-lane (lo, hi, value sets, steps) from the type, value sets and ``[lo, hi, k]`` ranges."""
     lo = [in_type.min_mantissa] * n_in
     hi = [in_type.max_mantissa] * n_in
+    steps = [0] * n_in
     values = None
+    for i, r in enumerate(in_ranges or []):
+        if r is not None:
+            lo[i], hi[i], steps[i] = int(r[0]), int(r[1]), int(r[2])
     if in_values is not None:
         values = [None] * n_in
         for i, vs in enumerate(in_values):
@@ -130,7 +135,7 @@ def _lane_bounds(in_type: FixedType, n_in: int, in_values):
                 vs = sorted(int(v) for v in vs)
                 lo[i], hi[i] = vs[0], vs[-1]
                 values[i] = tuple(vs)
-    return lo, hi, values
+    return lo, hi, values, steps
 
 
 class _ProductTree(_TreeLayer):
@@ -166,12 +171,14 @@ class SumOfProducts(Layer):
     synthesis maps to DSPs. Products rounded one by one (``accum`` with ``product_shift > 0``)
     always take the multiplier form. ``in_values``: per input lane, the only values it takes (or
     None), e.g. ``(-1, 1)`` for bipolar activations, which then enter as single bits.
+    ``in_ranges``: per input lane ``[lo, hi, k]`` or None, a lane known to stay in ``[lo, hi]``
+    on multiples of ``2**k`` (per-lane quantizers, HGQ2), so its adders are only as wide as it is.
     ``latency`` and ``initiation_interval`` are those of the chosen form.
     """
 
     def __init__(
         self, in_type, n_in, out_type, *, terms, bias=None, adder_levels=3, accum=None, product_shift=0,
-        strategy="latency", in_values=None,
+        strategy="latency", in_values=None, in_ranges=None,
     ):  # fmt: skip
         from ._adders import AdderGraphLayer, plan_adder_graph
 
@@ -192,8 +199,8 @@ class SumOfProducts(Layer):
             for o, t in enumerate(self.terms):
                 for i, w in t:
                     weight[i, o] += w
-            lo, hi, values = _lane_bounds(in_type, n_in, in_values)
-            graph = plan_adder_graph(weight, lo, hi, self.bias, values=values)
+            lo, hi, values, steps = _lane_bounds(in_type, n_in, in_values, in_ranges)
+            graph = plan_adder_graph(weight, lo, hi, self.bias, values=values, steps=steps)
             self.impl = AdderGraphLayer(in_type, out_type, graph, n_in=n_in, adder_levels=adder_levels)
         # Elaborated as this layer's submodule; a layer built only for its figures needs no warning.
         self.impl._MustUse__silence = True
@@ -231,7 +238,7 @@ class DenseParallel(SumOfProducts):
 
     def __init__(
         self, in_type, out_type, *, weight, bias=None, adder_levels=3, accum=None, product_shift=0,
-        strategy="latency", in_values=None,
+        strategy="latency", in_values=None, in_ranges=None,
     ):  # fmt: skip
         self.weight = np.asarray(weight)
         n_in, n_out = self.weight.shape
@@ -244,6 +251,7 @@ class DenseParallel(SumOfProducts):
         super().__init__(
             in_type, n_in, out_type, terms=terms, bias=bias, adder_levels=adder_levels,
             accum=accum, product_shift=product_shift, strategy=strategy, in_values=in_values,
+            in_ranges=in_ranges,
         )  # fmt: skip
 
 
@@ -255,7 +263,7 @@ def dense_hardware(op, src, dst) -> Layer:
     if op.reuse_factor == 1:
         return DenseParallel(
             src.type, dst.type, weight=op.weight, bias=op.bias, adder_levels=op.adder_levels,
-            strategy=op.strategy, in_values=getattr(op, "in_values", None), **acc,
+            strategy=op.strategy, in_values=op.in_values, in_ranges=op.in_ranges, **acc,
         )  # fmt: skip
     return DenseReuse(src.type, dst.type, weight=op.weight, bias=op.bias, reuse_factor=op.reuse_factor, **acc)
 

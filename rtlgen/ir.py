@@ -79,6 +79,9 @@ class Dense:
     # Per input lane, the only values it can take (None: any value of its type), found by a pass
     # from the producer (e.g. bipolar activations); two-valued lanes enter the adders as bits.
     in_values: list | None = None
+    # Per input lane, ``[lo, hi, k]`` (mantissas in [lo, hi], multiples of 2**k) or None, from
+    # per-lane quantizers (HGQ2): the adders of a lane are only as wide as its own type.
+    in_ranges: list | None = None
 
     @property
     def n_in(self) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .config import Config
 from .errors import ConfigError
-from .ir import Dense, Graph, Threshold
+from .ir import Dense, Graph, Requant, Threshold
 
 __all__ = [
     "Pass",
@@ -96,7 +96,10 @@ class ApplyReuse(Pass):
 
 
 class InferValueSets(Pass):
-    """Give each dense layer the value sets of its input lanes where the producer fixes them.
+    """Give each dense layer the value sets or ranges of its input lanes where the producer fixes them.
+
+    A per-lane requantization (HGQ2's heterogeneous activations) bounds each lane by its own type,
+    so a lane's adders are only as wide as that type, and lanes quantized to zero bits vanish.
 
     A threshold activation with one level takes exactly two values (``base`` and ``base + step``):
     bipolar and binary activations. Their lanes then enter the adder graph as single bits, so a
@@ -108,6 +111,9 @@ class InferValueSets(Pass):
             if not isinstance(node.op, Dense):
                 continue
             prod = graph.producer(node.inputs[0])
+            if prod is not None and isinstance(prod.op, Requant) and prod.op.lanes and len(prod.op.lanes) == node.op.n_in:
+                node.op.in_ranges = _lane_ranges(prod.op)
+                continue
             if prod is None or not isinstance(prod.op, Threshold):
                 continue
             th = prod.op
@@ -116,6 +122,21 @@ class InferValueSets(Pass):
             if len(values) <= 2 and th.thresholds.shape[0] == node.op.n_in:
                 node.op.in_values = [list(values)] * node.op.n_in
         return graph
+
+
+def _lane_ranges(op: Requant) -> list:
+    """``[lo, hi, k]`` per lane of a per-lane requantization, in the mantissas of its common type."""
+    out = []
+    for t in op.lane_types():
+        if t is None:
+            out.append([0, 0, 0])  # a lane that is always zero
+            continue
+        k = op.type.frac - t.frac
+        if k < 0:
+            out.append(None)
+            continue
+        out.append([int(t.min_mantissa) << k, int(t.max_mantissa) << k, k])
+    return out
 
 
 class EstimateArithmetic(Pass):
@@ -149,8 +170,8 @@ class EstimateArithmetic(Pass):
                 from rtlgen.layers._dense import _lane_bounds
 
                 wt = w.astype(object) * (1 << -op.product_shift) if op.accum is not None and op.product_shift < 0 else w
-                lo, hi, values = _lane_bounds(src, op.n_in, op.in_values)
-                g = plan_adder_graph(wt, lo, hi, op.bias, values=values)
+                lo, hi, values, steps = _lane_bounds(src, op.n_in, op.in_values, op.in_ranges)
+                g = plan_adder_graph(wt, lo, hi, op.bias, values=values, steps=steps)
                 cycles = max(1, math.ceil(g.max_depth / op.adder_levels))
                 parts.append(
                     f"latency: {g.n_adders} adders (~{g.adder_bits()} LUT, 0 DSP), {g.max_depth} adder levels "

@@ -59,7 +59,7 @@ def _node_values(g, x):
     vals = []
     for src in g.sources:
         if src[0] == "in":
-            vals.append(x[:, src[1]])
+            vals.append(x[:, src[1]] >> src[2])
         elif src[0] == "bit":
             b = (x[:, src[1]] >> src[2]) & 1
             vals.append(1 - b if src[3] else b)
@@ -205,3 +205,19 @@ def test_bipolar_network_dense_gets_value_sets():
     assert set(np.unique(h).tolist()) == {-1, 1}
     outs, _, _ = run_layer(layer, h)
     assert np.array_equal(outs, _dense(dense[1].op, h))
+
+
+def test_per_lane_ranges_narrow_the_adders():
+    """Lanes with their own ranges and always-zero low bits (HGQ2's per-lane quantizers)."""
+    rng = np.random.default_rng(8)
+    n_in, n_out = 10, 6
+    w = rng.integers(-50, 50, (n_in, n_out))
+    tin, tout = FixedType(12, 6, True), FixedType(24, 16, True)
+    ranges = [[-(8 << k), (7 << k), k] for k in range(n_in - 1)] + [[0, 0, 0]]  # the last lane is always zero
+    dut = DenseParallel(tin, tout, weight=w, in_ranges=ranges, adder_levels=2)
+    wide = DenseParallel(tin, tout, weight=w, adder_levels=2)
+    assert dut.impl.graph.adder_bits() < wide.impl.graph.adder_bits()
+    xs = np.stack([rng.integers(-8, 8, 50) << k for k in range(n_in - 1)] + [np.zeros(50, dtype=np.int64)], 1)
+    xs = np.clip(xs, tin.min_mantissa, tin.max_mantissa)
+    outs, _, _ = run_layer(dut, xs)
+    assert np.array_equal(outs, xs @ w)
