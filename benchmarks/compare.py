@@ -1,0 +1,316 @@
+"""rtlgen against its peers on the same models, in one run, as one table.
+
+    python benchmarks/compare.py                 # all three jet taggers, synthesis included
+    python benchmarks/compare.py --models hgq --no-synth
+    python benchmarks/compare.py --scaling       # build time / memory / Yosys time vs. MLP size
+
+The peers are not project dependencies: on first use this script creates ``benchmarks/.venv``
+(``python -m venv --system-site-packages``, so it sees the system's TensorFlow, Keras 3 and HGQ2),
+installs da4ml 0.6.0 there (and hls4ml 1.3.0 if the system has no hls4ml), and re-runs itself with
+that interpreter. rtlgen itself is used from the system installation.
+
+What is compared, per model:
+
+* rtlgen and da4ml (distributed arithmetic, Verilog straight from the HGQ2 model): LUT, FF and DSP
+  from the same Yosys ``synth_xilinx`` flow (:func:`rtlgen.synth.synthesize`), the latency in clock
+  cycles (registers from input to output) at the same number of cycles, the path delay Yosys' ``sta``
+  estimates, and whether each output equals HGQ2's predict bit for bit.
+* hls4ml (Vitis backend, io_parallel, reuse 1: one DSP product per weight): its C++ emulation build
+  (``compile()``) and ``predict`` on the same samples, against rtlgen's golden ``predict``.
+* rtlgen's own ``rtlgen build`` (model to Verilog, IP and testbench, in a fresh process, with its
+  peak memory), Yosys time, and the Verilator RTL simulation of 1,000 vectors against the golden model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VENV = HERE / ".venv"
+PEERS = {"da4ml": "da4ml==0.6.0", "hls4ml": "hls4ml==1.3.0"}
+
+
+def ensure_peer_env():
+    """Re-run inside benchmarks/.venv with the peers installed there (never in the project)."""
+    if Path(sys.prefix).resolve() == VENV.resolve():
+        return
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        print(f"creating {VENV} for the peers (system site packages visible)", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(VENV)], check=True)
+    for mod, req in PEERS.items():
+        probe = subprocess.run([str(py), "-c", f"import {mod}"], capture_output=True)
+        if probe.returncode:
+            print(f"installing {req} into {VENV}", flush=True)
+            subprocess.run([str(py), "-m", "pip", "install", "-q", req], check=True)
+    os.execv(str(py), [str(py), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+def timed(fn, *a, **kw):
+    t = time.perf_counter()
+    out = fn(*a, **kw)
+    return out, time.perf_counter() - t
+
+
+def run_build(model_path: Path, out: Path, config: Path | None) -> dict:
+    """``rtlgen build`` in a fresh process: wall time and peak resident memory."""
+    code = (
+        "import resource, sys, time\n"
+        "t = time.perf_counter()\n"
+        "from rtlgen.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "u = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print('BUILD', time.perf_counter() - t, u.ru_maxrss, u.ru_utime + u.ru_stime, rc, file=sys.stderr)\n"
+    )
+    args = [sys.executable, "-c", code, "build", str(model_path), "-o", str(out)]
+    if config:
+        args += ["--config", str(config)]
+    t = time.perf_counter()
+    proc = subprocess.run(args, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("BUILD")]
+    if proc.returncode or not line:
+        raise RuntimeError(f"rtlgen build failed:\n{proc.stdout}\n{proc.stderr}")
+    _, inner, rss, cpu, _ = line[-1].split()
+    # CPU seconds beside wall time: on a shared machine the wall clock includes waiting for a core.
+    return {"build_s": wall, "build_inner_s": float(inner), "build_cpu_s": float(cpu), "peak_mb": int(rss) / 1024}
+
+
+def yaml_config(path: Path, levels: int) -> Path:
+    path.write_text(f"Model:\n  AdderLevels: {levels}\n")
+    return path
+
+
+# -- da4ml ------------------------------------------------------------------------------------------
+
+
+def da4ml_trace(model):
+    from da4ml.converter import trace_model
+    from da4ml.trace import HWConfig, comb_trace
+
+    inp, out = trace_model(model, HWConfig(1, -1, -1), {"hard_dc": 2}, False)
+    return comb_trace(inp, out)
+
+
+def da4ml_rtl(comb, cycles: int, out: Path):
+    """da4ml Verilog whose latency (input register + one per stage) is closest to ``cycles``."""
+    from da4ml.codegen import RTLModel
+
+    best = None
+    for cut in range(1, 40):
+        probe = RTLModel(comb, "model", out / f"probe{cut}", flavor="verilog", latency_cutoff=cut)
+        lat = len(probe._pipe.solutions) + 1
+        if best is None or abs(lat - cycles) < abs(best[1] - cycles):
+            best = (cut, lat)
+        if lat <= cycles:
+            break
+    cut, lat = best
+    rm = RTLModel(comb, "model", out / "da4ml", flavor="verilog", latency_cutoff=cut)
+    _, gen_s = timed(rm.write)
+    files = sorted((out / "da4ml" / "src").rglob("*.v"))
+    return {"cutoff": cut, "cycles": lat, "files": files, "gen_s": gen_s}
+
+
+# -- hls4ml ----------------------------------------------------------------------------------------
+
+
+def hls4ml_run(model, x, out: Path) -> dict:
+    import hls4ml
+
+    cfg = hls4ml.utils.config_from_keras_model(model, granularity="name", backend="Vitis")
+    t = time.perf_counter()
+    hm = hls4ml.converters.convert_from_keras_model(
+        model, hls_config=cfg, output_dir=str(out / "hls4ml"), backend="Vitis", io_type="io_parallel"
+    )
+    hm.compile()
+    build_s = time.perf_counter() - t
+    y, predict_s = timed(hm.predict, x)
+    return {"build_s": build_s, "predict_s": predict_s, "y": y}
+
+
+# -- one model -------------------------------------------------------------------------------------
+
+
+def bench_model(kind: str, args, work: Path) -> dict:
+    import keras
+    import models
+    import numpy as np
+
+    import rtlgen
+
+    mdir = work / kind
+    mdir.mkdir(parents=True, exist_ok=True)
+    path = mdir / f"jet_{kind}.keras"
+    if not path.exists():
+        print(f"[{kind}] training on synthetic data", flush=True)
+        models.train(kind, path, epochs=args.epochs)
+    model = keras.models.load_model(path, compile=False)
+    x = models.test_inputs(args.samples)
+    ref, hgq_s = timed(lambda: model.predict(x, batch_size=16384, verbose=0))
+    res = {"model": kind, "samples": len(x), "hgq_predict_s": hgq_s}
+
+    # rtlgen: golden model and build
+    cfg = {"Model": {"AdderLevels": args.levels}}
+    design, convert_s = timed(rtlgen.convert, str(path), cfg)
+    y, golden_s = timed(design.predict, x)
+    res.update(rtlgen_convert_s=convert_s, rtlgen_predict_s=golden_s, rtlgen_exact=bool(np.array_equal(y.astype(np.float32), ref)))
+    res["rtlgen_cycles"] = design.latency
+    res["weights_nonzero"] = int(sum(np.count_nonzero(n.op.weight) for n in design.graph.nodes if n.kind == "Dense"))
+    res.update({f"rtlgen_{k}": v for k, v in run_build(path, mdir / "rtlgen_build", yaml_config(mdir / "cfg.yml", args.levels)).items()})
+    print(f"[{kind}] rtlgen: build {res['rtlgen_build_s']:.2f} s ({res['rtlgen_build_cpu_s']:.2f} s CPU), golden == HGQ2: {res['rtlgen_exact']}", flush=True)
+    if not args.no_sim:
+        from rtlgen.sim.runner import available_simulators
+
+        if "verilator" in available_simulators():
+            sim, sim_s = timed(design.simulate, x[:1000], work_dir=mdir / "sim")
+            res.update(rtlgen_sim_s=sim_s, rtlgen_rtl_exact=bool(sim["passed"] and sim["mismatches"] == 0))
+            print(f"[{kind}] rtlgen RTL (Verilator, 1000 vectors): {'== golden' if res['rtlgen_rtl_exact'] else 'MISMATCH'} in {sim_s:.1f} s", flush=True)
+
+    # da4ml: same HGQ2 model, same number of cycles
+    comb, trace_s = timed(da4ml_trace, model)
+    yd = comb.predict(x).reshape(ref.shape).astype(np.float32)
+    da = da4ml_rtl(comb, design.latency, mdir)
+    res.update(da4ml_trace_s=trace_s, da4ml_gen_s=da["gen_s"], da4ml_cycles=da["cycles"], da4ml_exact=bool(np.array_equal(yd, ref)))
+    print(f"[{kind}] da4ml: {da['cycles']} cycles (cutoff {da['cutoff']}), == HGQ2: {res['da4ml_exact']}", flush=True)
+
+    # hls4ml: emulation build and predict
+    if not args.no_hls4ml and shutil.which("g++"):
+        h = hls4ml_run(model, x, mdir)
+        yh = np.asarray(h["y"]).reshape(ref.shape).astype(np.float32)
+        res.update(hls4ml_build_s=h["build_s"], hls4ml_predict_s=h["predict_s"], hls4ml_exact=bool(np.array_equal(yh, ref)))
+        print(f"[{kind}] hls4ml: compile {h['build_s']:.1f} s, predict {h['predict_s']:.2f} s", flush=True)
+
+    if not args.no_synth:
+        from rtlgen.synth import synthesize
+
+        r = design.synthesize(target="xc7", work_dir=mdir / "synth_rtlgen")
+        res.update({f"rtlgen_{k}": r[k] for k in ("lut", "ff", "dsp", "path_delay_ns", "yosys_seconds")})
+        print(f"[{kind}] rtlgen synth: LUT {r['lut']} FF {r['ff']} DSP {r['dsp']} ({r['yosys_seconds']:.0f} s)", flush=True)
+        r = synthesize(da["files"], "model", target="xc7", workdir=mdir / "synth_da4ml")
+        res.update({f"da4ml_{k}": r[k] for k in ("lut", "ff", "dsp", "path_delay_ns", "yosys_seconds")})
+        print(f"[{kind}] da4ml synth: LUT {r['lut']} FF {r['ff']} DSP {r['dsp']} ({r['yosys_seconds']:.0f} s)", flush=True)
+    return res
+
+
+# -- scaling ---------------------------------------------------------------------------------------
+
+SCALING = [(16, 32, 16, 5), (16, 64, 32, 32, 5), (32, 128, 64, 10), (64, 256, 128, 10), (128, 384, 128, 10)]
+
+
+def bench_scaling(args, work: Path) -> list[dict]:
+    import onnx
+
+    from rtlgen.examples import qonnx_mlp
+
+    rows = []
+    for sizes in SCALING:
+        params = int(sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:])))
+        d = work / "scaling" / "-".join(map(str, sizes))
+        d.mkdir(parents=True, exist_ok=True)
+        path = d / "mlp.onnx"
+        onnx.save(qonnx_mlp(sizes, name="mlp"), path)
+        row = {"sizes": "-".join(map(str, sizes)), "params": params}
+        row.update(run_build(path, d / "build", None))
+        print(f"[scaling] {row['sizes']} ({params} parameters): build {row['build_s']:.1f} s "
+              f"({row['build_cpu_s']:.1f} s CPU), peak {row['peak_mb']:.0f} MB", flush=True)  # fmt: skip
+        if not args.no_synth and params <= args.scaling_synth_max:
+            import rtlgen
+
+            design = rtlgen.convert(str(path))
+            r = design.synthesize(target="xc7", work_dir=d / "synth")
+            row.update(lut=r["lut"], ff=r["ff"], dsp=r["dsp"], yosys_s=r["yosys_seconds"])
+            print(f"[scaling] {row['sizes']}: LUT {r['lut']} FF {r['ff']} Yosys {r['yosys_seconds']:.0f} s", flush=True)
+        rows.append(row)
+    return rows
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def fmt(v, spec="{:.2f}"):
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "NO"
+    if isinstance(v, float):
+        return spec.format(v)
+    return str(v)
+
+
+def ratio(a, b):
+    return f"{a / b:.2f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else "-"
+
+
+def print_tables(results: list[dict], scaling: list[dict]):
+    if results:
+        print("\n== Synthesis: Yosys synth_xilinx (xc7), same flow for both ==")
+        print(f"{'model':10} {'tool':7} {'LUT':>8} {'FF':>7} {'DSP':>4} {'cycles':>6} {'delay ns':>8} {'Yosys s':>8} {'== HGQ2':>7}  LUT ratio")
+        for r in results:
+            for tool in ("rtlgen", "da4ml"):
+                print(
+                    f"{r['model']:10} {tool:7} {fmt(r.get(f'{tool}_lut')):>8} {fmt(r.get(f'{tool}_ff')):>7} "
+                    f"{fmt(r.get(f'{tool}_dsp')):>4} {fmt(r.get(f'{tool}_cycles')):>6} {fmt(r.get(f'{tool}_path_delay_ns')):>8} "
+                    f"{fmt(r.get(f'{tool}_yosys_seconds'), '{:.0f}'):>8} {fmt(r.get(f'{tool}_exact')):>7}  "
+                    + (ratio(r.get("rtlgen_lut"), r.get("da4ml_lut")) + " (rtlgen/da4ml)" if tool == "rtlgen" else "")
+                )
+        print(f"\n== Speed on {results[0]['samples']:,} samples (seconds) ==")
+        print(f"{'model':10} {'HGQ2':>7} {'rtlgen golden':>13} {'hls4ml predict':>14} {'speed-up':>8} {'hls4ml compile':>14} "
+              f"{'rtlgen build':>12} {'CPU':>6} {'peak MB':>7} {'da4ml trace+gen':>15} {'RTL sim 1k':>10} {'RTL==golden':>11}")  # fmt: skip
+        for r in results:
+            print(
+                f"{r['model']:10} {fmt(r['hgq_predict_s']):>7} {fmt(r['rtlgen_predict_s'], '{:.3f}'):>13} "
+                f"{fmt(r.get('hls4ml_predict_s')):>14} {ratio(r.get('hls4ml_predict_s'), r['rtlgen_predict_s']):>8} "
+                f"{fmt(r.get('hls4ml_build_s'), '{:.1f}'):>14} {fmt(r['rtlgen_build_s']):>12} {fmt(r['rtlgen_build_cpu_s']):>6} "
+                f"{fmt(r['rtlgen_peak_mb'], '{:.0f}'):>7} "
+                f"{fmt(r['da4ml_trace_s'] + r['da4ml_gen_s']):>15} {fmt(r.get('rtlgen_sim_s'), '{:.1f}'):>10} "
+                f"{fmt(r.get('rtlgen_rtl_exact')):>11}"
+            )
+        for r in results:
+            if "hls4ml_exact" in r:
+                print(f"  {r['model']}: hls4ml predict == HGQ2: {fmt(r['hls4ml_exact'])}")
+    if scaling:
+        print("\n== rtlgen build cost against model size (QONNX 6-bit MLPs) ==")
+        print(f"{'sizes':20} {'params':>7} {'build s':>8} {'CPU s':>7} {'peak MB':>8} {'LUT':>8} {'FF':>7} {'Yosys s':>8}")
+        for r in scaling:
+            print(f"{r['sizes']:20} {r['params']:>7} {fmt(r['build_s']):>8} {fmt(r['build_cpu_s']):>7} {fmt(r['peak_mb'], '{:.0f}'):>8} "
+                  f"{fmt(r.get('lut')):>8} {fmt(r.get('ff')):>7} {fmt(r.get('yosys_s'), '{:.0f}'):>8}")  # fmt: skip
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="hgq,uniform6,pruned", help="comma-separated: hgq, uniform6, pruned")
+    ap.add_argument("--samples", type=int, default=100_000, help="samples for the predict timings")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--levels", type=int, default=3, help="rtlgen AdderLevels (adder levels per pipeline stage)")
+    ap.add_argument("--work", default=str(HERE / "work"), help="where models, builds and logs go")
+    ap.add_argument("--no-synth", action="store_true", help="skip Yosys (minutes per model)")
+    ap.add_argument("--no-sim", action="store_true", help="skip the Verilator RTL simulation")
+    ap.add_argument("--no-hls4ml", action="store_true")
+    ap.add_argument("--scaling", action="store_true", help="also measure builds of MLPs from 1k to 100k parameters")
+    ap.add_argument("--scaling-only", action="store_true")
+    ap.add_argument("--scaling-synth-max", type=int, default=20_000, help="synthesize scaling MLPs up to this many parameters")
+    args = ap.parse_args(argv)
+    ensure_peer_env()
+    sys.path.insert(0, str(HERE))
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results, scaling = [], []
+    if not args.scaling_only:
+        for kind in [k for k in args.models.split(",") if k]:
+            results.append(bench_model(kind, args, work))
+            (work / "results.json").write_text(json.dumps({"models": results}, indent=1))
+    if args.scaling or args.scaling_only:
+        scaling = bench_scaling(args, work)
+    (work / "results.json").write_text(json.dumps({"models": results, "scaling": scaling}, indent=1))
+    print_tables(results, scaling)
+
+
+if __name__ == "__main__":
+    main()
