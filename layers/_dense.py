@@ -12,6 +12,7 @@ import math
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
 
 from rtlgen.fixed import FixedType
 
@@ -383,7 +384,16 @@ class DenseReuse(Layer):
                 if not any(rom):
                     row.append(None)
                     continue
-                w = _select([Const(v, wshape) for v in rom], cnt) if C > 1 else Const(rom[0], wshape)
+                if C > 1:
+                    # A ROM per multiplier, read asynchronously at the cycle count: synthesis maps it
+                    # to distributed ROM (LUTs) instead of a tree of constant multiplexers.
+                    mem = Memory(shape=wshape, depth=C, init=rom)
+                    m.submodules[f"wrom_{q}_{j}"] = mem
+                    port = mem.read_port(domain="comb")
+                    m.d.comb += port.addr.eq(cnt)
+                    w = port.data
+                else:
+                    w = Const(rom[0], wshape)
                 row.append(_round_product(sel_x[j] * w, self.product_shift, self.accum))
             terms = [p for p in row if p is not None]
             products.append(sum(terms) if terms else None)
