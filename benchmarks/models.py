@@ -45,8 +45,8 @@ def train(kind: str, path, *, epochs: int = 12, seed: int = 0):
     rng = np.random.default_rng(seed)
     x, y = synthetic_jets(rng, 20000)
     if kind == "uniform6":
-        weights = {"default_q_type": "kbi", "overflow_mode": "SAT_SYM", "homogeneous_axis": None, "trainable": False, "b0": 6, "i0": 1}
-        lanes = {"default_q_type": "kif", "overflow_mode": "WRAP", "homogeneous_axis": None, "trainable": False, "f0": 3, "i0": 3}
+        weights = {"default_q_type": "kbi", "overflow_mode": "SAT_SYM", "heterogeneous_axis": (), "trainable": False, "b0": 6, "i0": 1}
+        lanes = {"default_q_type": "kif", "overflow_mode": "WRAP", "heterogeneous_axis": (), "trainable": False, "f0": 3, "i0": 2}
         scopes = [QuantizerConfigScope(place="weight", **weights), QuantizerConfigScope(place="bias", **weights),
                   QuantizerConfigScope(place="datalane", **lanes), LayerConfigScope(enable_ebops=False)]  # fmt: skip
     else:
