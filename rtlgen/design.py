@@ -180,7 +180,8 @@ class Design:
     # -- outputs ----------------------------------------------------------------------------------
 
     def write(self, out_dir, *, n_vectors: int = 1000, seed: int = 0) -> Path:
-        """Write ``rtl/``, ``tb/``, ``report.json``, ``config.yml`` and ``graph.json`` to ``out_dir``.
+        """Write ``rtl/`` (core and AXI4-Stream top), ``ip/`` (Vivado IP), ``<top>.core`` (FuseSoC),
+        ``tb/``, ``report.json``, ``config.yml`` and ``graph.json`` to ``out_dir``.
 
         Everything is built in a temporary sibling directory and moved into place at the end, so a
         failed build never leaves a half-written output directory.
@@ -199,6 +200,9 @@ class Design:
             (tmp / "rtl" / f"{self.top_name}.v").write_text(self.verilog)
             x = self.random_inputs(n_vectors, seed)
             write_testbench(tmp / "tb", x, self.predict_int(x), self.tb_meta())
+            from .ipxact import write_package
+
+            write_package(self, tmp, n_vectors=n_vectors, seed=seed)
             (tmp / "report.json").write_text(
                 json.dumps(self.report(), indent=2, sort_keys=True) + "\n"
             )

@@ -142,3 +142,42 @@ def test_residual_block_stream_and_undersized_fifo(tmp_path):
         pytest.skip("verilator is not available")
     res = small.simulate(x[:20], work_dir=tmp_path / "small")
     assert not res["passed"] and "no handshake" in res["error"]
+
+
+def _mnist_conv():
+    from conftest import shared_model
+
+    folder = shared_model("qonnx-tests", "onnx", "mnist-conv")
+    cfg = _config("fixed<16,6>", LayerName={"Input3": {"Precision": "ufixed<8,8>"}})
+    return rtlgen.convert(folder / "model.onnx", cfg)
+
+
+def test_mnist_conv_stream(tmp_path):
+    d = _mnist_conv()
+    assert d.network.in_beats == 784 and d.network.out_beats == 1
+    # The first line buffer steps over the 32x32 padded image: one image per 1024 cycles.
+    assert d.initiation_interval == 1024
+    if "verilator" not in available_simulators():
+        pytest.skip("verilator is not available")
+    res = d.simulate(n_random=8, stall="random", work_dir=tmp_path)
+    assert res["passed"] and res["mismatches"] == 0, res.get("first_mismatches")
+    assert res["latency_measured"] == d.latency and res["interval_measured"] == d.initiation_interval
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("which", ["cnn", "residual", "mnist-conv"])
+def test_stream_100k_beats(which, tmp_path):
+    """At least 100,000 input beats per configuration under random gaps and back-pressure."""
+    if which == "mnist-conv":
+        d = _mnist_conv()
+    else:
+        keras = pytest.importorskip("keras")
+        model = _keras_cnn(keras) if which == "cnn" else _residual(keras)
+        d = rtlgen.convert(model, _config("fixed<8,3>" if which == "cnn" else "fixed<16,6>"))
+    n = -(-100_000 // d.network.in_beats)
+    if "verilator" not in available_simulators():
+        pytest.skip("verilator is not available")
+    res = d.simulate(n_random=n, stall="random", seed=7, work_dir=tmp_path)
+    assert res["passed"] and res["mismatches"] == 0, res.get("first_mismatches")
+    assert res["n_vectors"] * d.network.in_beats >= 100_000
+    assert res["latency_measured"] == d.latency and res["interval_measured"] == d.initiation_interval
