@@ -152,6 +152,7 @@ def _mnist_conv():
     return rtlgen.convert(folder / "model.onnx", cfg)
 
 
+@pytest.mark.slow
 def test_mnist_conv_stream(tmp_path):
     d = _mnist_conv()
     assert d.network.in_beats == 784 and d.network.out_beats == 1
