@@ -139,6 +139,7 @@ def hls4ml_run(model, x, out: Path) -> dict:
 
 
 def bench_model(kind: str, args, work: Path) -> dict:
+    import hgq  # noqa: F401 - registers HGQ2's layers with Keras before a saved model loads
     import keras
     import models
     import numpy as np
