@@ -6,7 +6,7 @@ added or subtracted. Every output is then a sum of signed, shifted input terms. 
 occur in several outputs (the same two inputs at the same relative shift and sign) are computed once
 and shared: the classic greedy common-subexpression elimination over two-term patterns. What is left
 of every output is summed by a tree that always joins the two earliest-ready terms, so the sharing
-adds as little depth as possible.
+adds as little depth as possible, the smallest terms first.
 
 Zero weights and zero digits never appear, so pruning and narrow per-weight widths (HGQ2) make the
 graph smaller by themselves. Every node knows the exact integer interval it can take, so each adder
@@ -38,6 +38,8 @@ __all__ = ["AdderGraph", "AdderGraphLayer", "csd", "plan_adder_graph", "lut_esti
 
 # Columns with more terms than this are shared within blocks of inputs of about this many terms.
 BLOCK_TERMS = 96
+# Among equally frequent patterns, this many are compared to pick the closest and narrowest.
+PICK = 64
 
 
 def csd(v: int) -> list[tuple[int, int]]:
@@ -199,6 +201,21 @@ class _Planner:
                 continue
             bump((a, b, sb - sa, ga * gb) if (sa, a) <= (sb, b) else (b, a, sa - sb, ga * gb), sign)
 
+    def pick(self, bucket):
+        """Among equally frequent patterns (the first few), the one with the closest shifts and the
+        narrowest values: its adder is the cheapest, and what is left to sum stays narrow."""
+        g = self.g
+        best, best_w = None, None
+        for n, k in enumerate(bucket):
+            if n >= PICK:
+                break
+            a, b, d, s = k
+            hi = max(abs(g.lo[a]), abs(g.hi[a])) + (max(abs(g.lo[b]), abs(g.hi[b])) << d)
+            w = (d, hi.bit_length())
+            if best is None or w < best_w:
+                best, best_w = k, w
+        return best
+
     def cse(self):
         # Patterns bucketed by how often they occur (dicts as insertion-ordered sets, so the
         # choice among equally frequent patterns is deterministic).
@@ -223,7 +240,7 @@ class _Planner:
             if not bucket:
                 self.top -= 1
                 continue
-            k = next(iter(bucket))
+            k = self.pick(bucket)
             a, b, d, s = k
             new = None
             both = cols_of.get(a, set()) & cols_of.get(b, set())
@@ -268,20 +285,23 @@ class _Planner:
             if not col:
                 g.outputs.append(None)
                 continue
-            heap = [(g.depth[sig], sh, sig, sign) for (sig, sh), sign in col.items()]
+            def top(sig, sh):  # the term's most significant bit: small terms are joined first
+                return g.width(sig) + sh
+
+            heap = [(g.depth[sig], top(sig, sh), sh, sig, sign) for (sig, sh), sign in col.items()]
             heapq.heapify(heap)
             while len(heap) > 1:
                 t1 = heapq.heappop(heap)
                 t2 = heapq.heappop(heap)
                 # The lower-shifted term is the base; its sign goes outside when both agree.
-                (d1, s1, a, g1), (d2, s2, b, g2) = sorted([t1, t2], key=lambda t: (t[1], t[2]))
+                (_, _, s1, a, g1), (_, _, s2, b, g2) = sorted([t1, t2], key=lambda t: (t[2], t[3]))
                 if g1 == g2:
                     new = self.add_adder(a, 1, b, 1, s2 - s1)
-                    heapq.heappush(heap, (g.depth[new], s1, new, g1))
+                    heapq.heappush(heap, (g.depth[new], top(new, s1), s1, new, g1))
                 else:
                     new = self.add_adder(a, g1, b, g2, s2 - s1)
-                    heapq.heappush(heap, (g.depth[new], s1, new, 1))
-            _, sh, sig, sign = heap[0]
+                    heapq.heappush(heap, (g.depth[new], top(new, s1), s1, new, 1))
+            _, _, sh, sig, sign = heap[0]
             g.outputs.append((sig, sh, sign))
 
 
