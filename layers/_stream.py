@@ -180,12 +180,14 @@ class BeatFifo(Layer):
     def __init__(self, t, lanes, depth):
         self.depth = depth
         super().__init__(t, lanes, t, lanes)
+        self.level = Signal(range(depth + 1))
 
     def elaborate(self, platform):
         m = Module()
         width = Shape.cast(self.i.payload.shape()).width
         m.submodules.fifo = fifo = SyncFIFO(width=width, depth=self.depth)
         m.d.comb += [
+            self.level.eq(fifo.level),
             fifo.w_data.eq(self.i.payload.as_value()),
             fifo.w_en.eq(self.i.valid),
             self.i.ready.eq(fifo.w_rdy),
@@ -286,12 +288,13 @@ class StreamNetwork(wiring.Component):
     layer collects its whole input (:class:`Deserializer`), runs in parallel form and streams its
     result out again (:class:`Serializer`). FIFO depths come from :mod:`rtlgen.stream`.
     ``fifo_depths`` overrides computed depths by FIFO name (for experiments: a depth below
-    ``min_depth`` can deadlock).
+    ``min_depth`` can deadlock). ``monitor`` adds an output ``level_<fifo>`` per FIFO so a
+    simulation can measure how full each one gets.
     """
 
     SAMPLES = 3
 
-    def __init__(self, graph: Graph, fifo_depths: dict | None = None):
+    def __init__(self, graph: Graph, fifo_depths: dict | None = None, monitor: bool = False):
         self.graph = graph
         self.blocks: list[_Block] = []
         self.units: dict[str, _Unit] = {}
@@ -302,7 +305,11 @@ class StreamNetwork(wiring.Component):
         self.out_beats, self.out_lanes = sched.stream_form(graph.tensors[graph.outputs[0]].shape)
         self._schedule(fifo_depths or {})
         tin, tout = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
-        super().__init__({"i": In(vector_stream(tin.type, self.in_lanes)), "o": Out(vector_stream(tout.type, self.out_lanes))})
+        members = {"i": In(vector_stream(tin.type, self.in_lanes)), "o": Out(vector_stream(tout.type, self.out_lanes))}
+        self.monitor = monitor
+        if monitor:
+            members.update({f"level_{f['name']}": Out(range(f["depth"] + 1)) for f in self.fifos})
+        super().__init__(members)
 
     # -- lowering ----------------------------------------------------------------------------------
 
@@ -555,6 +562,8 @@ class StreamNetwork(wiring.Component):
                 rec, ftype = self.edge_fifo[key]
                 fifo = BeatFifo(ftype, rec["lanes"], rec["depth"])
                 m.submodules[rec["name"]] = fifo
+                if self.monitor:
+                    m.d.comb += getattr(self, f"level_{rec['name']}").eq(fifo.level)
                 wiring.connect(m, src, fifo.i)
                 src = fifo.o
             wiring.connect(m, src, dst)

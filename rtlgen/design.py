@@ -230,15 +230,28 @@ class Design:
         stall: str = "none",
         seed: int = 0,
         work_dir=None,
+        fifo_monitor: bool = False,
     ) -> dict:
-        """Run the generated testbench on ``x`` (float inputs) or random mantissas; return its results."""
+        """Run the generated testbench on ``x`` (float inputs) or random mantissas; return its results.
+
+        ``fifo_monitor`` (io_stream): also run samples paced one interval apart and report each
+        FIFO's fullest level (``fifo_max_levels``), to check the computed depths against it."""
         from .sim.runner import run, write_testbench
 
         m = self.random_inputs(n_random, seed) if x is None else self.quantize_input(x)
         work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="rtlgen-sim-"))
         (work / "rtl").mkdir(parents=True, exist_ok=True)
-        (work / "rtl" / f"{self.top_name}.v").write_text(self.verilog)
-        write_testbench(work / "tb", m, self.predict_int(m), self.tb_meta())
+        meta, verilog = self.tb_meta(), self.verilog
+        if fifo_monitor and self.config.io_type == "io_stream":
+            from amaranth.back import verilog as back
+
+            from .layers import StreamNetwork
+
+            net = StreamNetwork(self.graph, fifo_depths=self.fifo_depths, monitor=True)
+            verilog = back.convert(net, name=self.top_name, emit_src=False)
+            meta["fifo_levels"] = [f["name"] for f in net.fifos]
+        (work / "rtl" / f"{self.top_name}.v").write_text(verilog)
+        write_testbench(work / "tb", m, self.predict_int(m), meta)
         return run(work / "tb", simulator=simulator, stall=stall, seed=seed)
 
     def synthesize(self, *, target: str = "xc7", work_dir=None, dsp: bool = True) -> dict:

@@ -93,6 +93,7 @@ class Harness:
         self.mismatched_lanes: dict[str, int] = {}
         self.first_mismatches: dict[str, list[dict]] = {}
         self.extra_outputs = 0
+        self.max_levels: dict[str, int] = {}
         # Generous: a design may legitimately sit silent for latency + interval cycles;
         # meta["max_idle_cycles"] covers designs with a long start-up (e.g. weight loading).
         self.max_idle = int(
@@ -126,11 +127,15 @@ class Harness:
                         {"phase": phase, "sample": int(index) // self.bo, "lane": (index % self.bo) * m["out_lanes"] + k, "expected": e, "got": g}
                     )
 
-    async def stream(self, phase: str, order: list[int], pattern: str, rng: random.Random | None):
+    async def stream(
+        self, phase: str, order: list[int], pattern: str, rng: random.Random | None, pace: int = 0, levels=None
+    ):
         """Send samples ``order`` and check outputs; return the edges of each sample's first input
         transfer and of its last output transfer.
 
-        Must be entered right after a rising edge; edges are counted from that point.
+        Must be entered right after a rising edge; edges are counted from that point. ``pace``:
+        sample ``s`` is not offered before edge ``s * pace``. ``levels``: ``{name: handle}`` whose
+        largest value is recorded in ``self.max_levels``.
         """
         # Locals: this loop runs once per clock cycle and dominates the run time.
         clk, i_payload, i_valid, i_ready = self.clk, self.i_payload, self.i_valid, self.i_ready
@@ -152,7 +157,8 @@ class Harness:
             if rand and edge % SEGMENT == 0:
                 p_valid, p_ready = rng.choice(RANDOM_REGIMES)
             # Valid is never withdrawn before its handshake (stream protocol rule).
-            if not presenting and sent < n_in and (not rand or rng.random() < p_valid):
+            paced = not pace or sent % bi or edge >= (sent // bi) * pace
+            if not presenting and sent < n_in and paced and (not rand or rng.random() < p_valid):
                 i_payload.value = xs[beats_in[sent]]
                 presenting = True
             if presenting != valid_drv:
@@ -164,6 +170,11 @@ class Harness:
                 ready_drv = ready
             # Settled values of this cycle are what the coming edge samples.
             await ReadOnly()
+            if levels:
+                for name, h in levels.items():
+                    v = int(h.value)
+                    if v > self.max_levels.get(name, -1):
+                        self.max_levels[name] = v
             in_fire = presenting and str(i_ready.value) == "1"
             out_fire = ready and str(o_valid.value) == "1"
             if out_fire:
@@ -271,6 +282,19 @@ async def regression(dut):
         res["interval_mean"] = float((ins[-1] - ins[0]) / (k - 1))
         res["interval_samples"] = k
         await h.drain("interval", drain_cycles)
+
+        # io_stream FIFO check: samples paced one interval apart, as the static depths assume;
+        # each FIFO's fullest level should equal its computed depth.
+        if meta.get("fifo_levels"):
+            await h.reset()
+            for _ in range(4 + int(meta.get("settle_cycles", 0))):
+                await RisingEdge(dut.clk)
+            handles = {name: getattr(dut, f"level_{name}") for name in meta["fifo_levels"]}
+            k = 6 + 2 * math.ceil(max(lat_exp, 1) / ii_exp)
+            ins, outs = await h.stream("paced", [i % n for i in range(k)], "none", None, pace=ii_exp, levels=handles)
+            res["fifo_max_levels"] = dict(h.max_levels)
+            res["paced_latencies"] = sorted({o - i for i, o in zip(ins, outs)})
+            await h.drain("paced", drain_cycles)
 
         # Full run, timed on its own.
         await h.reset()
