@@ -53,6 +53,15 @@ def ensure_peer_env():
     os.execv(str(py), [str(py), str(Path(__file__).resolve()), *sys.argv[1:]])
 
 
+def cached(store: Path, key: str, fn):
+    """``fn()``'s result, kept in ``store`` (JSON) so a re-run skips steps that already ran."""
+    data = json.loads(store.read_text()) if store.exists() else {}
+    if key not in data:
+        data[key] = fn()
+        store.write_text(json.dumps(data, indent=1))
+    return data[key]
+
+
 def timed(fn, *a, **kw):
     t = time.perf_counter()
     out = fn(*a, **kw)
@@ -114,7 +123,11 @@ def da4ml_rtl(comb, cycles: int, out: Path):
     cut, lat = best
     rm = RTLModel(comb, "model", out / "da4ml", flavor="verilog", latency_cutoff=cut)
     _, gen_s = timed(rm.write)
-    files = sorted((out / "da4ml" / "src").rglob("*.v"))
+    src = out / "da4ml" / "src"
+    files = sorted(src.rglob("*.v"))
+    if not any((src / "memfiles").glob("*")):
+        # The lookup-table module is only used with table files; unused, it does not even parse.
+        files = [f for f in files if f.name != "lookup_table.v"]
     return {"cutoff": cut, "cycles": lat, "files": files, "gen_s": gen_s}
 
 
@@ -170,9 +183,13 @@ def bench_model(kind: str, args, work: Path) -> dict:
         from rtlgen.sim.runner import available_simulators
 
         if "verilator" in available_simulators():
-            sim, sim_s = timed(design.simulate, x[:1000], work_dir=mdir / "sim")
-            res.update(rtlgen_sim_s=sim_s, rtlgen_rtl_exact=bool(sim["passed"] and sim["mismatches"] == 0))
-            print(f"[{kind}] rtlgen RTL (Verilator, 1000 vectors): {'== golden' if res['rtlgen_rtl_exact'] else 'MISMATCH'} in {sim_s:.1f} s", flush=True)
+
+            def simulate():
+                sim, sim_s = timed(design.simulate, x[:1000], work_dir=mdir / "sim")
+                return {"rtlgen_sim_s": sim_s, "rtlgen_rtl_exact": bool(sim["passed"] and sim["mismatches"] == 0)}
+
+            res.update(cached(mdir / "cache.json", f"sim-{args.levels}", simulate))
+            print(f"[{kind}] rtlgen RTL (Verilator, 1000 vectors): {'== golden' if res['rtlgen_rtl_exact'] else 'MISMATCH'} in {res['rtlgen_sim_s']:.1f} s", flush=True)
 
     # da4ml: same HGQ2 model, same number of cycles
     comb, trace_s = timed(da4ml_trace, model)
@@ -191,10 +208,12 @@ def bench_model(kind: str, args, work: Path) -> dict:
     if not args.no_synth:
         from rtlgen.synth import synthesize
 
-        r = design.synthesize(target="xc7", work_dir=mdir / "synth_rtlgen")
+        r = cached(mdir / "cache.json", f"synth-rtlgen-{args.levels}",
+                   lambda: design.synthesize(target="xc7", work_dir=mdir / "synth_rtlgen"))  # fmt: skip
         res.update({f"rtlgen_{k}": r[k] for k in ("lut", "ff", "dsp", "path_delay_ns", "yosys_seconds")})
         print(f"[{kind}] rtlgen synth: LUT {r['lut']} FF {r['ff']} DSP {r['dsp']} ({r['yosys_seconds']:.0f} s)", flush=True)
-        r = synthesize(da["files"], "model", target="xc7", workdir=mdir / "synth_da4ml")
+        r = cached(mdir / "cache.json", f"synth-da4ml-{da['cycles']}",
+                   lambda: synthesize(da["files"], "model", target="xc7", workdir=mdir / "synth_da4ml"))  # fmt: skip
         res.update({f"da4ml_{k}": r[k] for k in ("lut", "ff", "dsp", "path_delay_ns", "yosys_seconds")})
         print(f"[{kind}] da4ml synth: LUT {r['lut']} FF {r['ff']} DSP {r['dsp']} ({r['yosys_seconds']:.0f} s)", flush=True)
     return res
