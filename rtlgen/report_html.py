@@ -23,18 +23,18 @@ _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
 header{background:#1d2330;color:#fff;padding:18px 32px}
 header h1{margin:0;font-size:22px} header p{margin:4px 0 0;color:#b8c0cc;font-size:13px}
-main{padding:8px 32px 40px;max-width:1400px}
+main{padding:8px 32px 40px;max-width:1600px}
 section{background:#fff;border:1px solid #dde1e7;border-radius:6px;padding:14px 18px;margin:16px 0}
 h2{font-size:17px;margin:0 0 10px} h3{font-size:15px;margin:14px 0 6px}
 .cards{display:flex;flex-wrap:wrap;gap:10px}
 .card{border:1px solid #dde1e7;border-radius:6px;padding:8px 14px;min-width:120px;background:#fafbfc}
 .card .v{font-size:20px;font-weight:600} .card .k{font-size:12px;color:#5b6472}
-table{border-collapse:collapse;font-size:13px;margin:4px 0}
+table{border-collapse:collapse;font-size:12.5px;margin:4px 0}
 th,td{border-bottom:1px solid #e6e9ee;padding:4px 9px;text-align:left;white-space:nowrap}
 th{background:#f0f2f5;font-weight:600} td.n{text-align:right;font-variant-numeric:tabular-nums}
 .bar{display:inline-block;height:9px;background:#4c72b0;border-radius:2px;vertical-align:middle;margin-right:6px}
 .note{color:#5b6472;font-size:13px} .warn{color:#a33;font-size:13px}
-.plot svg{max-width:100%;height:auto}
+.plot svg{max-width:100%;height:auto} .scroll{overflow-x:auto}
 code{background:#f0f2f5;padding:1px 4px;border-radius:3px}
 """
 
@@ -66,12 +66,12 @@ def _shape(s) -> str:
 
 
 def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
-    out = ["<table><thead><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"]
+    out = ['<div class="scroll"><table><thead><tr>' + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr></thead><tbody>"]
     for r in rows:
         out.append(
             "<tr>" + "".join(f'<td class="n">{c}</td>' if i in numeric else f"<td>{c}</td>" for i, c in enumerate(r)) + "</tr>"
         )
-    out.append("</tbody></table>")
+    out.append("</tbody></table></div>")
     return "".join(out)
 
 
@@ -153,12 +153,12 @@ def resources_svg(result: dict, layer_names: list[str]) -> str:
     axes[0][0].set_yticks(range(len(names)))
     axes[0][0].set_yticklabels(names, fontsize=8)
     axes[0][0].invert_yaxis()
-    fig.suptitle(f"{result.get('target')} ({result.get('part', '')}): resources per layer", fontsize=10)
     return _svg(fig)
 
 
 def utilisation_svg(result: dict) -> str:
-    util = {k: v for k, v in (result.get("utilisation") or {}).items() if v is not None}
+    given = result.get("utilisation") or {}
+    util = {k: given[k] for k in SYNTH_KEYS if given.get(k) is not None}
     fig, ax = _figure(6, 0.6 + 0.35 * max(len(util), 1))
     keys = list(util)
     vals = [util[k] for k in keys]
@@ -222,21 +222,26 @@ def _summary(report: dict, fmax: float | None) -> str:
 
 def _layers(report: dict, targets: list[str]) -> str:
     synth = report.get("synthesis") or {}
-    head = ["layer", "op", "input", "output", "weight", "accum", "reuse", "latency", "interval", "cycles", "weights"]
+    layers = report.get("layers", [])
+    has_accum = any(lay.get("precision", {}).get("accum") for lay in layers)
+    peak_w = max([lay.get("weights", 0) for lay in layers] + [0])
+    head = ["layer", "op", "output", "weight"] + (["accum"] if has_accum else []) + ["reuse", "latency", "interval", "cycles", "weights"]
+    first_num = head.index("reuse")
     for t in targets:
         head += [f"{t} LUT", f"{t} FF", f"{t} DSP"]
     rows = []
-    peak_w = max([lay.get("weights", 0) for lay in report.get("layers", [])] + [0])
-    for lay in report.get("layers", []):
+    for lay in layers:
         p = lay.get("precision", {})
-        inp, out = lay.get("input", {}), lay.get("output", {})
+        out = lay.get("output", {})
         row = [
             f"<b>{_e(lay.get('name'))}</b>",
             _e(lay.get("op")) + (f' <span class="note">({_e(lay["source"])})</span>' if lay.get("source") else ""),
-            f"{_e(inp.get('type'))} ×{_shape(inp.get('shape'))}",
             f"{_e(out.get('type'))} ×{_shape(out.get('shape'))}",
             _e(p.get("weight", "")),
-            _e(p.get("accum", "")),
+        ]
+        if has_accum:
+            row.append(_e(p.get("accum", "")))
+        row += [
             _num(lay.get("reuse_factor")) if "reuse_factor" in lay else "",
             _num(lay.get("latency")),
             _num(lay.get("interval")),
@@ -247,8 +252,10 @@ def _layers(report: dict, targets: list[str]) -> str:
             res = synth[t].get("layers", {}).get(lay.get("name"), {})
             row += [_num(res.get("lut")), _num(res.get("ff")), _num(res.get("dsp"))]
         rows.append(row)
-    numeric = {6, 7, 8} | set(range(11, 11 + 3 * len(targets)))
-    return _table(head, rows, numeric)
+    numeric = set(range(first_num, first_num + 3)) | set(range(len(head) - 3 * len(targets), len(head)))
+    tin = report.get("input", {})
+    lead = f'<p class="note">Network input {_e(tin.get("name"))}: {_e(tin.get("type"))} ×{_shape(tin.get("shape"))}. "weight": the narrowest type holding the layer\'s weights; "cycles": when its input and output are valid on an idle design.</p>'
+    return lead + _table(head, rows, numeric)
 
 
 def _synthesis(report: dict, target: str, result: dict, with_plots: bool) -> str:
