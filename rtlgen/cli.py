@@ -265,6 +265,8 @@ def cmd_synth(args) -> int:
 
 def _place_and_route(res: dict, part, work: Path, seed: int, progress, place_and_route, report: dict) -> dict:
     """nextpnr on the synthesized netlist, unless the counts already show it cannot fit."""
+    from .synth import PARTS
+
     need = {"LUT4s": res["lut"], "flip-flops": res["ff"] + (res.get("shell_bits") or 0)}
     over = [f"{n} {what}" for what, n in need.items() if n > part.lut]
     if res.get("dsp", 0) > part.dsp:
@@ -279,13 +281,15 @@ def _place_and_route(res: dict, part, work: Path, seed: int, progress, place_and
     fixed += res.get("toplevel", {}).get("lut", 0)
     weighted = [lay for lay in layers.values() if lay.get("weights")]
     at_max = weighted and all(lay.get("reuse_factor") == lay["weights"] for lay in weighted)
-    advice = "raise the reuse factor or pick a larger part"
+    larger = [p.name for p in PARTS.values() if p.target == part.target and p.lut > part.lut]
+    bigger = "pick a larger part" if larger else f"no larger {part.target} part exists: use a larger FPGA family"
+    advice = "raise the reuse factor" + (" or pick a larger part" if larger else "")
     if at_max:
-        advice = "every layer with weights already uses one multiplier (its largest reuse factor): pick a larger part"
+        advice = f"every layer with weights already uses one multiplier (its largest reuse factor): {bigger}"
         if fixed:
             advice += f"; the layers without weights need {fixed} LUT4s of it"
     elif fixed > part.lut:
-        advice = f"the layers without weights alone need {fixed} LUT4s, which no reuse factor changes: pick a larger part"
+        advice = f"the layers without weights alone need {fixed} LUT4s, which no reuse factor changes: {bigger}"
     elif fixed:
         advice += f" (layers without weights need {fixed} LUT4s whatever the reuse factor)"
     return {
@@ -317,8 +321,10 @@ def _load_data(path: str):
 
     try:
         x = np.load(path)
-    except (OSError, ValueError) as e:
-        raise RtlgenError(f"data file {path!r} cannot be read as a .npy array ({e})") from None
+    except Exception as e:  # np.load raises many kinds (OSError, ValueError, EOFError, UnpicklingError)
+        raise RtlgenError(f"data file {path!r} cannot be read as a .npy array ({type(e).__name__}: {e})") from None
+    if not isinstance(x, np.ndarray):
+        raise RtlgenError(f"data file {path!r} holds several arrays; give one .npy array of network inputs")
     if x.dtype.kind not in "fiu" or x.ndim < 1:
         raise RtlgenError(f"data file {path!r} must hold numbers with the batch first, not {x.dtype} {x.shape}")
     return x.astype(np.float64) if x.dtype.kind != "f" else x

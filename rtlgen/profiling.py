@@ -196,8 +196,8 @@ class Profile:
                     str(s.type),
                     f"{s.min:.4g}",
                     f"{s.max:.4g}",
-                    f"{s.overflows} ({100.0 * s.overflows / max(s.count, 1):.2g}%)" if s.overflows else "0",
-                    f"{s.underflows} ({100.0 * s.underflows / max(s.count, 1):.2g}%)" if s.underflows else "0",
+                    f"{s.overflows} ({_pct(s.overflows, s.count)})" if s.overflows else "0",
+                    f"{s.underflows} ({_pct(s.underflows, s.count)})" if s.underflows else "0",
                     str(s.needed) if s.needed else "-",
                     str(s.suggested) if s.suggested else ("(model quantizer)" if s.overflows and s.config_key is None else ""),
                 )
@@ -248,6 +248,11 @@ class Profile:
         if path is not None:
             fig.savefig(path, dpi=120)
         return fig
+
+
+def _pct(n, total) -> str:
+    p = 100.0 * n / max(total, 1)
+    return f"{p:.2g}%" if p < 10 else f"{p:.0f}%"
 
 
 def _wider(a, b: FixedType) -> FixedType:
@@ -521,7 +526,11 @@ def _owner_map(node_names: list[str], layer_names: list[str]) -> dict:
 def _keras_outputs(model, x) -> dict:
     import keras
 
-    if not hasattr(model, "layers"):
+    if not hasattr(model, "layers") and str(model).lower().endswith(".json"):
+        path = str(model)
+        model = keras.models.model_from_json(open(path).read())
+        model.load_weights(path[: -len(".json")] + "_weights.h5")
+    elif not hasattr(model, "layers"):
         model = keras.models.load_model(str(model), compile=False)
     layers = [la for la in model.layers if type(la).__name__ != "InputLayer"]
     sub = keras.Model(inputs=model.inputs, outputs=[la.output for la in layers])
@@ -576,7 +585,7 @@ def framework_trace(design, model, x, *, limit: int = 1000) -> tuple[dict, dict,
     path = str(model) if not is_keras else ""
     graph = design.graph
     try:
-        if is_keras or path.lower().endswith((".keras", ".h5", ".hdf5")):
+        if is_keras or path.lower().endswith((".keras", ".h5", ".hdf5", ".json")):
             try:
                 import keras  # noqa: F401
             except ImportError:
@@ -606,7 +615,9 @@ def framework_trace(design, model, x, *, limit: int = 1000) -> tuple[dict, dict,
             return out, src, "onnx", None
     except Exception as e:  # the framework failing must not hide the golden trace
         log.info("framework trace failed", exc_info=True)
-        return {}, {}, None, f"the framework could not run the model ({type(e).__name__}: {e})".splitlines()[0]
+        detail = str(e).splitlines()[0] if str(e) else ""
+        detail = detail if len(detail) <= 160 else detail[:157] + "..."
+        return {}, {}, None, f"the framework could not run the model: {type(e).__name__}: {detail}"
     return {}, {}, None, f"no framework for {path or type(model).__name__}"
 
 

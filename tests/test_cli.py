@@ -254,4 +254,5 @@ def test_jet_tagger_on_hx8k_fits_or_says_why(tmp_path):
     else:
         assert not res["pnr"]["fits"]
         assert f"needs {res['lut']} LUT4s" in res["pnr"]["reason"] and "largest reuse factor" in res["pnr"]["reason"]
+        assert "no larger ice40 part exists" in res["pnr"]["reason"]
         assert res["pnr"]["reason"] in proc.stdout
