@@ -319,6 +319,8 @@ def cmd_report(args) -> int:
 def _load_data(path: str):
     import numpy as np
 
+    if not Path(path).exists():
+        raise RtlgenError(f"data file {path!r} does not exist")
     try:
         x = np.load(path)
     except Exception as e:  # np.load raises many kinds (OSError, ValueError, EOFError, UnpicklingError)

@@ -171,4 +171,8 @@ def test_profile_and_trace_cli(keras_mlp, tmp_path):
     arrays = np.load(tmp_path / "t.npz")
     assert {"golden/out", "framework/out"} <= set(arrays.files)
     proc = cli("profile", path, "--data", tmp_path / "missing.npy")
-    assert proc.returncode == 2 and proc.stderr.startswith("error: data file") and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and proc.stderr == f"error: data file '{tmp_path / 'missing.npy'}' does not exist\n"
+    (tmp_path / "bad.npy").write_text("not numpy")
+    proc = cli("trace", path, "--data", tmp_path / "bad.npy")
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: data file '{tmp_path / 'bad.npy'}' cannot be read as a .npy array")
+    assert "Traceback" not in proc.stderr
