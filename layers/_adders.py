@@ -290,17 +290,22 @@ class _Planner:
 
             heap = [(g.depth[sig], top(sig, sh), sh, sig, sign) for (sig, sh), sign in col.items()]
             heapq.heapify(heap)
+            positive = sum(1 for t in heap if t[-1] > 0)
             while len(heap) > 1:
                 t1 = heapq.heappop(heap)
                 t2 = heapq.heappop(heap)
-                # The lower-shifted term is the base; its sign goes outside when both agree.
+                positive -= (t1[-1] > 0) + (t2[-1] > 0)
+                # The lower-shifted term is the base and enters positively, so the bits below the
+                # other term's shift pass through; the base's sign goes outside.
                 (_, _, s1, a, g1), (_, _, s2, b, g2) = sorted([t1, t2], key=lambda t: (t[2], t[3]))
-                if g1 == g2:
-                    new = self.add_adder(a, 1, b, 1, s2 - s1)
-                    heapq.heappush(heap, (g.depth[new], top(new, s1), s1, new, g1))
+                if g1 < 0 < g2 and not positive:
+                    # The last positive term: keep the sum positive with a full-width subtraction,
+                    # which is cheaper than negating the output at the end.
+                    new, sign = self.add_adder(a, -1, b, 1, s2 - s1), 1
                 else:
-                    new = self.add_adder(a, g1, b, g2, s2 - s1)
-                    heapq.heappush(heap, (g.depth[new], top(new, s1), s1, new, 1))
+                    new, sign = self.add_adder(a, 1, b, g1 * g2, s2 - s1), g1
+                positive += sign > 0
+                heapq.heappush(heap, (g.depth[new], top(new, s1), s1, new, sign))
             _, _, sh, sig, sign = heap[0]
             g.outputs.append((sig, sh, sign))
 
@@ -507,9 +512,10 @@ class AdderGraphLayer(Layer):
                 hi_part = P.shift_right(d) + Q if sq > 0 else P.shift_right(d) - Q
                 whole = Cat(_low_bits(P, d), hi_part)
                 comb.append(v.eq(whole.as_signed() if hi_part.shape().signed else whole))
+            elif sp > 0:
+                comb.append(v.eq(P + (Q << d) if sq > 0 else P - (Q << d)))
             else:
-                a = P if sp > 0 else -P
-                comb.append(v.eq(a + (Q << d) if sq > 0 else a - (Q << d)))
+                comb.append(v.eq((Q << d) - P if sq > 0 else -P - (Q << d)))
             base[s] = v
         m.d.comb += comb
         outs = []
