@@ -373,18 +373,7 @@ def run_axis_regression(
     Raises test_runner.SimulationError when the simulator or cocotbext-axi is unavailable, the
     build fails or no results were produced. A failing design is reported in ``passed``.
     """
-    import subprocess
-
-    from test_runner import (
-        BUILD_ARGS,
-        TIMESCALE,
-        SimulationError,
-        _log_hint,
-        _patched_process_state,
-        _top_ports_only,
-        check_simulator,
-        sim_environ,
-    )
+    from test_runner import SimulationError, build_and_run, check_simulator
 
     simulator = simulator or os.environ.get("RTLGEN_SIM") or "verilator"
     stall = stall or os.environ.get("RTLGEN_STALL") or "random"
@@ -396,7 +385,6 @@ def run_axis_regression(
         import cocotbext.axi  # noqa: F401
     except ImportError:
         raise SimulationError("cocotbext-axi is not installed (pip install cocotbext-axi)") from None
-    from cocotb_tools.runner import get_runner
 
     meta = json.loads((TB_DIR / META_FILE).read_text())
     build_dir = Path(
@@ -404,55 +392,7 @@ def run_axis_regression(
     ).resolve()
     results_path = Path(results or os.environ.get("RTLGEN_AXIS_RESULTS") or TB_DIR / "axis_results.json")
     results_path = results_path.resolve()
-    build_dir.mkdir(parents=True, exist_ok=True)
-    if results_path.exists():
-        results_path.unlink()  # never report a previous run's results
-    sources = [(TB_DIR / s).resolve() for s in meta["verilog_sources"]]
-    missing = [str(s) for s in sources if not s.is_file()]
-    if missing:
-        raise SimulationError(f"missing Verilog source(s): {', '.join(missing)}")
-    env = sim_environ(simulator)
-    env.update(
-        RTLGEN_TB_DIR=str(TB_DIR),
-        RTLGEN_STALL=stall,
-        RTLGEN_SEED=str(seed),
-        RTLGEN_AXIS_RESULTS=str(results_path),
-    )
-    build_log = build_dir / "build.log"
-    sim_log = build_dir / "sim.log"
-    with _patched_process_state(env):
-        try:
-            runner = get_runner(simulator)
-        except (SystemExit, ValueError) as e:
-            raise SimulationError(f"{simulator}: {e}") from None
-        if simulator == "verilator":
-            _top_ports_only(runner)
-        try:
-            runner.build(
-                sources=sources,
-                hdl_toplevel=meta["toplevel"],
-                build_dir=build_dir,
-                build_args=BUILD_ARGS[simulator],
-                timescale=TIMESCALE,
-                log_file=build_log,
-            )
-        except (RuntimeError, SystemExit, subprocess.SubprocessError) as e:
-            raise SimulationError(f"{simulator} build failed: {_log_hint(build_log)}") from e
-        try:
-            runner.test(
-                test_module="test_axis",
-                hdl_toplevel=meta["toplevel"],
-                build_dir=build_dir,
-                timescale=TIMESCALE,
-                log_file=sim_log,
-            )
-        except (RuntimeError, SystemExit, subprocess.SubprocessError):
-            pass  # a failing test also lands here; the results file tells which it was
-    if not results_path.is_file():
-        raise SimulationError(f"{simulator} simulation produced no results: {_log_hint(sim_log)}")
-    res = json.loads(results_path.read_text())
-    res["log"] = str(sim_log)
-    return res
+    return build_and_run(meta, simulator, stall, seed, build_dir, results_path, "RTLGEN_AXIS_RESULTS", "test_axis")
 
 
 def summary(res: dict) -> str:

@@ -171,7 +171,6 @@ def run_regression(
     if stall not in ("none", "random"):
         raise SimulationError(f"unknown stall pattern {stall!r} (choose none or random)")
     check_simulator(simulator)
-    from cocotb_tools.runner import get_runner
 
     meta = json.loads((TB_DIR / "meta.json").read_text())
     build_dir = Path(
@@ -179,6 +178,14 @@ def run_regression(
     ).resolve()
     results_path = Path(results or os.environ.get("RTLGEN_RESULTS") or TB_DIR / "results.json")
     results_path = results_path.resolve()
+    return build_and_run(meta, simulator, stall, seed, build_dir, results_path, "RTLGEN_RESULTS", "test_design")
+
+
+def build_and_run(meta, simulator, stall, seed, build_dir, results_path, results_var, test_module) -> dict:
+    """Build ``meta``'s sources with ``simulator``, run the cocotb module ``test_module`` (which
+    writes its results to the file named by environment variable ``results_var``), return them."""
+    from cocotb_tools.runner import get_runner
+
     build_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         results_path.unlink()  # never report a previous run's results
@@ -192,7 +199,7 @@ def run_regression(
         RTLGEN_TB_DIR=str(TB_DIR),
         RTLGEN_STALL=stall,
         RTLGEN_SEED=str(seed),
-        RTLGEN_RESULTS=str(results_path),
+        **{results_var: str(results_path)},
     )
     build_log = build_dir / "build.log"
     sim_log = build_dir / "sim.log"
@@ -216,7 +223,7 @@ def run_regression(
             raise SimulationError(f"{simulator} build failed: {_log_hint(build_log)}") from e
         try:
             runner.test(
-                test_module="test_design",
+                test_module=test_module,
                 hdl_toplevel=meta["toplevel"],
                 build_dir=build_dir,
                 timescale=TIMESCALE,
