@@ -104,7 +104,7 @@ def _figure(w, h, cols=1, **kw):
     return fig, fig.subplots(1, cols, **kw)
 
 
-def timeline_svg(report: dict, fmax_mhz: float | None = None) -> str:
+def timeline_svg(report: dict, fmax_mhz: float | None = None, estimated: bool = False) -> str:
     """Each layer as a bar from the cycle its input is valid to the cycle its output is."""
     layers = [lay for lay in report.get("layers", []) if "start_cycle" in lay]
     n = max(len(layers), 1)
@@ -126,7 +126,7 @@ def timeline_svg(report: dict, fmax_mhz: float | None = None) -> str:
     interval = report.get("interval_cycles")
     title = f"latency {report.get('latency_cycles')} cycles, a new input every {interval} cycle(s)"
     if fmax_mhz:
-        title += f"; {1000.0 * total / fmax_mhz:.1f} ns at {fmax_mhz:g} MHz"
+        title += f"; {1000.0 * total / fmax_mhz:.1f} ns at {'~' if estimated else ''}{fmax_mhz:g} MHz{' (estimate)' if estimated else ''}"
         sec = ax.secondary_xaxis("top", functions=(lambda c: c * 1000.0 / fmax_mhz, lambda t: t * fmax_mhz / 1000.0))
         sec.set_xlabel("ns", fontsize=8)
     ax.set_title(title, fontsize=10)
@@ -193,14 +193,15 @@ def weights_svg(report: dict) -> str:
 # -- the page -----------------------------------------------------------------------------------------
 
 
-def _summary(report: dict, fmax: float | None) -> str:
+def _summary(report: dict, fmax: float | None, estimated: bool = False) -> str:
     tin, tout = report.get("input", {}), report.get("output", {})
     cards = [
         ("latency", f"{report.get('latency_cycles')} cycles"),
         ("initiation interval", f"{report.get('interval_cycles')} cycle(s)"),
     ]
     if fmax:
-        cards.append(("latency at Fmax", f"{1000.0 * (report.get('latency_cycles') or 0) / fmax:.1f} ns"))
+        label = f"latency at {fmax:g} MHz" + (" (logic-delay estimate)" if estimated else " (placed and routed)")
+        cards.append((label, f"{1000.0 * (report.get('latency_cycles') or 0) / fmax:.1f} ns"))
     cards += [
         ("interface", report.get("io_type", "")),
         ("parameters", _num(report.get("parameters"))),
@@ -322,11 +323,13 @@ def render_html(report: dict, *, plots: bool | None = None) -> str:
         raise ImportError(MISSING_PLOTS)
     synth = {t: r for t, r in (report.get("synthesis") or {}).items() if isinstance(r, dict)}
     targets = [t for t, r in synth.items() if r.get("layers")]
-    best = None
+    # A placed-and-routed Fmax beats a logic-only estimate.
+    best, estimated = None, True
     for r in synth.values():
         f, _ = fmax_of(r)
-        if f and (best is None or "pnr" in r):
-            best = f
+        routed = bool((r.get("pnr") or {}).get("fmax_mhz"))
+        if f and (best is None or (routed and estimated)):
+            best, estimated = f, not routed
     title = f"{report.get('model', '')} — rtlgen report"
     parts = [
         "<!DOCTYPE html>",
@@ -335,13 +338,13 @@ def render_html(report: dict, *, plots: bool | None = None) -> str:
         f"<style>{_CSS}</style></head><body>",
         f"<header><h1>{_e(report.get('model'))}</h1><p>top module <code style=\"background:#2c3444;color:#fff\">{_e(report.get('top'))}</code>"
         f" · rtlgen {_e(report.get('rtlgen_version', ''))}</p></header><main>",
-        f"<section><h2>Summary</h2>{_summary(report, best)}</section>",
+        f"<section><h2>Summary</h2>{_summary(report, best, estimated)}</section>",
     ]
     if not with_plots:
         parts.append(f'<section><p class="warn">{_e(MISSING_PLOTS)}</p></section>')
     parts.append(f"<section><h2>Layers</h2>{_layers(report, targets)}</section>")
     if with_plots and report.get("layers"):
-        parts.append(f'<section><h2>Latency timeline</h2><div class="plot">{timeline_svg(report, best)}</div></section>')
+        parts.append(f'<section><h2>Latency timeline</h2><div class="plot">{timeline_svg(report, best, estimated)}</div></section>')
         if any(lay.get("weights") for lay in report["layers"]):
             parts.append(f'<section><h2>Weights</h2><div class="plot">{weights_svg(report)}</div></section>')
     fifos = report.get("fifos") or []
