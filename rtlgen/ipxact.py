@@ -124,15 +124,14 @@ def axis_verilog(design) -> str:
 def axis_meta(design, verilog_sources) -> dict:
     """``axis.json`` of the AXI testbench (see rtlgen.sim.axis) for ``design``."""
     g = axis_geometry(design)
-    single = g["in_beats"] == 1 and g["out_beats"] == 1
     meta = {k: g[k] for k in g if not k.endswith(("_type", "_tdata_width"))}
     meta.update(
         toplevel=axis_name(design),
         verilog_sources=list(verilog_sources),
-        # Latency and sample period are the core's reported figures when a sample is one
-        # transfer; for multi-beat streams they are measured and reported, not checked.
-        latency=design.latency if single else None,
-        cycles_per_sample=design.initiation_interval if single else None,
+        # The wrapper adds no cycles: latency and sample period are the core's reported figures.
+        latency=design.latency,
+        cycles_per_sample=design.initiation_interval,
+        settle_cycles=getattr(design.network, "settle_cycles", 0),
     )
     return meta
 

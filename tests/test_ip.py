@@ -318,7 +318,8 @@ def test_multibeat_network_axis(tmp_path):
     rng = np.random.default_rng(7)
     x = rng.integers(x_t.min_mantissa, x_t.max_mantissa, size=(400, beats * lanes), endpoint=True)
     y = golden.run(g, x.reshape(-1, lanes)).reshape(len(x), -1)
-    tb = write_axis_tb(tmp_path, top, "ew_axis", x, y, latency=net.latency, cycles_per_sample=beats)
+    # Latency runs to the last output beat: beats - 1 cycles after the first one here.
+    tb = write_axis_tb(tmp_path, top, "ew_axis", x, y, latency=net.latency + beats - 1, cycles_per_sample=beats)
     res = run_axis(tb, simulator=sim, seed=11)
     assert_passed(res)
     assert res["cycles_per_sample_measured"] == beats
@@ -334,7 +335,8 @@ def test_multibeat_core_axis(tmp_path, in_beats, out_beats):
     rng = np.random.default_rng(in_beats)
     x = rng.integers(-64, 63, size=(300, in_beats * lanes), endpoint=True)
     y = sum_beats_expected(x, lanes, in_beats, out_beats)
-    tb = write_axis_tb(tmp_path, top, "sum_axis", x, y, latency=in_beats, cycles_per_sample=max(in_beats, out_beats))
+    latency = in_beats + out_beats - 1  # first input beat to last output beat
+    tb = write_axis_tb(tmp_path, top, "sum_axis", x, y, latency=latency, cycles_per_sample=max(in_beats, out_beats))
     res = run_axis(tb, simulator=sim, seed=2)
     assert_passed(res)
 
