@@ -135,6 +135,8 @@ def timeline_svg(report: dict, fmax_mhz: float | None = None, estimated: bool = 
 
 def resources_svg(result: dict, layer_names: list[str]) -> str:
     """Per-layer resource counts of one synthesis result, one panel per resource kind used."""
+    from matplotlib.ticker import MaxNLocator
+
     per = result.get("layers") or {}
     names = [n for n in layer_names if n in per] + sorted(n for n in per if n not in layer_names)
     keys = [k for k in SYNTH_KEYS if any((per[n].get(k) or 0) > 0 for n in names)] or ["lut"]
@@ -145,6 +147,7 @@ def resources_svg(result: dict, layer_names: list[str]) -> str:
         ax.set_title(_LABELS[k], fontsize=10)
         ax.grid(axis="x", alpha=0.3)
         ax.tick_params(axis="x", labelsize=7)
+        ax.xaxis.set_major_locator(MaxNLocator(3, integer=True))
         peak = max(vals) if vals else 0
         for i, v in enumerate(vals):
             if v:
