@@ -3,8 +3,9 @@
 Keys present in every report (``rtlgen/schemas/report.schema.json`` is the contract):
 ``model``, ``top``, ``io_type``, ``input``, ``output``, ``latency_cycles``, ``interval_cycles``,
 ``layers``, ``host_stages``, ``notes``, ``rtlgen_version``, ``parameters``. Each layer row has
-``name``, ``op``, ``source``, ``inputs``, ``input``, ``output``, ``latency``, ``interval``,
-``start_cycle``, ``end_cycle`` and ``precision``; layers with weights add ``weights``,
+``name``, ``op``, ``source``, ``inputs``, ``input``, ``output``, ``latency``, ``interval`` and
+``precision``, and ``start_cycle``/``end_cycle`` (when its input is first accepted and its output
+first valid on an idle design) where the network knows them; layers with weights add ``weights``,
 ``nonzero_weights`` and (where the op has one) ``reuse_factor``, Dense layers ``strategy`` and
 ``multipliers``. Optional sections: ``fifos`` (``[{name, depth, lanes, width}]``) when the network
 has FIFOs, and ``synthesis`` (``{target: result}``) once ``rtlgen synth`` has run. Readers must
@@ -24,16 +25,19 @@ __all__ = ["build_report", "layer_rows", "summary_text", "SYNTH_KEYS"]
 SYNTH_KEYS = ("lut", "ff", "dsp", "bram", "carry", "lutram")
 
 
-def _arrival(design) -> dict:
-    """Cycle at which each tensor is first valid on an idle design."""
+def _starts(design) -> list | None:
+    """Cycle at which each layer's first input is accepted on an idle design, when the network
+    knows it: from each layer's ``start`` (streaming networks) or the network's ``arrival`` (cycle
+    each tensor is first valid, io_parallel). None otherwise: latencies of overlapping streaming
+    layers do not add up, so no timeline is better than a wrong one."""
     net = design.network
+    layers = [layer for _, layer in net.layers]
+    if layers and all(isinstance(getattr(layer, "start", None), (int, np.integer)) for layer in layers):
+        return [int(layer.start) for layer in layers]
     arrival = getattr(net, "arrival", None)
-    if arrival is not None:
-        return arrival
-    arrival = {design.graph.inputs[0]: 0}
-    for node, (_, layer) in zip(design.graph.nodes, net.layers):
-        arrival[node.outputs[0]] = max(arrival.get(t, 0) for t in node.inputs) + layer.latency
-    return arrival
+    if arrival is None:
+        return None
+    return [int(max(arrival.get(t, 0) for t in node.inputs)) for node in design.graph.nodes]
 
 
 def _weight_type(node, src, dst) -> str | None:
@@ -56,12 +60,11 @@ def _bias_type(node, dst) -> str | None:
 
 
 def layer_rows(design) -> list[dict]:
-    arrival = _arrival(design)
+    starts = _starts(design)
     rows = []
-    for node, (_, layer) in zip(design.graph.nodes, design.network.layers):
+    for i, (node, (_, layer)) in enumerate(zip(design.graph.nodes, design.network.layers)):
         src = design.graph.tensors[node.inputs[0]]
         dst = design.graph.tensors[node.outputs[0]]
-        start = max(arrival.get(t, 0) for t in node.inputs)
         row = {
             "name": node.name,
             "op": node.kind,
@@ -71,9 +74,10 @@ def layer_rows(design) -> list[dict]:
             "output": {"shape": list(dst.shape), "type": str(dst.type)},
             "latency": layer.latency,
             "interval": layer.initiation_interval,
-            "start_cycle": int(start),
-            "end_cycle": int(start + layer.latency),
         }
+        if starts is not None:
+            row["start_cycle"] = starts[i]
+            row["end_cycle"] = starts[i] + int(layer.latency)
         precision = {"input": str(src.type), "output": str(dst.type)}
         wtype, btype = _weight_type(node, src, dst), _bias_type(node, dst)
         if wtype:

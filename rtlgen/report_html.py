@@ -346,10 +346,10 @@ def render_html(report: dict, *, plots: bool | None = None) -> str:
     if not with_plots:
         parts.append(f'<section><p class="warn">{_e(MISSING_PLOTS)}</p></section>')
     parts.append(f"<section><h2>Layers</h2>{_layers(report, targets)}</section>")
-    if with_plots and report.get("layers"):
+    if with_plots and any("start_cycle" in lay for lay in report.get("layers", [])):
         parts.append(f'<section><h2>Latency timeline</h2><div class="plot">{timeline_svg(report, best, estimated)}</div></section>')
-        if any(lay.get("weights") for lay in report["layers"]):
-            parts.append(f'<section><h2>Weights</h2><div class="plot">{weights_svg(report)}</div></section>')
+    if with_plots and any(lay.get("weights") for lay in report.get("layers", [])):
+        parts.append(f'<section><h2>Weights</h2><div class="plot">{weights_svg(report)}</div></section>')
     fifos = report.get("fifos") or []
     if fifos:
         rows = [[_e(f.get("name")), _num(f.get("depth")), _num(f.get("lanes")), _num(f.get("width")),

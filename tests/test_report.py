@@ -205,3 +205,16 @@ def test_example_and_cnn_reports_render_in_chromium(tmp_path):
     assert conv["weights"] == 3 * 3 * 2 * 4 and "weight" in conv["precision"]
     _check_screenshot(_report(rtlgen.convert(example_model("jet-tagger"))), tmp_path, "jet")
     _check_screenshot(report, tmp_path, "cnn")
+
+
+def test_stream_report_has_no_made_up_timeline():
+    """Streaming layers overlap: without per-layer start cycles from the network the report leaves
+    the timeline out instead of adding latencies that do not add up."""
+    design = rtlgen.convert(qonnx_mlp((4, 3, 2), seed=2, name="tiny"), {"IOType": "io_stream"})
+    report = _report(design)
+    _validate(report)
+    assert report["io_type"] == "io_stream" and report["latency_cycles"] == design.latency
+    if not all("start_cycle" in lay for lay in report["layers"]):
+        assert not any("start_cycle" in lay for lay in report["layers"])
+        assert "Latency timeline" not in render_html(report)
+    assert all(f.keys() >= {"name", "depth", "lanes", "width"} for f in report.get("fifos", []))
