@@ -254,6 +254,17 @@ class Design:
         write_testbench(work / "tb", m, self.predict_int(m), meta)
         return run(work / "tb", simulator=simulator, stall=stall, seed=seed)
 
+    def with_io_type(self, io_type: str) -> Design:
+        """The same network (same golden model) with the other interface, e.g. to compare the
+        resources of ``io_stream`` and ``io_parallel``."""
+        import copy
+
+        cfg = copy.deepcopy(self.config)
+        cfg.io_type = io_type
+        other = Design(self.graph, cfg)
+        other.fifo_depths = dict(self.fifo_depths)
+        return other
+
     def synthesize(self, *, target: str = "xc7", work_dir=None, dsp: bool = True) -> dict:
         """Yosys resource counts for the design on ``target`` (xc7, xcup, ice40)."""
         from .synth import synthesize
