@@ -181,7 +181,7 @@ class Design:
 
     def write(self, out_dir, *, n_vectors: int = 1000, seed: int = 0) -> Path:
         """Write ``rtl/`` (core and AXI4-Stream top), ``ip/`` (Vivado IP), ``<top>.core`` (FuseSoC),
-        ``tb/``, ``report.json``, ``config.yml`` and ``graph.json`` to ``out_dir``.
+        ``tb/``, ``report.json``, ``report.html``, ``config.yml`` and ``graph.json`` to ``out_dir``.
 
         Everything is built in a temporary sibling directory and moved into place at the end, so a
         failed build never leaves a half-written output directory.
@@ -203,9 +203,11 @@ class Design:
             from .ipxact import write_package
 
             write_package(self, tmp, n_vectors=n_vectors, seed=seed)
-            (tmp / "report.json").write_text(
-                json.dumps(self.report(), indent=2, sort_keys=True) + "\n"
-            )
+            report = self.report()
+            (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+            from .report_html import write_html
+
+            write_html(report, tmp / "report.html")
             (tmp / "config.yml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=True))
             (tmp / "graph.json").write_text(self.graph.to_json() + "\n")
             if out.exists():
