@@ -171,6 +171,32 @@ def _write_html(out: Path, report: dict, *, only_if_missing: bool = False) -> No
         print(f"  note: report.html has tables but no plots: {MISSING_PLOTS}")
 
 
+def _compare_io(design, res: dict, args, work: Path) -> dict:
+    """Synthesize the same network with the other interface and print both side by side."""
+    from .synth import SynthesisError
+
+    other_io = "io_parallel" if design.config.io_type == "io_stream" else "io_stream"
+    other = design.with_io_type(other_io)
+    print(f"  synthesizing the {other_io} variant for comparison ...")
+    try:
+        r2 = other.synthesize(target=args.target, work_dir=work / other_io, dsp=not args.no_dsp)
+    except SynthesisError as e:
+        raise RtlgenError(str(e)) from None
+    keys = ("lut", "ff", "dsp", "bram", "carry")
+    table = {
+        design.config.io_type: {**{k: res.get(k) for k in keys}, "latency": design.latency, "interval": design.initiation_interval},
+        other_io: {**{k: r2.get(k) for k in keys}, "latency": other.latency, "interval": other.initiation_interval},
+    }
+    rows = [("", *(k.upper() for k in keys), "latency", "interval")]
+    rows += [(io, *(_fmt_count(v[k]) for k in keys), str(v["latency"]), str(v["interval"])) for io, v in table.items()]
+    _print_rows(rows)
+    return table
+
+
+def _fmt_count(v) -> str:
+    return "-" if v is None else f"{v:,.0f}" if isinstance(v, (int, float)) else str(v)
+
+
 def _resource_rows(report: dict, res: dict) -> list[tuple]:
     keys = ("lut", "ff", "dsp", "bram", "carry")
     rows = [("", *(k.upper() for k in keys))]
@@ -256,7 +282,10 @@ def cmd_synth(args) -> int:
         else:
             print(f"  place and route on {p['part']}: {p.get('reason')}")
     print(f"  yosys: {res.get('yosys_seconds', 0):.1f} s" + (f", nextpnr: {p['seconds']:.1f} s" if p and p.get("seconds") else "") + f", total {time.perf_counter() - t0:.1f} s")
-    report.setdefault("synthesis", {})[args.target] = {k: v for k, v in res.items() if k not in ("log", "netlist")}
+    entry = {k: v for k, v in res.items() if k not in ("log", "netlist")}
+    if args.compare_io:
+        entry["compare_io"] = _compare_io(design, res, args, work)
+    report.setdefault("synthesis", {})[args.target] = entry
     report_path.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     _write_html(out, report)
     print(f"  written to {report_path} and {out / 'report.html'}")
@@ -454,6 +483,7 @@ def _parser() -> argparse.ArgumentParser:
     y.add_argument("--no-dsp", action="store_true", help="map multipliers to LUTs instead of DSPs")
     y.add_argument("--no-pnr", action="store_true", help="iCE40: skip place and route with nextpnr")
     y.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default 1)")
+    y.add_argument("--compare-io", action="store_true", help="also synthesize the other IOType (io_stream/io_parallel) and print both side by side")
     y.set_defaults(func=cmd_synth)
 
     r = sub.add_parser("report", help="print the report of a build")
