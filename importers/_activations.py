@@ -15,6 +15,8 @@ from rtlgen.config import Config
 from rtlgen.fixed import FixedType
 from rtlgen.ir import Node
 
+from ._errors import _up
+
 __all__ = ["FUNCTIONS", "build_activation", "build_softmax"]
 
 # name -> (kind, builder); "lut" functions go through tables, "pwl" ones are exact.
@@ -42,7 +44,8 @@ def build_activation(builder, config: Config, name: str, x: str, function: str, 
         function = "exp"
     if FUNCTIONS.get(function) == "lut":
         op = act.make_lut(function, src.type, out_type, table_size=_table_size(config, name, layer_type), params=params or None)
-        builder.graph.notes.append(f"{name}: {function} table of {len(op.table)} entries into {out_type}, worst-case error {op.max_error:.3g}")
+        fits = "" if op.fit_error >= op.max_error else f" ({_up(op.fit_error)} where {function} stays within {out_type})"
+        builder.graph.notes.append(f"{name}: {function} table of {len(op.table)} entries into {out_type}, worst-case error {_up(op.max_error)}{fits}")
     else:
         maker = {
             "hard_sigmoid": lambda: act.hard_sigmoid(params.get("variant", "keras3")),
@@ -87,5 +90,5 @@ def build_softmax(builder, config: Config, name: str, x: str, *, layer_type="Sof
     n = src.size
     out = builder.tensor(name, src.shape, t, 1.0, (np.full(n, t.min_mantissa, dtype=object), np.full(n, t.max_mantissa, dtype=object)))
     builder.graph.add_node(Node(name, op, [x], [out], {"source": source}))
-    builder.graph.notes.append(f"{name}: softmax ({strategy}) into {t}, worst-case error {op.max_error:.3g}")
+    builder.graph.notes.append(f"{name}: softmax ({strategy}) into {t}, worst-case error {_up(op.max_error)}")
     return out

@@ -11,6 +11,8 @@ import numpy as np
 from rtlgen.fixed import FixedType, cast, type_for_range
 from rtlgen.ir import Dense, Graph, Node, Relu, Requant, Tensor
 
+from ._errors import ErrorBounds, _up
+
 __all__ = ["GraphBuilder", "reachable", "dense_bounds", "cast_bounds"]
 
 
@@ -49,6 +51,11 @@ class GraphBuilder:
     def __init__(self, graph: Graph):
         self.graph = graph
         self.bounds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.errors = ErrorBounds()
+
+    def note_error_bounds(self) -> None:
+        """Add the notes with the worst-case error against the source model (see :mod:`._errors`)."""
+        self.graph.notes.extend(self.errors.notes(self.graph, self.bounds))
 
     def tensor(self, name, shape, ftype, scale=1.0, bounds=None) -> str:
         base, i = name, 1
@@ -111,6 +118,21 @@ class GraphBuilder:
         self.graph.add_node(Node(name, Requant(self.graph.tensors[out].type, list(lanes)), [x], [out], dict(attrs or {})))
         return out
 
+    def threshold(self, name, x, thresholds, *, base: int, step: int, frac: int, attrs=None) -> str:
+        """``base + step * #{k : x >= thresholds[k]}`` in every lane (mantissas at ``frac`` bits)."""
+        from rtlgen.ir import Threshold
+
+        xt = self.graph.tensors[x]
+        th = np.asarray(thresholds, dtype=np.int64).reshape(1, -1)
+        levels = th.shape[1]
+        th = np.repeat(th, xt.size, axis=0)
+        lo, hi = min(base, base + step * levels), max(base, base + step * levels)
+        n = xt.size
+        out = self.tensor(name, xt.shape, type_for_range(lo, hi, frac), xt.scale, (np.full(n, lo, dtype=object), np.full(n, hi, dtype=object)))
+        op = Threshold(th, np.ones(n, dtype=bool), base, step)
+        self.graph.add_node(Node(name, op, [x], [out], dict(attrs or {})))
+        return out
+
     def requant(self, name, x, ftype: FixedType, *, out_name=None, attrs=None) -> str:
         xt = self.graph.tensors[x]
         if (xt.type.width, xt.type.frac, xt.type.signed) == (ftype.width, ftype.frac, ftype.signed):
@@ -129,13 +151,33 @@ def _lane_range(bounds):
 class SpatialBuilder(GraphBuilder):
     """Adds the channels-last spatial ops of :mod:`rtlgen.spatial`."""
 
-    def conv(self, name, x, op, wfrac: int = 0, *, attrs=None) -> str:
+    def conv(self, name, x, op, wfrac: int = 0, *, reuse_factor=None, attrs=None) -> str:
+        """Add convolution ``op`` on ``x``; ``reuse_factor`` (from the configuration) is checked and
+        rounded down to an exact schedule, with a note when it is not one. Raises ValueError for a
+        factor outside ``1..positions*taps``."""
+        from rtlgen.layers._conv import valid_conv_reuse_factors
         from rtlgen.spatial import Conv
 
         assert isinstance(op, Conv)
         xt = self.graph.tensors[x]
         op.in_shape = tuple(xt.shape)
         out_shape = op.out_shape
+        if reuse_factor is not None:
+            P, K = op.reuse_shape()
+            if not 1 <= reuse_factor <= P * K:
+                raise ValueError(
+                    f"reuse factor {reuse_factor} cannot be used with {P} output positions of {K} kernel terms; "
+                    f"it must be between 1 (fully parallel) and {P * K} (one term per cycle)"
+                )
+            valid = valid_conv_reuse_factors(P, K)
+            r = max(v for v in valid if v <= reuse_factor)
+            if r != reuse_factor:
+                near = [v for v in valid if r // 2 <= v <= 2 * reuse_factor][:12]
+                self.graph.notes.append(
+                    f"{name}: reuse factor {reuse_factor} does not split {P} positions x {K} kernel terms evenly; "
+                    f"using {r} (exact choices near it: {', '.join(map(str, near))})"
+                )
+            op.reuse_factor = r
         if op.accum is not None:
             t = op.accum
             out = self.tensor(name, out_shape, t, xt.scale)
@@ -157,19 +199,57 @@ class SpatialBuilder(GraphBuilder):
         self.graph.add_node(Node(name, op, [x], [out], dict(attrs or {})))
         return out
 
-    def pool(self, name, x, op, *, extra_frac=0, attrs=None) -> str:
+    def pool(self, name, x, op, *, out_type=None, attrs=None) -> str:
+        """Add pooling ``op`` on ``x``. An average that is not exact in fixed point is rounded into
+        ``out_type`` (None: 'auto', a grid ``ceil(log2(window)) + 1`` bits finer than the input,
+        rounding to nearest) through a reciprocal accurate to an eighth of the output step, and
+        the build notes its worst-case error."""
+        from rtlgen.spatial import Pool
+
+        assert isinstance(op, Pool)
         xt = self.graph.tensors[x]
         op.in_shape = tuple(xt.shape)
-        lo_in, hi_in = _lane_range(self.bounds[x]) if op.kind == "avg" else (min(self.bounds[x][0]), max(self.bounds[x][1]))
         groups = op.groups()
         if op.kind == "max":
+            lo_in, hi_in = min(self.bounds[x][0]), max(self.bounds[x][1])
             lo = np.array([lo_in] * len(groups), dtype=object)
             hi = np.array([hi_in] * len(groups), dtype=object)
+            t = xt.type
+        elif op.exact:
+            lo_in, hi_in = _lane_range(self.bounds[x])
+            scale = [max(op.divisors()) // n for n in op.divisors()]
+            lo = np.array([lo_in * len(g) * k for g, k in zip(groups, scale)], dtype=object)
+            hi = np.array([hi_in * len(g) * k for g, k in zip(groups, scale)], dtype=object)
+            t = type_for_range(min(lo), max(hi), xt.type.frac + op.extra_frac)
         else:
-            lo = np.array([lo_in * len(g) for g in groups], dtype=object)
-            hi = np.array([hi_in * len(g) for g in groups], dtype=object)
-        frac = xt.type.frac + extra_frac
-        t = type_for_range(min(lo), max(hi), frac) if op.kind == "avg" else xt.type
+            lo_in, hi_in = _lane_range(self.bounds[x])
+            fi = xt.type.frac
+            biggest = max(op.divisors())
+            if out_type is None:
+                fo = fi + (biggest - 1).bit_length() + 1
+                out_type = type_for_range(lo_in << (fo - fi), (hi_in << (fo - fi)) + 1, fo).with_modes(rounding="RND")
+            most = max(len(g) for g in groups) * max(-lo_in, hi_in, 1)
+            # |sum| * 2**-recip_frac, the reciprocal's worst error, stays below an eighth of the output step.
+            op.recip_frac = max(most.bit_length() - fi + out_type.frac + 3, biggest.bit_length() + 1)
+            # Bounds: the extreme sums rounded (monotonic); any overflow makes the whole type reachable.
+            sat = out_type.with_modes(overflow="SAT")
+            ends = [
+                cast(np.array([b * len(g) * k for g, k in zip(groups, op.reciprocals())], dtype=object), fi + op.recip_frac, sat)
+                for b in (lo_in, hi_in)
+            ]
+            lo, hi = (np.array([int(v) for v in e], dtype=object) for e in ends)
+            if out_type.overflow != "SAT" and (min(lo) <= sat.min_mantissa or max(hi) >= sat.max_mantissa):
+                a, b = reachable(out_type)
+                lo, hi = np.full(len(groups), a, dtype=object), np.full(len(groups), b, dtype=object)
+            t = out_type
+            err, overflows = op.average_error(xt.type, out_type, lo_in, hi_in)
+            self.errors.local[name] = err
+            self.graph.notes.append(
+                f"{name}: average of {biggest} values as the window sum times {(1 << op.recip_frac) // biggest} * 2**-{op.recip_frac}"
+                + (" (fewer at padded edges, each with its own reciprocal)" if len(set(op.divisors())) > 1 else "") + ", "
+                f"rounded ({out_type.rounding}) into {out_type}, worst-case error {_up(err)}"
+                + (" where the average fits the type (it may overflow)" if overflows else "")
+            )
         out = self.tensor(name, op.out_shape, t, xt.scale, (lo, hi))
         self.graph.add_node(Node(name, op, [x], [out], dict(attrs or {})))
         return out

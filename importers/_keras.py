@@ -24,6 +24,7 @@ from rtlgen.ir import Graph
 from . import _hgq as hgq
 from ._activations import FUNCTIONS, build_activation, build_softmax
 from ._builder import SpatialBuilder
+from ._errors import rounding_error
 from ._hgq import is_hgq
 from ._keras_files import KerasModel, read_keras
 
@@ -256,6 +257,7 @@ class _KerasImporter:
             raise UnsupportedOpError(self.graph.name, "Model", "the model has no layer rtlgen can build")
         self.graph.outputs = [self.tensor_of[outputs[0]]]
         self.graph.verify()
+        self.b.note_error_bounds()
         return self.graph
 
     def _layer_refs(self, key):
@@ -337,6 +339,7 @@ class _KerasImporter:
         t = self.input_type(name)
         self.cur = self.b.tensor(name, shape, t)
         self.graph.inputs = [self.cur]
+        self.b.errors.inputs[self.cur] = rounding_error(None, t)
 
     def visit(self, layer, last):
         cls = layer["class_name"]
@@ -409,6 +412,8 @@ class _KerasImporter:
             reuse_factor=self.config.reuse_factor(name, "Dense"), strategy=self.config.strategy(name, "Dense"),
             attrs={"source": cls, "float_weights": not quantized},
         )  # fmt: skip
+        if self.weight_error is not None:
+            self.b.errors.weights[name] = self.weight_error
         self.after_weights_layer(name, quantized, "Dense")
 
     # -- convolution, pooling, layout ----------------------------------------------------------
@@ -467,7 +472,15 @@ class _KerasImporter:
             bias = np.asarray(named.get("bias", own[2] if len(own) > 2 else np.zeros(pointwise.shape[-1])), dtype=np.float64)
             wm, wfrac, _, accum, shift = self.quantize_params(layer, kernel, np.zeros(n_out), quantized, "Conv")
             op = Conv(wm, None, stride, padding, dilation, True, accum=accum, product_shift=shift)
-            self.cur = self.b.conv(name + "_depthwise", self.cur, op, wfrac, attrs={"source": cls})
+            try:
+                self.cur = self.b.conv(
+                    name + "_depthwise", self.cur, op, wfrac, reuse_factor=self.config.reuse_factor(name, "Conv"),
+                    attrs={"source": cls, "float_weights": not quantized},
+                )  # fmt: skip
+            except ValueError as e:
+                self.fail(layer, f"depthwise part: {e}")
+            if self.weight_error is not None:
+                self.b.errors.weights[name + "_depthwise"] = self.weight_error
             self.after_weights_layer(name + "_depthwise", quantized, "Conv")
             kernel, stride, padding, dilation, depthwise = pointwise.reshape(1, 1, *pointwise.shape[-2:]), (1, 1), ((0, 0), (0, 0)), (1, 1), False
             pointwise_layer = {"class_name": cls, "config": {**c, "kernel_quantizer": c.get("pointwise_quantizer")}}
@@ -479,11 +492,16 @@ class _KerasImporter:
                 kernel2, bias = self.fold_qkeras_batchnorm(layer, kernel.reshape(-1, kernel.shape[-1]), bias)
                 kernel = kernel2.reshape(kernel.shape)
             wm, wfrac, bias_m, accum, shift = self.quantize_params(layer, kernel, bias, quantized, "Conv")
-        reuse = self.config.reuse_factor(name, "Conv")
-        if reuse != 1:
-            self.fail(layer, f"reuse factor {reuse}: convolutions are fully parallel in io_parallel form; use ReuseFactor 1 for this layer")
         op = Conv(wm, bias_m if np.any(bias_m) else None, stride, padding, dilation, depthwise, accum=accum, product_shift=shift)
-        self.cur = self.b.conv(name, self.cur, op, wfrac, attrs={"source": cls, "float_weights": not quantized})
+        try:
+            self.cur = self.b.conv(
+                name, self.cur, op, wfrac, reuse_factor=self.config.reuse_factor(name, "Conv"),
+                attrs={"source": cls, "float_weights": not quantized},
+            )  # fmt: skip
+        except ValueError as e:
+            self.fail(layer, str(e))
+        if self.weight_error is not None:
+            self.b.errors.weights[name] = self.weight_error
         self.after_weights_layer(name, quantized, "Conv")
 
     def pool(self, layer):
@@ -501,11 +519,9 @@ class _KerasImporter:
             stride = self._pair(c.get("strides") or c.get("pool_size", 2), one_d)
             padding = self._padding(layer, shape, window, stride, (1, 1))
         op = Pool(kind, window, stride, padding)
-        try:
-            extra = op.extra_frac
-        except ValueError as e:
-            self.fail(layer, str(e))
-        self.cur = self.b.pool(name, self.cur, op, extra_frac=extra, attrs={"source": cls})
+        # An inexact average is rounded into the layer's result type, as hls4ml's pooling does.
+        out_type = self.config.precision(name, "result", "Pooling", auto=True)
+        self.cur = self.b.pool(name, self.cur, op, out_type=out_type, attrs={"source": cls})
         if cls.startswith("Global") and not c.get("keepdims", False):
             self.cur = self.b.reshape(name + "_flat", self.cur, (shape[2],))
 
@@ -561,6 +577,7 @@ class _KerasImporter:
         c = layer["config"]
         name = c["name"]
         xt = self.graph.tensors[self.cur]
+        kernel0, bias0 = np.asarray(kernel, dtype=np.float64), np.asarray(bias, dtype=np.float64)
         if quantized:
             if not c.get("kernel_quantizer") and not c.get("depthwise_quantizer"):
                 self.fail(layer, "a quantized layer without kernel_quantizer is not supported")
@@ -596,6 +613,14 @@ class _KerasImporter:
                 wfrac += bfrac - out_frac
                 out_frac = bfrac
             bias_m = np.array([int(b) << (out_frac - bfrac) for b in np.ravel(bm)], dtype=np.int64)
+        # What the configured types change against the float layer, for the reported error bound.
+        self.weight_error = None
+        if not quantized:
+            bias_frac = accum.frac if accum is not None else out_frac
+            self.weight_error = (
+                np.abs(kernel0 - np.asarray(wm, dtype=np.float64) * 2.0**-wfrac),
+                np.abs(bias0.ravel() - bias_m.astype(np.float64) * 2.0**-bias_frac),
+            )
         return wm, wfrac, bias_m, accum, shift
 
     def after_weights_layer(self, name, quantized, layer_type):
@@ -704,10 +729,13 @@ class _KerasImporter:
                     self.cur = self.b.relu(name + "_relu", self.cur, attrs={"source": cls})
                 self.cur = self.b.requant(name, self.cur, t, attrs={"source": f"{cls} {qname}"})
                 return
+            if qname in ("binary", "ternary"):
+                self.sign_activation(layer, name, act)
+                return
             if qname in ("relu", "linear", "softmax") or qname in FUNCTIONS:
                 act = qname
             else:
-                self.fail(layer, f"activation {qname!r} is not supported yet; supported are quantized_relu, quantized_bits, relu, linear")
+                self.fail(layer, f"activation {qname!r} is not supported yet; supported are quantized_relu, quantized_bits, binary, ternary, relu, linear")
         if act in (None, "linear"):
             return
         if act == "relu":
@@ -736,6 +764,40 @@ class _KerasImporter:
             self.apply_function(layer, act, {})
             return
         self.fail(layer, f"activation {act!r} is not supported; supported are linear, softmax, {', '.join(FUNCTIONS)} and QKeras quantized_relu/quantized_bits")
+
+    def sign_activation(self, layer, name, spec):
+        """QKeras ``binary``/``ternary`` as activations: exact thresholds on the input mantissas.
+
+        binary: ``alpha`` for x >= 0, else ``-alpha`` (0 with ``use_01``); ternary: ``alpha * sign(x)``
+        where ``|x| >= threshold`` (compared in float32, as QKeras does), else 0.
+        """
+        from fractions import Fraction
+
+        qname, kw = parse_quantizer(spec)
+        kw = _kwargs(qname, kw)
+        if kw.get("use_stochastic_rounding"):
+            self.fail(layer, f"{qname} with stochastic rounding has no deterministic hardware equivalent")
+        if kw.get("alpha") is None:
+            self.fail(layer, f"{qname} without alpha first applies tanh, which QKeras then rounds in float32; use alpha=1 or another power of two")
+        alpha = _pow2_alpha(kw.get("alpha"), name, qname)
+        xt = self.graph.tensors[self.cur]
+        if xt.scale != 1.0:
+            self.fail(layer, "its input has a scale that is not a power of two")
+        f = xt.type.frac
+        out_frac = -(math.frexp(alpha)[1] - 1)
+        if qname == "binary":
+            use_01 = bool(kw.get("use_01"))
+            thresholds, base, step = [0], (0 if use_01 else -1), (1 if use_01 else 2)
+        else:
+            t = Fraction(float(np.float32(0.33 if kw.get("threshold") is None else kw["threshold"])))
+            if t < 0:
+                self.fail(layer, f"ternary threshold {float(t)} must not be negative")
+            # -1 up to x <= -t (x < 0 when t = 0), +1 from x >= t (x > 0 when t = 0).
+            th1 = math.floor(-t * 2**f) + 1 if t > 0 else 0
+            th2 = math.ceil(t * 2**f) if t > 0 else 1
+            thresholds, base, step = [th1, th2], -1, 1
+        self.cur = self.b.threshold(name, self.cur, thresholds, base=base, step=step, frac=out_frac, attrs={"source": f"{layer['class_name']} {qname}"})
+        self.float_layer = None
 
     def apply_function(self, layer, function, params):
         cls, name = layer["class_name"], layer["config"]["name"]

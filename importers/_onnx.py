@@ -34,6 +34,7 @@ from rtlgen.ir import Dense, Graph, HostStage, Node, Relu, Requant, Threshold
 
 from ._activations import build_activation, build_softmax
 from ._builder import SpatialBuilder, cast_bounds, dense_bounds
+from ._errors import rounding_error
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ class _Importer:
             self.visit(node)
         self.finish(g.output[0].name)
         self.graph.verify()
+        self.builder.note_error_bounds()
         return self.graph
 
     def visit(self, node):
@@ -444,7 +446,15 @@ class _Importer:
         if shape is None or None in shape[1:]:
             self.fail(node, "the input quantizer's output shape is unknown")
         size = int(np.prod(shape[1:]))
-        name = self.new_tensor(node.output[0], (size,), ftype, scale)
+        hw_shape = (size,)
+        if len(shape) in (3, 4):
+            C, rest = shape[1], shape[2:]
+            H, W = (1, rest[0]) if len(rest) == 1 else rest
+            hw_shape = (H, W, C)
+            # The hardware takes images channels last; the host reorders the quantized NCHW input.
+            self.graph.input_order = np.arange(size).reshape(C, H, W).transpose(1, 2, 0).ravel().tolist()
+            self.graph.notes.append(f"channels-first input {tuple(shape[1:])} converted to channels-last {hw_shape}")
+        name = self.new_tensor(node.output[0], hw_shape, ftype, scale)
         self.graph.inputs = [name]
         self.graph.pre = self.host_stage(self.input_name, host.nodes + [node], node.output[0], "input quantizer")
         self.values[node.output[0]] = _Int(name, node.output[0])
@@ -526,6 +536,7 @@ class _Importer:
             wm = wtype.quantize(wv)
             wfrac = wtype.frac
             self.graph.notes.append(f"{name}: float weights quantized to {wtype}")
+            self.builder.errors.weights[name] = (np.abs(wv - wtype.to_float(wm)), np.zeros(wv.shape[1]))
         else:
             exps = {_pow2_exponent(float(s)) for s in np.unique(ws)}
             if None in exps:
@@ -566,7 +577,7 @@ class _Importer:
         if self.config.has_precision(self.input_name, "input"):
             itype = self.config.precision(self.input_name, "input")
         hw_shape = (size,)
-        if len(shape) in (3, 4) and node.op_type == "Conv":
+        if len(shape) in (3, 4) and node.op_type in ("Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"):
             C, rest = shape[1], shape[2:]
             H, W = (1, rest[0]) if len(rest) == 1 else rest
             hw_shape = (H, W, C)
@@ -576,6 +587,7 @@ class _Importer:
         name = self.new_tensor(self.input_name, hw_shape, itype)
         self.graph.inputs = [name]
         self.graph.notes.append(f"float model: input quantized to {itype}")
+        self.builder.errors.inputs[name] = rounding_error(None, itype)
         return _Int(name, self.input_name)
 
     def fixed_input(self, node, x) -> _Int:
@@ -657,6 +669,8 @@ class _Importer:
         xt = self.graph.tensors[x.tensor]
         if len(xt.shape) != 3:
             self.fail(node, f"expects an image (N, C, H, W) or sequence (N, C, L), not {xt.shape}")
+        if xt.scale != 1.0:
+            self.fail(node, "inputs with a scale that is not a power of two are not supported yet; put a Quant with a power-of-two scale before it")
         w = self.const(node, node.input[1], "the convolution kernel")
         wv, wm = w.value, w.mant
         one_d = wv.ndim == 3
@@ -684,6 +698,9 @@ class _Importer:
         k = np.transpose(np.asarray(wm, dtype=np.int64), (2, 3, 1, 0))
         if depthwise:
             k = k.reshape(kh, kw, C, cout // C)
+        if w.mant is None:
+            dw = np.abs(np.transpose(np.asarray(wv, dtype=np.float64), (2, 3, 1, 0)).reshape(k.shape) - k * 2.0**-wfrac)
+            self.builder.errors.weights[name] = (dw, np.zeros(k.shape[2] * k.shape[3] if depthwise else cout))
         stride = tuple(int(v) for v in a.get("strides", [1, 1]))
         dil = tuple(int(v) for v in a.get("dilations", [1, 1]))
         if one_d:
@@ -700,8 +717,14 @@ class _Importer:
         else:
             p = [int(v) for v in a["pads"]]
             padding = ((p[0], p[2]), (p[1], p[3])) if not one_d else ((0, 0), (p[0], p[1]))
-        op = Conv(k, None, stride, padding, dil, depthwise, reuse_factor=1)
-        out = self.builder.conv(name, x.tensor, op, wfrac, attrs={"source": "Conv", "float_weights": w.mant is None})
+        op = Conv(k, None, stride, padding, dil, depthwise)
+        try:
+            out = self.builder.conv(
+                name, x.tensor, op, wfrac, reuse_factor=self.config.reuse_factor(name, "Conv"),
+                attrs={"source": "Conv", "float_weights": w.mant is None},
+            )  # fmt: skip
+        except ValueError as e:
+            self.fail(node, str(e))
         result = _Int(out, node.output[0])
         if len(node.input) > 2 and node.input[2]:
             add = helper.make_node("Add", [node.output[0] + "__acc", node.input[2]], [node.output[0]], name=name + "_bias")
@@ -718,7 +741,7 @@ class _Importer:
         from rtlgen.spatial import Pool
 
         a = _attrs(node)
-        x = self.fixed_input(node, ins[0])
+        x = self.float_input(node) if isinstance(ins[0], _Host) and self.float_model else self.fixed_input(node, ins[0])
         xt = self.graph.tensors[x.tensor]
         if len(xt.shape) != 3:
             self.fail(node, f"expects an image, not {xt.shape}")
@@ -734,12 +757,16 @@ class _Importer:
             padding = ((p[0], p[2]), (p[1], p[3])) if len(ks) == 2 else ((0, 0), (p[0], p[1]))
             if a.get("ceil_mode", 0):
                 self.fail(node, "ceil_mode=1 is not supported")
-        op = Pool(kind, window, stride, padding)
-        try:
-            extra = op.extra_frac
-        except ValueError as e:
-            self.fail(node, str(e))
-        out = self.builder.pool(node.name, x.tensor, op, extra_frac=extra, attrs={"source": node.op_type})
+        op = Pool(kind, window, stride, padding, in_shape=xt.shape, count_include_pad=bool(a.get("count_include_pad", 0)))
+        if not op.exact and not self.float_model:
+            self.fail(
+                node,
+                f"average pooling over {max(op.divisors())} values in a quantized model: its float result is not "
+                f"exact in fixed point; use a power-of-two window (or MaxPool)",
+            )
+        # A float model's inexact average is rounded into the layer's configured result type.
+        out_type = self.config.precision(node.name, "result", "Pooling", auto=True)
+        out = self.builder.pool(node.name, x.tensor, op, out_type=out_type, attrs={"source": node.op_type})
         self.values[node.output[0]] = _Int(out, node.output[0])
 
     def float_result(self, pending: _Pending) -> _Int:
@@ -819,7 +846,11 @@ class _Importer:
             if not can_fold:
                 return None
             if float_bias_type is not None:
-                cv = float_bias_type.to_float(float_bias_type.quantize(cv))
+                quantized = float_bias_type.to_float(float_bias_type.quantize(cv))
+                if dense_node.name in self.builder.errors.weights:
+                    dw, db = self.builder.errors.weights[dense_node.name]
+                    self.builder.errors.weights[dense_node.name] = (dw, db + np.abs(cv - quantized))
+                cv = quantized
             need = max(_dyadic_frac(v) for v in cv)
             if need is None or need > 48:
                 return None

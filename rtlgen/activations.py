@@ -138,6 +138,8 @@ class Lut:
     function: str = ""
     max_error: float | None = None
     rom: str = "memory"
+    # The same maximum over the inputs whose f(x) lies within the output type's range (None: unknown).
+    fit_error: float | None = None
 
     def __post_init__(self):
         table = np.asarray(self.table)
@@ -157,6 +159,8 @@ class Lut:
             raise ValueError(f"shift must be non-negative, not {self.shift}")
         if self.max_error is not None:
             self.max_error = float(self.max_error)
+        if self.fit_error is not None:
+            self.fit_error = float(self.fit_error)
         if self.rom not in _ROMS:
             raise ValueError(f"rom must be one of {', '.join(_ROMS)}, not {self.rom!r}")
 
@@ -197,8 +201,9 @@ def make_lut(
 
     The input range ``[src_type.min, src_type.max]`` is cut into ``min(2**src_type.width,
     table_size)`` buckets of ``2**shift`` consecutive mantissas (``shift`` the smallest that fits;
-    the clip in :class:`Lut` never acts). Each entry is ``out_type.quantize(v)`` (its rounding and
-    overflow), where ``v`` is, with ``a`` and ``b`` the bucket's lowest and highest input:
+    the clip in :class:`Lut` never acts). Each entry is ``out_type.quantize(v)`` (its rounding; ``v``
+    is first clipped to the output range, so entries saturate and never wrap), where ``v`` is, with
+    ``a`` and ``b`` the bucket's lowest and highest input:
 
     * ``sample="midrange"`` (default): ``(f(a) + f(b)) / 2``, the constant closest to ``f`` over the
       bucket, since every function here is monotonic;
@@ -206,6 +211,9 @@ def make_lut(
     * ``"lowest"``: ``f(a)``, as hls4ml's tables.
 
     When a bucket is a single input all three are ``f(x)``: the table is then ``f`` rounded.
+
+    ``fit_error`` is the same maximum over the inputs where ``f(x)`` lies within ``out_type``'s range
+    (what is left when no output overflows or saturates).
 
     ``max_error`` is ``max |y(x) - f(x)|`` over every input mantissa when ``src_type`` is at most 20
     bits wide; wider, it is the same maximum taken over the lowest and highest input of each bucket,
@@ -245,15 +253,26 @@ def make_lut(
         v = fa
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{name} is not finite in float64 over the range of {src_type}")
+    # Entries saturate at the output range whatever its overflow mode: a bucket whose function
+    # leaves the range (or straddles its edge) holds the nearest representable value, never a wrap.
+    v = np.clip(v, float(out_type.min), float(out_type.max))
     lut = Lut(out_type.quantize(v), shift=shift, offset=offset, function=name)
 
+    top, bottom = float(out_type.max), float(out_type.min)
     if src_type.width <= _EXHAUSTIVE_BITS:
         x = np.arange(lo, hi + 1, dtype=np.int64)
-        err = np.abs(out_type.to_float(lut.table[lut.index(x)]) - f(src_type.to_float(x)))
+        fx = f(src_type.to_float(x))
+        err = np.abs(out_type.to_float(lut.table[lut.index(x)]) - fx)
+        fit = err[(fx >= bottom) & (fx <= top)]
     else:
         y = out_type.to_float(lut.table)
         err = np.maximum(np.abs(y - fa), np.abs(y - fb))
+        # Over a bucket's fitting inputs f lies between its ends clipped to the output range.
+        ca, cb = np.clip(fa, bottom, top), np.clip(fb, bottom, top)
+        some = ~(((fa > top) & (fb > top)) | ((fa < bottom) & (fb < bottom)))
+        fit = np.maximum(np.abs(y - ca), np.abs(y - cb))[some]
     lut.max_error = float(err.max())
+    lut.fit_error = float(fit.max(initial=0.0))
     return lut
 
 

@@ -9,10 +9,11 @@ input lanes into per-output-lane sums, maxima or copies.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
-from .fixed import FixedType, overflow, round_shift
+from .fixed import FixedType, cast, int_array, overflow, round_shift
 from .ir import register_op
 
 __all__ = ["Conv", "Pool", "Gather", "Reshape", "conv_output_shape", "same_padding"]
@@ -132,11 +133,39 @@ class Conv:
             y = y + self.bias_lanes()
         return int_array(overflow(y, self.accum)) if self.accum is not None else int_array(y)
 
+    def reuse_terms(self) -> tuple[np.ndarray, np.ndarray]:
+        """The layer position by position, for :class:`rtlgen.layers._conv.ConvReuse`: ``lanes``
+        ``(positions, channels or 1, keys)`` (input lane, ``-1`` for padding) and ``weights``
+        ``(channels, keys)``. Keys are ``(tap, input channel)``, or taps when depthwise."""
+        kh, kw, cin, c2 = self.weight.shape
+        win, _ = _windows(self.in_shape, (kh, kw), self.stride, self.padding, self.dilation)  # (P, T, C)
+        P, T = win.shape[:2]
+        w = self.weight.reshape(T, cin, c2).astype(np.int64)
+        if self.depthwise:
+            lanes = np.repeat(win.transpose(0, 2, 1), c2, axis=1)  # (P, C*M, T): channel c*M + m reads c
+            weights = w.transpose(1, 2, 0).reshape(cin * c2, T)
+        else:
+            lanes = win.reshape(P, 1, T * cin)
+            weights = w.reshape(T * cin, c2).T
+        return lanes, weights
+
+    def reuse_shape(self) -> tuple[int, int]:
+        """``(output positions, kernel terms per output)``: the reuse factor ranges over 1..their product."""
+        kh, kw, cin, _ = self.weight.shape
+        oh, ow, _ = self.out_shape
+        return oh * ow, kh * kw * (1 if self.depthwise else cin)
+
     def hardware(self, src, dst):
         from rtlgen.layers import SumOfProducts
 
         if self.reuse_factor != 1:
-            raise ValueError("convolutions are fully parallel in io_parallel form (reuse factor 1)")
+            from rtlgen.layers._conv import ConvReuse
+
+            lanes, weights = self.reuse_terms()
+            return ConvReuse(
+                src.type, src.size, dst.type, lanes=lanes, weights=weights, bias=self.bias_lanes(),
+                reuse_factor=self.reuse_factor, accum=self.accum, product_shift=self.product_shift,
+            )  # fmt: skip
         return SumOfProducts(
             src.type, src.size, dst.type, terms=self.terms(), bias=self.bias_lanes(),
             adder_levels=self.adder_levels, accum=self.accum, product_shift=self.product_shift,
@@ -145,8 +174,16 @@ class Conv:
 
 @dataclass
 class Pool:
-    """Max or average pooling (``kind``), channels last. Average pooling sums the window; the
-    division by a power-of-two window size is absorbed into the output's fractional bits."""
+    """Max or average pooling (``kind``), channels last.
+
+    An average divides each window's sum by its number of values (padding excluded, as Keras and
+    ONNX's default ``count_include_pad=0`` do; with ``count_include_pad`` by the full window).
+    When every divisor is a power of two the average is exact: the sum, scaled by a power of two
+    per lane, on a grid ``extra_frac`` bits finer than the input. Otherwise ``recip_frac`` is set
+    and each lane computes ``cast(sum * r, in_frac + recip_frac, out_type)`` with the constant
+    ``r = floor(2**recip_frac / divisor)`` and the output type's rounding and overflow: the same
+    integers in golden and hardware, within :meth:`average_error` of the true average.
+    """
 
     kind: str = "max"
     pool: tuple = (2, 2)
@@ -154,6 +191,8 @@ class Pool:
     padding: tuple = ((0, 0), (0, 0))
     in_shape: tuple = ()
     adder_levels: int = 3
+    count_include_pad: bool = False
+    recip_frac: int | None = None
 
     def __post_init__(self):
         self.pool, self.stride = tuple(self.pool), tuple(self.stride)
@@ -167,35 +206,84 @@ class Pool:
         oh, ow = conv_output_shape(self.in_shape[:2], self.pool, self.stride, self.padding)
         return (oh, ow, self.in_shape[2])
 
-    @property
-    def extra_frac(self) -> int:
-        """Fractional bits an average adds (the window sum divided by a power of two), 0 for max.
-
-        Raises ValueError for windows whose average is not exact in fixed point."""
-        if self.kind == "max":
-            return 0
-        count = self.pool[0] * self.pool[1]
-        if count & (count - 1) or any(p != (0, 0) for p in self.padding):
-            raise ValueError(
-                f"average pooling over {count} values with padding {self.padding}: only unpadded "
-                f"power-of-two windows are exact; use a 2x2/4x4 window or max pooling"
-            )
-        return count.bit_length() - 1
-
     def groups(self) -> list:
         """Per output lane, the input lanes of its window (padding excluded)."""
         win, _ = _windows(self.in_shape, self.pool, self.stride, self.padding, (1, 1))
         C = self.in_shape[2]
         return [[int(i) for i in win[p, :, c] if i >= 0] for p in range(win.shape[0]) for c in range(C)]
 
+    def divisors(self) -> list:
+        """Per output lane, what its window sum is divided by."""
+        full = self.pool[0] * self.pool[1]
+        return [full if self.count_include_pad else len(g) for g in self.groups()]
+
+    @property
+    def exact(self) -> bool:
+        """Max pooling, or an average whose every divisor is a power of two."""
+        return self.kind == "max" or all(n & (n - 1) == 0 for n in self.divisors())
+
+    @property
+    def extra_frac(self) -> int:
+        """Fractional bits an exact average adds (0 for max pooling).
+
+        Raises ValueError when the average is not exact in fixed point (it then needs ``recip_frac``)."""
+        if self.kind == "max":
+            return 0
+        if not self.exact:
+            raise ValueError(f"average pooling over {max(self.divisors())} values is not exact in fixed point; it needs a reciprocal (recip_frac)")
+        return max(self.divisors()).bit_length() - 1
+
+    def reciprocals(self) -> list:
+        """Per output lane, ``floor(2**recip_frac / divisor)``: rounded toward zero, so a product is
+        never further from zero than the true average and cannot overflow where the average fits."""
+        return [(1 << self.recip_frac) // n for n in self.divisors()]
+
+    def _lane_weights(self) -> list:
+        big = max(self.divisors())
+        return [big // n for n in self.divisors()]
+
     def golden(self, x, src, dst):
-        x = np.asarray(x)
+        x = int_array(np.asarray(x))
         out = np.empty((len(x), 0), dtype=np.int64)
-        cols = []
-        for g in self.groups():
-            v = x[:, g]
-            cols.append(v.max(axis=1) if self.kind == "max" else v.sum(axis=1))
-        return np.stack(cols, axis=1) if cols else out
+        groups = self.groups()
+        if not groups:
+            return out
+        if self.kind == "max":
+            return np.stack([x[:, g].max(axis=1) for g in groups], axis=1)
+        sums = np.stack([x[:, g].sum(axis=1) for g in groups], axis=1)
+        if self.recip_frac is None:
+            return int_array(sums * np.array(self._lane_weights(), dtype=np.int64))
+        r = np.array(self.reciprocals(), dtype=object)
+        return int_array(cast(sums.astype(object) * r, src.type.frac + self.recip_frac, dst.type))
+
+    def average_error(self, src_type: FixedType, out_type: FixedType, lo: int, hi: int) -> tuple[float, bool]:
+        """``(worst-case |output - true average|, whether the output type may overflow)`` in real
+        units, for input mantissas in ``[lo, hi]`` (exact path: 0). Over every reachable window sum
+        when there are at most 2**20 of them per window size, else a bound from the reciprocal's
+        error and the output rounding; overflowing sums are left out of the maximum."""
+        if self.kind == "max" or self.recip_frac is None:
+            return 0.0, False
+        fi, F, fo = src_type.frac, self.recip_frac, out_type.frac
+        worst, overflows = Fraction(0), False
+        lanes = {(len(g), n, r) for g, n, r in zip(self.groups(), self.divisors(), self.reciprocals())}
+        for m, n, r in sorted(lanes):
+            s_lo, s_hi = m * min(lo, 0), m * max(hi, 0)
+            # In units of 2**-(fi + fo) / n: the true average is s * 2**fo, the output y * n * 2**fi.
+            lo_ok, hi_ok = out_type.min_mantissa * n * 2**fi, out_type.max_mantissa * n * 2**fi
+            if s_lo * 2**fo < lo_ok or s_hi * 2**fo > hi_ok:
+                overflows = True
+            if s_hi - s_lo <= 1 << 18:
+                sums = np.arange(s_lo, s_hi + 1).astype(object)
+                y = cast(sums * r, fi + F, out_type).astype(object)
+                true = sums * 2**fo
+                inside = (true >= lo_ok) & (true <= hi_ok)
+                err = np.abs(y * (n * 2**fi) - true)[inside]
+                worst = max(worst, Fraction(int(err.max(initial=0)), n * 2 ** (fi + fo)))
+            else:
+                recip = abs(Fraction(r, 2**F) - Fraction(1, n)) * Fraction(max(-s_lo, s_hi), 2**fi)
+                rnd = Fraction(1, 2**fo) if out_type.rounding in ("TRN", "TRN_ZERO") else Fraction(1, 2 ** (fo + 1))
+                worst = max(worst, recip + rnd)
+        return float(worst), overflows
 
     def hardware(self, src, dst):
         from rtlgen.layers import MaxTree, SumOfProducts
@@ -203,7 +291,15 @@ class Pool:
         groups = self.groups()
         if self.kind == "max":
             return MaxTree(src.type, src.size, dst.type, groups=groups, adder_levels=self.adder_levels)
-        return SumOfProducts(src.type, src.size, dst.type, terms=[[(i, 1) for i in g] for g in groups], adder_levels=self.adder_levels)
+        if self.recip_frac is None:
+            terms = [[(i, w) for i in g] for g, w in zip(groups, self._lane_weights())]
+            return SumOfProducts(src.type, src.size, dst.type, terms=terms, adder_levels=self.adder_levels)
+        from rtlgen.layers._pool import ScaledSum
+
+        return ScaledSum(
+            src.type, src.size, dst.type, groups=groups, factors=self.reciprocals(), factor_frac=self.recip_frac,
+            adder_levels=self.adder_levels,
+        )  # fmt: skip
 
 
 @dataclass

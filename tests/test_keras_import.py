@@ -299,3 +299,73 @@ def test_auto_precision_capped_by_maximum(tmp_path, rng):
     x = rng.uniform(-4, 4, (300, 6))
     # Capping drops only fraction bits: the outputs differ from the exact ones by less than 2**-9.
     assert np.max(np.abs(design.predict(x) - exact.predict(x))) < 2.0**-9
+
+
+# -- QKeras convolutions and binary networks (models built by scripts/make_qkeras_layer_references.py)
+
+
+def _qkeras_model(name):
+    path = DATA / "qkeras" / f"{name}.h5"
+    if not path.exists():
+        pytest.skip(f"stored QKeras model {path.name} not generated (scripts/make_qkeras_layer_references.py)")
+    return path, _qkeras_refs(name)
+
+
+def _check_trace(design, refs):
+    layers = [k.split("/", 1)[1] for k in refs.files if k.startswith("layer/")]
+    n = len(refs[f"layer/{layers[0]}"])
+    trace = design.trace(refs["x"][:n].astype(np.float32))
+    compared = [name for name in layers if name in trace]
+    for name in compared:
+        assert np.array_equal(trace[name].reshape(n, -1).astype(np.float32), refs[f"layer/{name}"].reshape(n, -1)), name
+    return compared
+
+
+def test_qkeras_cnn_equals_qkeras_predict():
+    """QConv2D, QDepthwiseConv2D, QSeparableConv2D, QConv2DBatchnorm, QConv1D: golden == QKeras."""
+    path, refs = _qkeras_model("qkeras_cnn")
+    design = rtlgen.convert(path)
+    x = refs["x"].astype(np.float32)
+    assert np.array_equal(design.quantize_input(x), design.input_tensor.type.quantize(x.reshape(len(x), -1)))  # on the grid
+    assert np.array_equal(design.predict(x).astype(np.float32), refs["y"])
+    compared = _check_trace(design, refs)
+    assert {"qc1", "a1", "qdw", "a2", "qsep", "a3", "qcbn", "a4", "qc1d", "a5", "mp", "fc"} <= set(compared)
+    # The weights the layers multiply with are QKeras's, batch norm folded into qcbn as QKeras folds it.
+    for layer, key in (("qc1", "kernel"), ("qdw", "depthwise"), ("qcbn", "kernel"), ("qc1d", "kernel")):
+        node = design.graph.node(layer)
+        src, dst = design.graph.tensors[node.inputs[0]], design.graph.tensors[node.outputs[0]]
+        w = node.op.weight * 2.0 ** -(dst.type.frac - src.type.frac)
+        assert np.array_equal(w.reshape(-1), refs[f"qweights/{layer}/{key}"].reshape(-1)), layer
+
+
+def test_qkeras_binary_network_equals_qkeras_predict():
+    """Binary input, binary and ternary kernels and activations: golden == QKeras, thresholds exact."""
+    path, refs = _qkeras_model("qkeras_bnn")
+    design = rtlgen.convert(path)
+    kinds = {n.name: n.kind for n in design.graph.nodes}
+    assert kinds["bin_in"] == kinds["act1"] == kinds["act2"] == "Threshold"
+    assert np.array_equal(design.predict(refs["x"]).astype(np.float32), refs["y"])
+    assert {"bin_in", "fc1", "act1", "fc2", "act2", "fc3"} <= set(_check_trace(design, refs))
+    assert set(np.unique(refs["layer/act2"]).tolist()) == {-1.0, 0.0, 1.0}  # every ternary level occurs
+
+
+def test_qkeras_sign_activations_refused_without_alpha(tmp_path):
+    layers = [
+        {"class_name": "InputLayer", "config": {"name": "inp", "batch_input_shape": [None, 4]}},
+        {"class_name": "QActivation", "config": {"name": "b", "activation": "binary()"}},
+    ]
+    with pytest.raises(UnsupportedOpError, match=r"^node 'b' \(QActivation\): binary without alpha first applies tanh"):
+        rtlgen.convert(_keras3_file(tmp_path / "m.keras", layers, {}))
+
+
+@pytest.mark.parametrize(
+    "name,cfg",
+    # The CNN's Verilog is about 3 MB: minutes of Verilator build, so it runs with the long tests.
+    [pytest.param("qkeras_cnn", {"LayerType": {"Conv": {"ReuseFactor": 3}}}, marks=pytest.mark.slow), ("qkeras_bnn", {})],
+)
+def test_qkeras_cnn_and_binary_network_rtl(tmp_path, name, cfg):
+    """RTL == golden (== QKeras, above) on the stored inputs, under random stalls."""
+    path, refs = _qkeras_model(name)
+    design = rtlgen.convert(path, cfg)
+    assert np.array_equal(design.predict(refs["x"]).astype(np.float32), refs["y"])
+    _simulate_refs(design, {"x": refs["x"].astype(np.float32)}, 300, tmp_path, stall="random")

@@ -1,0 +1,58 @@
+"""Average pooling whose window sizes are not powers of two: a window sum times a constant reciprocal."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Const, Module
+
+from rtlgen.fixed import FixedType, type_for_range
+
+from ._common import Layer
+from ._dense import SumOfProducts
+from ._elementwise import requantize
+
+__all__ = ["ScaledSum"]
+
+
+class ScaledSum(Layer):
+    """Output lane ``o`` = ``cast(sum(x[i] for i in groups[o]) * factors[o])`` from the grid
+    ``in_type.frac + factor_frac`` into ``out_type`` (its rounding and overflow).
+
+    The sums come from the pipelined adder tree of :class:`SumOfProducts` (same ``latency``,
+    interval 1); the constant product and the rounding follow its last register combinationally.
+    """
+
+    def __init__(self, in_type, n_in, out_type, *, groups, factors, factor_frac, adder_levels=3):
+        self.groups = [list(g) for g in groups]
+        self.factors = [int(f) for f in factors]
+        self.factor_frac = int(factor_frac)
+        if len(self.factors) != len(self.groups) or any(f <= 0 for f in self.factors):
+            raise ValueError("factors must be one positive integer per output lane")
+        # The sums are exact: a type wide enough for the largest window at either end of the input range.
+        most = max((len(g) for g in self.groups), default=1)
+        self.sum_type = type_for_range(min(in_type.min_mantissa, 0) * most, max(in_type.max_mantissa, 0) * most, in_type.frac)
+        self.tree = SumOfProducts(in_type, n_in, self.sum_type, terms=[[(i, 1) for i in g] for g in self.groups], adder_levels=adder_levels)
+        super().__init__(in_type, n_in, out_type, len(self.groups))
+
+    @property
+    def latency(self) -> int:
+        return self.tree.latency
+
+    initiation_interval = 1
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.tree = tree = self.tree
+        m.d.comb += [
+            tree.i.payload.eq(self.i.payload),
+            tree.i.valid.eq(self.i.valid),
+            self.i.ready.eq(tree.i.ready),
+            self.o.valid.eq(tree.o.valid),
+            tree.o.ready.eq(self.o.ready),
+        ]
+        frac = self.in_type.frac + self.factor_frac
+        for o, f in enumerate(self.factors):
+            p = tree.o.payload[o] * Const(f)
+            w = p.shape().width
+            src = FixedType(w, w - frac, p.shape().signed)
+            m.d.comb += self.o.payload[o].eq(requantize(p, src, self.out_type))
+        return m
