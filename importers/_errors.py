@@ -53,10 +53,34 @@ class ErrorBounds:
     def propagate(self, graph: Graph, bounds: dict) -> dict[str, float]:
         """``tensor -> bound`` for every tensor of the graph."""
         err = {t: self.inputs.get(t, 0.0) for t in graph.inputs}
+        # Largest magnitude of each tensor's built values where nothing overflows: a wrapping cast's
+        # bounds are its whole type, but without overflow it cannot exceed its input (plus a step).
+        self.mag = {t: _magnitude(graph.tensors[t], bounds) for t in graph.inputs}
         for node in graph.nodes:
             ins = [err[t] for t in node.inputs]
             err[node.outputs[0]] = self._node(graph, bounds, node, ins)
+            self.mag[node.outputs[0]] = self._node_magnitude(graph, bounds, node)
         return err
+
+    def _node_magnitude(self, graph, bounds, node) -> float:
+        from rtlgen.spatial import Conv, Gather, Pool, Reshape
+
+        op = node.op
+        dst = graph.tensors[node.outputs[0]]
+        own = _magnitude(dst, bounds)
+        m_in = self.mag[node.inputs[0]]
+        if isinstance(op, Requant):
+            return min(own, m_in + 2.0**-op.type.frac * dst.scale)
+        if isinstance(op, (Relu, Gather, Reshape)) or (isinstance(op, Pool) and op.recip_frac is None):
+            return min(own, m_in)
+        if isinstance(op, (Dense, Conv)) and op.accum is None:
+            src = graph.tensors[node.inputs[0]]
+            scale = 2.0 ** -(dst.type.frac - src.type.frac)
+            w = np.abs(np.asarray(op.weight, dtype=np.float64)) * scale
+            per_out = w.sum(axis=0) if isinstance(op, Dense) else w.sum(axis=(0, 1) if op.depthwise else (0, 1, 2)).reshape(-1)
+            b = np.abs(np.asarray(op.bias if op.bias is not None else 0.0, dtype=np.float64)) * 2.0**-dst.type.frac
+            return min(own, float(np.max(per_out * m_in + b, initial=0.0)) * dst.scale)
+        return own
 
     def notes(self, graph: Graph, bounds: dict) -> list[str]:
         err = self.propagate(graph, bounds)
@@ -128,7 +152,8 @@ class ErrorBounds:
         wfrac = dst.type.frac - src.type.frac + op.product_shift
         lo, hi = bounds[node.inputs[0]]
         step = 2.0**-src.type.frac * src.scale
-        mag = np.maximum(np.abs(np.asarray(lo, dtype=np.float64)), np.abs(np.asarray(hi, dtype=np.float64))) * step + e
+        lanes = np.maximum(np.abs(np.asarray(lo, dtype=np.float64)), np.abs(np.asarray(hi, dtype=np.float64))) * step
+        mag = np.minimum(lanes, self.mag[node.inputs[0]]) + e
         if op.accum is not None and op.product_shift > 0:
             prod = rounding_error(None, op.accum)
         else:

@@ -156,6 +156,43 @@ def test_float_onnx_model_uses_config_precision(rng):
     assert np.max(np.abs(design.predict(x) - ref)) < 0.05
 
 
+def _output_bound(design):
+    import re
+
+    (bound,) = [float(v) for n in design.graph.notes for v in re.findall(r"^output \S+: worst-case error (\S+) against the model", n)]
+    return bound
+
+
+def test_reported_error_bound_holds_over_the_input_range(rng):
+    """Float weights, biases, inputs and results rounded by the configuration: the build's bound on
+    the output error holds on inputs spread over the whole input type, and is not vacuous."""
+    w1 = rng.normal(0, 0.5, (6, 5)).astype(np.float32)
+    b1 = rng.normal(0, 0.3, 5).astype(np.float32)
+    w2 = rng.normal(0, 0.5, (5, 3)).astype(np.float32)
+    inits = [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"))]
+    nodes = [
+        helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1"),
+        helper.make_node("Relu", ["h"], ["hr"], name="relu1"),
+        helper.make_node("MatMul", ["hr", "w2"], ["y"], name="fc2"),
+    ]
+    g = helper.make_graph(nodes, "float_net", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], initializer=inits)  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    # Inputs within [-2, 2): no value can overflow fixed<12,5>, so the bound's condition holds everywhere.
+    cfg = {"Model": {"Precision": "fixed<12,5>"}, "LayerName": {"x": {"Precision": "fixed<8,2>"}}}
+    design = rtlgen.convert(model, cfg)
+    bound = _output_bound(design)
+    x = rng.uniform(-2, 2, (5000, 6))
+    ref = np.maximum(x @ w1.astype(np.float64) + b1, 0) @ w2.astype(np.float64)  # exact real arithmetic
+    err = np.max(np.abs(design.predict(x) - ref))
+    assert err <= bound < 8 * err
+
+
+def test_quantized_model_reports_exactness():
+    design = rtlgen.convert(qonnx_mlp((4, 3, 2), seed=0))
+    assert _output_bound(design) == 0
+
+
 def test_dense_weights_are_integers_and_bias_folded():
     design = rtlgen.convert(qonnx_mlp((4, 3, 2), seed=0))
     dense = [n.op for n in design.graph.nodes if isinstance(n.op, Dense)]
