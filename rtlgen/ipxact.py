@@ -4,8 +4,8 @@
 
 ``rtl/<top>_axis.v``
     The design inside :class:`rtlgen.layers.AxisTop` (ports ``aclk``, ``aresetn``, ``s_axis_*``,
-    ``m_axis_*``; packing in docs/axi-stream.md), one self-contained file.
-``ip/component.xml``, ``ip/hdl/<top>_axis.v``
+    ``m_axis_*``; packing in docs/axi-stream.md); it instantiates the core module of ``rtl/<top>.v``.
+``ip/component.xml``, ``ip/hdl/<top>_axis.v`` + ``ip/hdl/<top>.v``
     A Vivado IP: IP-XACT (IEEE 1685-2009, the schema Vivado reads and writes) declaring the
     AXI4-Stream slave ``s_axis`` and master ``m_axis``, the clock ``aclk`` (associated with both
     and with the reset) and the active-low reset ``aresetn``, the ports, the file sets and the
@@ -99,13 +99,35 @@ def axis_geometry(design) -> dict:
     return geo
 
 
-def axis_top(design):
-    """The design's network inside :class:`rtlgen.layers.AxisTop`."""
+def _core_instance(design):
+    """A component with the network's ports that instantiates the core module by name, so the
+    AXI wrapper is emitted on its own and the core's Verilog is converted only once."""
+    from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal
+    from amaranth.lib import wiring
+
+    class CoreInstance(wiring.Component):
+        def elaborate(self, platform):
+            m = Module()
+            ports = {"i_clk": ClockSignal(), "i_rst": ResetSignal()}
+            for name, flow, port in (("i", "i", self.i), ("o", "o", self.o)):
+                inward = flow == "i"
+                ports[f"{'i' if inward else 'o'}_{name}__valid"] = port.valid
+                ports[f"{'o' if inward else 'i'}_{name}__ready"] = port.ready
+                ports[f"{'i' if inward else 'o'}_{name}__payload"] = port.payload.as_value()
+            m.submodules.core = Instance(design.top_name, **ports)
+            return m
+
+    return CoreInstance(design.network.signature)
+
+
+def axis_top(design, *, instance: bool = False):
+    """The design's network inside :class:`rtlgen.layers.AxisTop` (``instance``: the core as an
+    instance of the separately written module ``rtl/<top>.v``)."""
     from .layers._axis import AxisTop
 
     g = axis_geometry(design)
     return AxisTop(
-        design.network,
+        _core_instance(design) if instance else design.network,
         design.input_tensor.type, g["in_lanes"], g["in_beats"],
         design.output_tensor.type, g["out_lanes"], g["out_beats"],
     )  # fmt: skip
@@ -118,7 +140,7 @@ def axis_name(design) -> str:
 def axis_verilog(design) -> str:
     from amaranth.back import verilog
 
-    return verilog.convert(axis_top(design), name=axis_name(design), emit_src=False)
+    return verilog.convert(axis_top(design, instance=True), name=axis_name(design), emit_src=False)
 
 
 def axis_meta(design, verilog_sources) -> dict:
@@ -416,7 +438,7 @@ if {{![string is double -strict $period] || $period <= 0}} {{
 }}
 file mkdir $out_dir
 
-read_verilog [file join $ip_dir hdl {top}.v]
+read_verilog [list [file join $ip_dir hdl {top}.v] [file join $ip_dir hdl {design.top_name}.v]]
 set xdc [file join $out_dir {top}_ooc.xdc]
 set fh [open $xdc w]
 puts $fh "create_clock -period $period -name aclk \\[get_ports aclk\\]"
@@ -447,6 +469,7 @@ filesets:
   axis:
     files:
       - rtl/{axis}.v
+      - rtl/{top}.v
     file_type: verilogSource
   core:
     files:
@@ -511,8 +534,9 @@ def write_package(
         write("rtl", f"rtl/{top}.v", design.verilog)
     write("axis_rtl", f"rtl/{axis}.v", v)
     write("ip_hdl", f"ip/hdl/{axis}.v", v)
+    write("ip_core", f"ip/hdl/{top}.v", design.verilog)
     kw = {"vendor": vendor, "library": library, "version": version}
-    write("component", "ip/component.xml", component_xml(design, hdl_files=[f"hdl/{axis}.v"], **kw))
+    write("component", "ip/component.xml", component_xml(design, hdl_files=[f"hdl/{axis}.v", f"hdl/{top}.v"], **kw))
     write("package_tcl", "ip/package_ip.tcl", package_ip_tcl(design, **kw))
     write("synth_tcl", "ip/synth_ooc.tcl", synth_ooc_tcl(design))
     write("core", f"{top}.core", fusesoc_core(design, **kw))
@@ -520,7 +544,7 @@ def write_package(
     x = design.random_inputs(n_vectors, seed)
     y = design.predict_int(x)
     tb = write_axis_testbench(
-        out / "tb", x, y, axis_meta(design, [f"../rtl/{axis}.v"])
+        out / "tb", x, y, axis_meta(design, [f"../rtl/{axis}.v", f"../rtl/{top}.v"])
     )
     paths["tb"] = tb
     return paths

@@ -476,8 +476,8 @@ def test_synth_ooc_tcl_runs_with_part_and_clock(mlp_design, mlp_package, tmp_pat
     top = f"{mlp_design.top_name}_axis"
     rc, calls, err = _run_tcl(mlp_package / "ip" / "synth_ooc.tcl", ["xc7a35tcpg236-1", "4.0", str(tmp_path / "rep")], tmp_path)
     assert rc == 0, err
-    hdl = (mlp_package / "ip" / "hdl" / f"{top}.v").resolve()
-    assert f"read_verilog {hdl}" in calls
+    hdl = [(mlp_package / "ip" / "hdl" / f"{name}.v").resolve() for name in (top, mlp_design.top_name)]
+    assert f"read_verilog {hdl[0]} {hdl[1]}" in calls
     assert f"synth_design -top {top} -part xc7a35tcpg236-1 -mode out_of_context" in calls
     xdc = tmp_path / "rep" / f"{top}_ooc.xdc"
     assert xdc.read_text().strip() == "create_clock -period 4.0 -name aclk [get_ports aclk]"
