@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 from rtlgen.ir import Dense, Graph, Relu, Requant, Threshold
 
 from ._common import Layer, shape_of, vector_stream
-from ._dense import DenseParallel, DenseReuse, MaxTree, SumOfProducts, reuse_plan
+from ._dense import DenseParallel, DenseReuse, MaxTree, SumOfProducts, dense_hardware, reuse_plan
 from ._elementwise import (
     ForkLayer,
     GatherLayer,
@@ -59,10 +59,7 @@ def build_layer(graph: Graph, node) -> Layer:
     if hasattr(op, "hardware"):
         return op.hardware(src, dst)
     if isinstance(op, Dense):
-        acc = {"accum": op.accum, "product_shift": op.product_shift}
-        if op.reuse_factor == 1:
-            return DenseParallel(src.type, dst.type, weight=op.weight, bias=op.bias, adder_levels=op.adder_levels, **acc)
-        return DenseReuse(src.type, dst.type, weight=op.weight, bias=op.bias, reuse_factor=op.reuse_factor, **acc)
+        return dense_hardware(op, src, dst)
     if isinstance(op, Relu):
         return ReluLayer(src.type, dst.type, src.size)
     if isinstance(op, Requant):
