@@ -31,7 +31,6 @@ Run with ``pytest <this dir>`` (the pytest test below builds and runs it) or
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -418,22 +417,9 @@ def test_axis_regression():
 
 
 def main(argv: list[str] | None = None) -> int:
-    from test_runner import ERROR_PREFIX, SIMULATORS, SimulationError
+    from test_runner import cli_main
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sim", choices=SIMULATORS, default=None)
-    ap.add_argument("--stall", choices=("none", "random"), default=None)
-    ap.add_argument("--seed", type=int, default=None)
-    ap.add_argument("--build-dir", default=None)
-    ap.add_argument("--results", default=None)
-    args = ap.parse_args(argv)
-    try:
-        res = run_axis_regression(args.sim, args.stall, args.seed, args.build_dir, args.results)
-    except SimulationError as e:
-        print(ERROR_PREFIX + str(e), file=sys.stderr)
-        return 2
-    print(summary(res))
-    return 0 if res["passed"] else 1
+    return cli_main(__doc__, run_axis_regression, summary, argv)
 
 
 if __name__ == "__main__":

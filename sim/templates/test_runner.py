@@ -278,7 +278,12 @@ def test_regression():
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    return cli_main(__doc__, run_regression, summary, argv)
+
+
+def cli_main(doc: str, run_fn, summary_fn, argv: list[str] | None = None) -> int:
+    """Command line of a regression module: run it, print the summary, exit 0/1 (2: no run)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--sim", choices=SIMULATORS, default=None)
     ap.add_argument("--stall", choices=("none", "random"), default=None)
     ap.add_argument("--seed", type=int, default=None)
@@ -286,11 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--results", default=None)
     args = ap.parse_args(argv)
     try:
-        res = run_regression(args.sim, args.stall, args.seed, args.build_dir, args.results)
+        res = run_fn(args.sim, args.stall, args.seed, args.build_dir, args.results)
     except SimulationError as e:
         print(ERROR_PREFIX + str(e), file=sys.stderr)
         return 2
-    print(summary(res))
+    print(summary_fn(res))
     return 0 if res["passed"] else 1
 
 
