@@ -13,6 +13,7 @@ from amaranth.lib.wiring import In, Out
 from rtlgen.ir import Dense, Graph, Relu, Requant, Threshold
 
 from ._common import Layer, shape_of, vector_stream
+from ._conv import ConvReuse
 from ._dense import DenseParallel, DenseReuse, MaxTree, SumOfProducts, dense_hardware, reuse_plan
 from ._elementwise import (
     ForkLayer,
@@ -23,6 +24,7 @@ from ._elementwise import (
     ThresholdLayer,
     requantize,
 )
+from ._pool import ScaledSum
 from ._stream import BeatFifo, Deserializer, Serializer, StreamNetwork, WindowBuffer
 
 __all__ = [
@@ -40,6 +42,8 @@ __all__ = [
     "ThresholdLayer",
     "Network",
     "StreamNetwork",
+    "ConvReuse",
+    "ScaledSum",
     "WindowBuffer",
     "Deserializer",
     "Serializer",
