@@ -577,5 +577,6 @@ def test_axis_on_icarus(tmp_path):
     lanes = 2
     top = AxisTop(SumBeats(lanes, 3, 2), SumIn, lanes, 3, SumOut, lanes, 2)
     x = np.random.default_rng(9).integers(-64, 63, size=(150, 3 * lanes), endpoint=True)
-    tb = write_axis_tb(tmp_path, top, "sum_axis", x, sum_beats_expected(x, lanes, 3, 2), latency=3, cycles_per_sample=3)
+    # Latency: first input beat to last output beat, 3 + 2 - 1 cycles.
+    tb = write_axis_tb(tmp_path, top, "sum_axis", x, sum_beats_expected(x, lanes, 3, 2), latency=4, cycles_per_sample=3)
     assert_passed(run_axis(tb, simulator="icarus", seed=1))
