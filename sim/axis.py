@@ -14,19 +14,14 @@ per sample, element ``b * lanes + k`` being lane ``k`` of beat ``b``.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
-from .runner import TEMPLATES, SimulationError, _error_line, check_simulator
+from .runner import TEMPLATES, SimulationError, run_script
 from .vectors import _check_lanes, _write_npz
 
 __all__ = [
@@ -147,42 +142,4 @@ def run_axis(
     missing = [f for f in (AXIS_META_FILE, AXIS_VECTORS_FILE, *AXIS_TEMPLATE_FILES) if not (tb / f).is_file()]
     if missing:
         raise SimulationError(f"{tb} has no AXI testbench (missing {', '.join(missing)})")
-    if stall not in STALL_PATTERNS:
-        raise SimulationError(f"unknown stall pattern {stall!r} (choose from {', '.join(STALL_PATTERNS)})")
-    check_simulator(simulator)
-    bdir = Path(build_dir).resolve() if build_dir is not None else tb / "sim_build" / f"{simulator}_axis"
-    bdir.mkdir(parents=True, exist_ok=True)
-    results = bdir / "results.json"
-    log = bdir / "run.log"
-    with contextlib.suppress(FileNotFoundError):
-        results.unlink()
-    cmd = [
-        sys.executable,
-        str(tb / "test_axis.py"),
-        *("--sim", simulator, "--stall", stall, "--seed", str(int(seed))),
-        *("--build-dir", str(bdir), "--results", str(results)),
-    ]
-    env = dict(os.environ)
-    env.pop("PYTEST_CURRENT_TEST", None)  # else cocotb's runner switches to its pytest mode
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=bdir, start_new_session=True
-        )
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise SimulationError(f"{simulator} AXI simulation timed out after {timeout}s (see {log})") from None
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-    if not results.is_file():
-        msg = _error_line(log) or f"{simulator} AXI run failed with exit code {rc}"
-        raise SimulationError(f"{msg} (see {log})" if "(see " not in msg else msg)
-    res = json.loads(results.read_text())
-    res["log"] = str(log)
-    return res
+    return run_script(tb, "test_axis.py", simulator, stall, seed, build_dir, f"{simulator}_axis", timeout, "AXI ")

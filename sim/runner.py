@@ -102,12 +102,16 @@ def run(
     missing = [f for f in (META_FILE, VECTORS_FILE, *TEMPLATE_FILES) if not (tb / f).is_file()]
     if missing:
         raise SimulationError(f"{tb} is not a testbench directory (missing {', '.join(missing)})")
+    return run_script(tb, "test_runner.py", simulator, stall, seed, build_dir, simulator, timeout, "")
+
+
+def run_script(tb: Path, script: str, simulator, stall, seed, build_dir, build_name, timeout, what: str) -> dict:
+    """Run the regression ``script`` of testbench ``tb`` in a subprocess (its own session, so a
+    timeout stops the simulator too); return its results. ``what`` names the run in errors."""
     if stall not in STALL_PATTERNS:
-        raise SimulationError(
-            f"unknown stall pattern {stall!r} (choose from {', '.join(STALL_PATTERNS)})"
-        )
+        raise SimulationError(f"unknown stall pattern {stall!r} (choose from {', '.join(STALL_PATTERNS)})")
     check_simulator(simulator)
-    bdir = Path(build_dir).resolve() if build_dir is not None else tb / "sim_build" / simulator
+    bdir = Path(build_dir).resolve() if build_dir is not None else tb / "sim_build" / build_name
     bdir.mkdir(parents=True, exist_ok=True)
     results = bdir / "results.json"
     log = bdir / "run.log"
@@ -115,7 +119,7 @@ def run(
         results.unlink()
     cmd = [
         sys.executable,
-        str(tb / "test_runner.py"),
+        str(tb / script),
         *("--sim", simulator, "--stall", stall, "--seed", str(int(seed))),
         *("--build-dir", str(bdir), "--results", str(results)),
     ]
@@ -123,26 +127,21 @@ def run(
     # Inside pytest, cocotb's runner would otherwise switch to its pytest mode (sys.exit on failure).
     env.pop("PYTEST_CURRENT_TEST", None)
     with open(log, "w") as out:
-        # Own session so a timeout can stop the simulator grandchildren too.
-        proc = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=bdir, start_new_session=True
-        )
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=bdir, start_new_session=True)
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-            raise SimulationError(
-                f"{simulator} simulation timed out after {timeout}s (see {log})"
-            ) from None
+            raise SimulationError(f"{simulator} {what}simulation timed out after {timeout}s (see {log})") from None
         except BaseException:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             raise
     if not results.is_file():
-        msg = _error_line(log) or f"{simulator} run failed with exit code {rc}"
+        msg = _error_line(log) or f"{simulator} {what}run failed with exit code {rc}"
         raise SimulationError(f"{msg} (see {log})" if "(see " not in msg else msg)
     res = json.loads(results.read_text())
     res["log"] = str(log)
