@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .runner import TEMPLATES, SimulationError, run_script
-from .vectors import _check_lanes, _write_npz
+from .vectors import _write_npz, check_pair
 
 __all__ = [
     "AXIS_META_FILE",
@@ -93,17 +93,7 @@ def write_axis_testbench(tb_dir, x: np.ndarray, y: np.ndarray, meta: Mapping) ->
     output mantissas; ``meta["verilog_sources"]`` are relative to ``tb_dir``.
     """
     m = _validate(meta)
-    x = np.asarray(x)
-    y = np.asarray(y)
-    for name, a in (("x", x), ("y", y)):
-        if a.dtype.kind not in "iu":
-            raise TypeError(f"{name}: integer array required, got dtype {a.dtype}")
-    x = x.astype(np.int64).reshape(len(x), -1)
-    y = y.astype(np.int64).reshape(len(y), -1)
-    _check_lanes(x, m["in_beats"] * m["in_lanes"], m["in_width"], m["in_signed"], "x")
-    _check_lanes(y, m["out_beats"] * m["out_lanes"], m["out_width"], m["out_signed"], "y")
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"x and y need the same, non-zero number of rows ({len(x)} vs {len(y)})")
+    x, y = check_pair(x, y, m, flatten=True)
     tb = Path(tb_dir)
     tb.mkdir(parents=True, exist_ok=True)
     _write_npz(tb / AXIS_VECTORS_FILE, {"x": x, "y": y})

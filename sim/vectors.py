@@ -138,6 +138,23 @@ def _write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
             zf.writestr(info, bio.getvalue(), compresslevel=6)
 
 
+def check_pair(x, y, m: Mapping, *, flatten: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``x``/``y`` as int64 rows of whole samples, checked against the lanes, beats and types of
+    ``m`` (``flatten``: rows may come in any shape of one sample)."""
+    x, y = np.asarray(x), np.asarray(y)
+    for name, a in (("x", x), ("y", y)):
+        if a.dtype.kind not in "iu":
+            raise TypeError(f"{name}: integer array required, got dtype {a.dtype}")
+    x, y = x.astype(np.int64), y.astype(np.int64)
+    if flatten:
+        x, y = x.reshape(len(x), -1), y.reshape(len(y), -1)
+    _check_lanes(x, m["in_beats"] * m["in_lanes"], m["in_width"], m["in_signed"], "x")
+    _check_lanes(y, m["out_beats"] * m["out_lanes"], m["out_width"], m["out_signed"], "y")
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(f"x and y need the same, non-zero number of rows ({len(x)} vs {len(y)})")
+    return x, y
+
+
 def write_vectors(tb_dir, x: np.ndarray, y: np.ndarray, meta: Mapping) -> None:
     """Validate and write ``x`` (N, in_beats * in_lanes), ``y`` (N, out_beats * out_lanes) and
     ``meta`` into ``tb_dir``.
@@ -145,17 +162,7 @@ def write_vectors(tb_dir, x: np.ndarray, y: np.ndarray, meta: Mapping) -> None:
     Values must fit the lane widths/signedness declared in ``meta``; raises ValueError otherwise.
     """
     m = _validate_meta(meta)
-    x = np.asarray(x)
-    y = np.asarray(y)
-    for name, a in (("x", x), ("y", y)):
-        if a.dtype.kind not in "iu":
-            raise TypeError(f"{name}: integer array required, got dtype {a.dtype}")
-    x = x.astype(np.int64)
-    y = y.astype(np.int64)
-    _check_lanes(x, m["in_beats"] * m["in_lanes"], m["in_width"], m["in_signed"], "x")
-    _check_lanes(y, m["out_beats"] * m["out_lanes"], m["out_width"], m["out_signed"], "y")
-    if len(x) != len(y) or len(x) == 0:
-        raise ValueError(f"x and y need the same, non-zero number of rows ({len(x)} vs {len(y)})")
+    x, y = check_pair(x, y, m)
     tb = Path(tb_dir)
     tb.mkdir(parents=True, exist_ok=True)
     _write_npz(tb / VECTORS_FILE, {"x": x, "y": y})
