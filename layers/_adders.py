@@ -458,6 +458,10 @@ class AdderGraphLayer(Layer):
         return self.graph.n_adders
 
     def elaborate(self, platform):
+        from ._verilog import TextModules
+
+        if isinstance(platform, TextModules):
+            return platform.instance(self, "adder_graph", self.verilog)
         m = Module()
         g = self.graph
         L = self.adder_levels
@@ -531,3 +535,142 @@ class AdderGraphLayer(Layer):
             m.d.sync += sync
         m.d.comb += [self.o.payload[o].eq(r) for o, r in enumerate(outs)]
         return m
+
+    def verilog(self, name: str) -> str:
+        """This layer as a Verilog module ``name``, cycle for cycle the same as :meth:`elaborate`
+        (ports ``clk rst i_valid i_ready i_payload o_valid o_ready o_payload``).
+
+        Every operand enters an expression as a signed value (unsigned ones with a zero bit on
+        top), so Verilog sign-extends all of them to the widest operand or result; the sums are
+        then exact modulo ``2**width``, and each result is declared as wide as its interval needs,
+        so the truncation on assignment loses nothing."""
+        g = self.graph
+        L = self.adder_levels
+        stages = self.latency
+        wi, wo = self.in_type.width, self.out_type.width
+        ni, no = self.n_in, self.n_out
+        decl: list[str] = []
+        body: list[str] = []
+        regs: list[str] = []
+        shape: dict = {}  # name -> (width, signed)
+
+        def wire(nm, width, sgn, expr):
+            shape[nm] = (width, sgn)
+            decl.append(f"  wire {'signed ' if sgn else ''}[{width - 1}:0] {nm};")
+            body.append(f"  assign {nm} = {expr};")
+
+        def op(nm):  # the name as a signed operand
+            if isinstance(nm, int):
+                w = max(nm.bit_length(), (-nm - 1).bit_length()) + 1
+                return f"{w}'sh{nm % (1 << w):x}"
+            return nm if shape[nm][1] else f"$signed({{1'b0, {nm}}})"
+
+        def seg(s):
+            return max(1, math.ceil(g.depth[s] / L))
+
+        base: dict = {}
+        copies: dict = {}
+
+        def at(s, k):
+            if k <= seg(s) or (s < g.n_sources and g.sources[s][0] == "const"):
+                return base[s]
+            r = copies.get((s, k))
+            if r is None:
+                prev = at(s, k - 1)
+                r = f"r{s}_{k}"
+                w, sgn = _bits(g.lo[s], g.hi[s])
+                shape[r] = (w, sgn)
+                decl.append(f"  reg {'signed ' if sgn else ''}[{w - 1}:0] {r};")
+                regs.append(f"      {r} <= {op(prev)};")
+                copies[(s, k)] = r
+            return r
+
+        lanes = {}
+
+        def lane(i):
+            if i not in lanes:
+                lanes[i] = f"x{i}"
+                wire(f"x{i}", wi, self.in_type.signed, f"i_payload[{i * wi + wi - 1}:{i * wi}]")
+            return lanes[i]
+
+        for s, src in enumerate(g.sources):
+            if src[0] == "in":
+                x = lane(src[1])
+                if src[2]:
+                    w = wi - src[2] if not self.in_type.signed else max(wi - src[2], 1)
+                    wire(f"s{s}", w, self.in_type.signed, f"{x} >>> {src[2]}")
+                    base[s] = f"s{s}"
+                else:
+                    base[s] = x
+            elif src[0] == "bit":
+                bit = f"i_payload[{src[1] * wi + src[2]}]"
+                wire(f"s{s}", 1, False, f"~{bit}" if src[3] else bit)
+                base[s] = f"s{s}"
+            else:
+                base[s] = int(src[1])
+        for k, (p, sp, q, sq, d) in enumerate(g.adders):
+            s = g.n_sources + k
+            here = seg(s)
+            P, Q = op(at(p, here)), op(at(q, here))
+            w, sgn = _bits(g.lo[s], g.hi[s])
+            v = f"a{s}"
+            if sq == 0 or (sp > 0 and d >= w):
+                wire(v, w, sgn, P)  # (the second: Q only reaches bits above the result)
+            elif sp > 0 and d > 0:
+                # The low d bits are P's own; only the bits above them need adding.
+                wire(f"{v}_l", d, False, P)
+                wire(f"{v}_h", w - d, False, f"({P} >>> {d}) {'+' if sq > 0 else '-'} {Q}")
+                wire(v, w, sgn, f"{{{v}_h, {v}_l}}")
+            elif sp > 0:
+                wire(v, w, sgn, f"{P} {'+' if sq > 0 else '-'} ({Q} <<< {d})")
+            else:
+                Qd = f"({Q} <<< {d})" if d else Q
+                wire(v, w, sgn, f"{Qd} - {P}" if sq > 0 else f"-{P} - {Qd}")
+            base[s] = v
+        outs = []
+        for o, ref in enumerate(g.outputs):
+            y = f"y{o}"
+            outs.append(y)
+            decl.append(f"  reg [{wo - 1}:0] {y} = {wo}'h0;")
+            if ref is not None:
+                s, sh, sign = ref
+                e = op(at(s, stages))
+                e = f"({e} <<< {sh})" if sh else e
+                regs.append(f"      {y} <= {e if sign > 0 else '-' + e};")
+        valid = [f"valid{s}" for s in range(stages)]
+        shifts = ["      valid0 <= i_valid;"] + [f"      {valid[s]} <= {valid[s - 1]};" for s in range(1, stages)]
+        lines = [
+            # Operands are extended and results truncated on purpose (see above).
+            "/* verilator lint_off WIDTH */",
+            f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
+            "  input clk;",
+            "  input rst;",
+            "  input i_valid;",
+            "  output i_ready;",
+            f"  input [{ni * wi - 1}:0] i_payload;",
+            "  output o_valid;",
+            "  input o_ready;",
+            f"  output [{no * wo - 1}:0] o_payload;",
+            *[f"  reg {v} = 1'b0;" for v in valid],
+            "  wire enable;",
+            *decl,
+            f"  assign enable = ~{valid[-1]} | o_ready;",
+            "  assign i_ready = enable;",
+            f"  assign o_valid = {valid[-1]};",
+            *body,
+            "  always @(posedge clk)",
+            "    if (rst) begin",
+            *[f"      {v} <= 1'b0;" for v in valid],
+            "    end else if (enable) begin",
+            *shifts,
+            "    end",
+            "  always @(posedge clk)",
+            "    if (enable) begin",
+            *regs,
+            "    end",
+            f"  assign o_payload = {{{', '.join(reversed(outs))}}};",
+            "endmodule",
+            "/* verilator lint_on WIDTH */",
+            "",
+        ]
+        return "\n".join(lines)

@@ -143,9 +143,9 @@ class Design:
 
     @cached_property
     def verilog(self) -> str:
-        from amaranth.back import verilog
+        from .layers._verilog import to_verilog
 
-        return verilog.convert(self.network, name=self.top_name, emit_src=False)
+        return to_verilog(self.network, self.top_name)
 
     def layer_report(self) -> list[dict]:
         from .report import layer_rows
@@ -245,12 +245,11 @@ class Design:
         (work / "rtl").mkdir(parents=True, exist_ok=True)
         meta, verilog = self.tb_meta(), self.verilog
         if fifo_monitor and self.config.io_type == "io_stream":
-            from amaranth.back import verilog as back
-
             from .layers import StreamNetwork
+            from .layers._verilog import to_verilog
 
             net = StreamNetwork(self.graph, fifo_depths=self.fifo_depths, monitor=True)
-            verilog = back.convert(net, name=self.top_name, emit_src=False)
+            verilog = to_verilog(net, self.top_name)
             meta["fifo_levels"] = [f["name"] for f in net.fifos]
         (work / "rtl" / f"{self.top_name}.v").write_text(verilog)
         write_testbench(work / "tb", m, self.predict_int(m), meta)

@@ -1,0 +1,56 @@
+"""Verilog for a network: Amaranth composes the design; wide arithmetic writes its own text.
+
+Amaranth lowers every bit of every operation into its netlist before Yosys turns it into Verilog,
+which costs seconds for the thousands of adders of a dense layer. An adder graph is already a plain
+list of additions, so it writes itself as a Verilog module directly (milliseconds), and the network
+instantiates that module. Amaranth's own form of the same component stays what simulation and
+tests in Python use; the generated testbenches check the text form against the golden model.
+"""
+
+from __future__ import annotations
+
+from amaranth.back import verilog
+from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal
+
+__all__ = ["TextModules", "to_verilog"]
+
+
+class TextModules:
+    """The ``platform`` seen by ``elaborate`` during :func:`to_verilog`: collects the modules that
+    components write as text. Modules with the same text are written once."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+        self.texts: dict[str, str] = {}  # module name -> text
+        self._by_body: dict[str, str] = {}
+
+    def instance(self, layer, stem: str, write) -> Module:
+        """A module that instantiates ``write(name)``'s text for ``layer`` (a :class:`Layer`: one
+        ``i`` and one ``o`` vector stream, ``clk`` and ``rst``)."""
+        body = write("MODULE_NAME")
+        name = self._by_body.get(body)
+        if name is None:
+            name = f"{self.prefix}__{stem}{len(self.texts)}"
+            self._by_body[body] = name
+            self.texts[name] = body.replace("MODULE_NAME", name, 1)
+        m = Module()
+        m.submodules.text = Instance(
+            name,
+            i_clk=ClockSignal(),
+            i_rst=ResetSignal(),
+            i_i_valid=layer.i.valid,
+            o_i_ready=layer.i.ready,
+            i_i_payload=layer.i.payload.as_value(),
+            o_o_valid=layer.o.valid,
+            i_o_ready=layer.o.ready,
+            o_o_payload=layer.o.payload.as_value(),
+        )
+        return m
+
+
+def to_verilog(top, name: str) -> str:
+    """Verilog of the Amaranth component ``top`` as module ``name``, with the text modules of its
+    components appended."""
+    mods = TextModules(name)
+    text = verilog.convert(top, name=name, emit_src=False, platform=mods)
+    return text + "".join(mods.texts.values())
