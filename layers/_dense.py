@@ -2,7 +2,8 @@
 
 ``DenseParallel`` (reuse factor 1) computes every product at once through a pipelined adder tree and
 accepts a vector every cycle. ``DenseReuse`` (reuse factor R > 1) shares ``ceil(n_in / R) * n_out``
-multipliers over ``ceil(n_in / ceil(n_in / R))`` cycles, reading weights from a per-multiplier ROM.
+multipliers over ``ceil(n_in / ceil(n_in / R))`` cycles, reading each cycle's weights from one ROM
+word (block RAM when it is large, logic otherwise).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
@@ -312,6 +313,13 @@ def reuse_plan(n_in: int, n_out: int, reuse_factor: int) -> tuple[int, int, int]
     return 1, per_out, n_in * math.ceil(n_out / per_out)
 
 
+# Weight ROMs at least this deep and this large go to block RAM: below, a ROM bit costs about one
+# LUT6 per 64 words, which is cheaper than a block RAM. (Yosys cannot put a ROM in LUTRAM; without
+# the attribute it builds the ROM from logic, which is what a small ROM should be.)
+BLOCK_ROM_DEPTH = 64
+BLOCK_ROM_BITS = 4096
+
+
 class DenseReuse(Layer):
     """Time-multiplexed dense layer with ``multipliers = inputs per cycle * outputs per cycle``.
 
@@ -376,25 +384,32 @@ class DenseReuse(Layer):
             return int(self.weight[i, o]) if i < self.n_in and o < self.n_out else 0
 
         # Multiplier (j, q) computes input chunk*k + j times output group*s + q.
+        roms = {(q, j): [w_at((t // G) * k + j, (t % G) * s + q) for t in range(C)] for q in range(s) for j in range(k)}
+        used = [qj for qj, rom in roms.items() if any(rom)]
+        weights = {}
+        if C > 1 and used:
+            # All weights of a cycle in one word of one ROM, read synchronously at the count the
+            # next cycle will have: the word is ready exactly when that cycle starts, so a large
+            # ROM can be block RAM at no extra latency.
+            wb = wshape.width
+            word = [sum((roms[qj][t] & ((1 << wb) - 1)) << (n * wb) for n, qj in enumerate(used)) for t in range(C)]
+            block = C >= BLOCK_ROM_DEPTH and C * wb * len(used) >= BLOCK_ROM_BITS
+            mem = Memory(shape=unsigned(wb * len(used)), depth=C, init=word, attrs={"rom_style": "block"} if block else None)
+            m.submodules.wrom = mem
+            port = mem.read_port(domain="sync")
+            nxt = Signal.like(cnt)
+            m.d.comb += nxt.eq(cnt)
+            with m.If(advance):
+                m.d.comb += nxt.eq(Mux(last, 0, cnt + 1))
+            with m.If(self.i.valid & self.i.ready):
+                m.d.comb += nxt.eq(0)
+            m.d.comb += port.addr.eq(nxt)
+            weights = {qj: port.data[n * wb : (n + 1) * wb].as_signed() for n, qj in enumerate(used)}
+        elif used:
+            weights = {qj: Const(roms[qj][0], wshape) for qj in used}
         products = []
         for q in range(s):
-            row = []
-            for j in range(k):
-                rom = [w_at((t // G) * k + j, (t % G) * s + q) for t in range(C)]
-                if not any(rom):
-                    row.append(None)
-                    continue
-                if C > 1:
-                    # A ROM per multiplier, read asynchronously at the cycle count: synthesis maps it
-                    # to distributed ROM (LUTs) instead of a tree of constant multiplexers.
-                    mem = Memory(shape=wshape, depth=C, init=rom)
-                    m.submodules[f"wrom_{q}_{j}"] = mem
-                    port = mem.read_port(domain="comb")
-                    m.d.comb += port.addr.eq(cnt)
-                    w = port.data
-                else:
-                    w = Const(rom[0], wshape)
-                row.append(_round_product(sel_x[j] * w, self.product_shift, self.accum))
+            row = [_round_product(sel_x[j] * weights[(q, j)], self.product_shift, self.accum) if (q, j) in weights else None for j in range(k)]
             terms = [p for p in row if p is not None]
             products.append(sum(terms) if terms else None)
         with m.If(self.o.ready):

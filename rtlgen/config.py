@@ -258,6 +258,8 @@ def generate(design, *, granularity: str = "name", precision: str | None = None,
     Building with it gives the same design as building with no configuration. Types that come from
     the model's own quantizers are shown as comments: they are not configuration.
     """
+    from rtlgen.layers._conv import valid_conv_reuse_factors
+
     from .ir import Dense
     from .passes import valid_reuse_factors
 
@@ -294,6 +296,16 @@ def generate(design, *, granularity: str = "name", precision: str | None = None,
                 else:
                     lines.append(f"    # weights from the model's quantizers; exact accumulator {out.type}")
                 lines += [f"    ReuseFactor: {r}", "    Strategy: Latency", "    Trace: false"]
+            elif hasattr(n.op, "reuse_shape"):
+                P, K = n.op.reuse_shape()
+                valid = valid_conv_reuse_factors(P, K)
+                shown = ", ".join(map(str, valid)) if len(valid) <= 40 else ", ".join(map(str, valid[:40])) + ", ..."
+                what = f"{n.kind} {P} output positions x {K} kernel terms; valid reuse factors: {shown}"
+                if "Separable" in str(n.attrs.get("source", "")):
+                    # Both halves of a separable convolution take their source layer's factor.
+                    lines.append(f"  # {n.name}: {what} (ReuseFactor of the separable layer, rounded down)")
+                else:
+                    lines += [f"  {n.name}:  # {what}", f"    ReuseFactor: {n.op.reuse_factor}"]
             else:
                 lines.append(f"  # {n.name}: {n.kind} -> {out.type} (from the model)")
     return "\n".join(lines) + "\n"
