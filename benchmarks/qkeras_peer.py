@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import models  # noqa: E402  (numpy-only helpers: the same data and inputs as the other models)
+from compare import best_time  # noqa: E402  (the same timing rule as the other models)
 
 
 def build(path: Path, epochs: int):
@@ -44,18 +45,6 @@ def build(path: Path, epochs: int):
     model.fit(x, y, epochs=epochs, batch_size=256, verbose=0)
     model.save(path)
     return model
-
-
-def best_time(fn, x, repeat=2):
-    fn(x[:100])
-    best = None
-    for _ in range(repeat):
-        w, c = time.perf_counter(), time.process_time()
-        out = fn(x)
-        w, c = time.perf_counter() - w, time.process_time() - c
-        if best is None or w < best[1]:
-            best = (out, w, c)
-    return best
 
 
 def main():
