@@ -37,7 +37,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".venv"
-PEERS = {"da4ml": "da4ml==0.6.0", "hls4ml": "hls4ml==1.3.0"}
+# pyosys: the native Yosys, for the scaling designs past the WebAssembly build's 4 GB.
+PEERS = {"da4ml": "da4ml==0.6.0", "hls4ml": "hls4ml==1.3.0", "pyosys": "pyosys==0.70"}
 # QKeras needs Keras 2: its model and hls4ml's emulation of it run in a second environment.
 QKERAS_VENV = HERE / ".venv-qkeras"
 QKERAS_PINS = ["tensorflow-cpu==2.14.1", "qkeras==0.9.0", "tensorflow-model-optimization==0.7.5", "pyparsing", "h5py", "hls4ml==1.3.0"]
@@ -124,7 +125,8 @@ def run_synth(model_path: Path, work: Path, timeout: float | None) -> dict:
         "t = None if sys.argv[3] == 'none' else float(sys.argv[3])\n"
         "r = synthesize([w / 'top.v'], d.top_name, target='xc7', workdir=w, timeout=t)\n"
         "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-        "print('SYNTH', json.dumps({'lut': r['lut'], 'ff': r['ff'], 'dsp': r['dsp'], 'yosys_s': r['yosys_seconds'], 'yosys_mb': peak}))\n"
+        "from rtlgen.synth import yosys_backend\n"
+        "print('SYNTH', json.dumps({'lut': r['lut'], 'ff': r['ff'], 'dsp': r['dsp'], 'yosys_s': r['yosys_seconds'], 'yosys_mb': peak, 'yosys': yosys_backend()}))\n"
     )
     t = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code, str(model_path), str(work), "none" if timeout is None else str(timeout)],
@@ -420,12 +422,12 @@ def print_tables(results: list[dict], scaling: list[dict]):
                 )
     if scaling:
         print("\n== rtlgen build cost against model size (QONNX 6-bit MLPs) ==")
-        print(f"{'sizes':20} {'params':>7} {'build s':>8} {'CPU s':>7} {'peak MB':>8} {'LUT':>8} {'FF':>7} {'Yosys s':>8} {'Yosys MB':>8}")
+        print(f"{'sizes':20} {'params':>7} {'build s':>8} {'CPU s':>7} {'peak MB':>8} {'LUT':>8} {'FF':>7} {'Yosys s':>8} {'Yosys MB':>8} {'Yosys':>7}")
         for r in scaling:
             ys = fmt(r.get("yosys_s"), "{:.0f}")
             ys = f">{ys}" if r.get("timed_out") else ys
             print(f"{r['sizes']:20} {r['params']:>7} {fmt(r['build_s']):>8} {fmt(r['build_cpu_s']):>7} {fmt(r['peak_mb'], '{:.0f}'):>8} "
-                  f"{fmt(r.get('lut')):>8} {fmt(r.get('ff')):>7} {ys:>8} {fmt(r.get('yosys_mb'), '{:.0f}'):>8}")  # fmt: skip
+                  f"{fmt(r.get('lut')):>8} {fmt(r.get('ff')):>7} {ys:>8} {fmt(r.get('yosys_mb'), '{:.0f}'):>8} {r.get('yosys', '-'):>7}")  # fmt: skip
 
 
 def main(argv=None):

