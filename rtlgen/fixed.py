@@ -256,7 +256,7 @@ def int_array(m) -> np.ndarray:
         raise TypeError(f"Mantissas must be integers, not {m.dtype}")
     if m.dtype == np.uint64 and m.size and int(m.max()) >= 1 << _INT64_BITS:
         return m.astype(object)  # uint64 values that int64 would wrap
-    return m.astype(np.int64)
+    return m.astype(np.int64, copy=False)
 
 
 def _round_from_remainder(q, above_half, at_half, nonzero, mode):
@@ -292,9 +292,19 @@ def round_shift(m, shift: int, mode: str = "TRN") -> np.ndarray:
     if promoted:
         # The remainder mask and the half below do not fit in int64; the result always does.
         m = m.astype(object)
+    half = 1 << (shift - 1)
+    if m.dtype != object and mode in ("TRN", "RND", "RND_CONV") and m.size:
+        # One pass each: floor(m / 2**s) with the rounding folded into an added constant, while
+        # that sum stays inside int64 (it does unless |m| is within 2**shift of the int64 limit).
+        if mode == "TRN":
+            return m >> shift
+        if int(m.max()) < (1 << _INT64_BITS) - 2 * half:
+            if mode == "RND":
+                return (m + half) >> shift
+            # Round half to even: r > half rounds up, r == half rounds up exactly when q is odd.
+            return (m + (half - 1) + ((m >> shift) & 1)) >> shift
     q = m >> shift
     r = m & ((1 << shift) - 1)
-    half = 1 << (shift - 1)
     q = _round_from_remainder(q, r > half, r == half, r != 0, mode)
     return int_array(q) if promoted else q
 
@@ -325,6 +335,8 @@ def overflow(m, dst: FixedType) -> np.ndarray:
     if mode == "SAT_SYM" and dst.signed:
         lo = -hi
     if mode in ("SAT", "SAT_SYM"):
+        if m.dtype != object:
+            return np.clip(m, lo, hi)
         return int_array(np.where(m < lo, lo, np.where(m > hi, hi, m)))
     # SAT_ZERO
     return int_array(np.where((m < lo) | (m > hi), 0, m))

@@ -754,3 +754,38 @@ def test_no_float_conversions_in_results():
     got = cast(np.array([3 * 2**70 + 1], dtype=object), 3, FixedType(80, 80, True, "RND", "WRAP"))
     assert re.fullmatch(r"\d+", str(int(got[0])))
     assert int(got[0]) == ref_cast(3 * 2**70 + 1, 3, FixedType(80, 80, True, "RND", "WRAP"))
+
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("rounding", ROUNDING_MODES)
+@pytest.mark.parametrize("overflow_mode", OVERFLOW_MODES)
+def test_per_lane_requant_all_lanes_at_once(rounding, overflow_mode, signed):
+    """The golden model's per-lane requantization (HGQ2) equals cast + align lane by lane, for
+    lanes that shift right, shift left, keep their grid or are always zero."""
+    from rtlgen.golden import _requant_lanes, run_node
+    from rtlgen.ir import Graph, Node, Requant, Tensor
+
+    rng = np.random.default_rng(len(rounding) * 7 + len(overflow_mode))
+    src = FixedType(14, 5, True)
+    lanes, types = [], []
+    for c in range(24):
+        if c % 7 == 6:
+            lanes.append(None)
+            continue
+        t = FixedType(int(rng.integers(2, 12)), int(rng.integers(-2, 8)), signed, rounding, overflow_mode)
+        lanes.append(str(t))
+        types.append(t)
+    frac = max(t.frac for t in types)
+    integer = max(t.integer for t in types) + 1
+    op = Requant(FixedType(frac + integer, integer, True), lanes)
+    g = Graph("g")
+    g.tensors["x"] = Tensor("x", (24,), src)
+    g.tensors["y"] = Tensor("y", (24,), op.type)
+    node = Node("q", op, ["x"], ["y"])
+    x = rng.integers(src.min_mantissa, src.max_mantissa + 1, (500, 24))
+    want = np.zeros_like(x)
+    for c, t in enumerate(op.lane_types()):
+        if t is not None:
+            want[:, c] = align(cast(x[:, c], src, t), t.frac, op.type.frac)
+    assert np.array_equal(run_node(g, node, x), want)
+    assert (_requant_lanes(op, src, x) is not None) == (rounding in ("TRN", "RND", "RND_CONV"))
