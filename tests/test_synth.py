@@ -211,3 +211,22 @@ def test_unknown_yosys_backend_named(design, tmp_path, monkeypatch):
     monkeypatch.setenv("RTLGEN_YOSYS", "vivado")
     with pytest.raises(SynthesisError, match="RTLGEN_YOSYS must be one of pyosys, yowasp, not 'vivado'"):
         synthesize([design[0]], "dot", target="xc7", workdir=tmp_path)
+
+
+@pytest.mark.parametrize("reuse, in_bram", [(64, True), (8, False)])
+def test_reuse_weights_go_to_block_ram_when_large(reuse, in_bram, tmp_path):
+    """A reuse layer's weights are one synchronously read ROM: 64 words of 32 weights end up in
+    block RAM (and the registers and logic of a ROM disappear); 8 words stay logic."""
+    import numpy as np
+
+    from rtlgen.fixed import FixedType
+    from rtlgen.layers import DenseReuse
+    from rtlgen.layers._verilog import to_verilog
+
+    w = np.random.default_rng(0).integers(-31, 32, (64, 32))
+    dut = DenseReuse(FixedType(8, 3, True), FixedType(24, 10, True), weight=w, reuse_factor=reuse)
+    src = tmp_path / "top.v"
+    src.write_text(to_verilog(dut, "top"))
+    res = synthesize([src], "top", target="xc7", workdir=tmp_path / "synth")
+    assert (res["bram"] > 0) == in_bram
+    assert res["dsp"] == dut.multipliers
