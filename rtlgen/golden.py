@@ -26,8 +26,15 @@ def _dense(op: Dense, x: np.ndarray) -> np.ndarray:
         y = np.dot(x.astype(object), w.astype(object))
     elif bound < 1 << 53:
         # Every product and partial sum is an integer below 2**53: float64 (BLAS) is exact too,
-        # in any order of summation, and far faster than numpy's integer matmul.
-        y = (x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+        # in any order of summation, and far faster than numpy's integer matmul. Blocks of rows
+        # small enough that OpenBLAS stays on one thread: its idle threads spin, which costs more
+        # than it gains at these sizes (and competes with the rest of a busy machine).
+        xf, wf = x.astype(np.float64), w.astype(np.float64)
+        y = np.empty((len(x), w.shape[1]), dtype=np.float64)
+        rows = max(32, (1 << 17) // max(1, w.shape[0] * w.shape[1]))
+        for s in range(0, len(x), rows):
+            np.matmul(xf[s : s + rows], wf, out=y[s : s + rows])
+        y = y.astype(np.int64)
     else:
         y = x @ w
     if op.bias is not None:
