@@ -293,20 +293,30 @@ def round_shift(m, shift: int, mode: str = "TRN") -> np.ndarray:
         # The remainder mask and the half below do not fit in int64; the result always does.
         m = m.astype(object)
     half = 1 << (shift - 1)
-    if m.dtype != object and mode in ("TRN", "RND", "RND_CONV") and m.size:
-        # One pass each: floor(m / 2**s) with the rounding folded into an added constant, while
-        # that sum stays inside int64 (it does unless |m| is within 2**shift of the int64 limit).
-        if mode == "TRN":
-            return m >> shift
-        if int(m.max()) < (1 << _INT64_BITS) - 2 * half:
-            if mode == "RND":
-                return (m + half) >> shift
-            # Round half to even: r > half rounds up, r == half rounds up exactly when q is odd.
-            return (m + (half - 1) + ((m >> shift) & 1)) >> shift
+    if m.dtype != object and mode in FAST_ROUNDING and m.size and int(m.max()) < (1 << _INT64_BITS) - 2 * half:
+        return shift_round(m, shift, mode)
     q = m >> shift
     r = m & ((1 << shift) - 1)
     q = _round_from_remainder(q, r > half, r == half, r != 0, mode)
     return int_array(q) if promoted else q
+
+
+FAST_ROUNDING = ("TRN", "RND", "RND_CONV")
+
+
+def shift_round(m: np.ndarray, shift, mode: str) -> np.ndarray:
+    """``round_shift`` in one pass for int64 ``m``, ``shift >= 0`` (a number, or an array that
+    broadcasts against ``m``: one shift per lane) and a mode of ``FAST_ROUNDING``: floor of
+    ``m / 2**shift`` with the rounding folded into an added constant. The caller makes sure that
+    ``m`` plus ``2**shift`` stays inside int64."""
+    if mode == "TRN":
+        return m >> shift
+    cut = np.asarray(shift) > 0
+    half = np.where(cut, np.left_shift(1, np.maximum(np.asarray(shift) - 1, 0)), 0)
+    if mode == "RND":
+        return (m + half) >> shift
+    # Round half to even: r > half rounds up, r == half rounds up exactly when q is odd.
+    return (m + half - cut + (((m >> shift) & 1) & cut)) >> shift
 
 
 def _shl(m, n):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .fixed import align, cast, int_array
+from .fixed import FAST_ROUNDING, align, cast, int_array, shift_round
 from .ir import Dense, Graph, Relu, Requant, Threshold
 
 __all__ = ["run_node", "run", "quantize_input", "dequantize_output"]
@@ -104,7 +104,7 @@ def _requant_lanes(op: Requant, src, x: np.ndarray):
     if x.dtype == object or not ts or len({(t.rounding, t.overflow, t.signed) for t in ts}) != 1:
         return None
     rounding, mode, signed = ts[0].rounding, ts[0].overflow, ts[0].signed
-    if rounding not in ("TRN", "RND", "RND_CONV") or max(t.width for t in ts) > 62:
+    if rounding not in FAST_ROUNDING or max(t.width for t in ts) > 62:
         return None
     s = np.array([src.frac - t.frac for t in ts], dtype=np.int64)
     up = np.array([op.type.frac - t.frac for t in ts], dtype=np.int64)
@@ -113,16 +113,7 @@ def _requant_lanes(op: Requant, src, x: np.ndarray):
     bits = int(np.abs(m).max(initial=0)).bit_length()
     if bits + 2 + int(ls.max(initial=0)) > 62 or max(t.width for t in ts) + int(up.max(initial=0)) > 62:
         return None
-    if rounding == "TRN":
-        q = m >> rs
-    else:
-        cut = rs > 0
-        half = np.where(cut, np.left_shift(1, np.maximum(rs - 1, 0)), 0)
-        if rounding == "RND":
-            q = (m + half) >> rs
-        else:  # half to even: see fixed.round_shift
-            q = (m + half - cut + (((m >> rs) & 1) & cut)) >> rs
-    q = q << ls
+    q = shift_round(m, rs, rounding) << ls
     hi = np.array([t.max_mantissa for t in ts], dtype=np.int64)
     lo = np.array([t.min_mantissa for t in ts], dtype=np.int64)
     if mode == "WRAP":
