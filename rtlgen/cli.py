@@ -1,4 +1,4 @@
-"""The ``rtlgen`` command line: build, sim, synth, report, profile, trace, config.
+"""The ``rtlgen`` command line: build, sim, synth, report, profile, trace, config, boards.
 
 User errors print one ``error: ...`` line and exit with status 2 (no traceback unless ``--debug``);
 a simulation with mismatches exits with status 1.
@@ -451,6 +451,18 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_boards(args) -> int:
+    from rtlgen.boards import BOARDS
+
+    rows = [("board", "part", "processor", "clock", "title")]
+    for b in BOARDS.values():
+        rows.append((b.name, b.part_number, b.processor or "none (UART bridge)", f"{b.clock_mhz:g} MHz", b.title))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rtlgen", description="Quantized neural networks to bit-exact Verilog.")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
@@ -511,6 +523,9 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--margin", type=int, default=0, help="spare integer bits in suggested types (default 0)")
     pr.add_argument("--limit", type=int, help="use only the first N samples")
     pr.set_defaults(func=cmd_profile)
+
+    bl = sub.add_parser("boards", help="list the boards a build can be deployed to")
+    bl.set_defaults(func=cmd_boards)
 
     t = sub.add_parser("trace", help="every layer's output: golden model against the framework")
     t.add_argument("model", help="model file, or a build directory (golden model only unless --framework-model)")

@@ -113,6 +113,8 @@ PARTS = {
         _xilinx("xczu3eg", "xcup", 70560, 141120, 360, 216),
         _xilinx("xczu7ev", "xcup", 230400, 460800, 1728, 312),
         _xilinx("xczu9eg", "xcup", 274080, 548160, 2520, 912),
+        # Kria K26 SOM: the programmable logic of an xczu5ev.
+        _xilinx("xck26", "xcup", 117120, 234240, 1248, 144),
         _xilinx("xcku15p", "xcup", 522720, 1045440, 1968, 984),
         _xilinx("xcvu9p", "xcup", 1182240, 2364480, 6840, 2160),
         _xilinx("xcvu13p", "xcup", 1728000, 3456000, 12288, 2688),
