@@ -57,7 +57,9 @@ def cmd_build(args) -> int:
         model = args.model
         source = args.model
     design = convert(model, cfg, skip_softmax=args.skip_softmax, dump_dir=args.dump_ir)
-    out = design.write(args.output, n_vectors=args.vectors)
+    if args.vectors < 1:
+        raise RtlgenError(f"--vectors must be a positive integer, not {args.vectors}")
+    out = design.write(args.output, n_vectors=args.vectors, boards=[args.board] if args.board else [])
     report = design.report()
     # Design.write may already have written it.
     _write_html(out, report, only_if_missing=True)
@@ -70,7 +72,20 @@ def cmd_build(args) -> int:
         print(f"  note: {note}")
     print(f"  latency {design.latency} cycles, initiation interval {design.initiation_interval} cycle(s)")
     print(f"  wrote rtl/{design.top_name}.v, tb/ ({args.vectors} vectors), report.json, report.html, config.yml, graph.json")
+    if args.board:
+        print(f"  board package: boards/{args.board.lower()}/ (see its README.md)")
     print(f"  built in {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from .boards import deploy
+
+    out = Path(args.out)
+    if not (out / "graph.json").is_file():
+        raise RtlgenError(f"{str(out)!r} is not an rtlgen build directory (no graph.json); run rtlgen build first")
+    pkg = deploy(out, args.board)
+    print(f"rtlgen deploy: {out} -> {pkg} (see {pkg / 'README.md'})")
     return 0
 
 
@@ -477,7 +492,13 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--skip-softmax", action="store_true", help="build up to the logits of a final Softmax")
     b.add_argument("--vectors", type=int, default=1000, help="random test vectors written to tb/ (default 1000)")
     b.add_argument("--dump-ir", metavar="DIR", help="write the IR graph as JSON after every pass")
+    b.add_argument("--board", help="also write a board package to OUT/boards/BOARD/ (rtlgen boards lists them)")
     b.set_defaults(func=cmd_build)
+
+    d = sub.add_parser("deploy", help="write a board package for an existing build")
+    d.add_argument("out", help="build directory")
+    d.add_argument("--board", required=True, help="board name (rtlgen boards lists them)")
+    d.set_defaults(func=cmd_deploy)
 
     s = sub.add_parser("sim", help="simulate a build against its golden model")
     s.add_argument("out", help="build directory")

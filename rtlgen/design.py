@@ -179,9 +179,10 @@ class Design:
 
     # -- outputs ----------------------------------------------------------------------------------
 
-    def write(self, out_dir, *, n_vectors: int = 1000, seed: int = 0) -> Path:
+    def write(self, out_dir, *, n_vectors: int = 1000, seed: int = 0, boards=()) -> Path:
         """Write ``rtl/`` (core and AXI4-Stream top), ``ip/`` (Vivado IP), ``<top>.core`` (FuseSoC),
-        ``tb/``, ``report.json``, ``report.html``, ``config.yml`` and ``graph.json`` to ``out_dir``.
+        ``tb/``, ``report.json``, ``report.html``, ``config.yml`` and ``graph.json`` to ``out_dir``,
+        and ``boards/<name>/`` for each board named in ``boards`` (checked before anything is written).
 
         Everything is built in a temporary sibling directory and moved into place at the end, so a
         failed build never leaves a half-written output directory.
@@ -190,6 +191,10 @@ class Design:
 
         from .sim.runner import write_testbench
 
+        from .boards import check as check_board
+        from .boards import deploy
+
+        boards = [check_board(b, self) for b in boards]
         out = Path(out_dir).resolve()
         if out.exists() and not out.is_dir():
             raise DesignError(f"output path {str(out)!r} exists and is not a directory")
@@ -210,6 +215,8 @@ class Design:
             write_html(report, tmp / "report.html")
             (tmp / "config.yml").write_text(yaml.safe_dump(self.config.to_dict(), sort_keys=True))
             (tmp / "graph.json").write_text(self.graph.to_json() + "\n")
+            for b in boards:
+                deploy(tmp, b, design=self)
             if out.exists():
                 old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
                 old.rmdir()
