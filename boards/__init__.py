@@ -43,6 +43,8 @@ def deploy(build_dir, board, *, design=None) -> Path:
         from rtlgen.design import load_design
 
         design = load_design(build_dir)
+        # Backends read the build's own files (report.json's synthesis, rtl/, tb/) through this.
+        design.build_dir = build_dir
     b = check(board, design)
     parent = build_dir / "boards"
     parent.mkdir(exist_ok=True)

@@ -30,6 +30,11 @@ class Board:
     over a UART bridge). ``memory_map`` gives the base addresses the generated block design assigns
     and the software uses. ``board_part`` is the Vivado board-file identifier (None when the board
     has none); ``platform`` is the amaranth-boards platform class for open-source flows.
+
+    MicroBlaze boards also give ``pins`` (package pins of the system clock, the reset button and
+    the USB-UART, from the board's master XDC: the generated design constrains them itself, with
+    or without board files), ``local_memory_kb`` (the MicroBlaze's LMB block RAM for code and
+    data) and ``buffer_kb`` (block RAM for the DMA buffers, at ``memory_map["ddr"]``).
     """
 
     name: str
@@ -46,6 +51,9 @@ class Board:
     uart_baud: int = 115200
     pynq: bool = False
     notes: str = ""
+    pins: dict = field(default_factory=dict)
+    local_memory_kb: int = 0
+    buffer_kb: int = 0
 
     @property
     def target(self) -> str:
@@ -64,6 +72,11 @@ class Board:
 _ZYNQ7_MAP = {"dma": 0x4040_0000, "ddr": 0x0000_0000}
 _ZYNQMP_MAP = {"dma": 0xA000_0000, "ddr": 0x0000_0000}
 _MB_MAP = {"dma": 0x4140_0000, "uart": 0x4060_0000, "timer": 0x41C0_0000, "ddr": 0x8000_0000}
+# Digilent master XDCs: (package pin, I/O standard); the reset's polarity; the oscillator in MHz.
+_ARTY_PINS = {"clock": ("E3", "LVCMOS33"), "clock_mhz": 100.0, "reset": ("C2", "LVCMOS33"), "reset_polarity": "ACTIVE_LOW",
+              "uart_rxd": ("A9", "LVCMOS33"), "uart_txd": ("D10", "LVCMOS33")}
+_BASYS3_PINS = {"clock": ("W5", "LVCMOS33"), "clock_mhz": 100.0, "reset": ("U18", "LVCMOS33"), "reset_polarity": "ACTIVE_HIGH",
+                "uart_rxd": ("B18", "LVCMOS33"), "uart_txd": ("A18", "LVCMOS33")}
 
 BOARDS: dict[str, Board] = {
     b.name: b
@@ -81,10 +94,12 @@ BOARDS: dict[str, Board] = {
         Board("ultra96v2", "Avnet Ultra96-V2", "xilinx", "xczu3eg", "xczu3eg-sbva484-1-i", "zynq_us", 100.0,
               "avnet.com:ultra96v2:part0:1.2", DMA_WIDTHS, _ZYNQMP_MAP, pynq=True),
         Board("arty-a7-100t", "Digilent Arty A7-100T", "xilinx", "xc7a100t", "xc7a100tcsg324-1", "microblaze", 100.0,
-              "digilentinc.com:arty-a7-100:part0:1.1", DMA_WIDTHS, _MB_MAP),
+              "digilentinc.com:arty-a7-100:part0:1.1", DMA_WIDTHS, _MB_MAP,
+              pins=_ARTY_PINS, local_memory_kb=128, buffer_kb=128),
         Board("basys3", "Digilent Basys 3", "xilinx", "xc7a35t", "xc7a35tcpg236-1", "microblaze", 100.0,
               "digilentinc.com:basys3:part0:1.2", DMA_WIDTHS, _MB_MAP,
-              notes="no external memory: the MicroBlaze runs from local block RAM, DMA buffers too"),
+              notes="no external memory: the MicroBlaze runs from local block RAM, DMA buffers too",
+              pins=_BASYS3_PINS, local_memory_kb=64, buffer_kb=32),
         Board("icebreaker", "1BitSquared iCEBreaker", "lattice", "ice40up5k", "iCE40UP5K-SG48", None, 12.0,
               platform="amaranth_boards.icebreaker:ICEBreakerPlatform"),
         Board("icestick", "Lattice iCEstick", "lattice", "ice40hx1k", "iCE40HX1K-TQ144", None, 12.0,

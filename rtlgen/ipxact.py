@@ -18,8 +18,14 @@
     out-of-context synthesis with utilization and timing reports.
 ``<top>.core``
     A FuseSoC (CAPI2) core: ``fusesoc --cores-root OUT run --target lint <vlnv>``.
-``tb/test_axis.py``, ``tb/axis.json``, ``tb/axis_vectors.npz``
+``tb/test_axis.py``, ``tb/axis.json``, ``tb/axis_vectors.npz``, ``tb/tdata.py``
     A cocotb + cocotbext-axi regression of the AXI top level (``pytest OUT/tb`` runs it).
+
+Each function takes a ``variant``: ``"axis"`` (the default, everything above: per-sample
+``m_axis_tlast``, buses exactly as wide as their lanes) or ``"dma"``, the top level
+``<top>_axis_dma`` that board packages put next to an AXI DMA: batch ``tlast`` (one output packet
+per input packet) and each bus padded to the power-of-two width the DMA takes
+(:func:`rtlgen.layers._axis.dma_width`). See docs/axi-stream.md.
 
 Every file is a pure function of the design: rebuilding gives byte-identical output.
 """
@@ -34,9 +40,12 @@ from .errors import DesignError
 
 __all__ = [
     "IPXACT_2009_NS",
+    "VARIANTS",
     "axis_geometry",
     "axis_meta",
+    "axis_name",
     "axis_top",
+    "axis_verilog",
     "component_xml",
     "find_ipxact_xsd",
     "fusesoc_core",
@@ -62,6 +71,9 @@ SUPPORTED_FAMILIES = (
     "kintexu", "virtexu", "kintexuplus", "virtexuplus", "zynquplus", "artixuplus", "versal",
 )  # fmt: skip
 
+#: Top levels :func:`write_package` and the board packages write: ``variant -> tlast mode``.
+VARIANTS = {"axis": "sample", "dma": "batch"}
+
 SYNTH_VIEW = "xilinx_anylanguagesynthesis"
 SIM_VIEW = "xilinx_anylanguagebehavioralsimulation"
 
@@ -69,15 +81,24 @@ SIM_VIEW = "xilinx_anylanguagebehavioralsimulation"
 # -- the AXI4-Stream top level ---------------------------------------------------------------------
 
 
-def axis_geometry(design) -> dict:
+def _variant(variant: str) -> str:
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {', '.join(map(repr, VARIANTS))}, not {variant!r}")
+    return VARIANTS[variant]
+
+
+def axis_geometry(design, variant: str = "axis") -> dict:
     """Lanes per transfer, transfers per sample and bytes per lane of the design's two streams.
 
     The lanes per transfer come from the generated core's own stream ports, so the same code
     serves ``io_parallel`` (the whole tensor in one transfer) and ``io_stream`` (one pixel of C
-    channels per transfer, H*W transfers).
+    channels per transfer, H*W transfers). ``<side>_tdata_width`` is the port width of the
+    ``variant``'s top level and ``<side>_beat_bytes`` the same in bytes; ``<side>_lanes_width``
+    is the width its lanes take (the ``"axis"`` port width).
     """
-    from .layers._axis import lane_bytes, stream_lanes
+    from .layers._axis import dma_width, lane_bytes, stream_lanes
 
+    _variant(variant)
     core = design.network
     geo = {}
     for side, port, tensor in (("in", core.i, design.input_tensor), ("out", core.o, design.output_tensor)):
@@ -95,7 +116,10 @@ def axis_geometry(design) -> dict:
             f"{side}_beats": tensor.size // lanes,
             f"{side}_bytes": lane_bytes(tensor.type),
         })  # fmt: skip
-        geo[f"{side}_tdata_width"] = 8 * geo[f"{side}_bytes"] * lanes
+        natural = 8 * geo[f"{side}_bytes"] * lanes
+        geo[f"{side}_lanes_width"] = natural
+        geo[f"{side}_tdata_width"] = dma_width(natural) if variant == "dma" else natural
+        geo[f"{side}_beat_bytes"] = geo[f"{side}_tdata_width"] // 8
     return geo
 
 
@@ -120,35 +144,43 @@ def _core_instance(design):
     return CoreInstance(design.network.signature)
 
 
-def axis_top(design, *, instance: bool = False):
+def axis_top(design, *, instance: bool = False, variant: str = "axis"):
     """The design's network inside :class:`rtlgen.layers.AxisTop` (``instance``: the core as an
     instance of the separately written module ``rtl/<top>.v``)."""
-    from .layers._axis import AxisTop
+    from .layers._axis import AxisTop, samples_in_flight
 
-    g = axis_geometry(design)
+    tlast = _variant(variant)
+    g = axis_geometry(design, variant)
+    core = design.network
     return AxisTop(
-        _core_instance(design) if instance else design.network,
+        _core_instance(design) if instance else core,
         design.input_tensor.type, g["in_lanes"], g["in_beats"],
         design.output_tensor.type, g["out_lanes"], g["out_beats"],
+        tlast=tlast, in_tdata_width=g["in_tdata_width"], out_tdata_width=g["out_tdata_width"],
+        # The instance has no latency of its own: size the flag FIFO from the network's.
+        max_in_flight=samples_in_flight(design.latency, design.initiation_interval, g["in_beats"], g["out_beats"]),
     )  # fmt: skip
 
 
-def axis_name(design) -> str:
-    return f"{design.top_name}_axis"
+def axis_name(design, variant: str = "axis") -> str:
+    _variant(variant)
+    return f"{design.top_name}_{variant}" if variant == "axis" else f"{design.top_name}_axis_{variant}"
 
 
-def axis_verilog(design) -> str:
+def axis_verilog(design, variant: str = "axis") -> str:
     from amaranth.back import verilog
 
-    return verilog.convert(axis_top(design, instance=True), name=axis_name(design), emit_src=False)
+    top = axis_top(design, instance=True, variant=variant)
+    return verilog.convert(top, name=axis_name(design, variant), emit_src=False)
 
 
-def axis_meta(design, verilog_sources) -> dict:
+def axis_meta(design, verilog_sources, variant: str = "axis") -> dict:
     """``axis.json`` of the AXI testbench (see rtlgen.sim.axis) for ``design``."""
-    g = axis_geometry(design)
-    meta = {k: g[k] for k in g if not k.endswith(("_type", "_tdata_width"))}
+    g = axis_geometry(design, variant)
+    meta = {k: g[k] for k in g if not k.endswith(("_type", "_tdata_width", "_lanes_width"))}
     meta.update(
-        toplevel=axis_name(design),
+        tlast=_variant(variant),
+        toplevel=axis_name(design, variant),
         verilog_sources=list(verilog_sources),
         # The wrapper adds no cycles: latency and sample period are the core's reported figures.
         latency=design.latency,
@@ -177,12 +209,19 @@ def _ports(g: dict) -> list[tuple[str, str, int]]:
     ]
 
 
-def _description(design, g: dict) -> str:
+def _description(design, g: dict, variant: str = "axis") -> str:
+    if variant == "axis":
+        tlast = "m_axis_tlast on the last beat of each sample"
+    else:
+        tlast = (
+            f"buses padded to {g['in_tdata_width']}/{g['out_tdata_width']} bits for an AXI DMA, "
+            f"m_axis_tlast at the end of the output sample whose input carried s_axis_tlast (batch mode)"
+        )
     return (
         f"rtlgen network {design.graph.name!r}: AXI4-Stream in {g['in_type']} x{g['in_lanes']} "
         f"per beat ({g['in_bytes']} byte(s) per lane), {g['in_beats']} beat(s) per sample; out "
         f"{g['out_type']} x{g['out_lanes']} per beat ({g['out_bytes']} byte(s) per lane), "
-        f"{g['out_beats']} beat(s) per sample, m_axis_tlast on the last beat of each sample; "
+        f"{g['out_beats']} beat(s) per sample, {tlast}; "
         f"latency {design.latency} cycles, interval {design.initiation_interval} cycle(s)."
     )
 
@@ -194,14 +233,15 @@ def component_xml(
     library: str = DEFAULT_LIBRARY,
     version: str = DEFAULT_VERSION,
     hdl_files=None,
+    variant: str = "axis",
 ) -> bytes:
     """The IP-XACT 1685-2009 ``component.xml`` of the design's AXI top level (UTF-8 bytes)."""
     from lxml import etree
 
     S = "{%s}" % IPXACT_2009_NS
     X = "{%s}" % XILINX_NS
-    g = axis_geometry(design)
-    top = axis_name(design)
+    g = axis_geometry(design, variant)
+    top = axis_name(design, variant)
     hdl_files = list(hdl_files or [f"hdl/{top}.v"])
 
     def el(parent, tag, text=None, **attrs):
@@ -232,8 +272,8 @@ def component_xml(
 
     # Bus interfaces: Vivado's own AXI4-Stream, clock and reset definitions.
     bis = el(root, S + "busInterfaces")
-    for name, mode, nbytes in (("s_axis", "slave", g["in_bytes"] * g["in_lanes"]),
-                               ("m_axis", "master", g["out_bytes"] * g["out_lanes"])):  # fmt: skip
+    for name, mode, nbytes in (("s_axis", "slave", g["in_beat_bytes"]),
+                               ("m_axis", "master", g["out_beat_bytes"])):  # fmt: skip
         bi = el(bis, S + "busInterface")
         el(bi, S + "name", name)
         vlnv(bi, "busType", "xilinx.com", "interface", "axis", "1.0")
@@ -309,7 +349,7 @@ def component_xml(
             el(f, S + "name", path)
             el(f, S + "fileType", "verilogSource")
 
-    el(root, S + "description", _description(design, g))
+    el(root, S + "description", _description(design, g, variant))
     ps = el(root, S + "parameters")
     p = el(ps, S + "parameter")
     el(p, S + "name", "Component_Name")
@@ -323,6 +363,8 @@ def component_xml(
         ("OUT_LANE_BYTES", g["out_bytes"], "long"), ("OUT_BEATS", g["out_beats"], "long"),
         ("LATENCY", design.latency, "long"), ("INTERVAL", design.initiation_interval, "long"),
     ]  # fmt: skip
+    if variant != "axis":
+        info += [("TLAST_MODE", _variant(variant), "string")]
     for order, (name, value, fmt) in enumerate(info, start=2):
         p = el(ps, S + "parameter")
         el(p, S + "name", name)
@@ -375,8 +417,8 @@ def validate_component(path) -> None:
 # -- Tcl -------------------------------------------------------------------------------------------
 
 
-def package_ip_tcl(design, *, vendor=DEFAULT_VENDOR, library=DEFAULT_LIBRARY, version=DEFAULT_VERSION) -> str:
-    top = axis_name(design)
+def package_ip_tcl(design, *, vendor=DEFAULT_VENDOR, library=DEFAULT_LIBRARY, version=DEFAULT_VERSION, variant="axis") -> str:
+    top = axis_name(design, variant)
     return f"""\
 # Re-package the rtlgen IP {vendor}:{library}:{top}:{version} in Vivado (generated file).
 #
@@ -417,8 +459,8 @@ puts "packaged {vendor}:{library}:{top}:{version} in $ip_dir (part $part)"
 """
 
 
-def synth_ooc_tcl(design) -> str:
-    top = axis_name(design)
+def synth_ooc_tcl(design, variant: str = "axis") -> str:
+    top = axis_name(design, variant)
     return f"""\
 # Out-of-context synthesis of the rtlgen IP {top} in Vivado (generated file).
 #
@@ -547,5 +589,28 @@ def write_package(
         out / "tb", x, y, axis_meta(design, [f"../rtl/{axis}.v", f"../rtl/{top}.v"])
     )
     paths["tb"] = tb
+    return paths
+
+
+def write_ip(design, ip_dir, *, variant: str = "axis", vendor=DEFAULT_VENDOR, library=DEFAULT_LIBRARY,
+             version=DEFAULT_VERSION) -> dict[str, Path]:
+    """Write a Vivado IP of ``variant``'s top level to ``ip_dir``: ``component.xml``,
+    ``hdl/<top>_...v`` + ``hdl/<top>.v``, ``package_ip.tcl`` and ``synth_ooc.tcl``."""
+    ip = Path(ip_dir)
+    (ip / "hdl").mkdir(parents=True, exist_ok=True)
+    name = axis_name(design, variant)
+    kw = {"vendor": vendor, "library": library, "version": version}
+    files = {
+        "axis_hdl": (f"hdl/{name}.v", axis_verilog(design, variant)),
+        "core_hdl": (f"hdl/{design.top_name}.v", design.verilog),
+        "component": ("component.xml", component_xml(design, hdl_files=[f"hdl/{name}.v", f"hdl/{design.top_name}.v"], variant=variant, **kw)),
+        "package_tcl": ("package_ip.tcl", package_ip_tcl(design, variant=variant, **kw)),
+        "synth_tcl": ("synth_ooc.tcl", synth_ooc_tcl(design, variant)),
+    }  # fmt: skip
+    paths = {}
+    for key, (rel, text) in files.items():
+        p = ip / rel
+        p.write_bytes(text) if isinstance(text, bytes) else p.write_text(text)
+        paths[key] = p
     return paths
 

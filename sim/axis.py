@@ -9,7 +9,11 @@ the valid/ready regression in ``OUT/tb``, shares its runner helpers (``test_runn
 
 Files: ``axis.json`` (geometry, see :data:`REQUIRED_AXIS_META`) and ``axis_vectors.npz``:
 ``x`` of shape (N, in_beats * in_lanes) and ``y`` of shape (N, out_beats * out_lanes), one row
-per sample, element ``b * lanes + k`` being lane ``k`` of beat ``b``.
+per sample, element ``b * lanes + k`` being lane ``k`` of beat ``b``; ``tdata.py``, the one
+module that packs and unpacks beats (:mod:`rtlgen.sim.tdata`, copied verbatim: the board
+packages' drivers use the same file). Optional keys of ``axis.json``: ``tlast`` (``"sample"``,
+the default, or ``"batch"``) and ``in_beat_bytes``/``out_beat_bytes`` (bus width in bytes when
+the beats are padded beyond their lanes).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ AXIS_META_FILE = "axis.json"
 AXIS_VECTORS_FILE = "axis_vectors.npz"
 # test_axis.py imports the simulator checks and build helpers of test_runner.py.
 AXIS_TEMPLATE_FILES = ("test_axis.py", "test_runner.py")
+#: The tdata packing module, copied into every AXI testbench (and board driver) verbatim.
+TDATA_SOURCE = Path(__file__).resolve().parent / "tdata.py"
+TLAST_MODES = ("sample", "batch")
 STALL_PATTERNS = ("none", "random")
 
 #: Keys of ``axis.json``. ``latency`` (clock edges from the first input beat of a sample to its
@@ -79,6 +86,15 @@ def _validate(meta: Mapping) -> dict:
             )
     for k in ("latency", "cycles_per_sample"):
         m[k] = None if m[k] is None else int(m[k])
+    m["tlast"] = str(m.get("tlast") or "sample")
+    if m["tlast"] not in TLAST_MODES:
+        raise ValueError(f"axis meta: tlast must be one of {', '.join(TLAST_MODES)}, not {m['tlast']!r}")
+    for side in ("in", "out"):
+        natural = m[f"{side}_lanes"] * m[f"{side}_bytes"]
+        bb = int(m.get(f"{side}_beat_bytes") or natural)
+        if bb < natural:
+            raise ValueError(f"axis meta: {side}_beat_bytes={bb} is narrower than {natural} bytes of lanes")
+        m[f"{side}_beat_bytes"] = bb
     srcs = m["verilog_sources"]
     if isinstance(srcs, str) or not srcs:
         raise ValueError("axis meta: verilog_sources must be a non-empty list of paths")
@@ -100,6 +116,7 @@ def write_axis_testbench(tb_dir, x: np.ndarray, y: np.ndarray, meta: Mapping) ->
     (tb / AXIS_META_FILE).write_text(json.dumps(m, sort_keys=True, indent=2) + "\n")
     for name in AXIS_TEMPLATE_FILES:
         shutil.copyfile(TEMPLATES / name, tb / name)
+    shutil.copyfile(TDATA_SOURCE, tb / "tdata.py")
     return tb
 
 
@@ -129,7 +146,7 @@ def run_axis(
     seconds. ``build_dir`` defaults to ``tb_dir/sim_build/<simulator>_axis``.
     """
     tb = Path(tb_dir).resolve()
-    missing = [f for f in (AXIS_META_FILE, AXIS_VECTORS_FILE, *AXIS_TEMPLATE_FILES) if not (tb / f).is_file()]
+    missing = [f for f in (AXIS_META_FILE, AXIS_VECTORS_FILE, *AXIS_TEMPLATE_FILES, "tdata.py") if not (tb / f).is_file()]
     if missing:
         raise SimulationError(f"{tb} has no AXI testbench (missing {', '.join(missing)})")
     return run_script(tb, "test_axis.py", simulator, stall, seed, build_dir, f"{simulator}_axis", timeout, "AXI ")

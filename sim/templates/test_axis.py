@@ -3,8 +3,14 @@
 Reads ``axis.json`` and ``axis_vectors.npz`` from this file's directory (or ``$RTLGEN_TB_DIR``)
 and drives the top level ``meta["toplevel"]`` (ports ``aclk``, ``aresetn``, ``s_axis_*``,
 ``m_axis_*``) with cocotbext-axi: an ``AxiStreamSource`` on ``s_axis`` and an ``AxiStreamSink``
-on ``m_axis``. A sample is one frame of bytes: its elements in order, each a ``*_bytes``-byte
-little-endian two's complement (or unsigned) integer, beat by beat.
+on ``m_axis``. Samples become bytes and bytes samples through ``tdata.py`` beside this file (the
+one packing module, shared with the board drivers): each element a ``*_bytes``-byte
+little-endian two's complement (or unsigned) integer, beat by beat, each beat padded with zero
+bytes to ``*_beat_bytes`` when the bus is wider than its lanes.
+
+``meta["tlast"]`` is ``"sample"`` (one output packet per sample, whatever the input packets) or
+``"batch"`` (one output packet per input packet: ``m_axis_tlast`` ends the output sample whose
+input sample carried ``s_axis_tlast``).
 
 Phases, each checking every output sample against the expected vectors, in order:
 
@@ -16,9 +22,14 @@ Phases, each checking every output sample against the expected vectors, in order
 * full run: all N samples with ``$RTLGEN_STALL`` (``random``, the default here: random
   ``tvalid`` gaps from the source and ``tready`` back-pressure from the sink, in regimes that
   change every 48 cycles, seeded by ``$RTLGEN_SEED``; or ``none``). The source packs 1 to 4
-  samples into one input packet (``s_axis_tlast`` only at its end), which the top ignores.
+  samples into one input packet (``s_axis_tlast`` only at its end), which a per-sample top
+  ignores and a batch top answers with one output packet of as many samples.
+* one packet (batch mode only): all N samples in a single input packet, as one DMA transfer,
+  under the same stalls: exactly one output packet of N samples, with exactly one
+  ``m_axis_tlast``, on its very last beat.
 
-Also checked throughout: every output packet is one sample (``m_axis_tlast`` on its last beat);
+Also checked throughout: every output packet is one sample (per-sample mode) or the samples of
+one input packet (batch mode), ``m_axis_tlast`` on its last beat;
 nothing is lost, duplicated or reordered; no output appears without an input; a master never
 withdraws ``m_axis_tvalid`` or changes ``m_axis_tdata``/``tlast`` before its handshake; while
 ``aresetn`` is low ``m_axis_tvalid`` and ``s_axis_tready`` are low. Results go to
@@ -51,18 +62,21 @@ SEGMENT = 48
 MAX_SAMPLES_PER_PACKET = 4
 
 
-def sample_bytes(a: np.ndarray, nbytes: int) -> list[bytes]:
-    """(N, elements) integers -> N byte strings, each element ``nbytes`` bytes little-endian."""
-    u = np.asarray(a).astype("<i8").view(np.uint8).reshape(len(a), -1, 8)[:, :, :nbytes]
-    u = np.ascontiguousarray(u)
-    return [row.tobytes() for row in u]
+def tdata_module():
+    """``tdata.py`` of this directory (the packing rule, shared with the board drivers)."""
+    import importlib.util
 
-
-def frame_values(data: bytes, nbytes: int, signed: bool) -> list[int]:
-    return [
-        int.from_bytes(data[i : i + nbytes], "little", signed=signed)
-        for i in range(0, len(data) - len(data) % nbytes, nbytes)
-    ]
+    name = "rtlgen_tb_tdata"
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).resolve().parent / "tdata.py"
+    if not path.is_file():
+        path = TB_DIR / "tdata.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def pauses(rng: random.Random, which: int):
@@ -143,11 +157,15 @@ class Harness:
     def __init__(self, dut, meta: dict, x: np.ndarray, y: np.ndarray):
         from cocotbext.axi import AxiStreamBus, AxiStreamSink, AxiStreamSource
 
+        Layout = tdata_module().Layout
         self.dut = dut
         self.meta = meta
-        self.x = sample_bytes(x, meta["in_bytes"])
-        self.y = sample_bytes(y, meta["out_bytes"])
-        self.out_len = meta["out_beats"] * meta["out_lanes"] * meta["out_bytes"]
+        self.batch = meta.get("tlast", "sample") == "batch"
+        self.lin = Layout.from_meta(meta, "in")
+        self.lout = Layout.from_meta(meta, "out")
+        self.x = self.lin.sample_frames(x)
+        self.y = self.lout.sample_frames(y)
+        self.out_len = self.lout.sample_bytes
         self.source = AxiStreamSource(
             AxiStreamBus.from_prefix(dut, "s_axis"), dut.aclk, dut.aresetn, reset_active_level=False
         )
@@ -173,51 +191,66 @@ class Harness:
         for _ in range(2):
             await RisingEdge(self.dut.aclk)
 
-    def _check(self, phase: str, index: int, got: bytes) -> None:
-        exp = self.y[index]
+    def _check(self, phase: str, indices: list[int], got: bytes) -> None:
+        """One output packet ``got`` against the expected outputs of samples ``indices``."""
+        exp = b"".join(self.y[i] for i in indices)
         if got == exp:
             return
-        self.mismatches[phase] = self.mismatches.get(phase, 0) + 1
-        if len(self.first_mismatches) >= MAX_RECORDED_MISMATCHES:
-            return
-        m = self.meta
         if len(got) != len(exp):
-            self.first_mismatches.append({
-                "phase": phase, "sample": int(index),
-                "error": f"output packet of {len(got)} bytes, expected {len(exp)} (m_axis_tlast misplaced)",
-            })  # fmt: skip
-            return
-        e = frame_values(exp, m["out_bytes"], m["out_signed"])
-        g = frame_values(got, m["out_bytes"], m["out_signed"])
-        for k, (ev, gv) in enumerate(zip(e, g)):
-            if ev != gv and len(self.first_mismatches) < MAX_RECORDED_MISMATCHES:
+            self.mismatches[phase] = self.mismatches.get(phase, 0) + len(indices)
+            if len(self.first_mismatches) < MAX_RECORDED_MISMATCHES:
                 self.first_mismatches.append({
-                    "phase": phase, "sample": int(index), "beat": k // m["out_lanes"],
-                    "lane": k % m["out_lanes"], "expected": ev, "got": gv,
+                    "phase": phase, "sample": int(indices[0]),
+                    "error": f"output packet of {len(got)} bytes, expected {len(exp)} "
+                             f"({len(indices)} sample(s): m_axis_tlast misplaced)",
                 })  # fmt: skip
+            return
+        n = self.lout.sample_bytes
+        e = self.lout.unpack(exp, check=False)
+        g = self.lout.unpack(got, check=False)
+        lanes = self.lout.lanes
+        for j, index in enumerate(indices):
+            if got[j * n : (j + 1) * n] == exp[j * n : (j + 1) * n]:
+                continue
+            self.mismatches[phase] = self.mismatches.get(phase, 0) + 1
+            if np.array_equal(e[j], g[j]) and len(self.first_mismatches) < MAX_RECORDED_MISMATCHES:
+                self.first_mismatches.append({
+                    "phase": phase, "sample": int(index),
+                    "error": "lane extension bits or beat padding differ from the tdata rule",
+                })  # fmt: skip
+            for k in range(self.lout.elements):
+                if e[j, k] != g[j, k] and len(self.first_mismatches) < MAX_RECORDED_MISMATCHES:
+                    self.first_mismatches.append({
+                        "phase": phase, "sample": int(index), "beat": k // lanes,
+                        "lane": k % lanes, "expected": int(e[j, k]), "got": int(g[j, k]),
+                    })  # fmt: skip
 
     async def stream(self, phase: str, order: list[int], group) -> None:
-        """Send samples ``order`` (``group()`` samples per input packet) and check every output."""
+        """Send samples ``order`` (``group()`` samples per input packet) and check every output
+        packet: one per sample, or in batch mode one per input packet."""
         from cocotb.triggers import RisingEdge
         from cocotbext.axi import AxiStreamFrame
 
+        packets = []
         i = 0
         while i < len(order):
             k = min(group(), len(order) - i)
+            packets.append(order[i : i + k])
             data = b"".join(self.x[j] for j in order[i : i + k])
             self.source.send_nowait(AxiStreamFrame(data))
             i += k
+        expected = packets if self.batch else [[j] for j in order]
         recv = 0
-        while recv < len(order):
+        while recv < len(expected):
             if not self.sink.empty():
-                self._check(phase, order[recv], bytes(self.sink.recv_nowait().tdata))
+                self._check(phase, expected[recv], bytes(self.sink.recv_nowait().tdata))
                 recv += 1
                 continue
             await RisingEdge(self.dut.aclk)
             if self.obs.idle > self.max_idle:
                 raise DesignFailure(
                     f"{phase}: no handshake for {self.obs.idle} cycles "
-                    f"(received {recv}/{len(order)} samples)"
+                    f"(received {recv}/{len(expected)} {'packets' if self.batch else 'samples'})"
                 )
 
     async def drain(self, phase: str, cycles: int) -> None:
@@ -273,8 +306,11 @@ async def axis_regression(dut):
         "out_beats": meta["out_beats"],
         "latency_expected": lat_exp,
         "cycles_per_sample_expected": cps_exp,
+        "tlast": meta.get("tlast", "sample"),
         "latency_measured": None,
         "cycles_per_sample_measured": None,
+        "one_packet_samples": None,
+        "one_packet_tlasts": None,
         "cycles": None,
         "seconds": None,
         "vectors_per_second": None,
@@ -322,13 +358,30 @@ async def axis_regression(dut):
         res["seconds"] = round(dt, 4)
         res["vectors_per_second"] = round(n / dt, 1) if dt > 0 else None
         await h.drain("full", drain_cycles)
+
+        if h.batch:
+            # All samples in one input packet (one DMA transfer): one output packet, one tlast.
+            h.obs.clear()
+            if stall == "random":
+                h.source.set_pause_generator(pauses(random.Random(rng.random()), 0))
+                h.sink.set_pause_generator(pauses(random.Random(rng.random()), 1))
+            await h.stream("one_packet", list(range(n)), lambda: n)
+            lasts = [last for _, last in h.obs.out_edges]
+            res["one_packet_samples"] = n
+            res["one_packet_tlasts"] = sum(lasts)
+            if sum(lasts) != 1 or not lasts or not lasts[-1]:
+                raise DesignFailure(
+                    f"one_packet: {sum(lasts)} m_axis_tlast beat(s) for one input packet of {n} samples "
+                    f"(expected exactly one, on the last of {len(lasts)} beats)"
+                )
+            await h.drain("one_packet", drain_cycles)
     except DesignFailure as e:
         res["error"] = str(e)
     except Exception as e:
         res["error"] = f"{type(e).__name__}: {e}"
         raise
     finally:
-        res["mismatches"] = h.mismatches.get("full", 0)
+        res["mismatches"] = h.mismatches.get("full", 0) + h.mismatches.get("one_packet", 0)
         res["probe_mismatches"] = sum(h.mismatches.values()) - res["mismatches"]
         res["first_mismatches"] = h.first_mismatches
         res["extra_outputs"] = h.extra_outputs
@@ -399,7 +452,7 @@ def summary(res: dict) -> str:
     """One-line human summary of a results dict."""
     head = "PASS" if res.get("passed") else "FAIL"
     s = (
-        f"{head} {res['toplevel']} (AXI4-Stream) on {res['simulator']} "
+        f"{head} {res['toplevel']} (AXI4-Stream, {res.get('tlast', 'sample')} tlast) on {res['simulator']} "
         f"(stall={res['stall']}, seed={res['seed']}): {res['n_vectors']} samples, "
         f"{res['mismatches']} mismatching, latency {res['latency_measured']}"
         f"/{res['latency_expected']}, cycles per sample {res['cycles_per_sample_measured']}"
