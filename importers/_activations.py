@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtlgen import activations as act
 from rtlgen.config import Config
 from rtlgen.fixed import FixedType
 from rtlgen.ir import Node
+from rtlgen.ir.ops import activation as act
 
 from ._errors import _up
 
@@ -65,7 +65,7 @@ def build_activation(builder, config: Config, name: str, x: str, function: str, 
 
 
 def build_softmax(builder, config: Config, name: str, x: str, *, layer_type="Softmax", source="Softmax") -> str:
-    from rtlgen import softmax as sm
+    from rtlgen.ir.ops import softmax as sm
 
     src = builder.graph.tensors[x]
     strategy = "stable"

@@ -149,14 +149,14 @@ def _lane_range(bounds):
 
 
 class SpatialBuilder(GraphBuilder):
-    """Adds the channels-last spatial ops of :mod:`rtlgen.spatial`."""
+    """Adds the channels-last spatial ops of :mod:`rtlgen.ir.ops.spatial`."""
 
     def conv(self, name, x, op, wfrac: int = 0, *, reuse_factor=None, attrs=None) -> str:
         """Add convolution ``op`` on ``x``; ``reuse_factor`` (from the configuration) is checked and
         rounded down to an exact schedule, with a note when it is not one. Raises ValueError for a
         factor outside ``1..positions*taps``."""
-        from rtlgen.layers._conv import valid_conv_reuse_factors
-        from rtlgen.spatial import Conv
+        from rtlgen.ir.ops.spatial import Conv
+        from rtlgen.plan.reuse import valid_conv_reuse_factors
 
         assert isinstance(op, Conv)
         xt = self.graph.tensors[x]
@@ -204,7 +204,7 @@ class SpatialBuilder(GraphBuilder):
         ``out_type`` (None: 'auto', a grid ``ceil(log2(window)) + 1`` bits finer than the input,
         rounding to nearest) through a reciprocal accurate to an eighth of the output step, and
         the build notes its worst-case error."""
-        from rtlgen.spatial import Pool
+        from rtlgen.ir.ops.spatial import Pool
 
         assert isinstance(op, Pool)
         xt = self.graph.tensors[x]
@@ -255,7 +255,7 @@ class SpatialBuilder(GraphBuilder):
         return out
 
     def gather(self, name, x, index, shape, *, attrs=None) -> str:
-        from rtlgen.spatial import Gather
+        from rtlgen.ir.ops.spatial import Gather
 
         xt = self.graph.tensors[x]
         index = np.asarray(index, dtype=np.int64)
@@ -268,7 +268,7 @@ class SpatialBuilder(GraphBuilder):
         return out
 
     def reshape(self, name, x, shape, *, attrs=None) -> str:
-        from rtlgen.spatial import Reshape
+        from rtlgen.ir.ops.spatial import Reshape
 
         xt = self.graph.tensors[x]
         shape = tuple(int(d) for d in shape)
@@ -281,7 +281,7 @@ class SpatialBuilder(GraphBuilder):
         return out
 
     def merge(self, name, a, b, kind, *, attrs=None) -> str:
-        from rtlgen.merge import Concat, Merge
+        from rtlgen.ir.ops.merge import Concat, Merge
 
         ta, tb = self.graph.tensors[a], self.graph.tensors[b]
         if ta.scale != tb.scale:

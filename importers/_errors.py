@@ -63,7 +63,7 @@ class ErrorBounds:
         return err
 
     def _node_magnitude(self, graph, bounds, node) -> float:
-        from rtlgen.spatial import Conv, Gather, Pool, Reshape
+        from rtlgen.ir.ops.spatial import Conv, Gather, Pool, Reshape
 
         op = node.op
         dst = graph.tensors[node.outputs[0]]
@@ -101,10 +101,10 @@ class ErrorBounds:
     # -- one node ---------------------------------------------------------------------------------
 
     def _node(self, graph, bounds, node, ins):
-        from rtlgen.activations import Lut, Pwl
-        from rtlgen.merge import Concat, Merge
-        from rtlgen.softmax import Softmax
-        from rtlgen.spatial import Conv, Gather, Pool, Reshape
+        from rtlgen.ir.ops.activation import Lut, Pwl
+        from rtlgen.ir.ops.merge import Concat, Merge
+        from rtlgen.ir.ops.softmax import Softmax
+        from rtlgen.ir.ops.spatial import Conv, Gather, Pool, Reshape
 
         op = node.op
         e = ins[0]
@@ -192,7 +192,7 @@ def _lipschitz(function: str, reach: float) -> float:
     if name == "elu":
         return max(1.0, abs(alpha))
     if name == "selu":
-        from rtlgen.activations import _SELU_ALPHA, _SELU_SCALE
+        from rtlgen.ir.ops.activation import _SELU_ALPHA, _SELU_SCALE
 
         return _SELU_SCALE * _SELU_ALPHA
     if name == "exp":

@@ -432,7 +432,7 @@ class _KerasImporter:
         return (1, int(v[0])) if one_d else (int(v[0]), int(v[-1]))
 
     def _padding(self, layer, shape, kernel, stride, dilation):
-        from rtlgen.spatial import same_padding
+        from rtlgen.ir.ops.spatial import same_padding
 
         mode = str(layer["config"].get("padding", "valid")).lower()
         if mode == "valid":
@@ -442,7 +442,7 @@ class _KerasImporter:
         self.fail(layer, f"padding {mode!r} is not supported (valid, same)")
 
     def conv(self, layer):
-        from rtlgen.spatial import Conv
+        from rtlgen.ir.ops.spatial import Conv
 
         cls, c = layer["class_name"], layer["config"]
         name = c["name"]
@@ -505,7 +505,7 @@ class _KerasImporter:
         self.after_weights_layer(name, quantized, "Conv")
 
     def pool(self, layer):
-        from rtlgen.spatial import Pool
+        from rtlgen.ir.ops.spatial import Pool
 
         cls, c = layer["class_name"], layer["config"]
         name = c["name"]

@@ -662,7 +662,7 @@ class _Importer:
     # -- convolution and pooling -------------------------------------------------------------
 
     def conv(self, node, ins):
-        from rtlgen.spatial import Conv, same_padding
+        from rtlgen.ir.ops.spatial import Conv, same_padding
 
         a = _attrs(node)
         x = self.layer_input(node, ins[0])
@@ -738,7 +738,7 @@ class _Importer:
             self.values[node.output[0]] = result
 
     def pool(self, node, ins):
-        from rtlgen.spatial import Pool
+        from rtlgen.ir.ops.spatial import Pool
 
         a = _attrs(node)
         x = self.float_input(node) if isinstance(ins[0], _Host) and self.float_model else self.fixed_input(node, ins[0])
@@ -800,7 +800,7 @@ class _Importer:
         base = pending.base
         tensor = self.graph.tensors[base.tensor]
         dense_node = self.graph.producer(base.tensor)
-        from rtlgen.spatial import Conv
+        from rtlgen.ir.ops.spatial import Conv
 
         can_fold = (
             dense_node is not None

@@ -258,10 +258,8 @@ def generate(design, *, granularity: str = "name", precision: str | None = None,
     Building with it gives the same design as building with no configuration. Types that come from
     the model's own quantizers are shown as comments: they are not configuration.
     """
-    from rtlgen.layers._conv import valid_conv_reuse_factors
-
     from .ir import Dense
-    from .passes import valid_reuse_factors
+    from .plan.reuse import valid_conv_reuse_factors, valid_reuse_factors
 
     if granularity not in ("model", "type", "name"):
         raise ConfigError(f"granularity must be one of model, type, name, not {granularity!r}")

@@ -189,10 +189,9 @@ class Design:
         """
         import yaml
 
-        from .sim.runner import write_testbench
-
         from .boards import check as check_board
         from .boards import deploy
+        from .sim.runner import write_testbench
 
         boards = [check_board(b, self) for b in boards]
         out = Path(out_dir).resolve()

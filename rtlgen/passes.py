@@ -13,6 +13,7 @@ from pathlib import Path
 from .config import Config
 from .errors import ConfigError
 from .ir import Dense, Graph, Requant, Threshold
+from .plan.reuse import reuse_plan, valid_reuse_factors
 
 __all__ = [
     "Pass",
@@ -36,15 +37,6 @@ class Pass:
 
     def __repr__(self):
         return type(self).__name__
-
-
-def valid_reuse_factors(n_in: int, n_out: int) -> list[int]:
-    """Reuse factors that give exactly R cycles per vector for an ``n_in`` x ``n_out`` dense layer."""
-    from rtlgen.layers import reuse_plan
-
-    small = {reuse_plan(n_in, n_out, r)[2] for r in range(1, n_in + 1)}
-    large = {n_in * math.ceil(n_out / s) for s in range(1, n_out + 1)}
-    return sorted(small | large)
 
 
 class CheckConfigNames(Pass):
@@ -151,8 +143,7 @@ class EstimateArithmetic(Pass):
         self.config = config
 
     def run(self, graph):
-        from rtlgen.layers import reuse_plan
-        from rtlgen.layers._adders import csd, plan_adder_graph
+        from .plan.adders import csd, lane_bounds, plan_adder_graph
 
         for node in graph.nodes:
             op = node.op
@@ -167,10 +158,8 @@ class EstimateArithmetic(Pass):
             if op.accum is not None and op.product_shift > 0:
                 parts.append(f"products rounded one by one: {len(nz)} constant products")
             elif digits <= self.PLAN_LIMIT:
-                from rtlgen.layers._dense import _lane_bounds
-
                 wt = w.astype(object) * (1 << -op.product_shift) if op.accum is not None and op.product_shift < 0 else w
-                lo, hi, values, steps = _lane_bounds(src, op.n_in, op.in_values, op.in_ranges)
+                lo, hi, values, steps = lane_bounds(src, op.n_in, op.in_values, op.in_ranges)
                 g = plan_adder_graph(wt, lo, hi, op.bias, values=values, steps=steps)
                 cycles = max(1, math.ceil(g.max_depth / op.adder_levels))
                 parts.append(

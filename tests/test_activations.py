@@ -10,7 +10,9 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from rtlgen import golden
-from rtlgen.activations import (
+from rtlgen.fixed import FixedType, cast
+from rtlgen.ir import Graph, Node, Tensor
+from rtlgen.ir.ops.activation import (
     Lut,
     Pwl,
     hard_sigmoid,
@@ -22,9 +24,7 @@ from rtlgen.activations import (
     relu6,
     thresholded_relu,
 )
-from rtlgen.fixed import FixedType, cast
-from rtlgen.ir import Graph, Node, Tensor
-from rtlgen.layers import Network
+from rtlgen.layers import Network, hardware
 
 SRC = FixedType(10, 4, True)  # 1024 input mantissas, [-8, 8) in steps of 1/64
 LANES = 4
@@ -102,14 +102,14 @@ def _check_hardware(ops_and_types, *, stall_index=0, src_type=SRC):
     for op, out_type in ops_and_types:
         src, dst = _tensors(out_type, src=src_type)
         expected.append(op.golden(xs, src, dst))
-        duts.append(op.hardware(src, dst))
+        duts.append(hardware(op, [src], dst))
     outs, times = _simulate(duts, xs)
     for (op, out_type), dut, got, exp, (t_in, t_out) in zip(ops_and_types, duts, outs, expected, times):
         assert np.array_equal(got, exp), f"{op.function} -> {out_type}"
         assert t_out - t_in == dut.latency
     op, out_type = ops_and_types[stall_index]
     src, dst = _tensors(out_type, src=src_type)
-    (got,), _ = _simulate([op.hardware(src, dst)], xs, stall_seed=5)
+    (got,), _ = _simulate([hardware(op, [src], dst)], xs, stall_seed=5)
     assert np.array_equal(got, expected[stall_index])
 
 

@@ -8,6 +8,7 @@ import pytest
 
 import rtlgen
 from rtlgen.fixed import FixedType
+from rtlgen.layers import hardware
 from rtlgen.sim.runner import available_simulators
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -92,7 +93,7 @@ def test_keras_non_power_of_two_average_pooling(tmp_path):
 def test_average_pooling_error_is_exact_worst_case():
     """The reported error is attained: an exhaustive check of one 3x3 window on a 6-bit input."""
     from rtlgen.ir import Tensor
-    from rtlgen.spatial import Pool
+    from rtlgen.ir.ops.spatial import Pool
 
     tin, tout = FixedType(6, 3, True), FixedType(8, 3, True, "RND")
     op = Pool("avg", (3, 3), (3, 3), in_shape=(3, 3, 1), recip_frac=12)
@@ -301,7 +302,7 @@ def test_keras_separable_and_permute(tmp_path):
 
 
 def _conv_case(kind, rng):
-    from rtlgen.spatial import Conv
+    from rtlgen.ir.ops.spatial import Conv
 
     if kind == "conv2d":
         w, shape, kw = rng.integers(-5, 6, (2, 2, 2, 3)), (3, 3, 2), {}
@@ -326,7 +327,8 @@ def test_conv_reuse_layer_bit_exact_with_measured_timing(kind, reuse):
     from streams import run_layer
 
     from rtlgen.ir import Tensor
-    from rtlgen.layers._conv import ConvReuse, valid_conv_reuse_factors
+    from rtlgen.layers._conv import ConvReuse
+    from rtlgen.plan.reuse import valid_conv_reuse_factors
 
     rng = np.random.default_rng(reuse)
     op = _conv_case(kind, rng)
@@ -337,7 +339,7 @@ def test_conv_reuse_layer_bit_exact_with_measured_timing(kind, reuse):
     dst = Tensor("y", op.out_shape, op.accum or FixedType(16, 16, True))
     xs = rng.integers(tin.min_mantissa, tin.max_mantissa + 1, (12, src.size))
     ref = op.golden(xs, src, dst)
-    dut = op.hardware(src, dst)
+    dut = hardware(op, [src], dst)
     assert isinstance(dut, ConvReuse) and (dut.initiation_interval, dut.latency) == (reuse, reuse + 1)
     outs, t_in, t_out = run_layer(dut, xs)
     assert np.array_equal(outs, ref)

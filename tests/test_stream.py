@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import rtlgen
-from rtlgen import stream as sched
+from rtlgen.plan import stream as sched
 from rtlgen.sim.runner import available_simulators
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -28,7 +28,7 @@ def _sim(design, x, tmp_path, stall="random", seed=0):
 
 
 def test_window_positions_match_the_convolution():
-    from rtlgen.spatial import conv_output_shape
+    from rtlgen.ir.ops.spatial import conv_output_shape
 
     for hw, k, s, pad, d in [((8, 8), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)), ((7, 9), (3, 2), (2, 3), ((0, 1), (2, 0)), (1, 1)),
                              ((9, 9), (3, 3), (1, 2), ((0, 0), (0, 0)), (2, 2)), ((1, 16), (1, 5), (1, 2), ((0, 0), (2, 2)), (1, 1))]:  # fmt: skip

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed import FixedType, align, cast, int_array
-from .ir import register_op
+from rtlgen.fixed import FixedType, align, cast, int_array
+from rtlgen.ir.graph import register_op
+
+from ._base import Op
 
 __all__ = [
     "Lut",
@@ -119,7 +121,7 @@ def _check_float_type(t: FixedType, what: str) -> None:
 
 @register_op
 @dataclass
-class Lut:
+class Lut(Op):
     """Table lookup: ``y = table[clip((x >> shift) - offset, 0, len(table) - 1)]`` in every lane.
 
     ``x`` is the input mantissa (``>>`` is a floor shift), ``table`` holds output mantissas, which
@@ -177,15 +179,6 @@ class Lut:
     def golden(self, x, src, dst):
         self.check_types(dst.type)
         return self.table[self.index(x)]
-
-    def hardware(self, src, dst):
-        from rtlgen.layers._activation import LutLayer
-
-        self.check_types(dst.type)
-        return LutLayer(
-            src.type, dst.type, src.size,
-            table=self.table, shift=self.shift, offset=self.offset, rom=self.rom,
-        )  # fmt: skip
 
 
 def make_lut(
@@ -285,7 +278,7 @@ _PWL_CONSTANTS = ("slope_hi", "bias_hi", "slope_lo", "bias_lo", "knot", "lower",
 
 @register_op
 @dataclass
-class Pwl:
+class Pwl(Op):
     """A two-piece linear function with clipping, computed exactly, one final rounding.
 
     Per lane::
@@ -377,11 +370,6 @@ class Pwl:
         if c["upper"] is not None:
             v = np.minimum(v, align(c["upper"], fc, f))
         return cast(int_array(v), f, dst.type).reshape(shape)
-
-    def hardware(self, src, dst):
-        from rtlgen.layers._activation import PwlLayer
-
-        return PwlLayer(src.type, dst.type, src.size, const_frac=self.const_type.frac, **self.constants(src.shape))
 
 
 def _mul(a, b):
