@@ -18,10 +18,11 @@ import numpy as np
 
 from rtlgen.config import Config
 from rtlgen.errors import ModelFormatError, UnsupportedOpError
-from rtlgen.fixed import FixedType, cast
+from rtlgen.fixed import FixedType
 from rtlgen.ir import Graph
 
 from . import _hgq as hgq
+from . import _precision as precision
 from ._activations import FUNCTIONS, build_activation, build_softmax
 from ._builder import SpatialBuilder
 from ._errors import rounding_error
@@ -192,7 +193,7 @@ def qkeras_weights(spec, values, where) -> tuple[np.ndarray, int]:
             where, name, f"quantizer {name!r} is not supported; supported are quantized_bits, binary, ternary, quantized_po2"
         )
     real = np.asarray(real, dtype=np.float64)
-    frac = max([_dyadic(v) for v in real.ravel()] + [0])
+    frac = max([precision.dyadic_frac(v) for v in real.ravel()] + [0])
     return np.array([int(v * 2.0**frac) for v in real.ravel()], dtype=np.int64).reshape(real.shape), frac
 
 
@@ -323,9 +324,7 @@ class _KerasImporter:
             self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", "Merge"))
 
     def input_type(self, name) -> FixedType:
-        if self.config.has_precision(name, "result", "InputLayer"):
-            return self.config.precision(name, "result", "InputLayer")
-        return self.config.precision(name, "input") if self.config.has_precision(name, "input") else self.config.precision(name, "result")
+        return precision.input_type(self.config, name)
 
     def ensure_input(self, layer, shape):
         if self.cur is not None:
@@ -572,56 +571,28 @@ class _KerasImporter:
         """Weights and bias as mantissas: ``(weights, weight frac, bias at the output grid, accum, shift)``.
 
         Quantized layers use their own quantizers and exact sums; float layers use the configured
-        types with hls4ml's arithmetic (``accum`` set when the configuration gives an accumulator).
+        types with hls4ml's arithmetic (:mod:`._precision`).
         """
         c = layer["config"]
         name = c["name"]
-        xt = self.graph.tensors[self.cur]
-        kernel0, bias0 = np.asarray(kernel, dtype=np.float64), np.asarray(bias, dtype=np.float64)
-        if quantized:
-            if not c.get("kernel_quantizer") and not c.get("depthwise_quantizer"):
-                self.fail(layer, "a quantized layer without kernel_quantizer is not supported")
-            wm, wfrac = qkeras_weights(c.get("kernel_quantizer") or c.get("depthwise_quantizer"), kernel, name)
-            btype, _ = quantizer_type(c.get("bias_quantizer"), name) if c.get("bias_quantizer") else (None, 1)
-            accum = None
-        else:
-            ktype = self.config.precision(name, "weight", layer_type)
-            btype = self.config.precision(name, "bias", layer_type)
-            accum = self.config.precision(name, "accum", layer_type, auto=True)
-            wm, wfrac = ktype.quantize(hls4ml_text(kernel, ktype)), ktype.frac
-            bias = hls4ml_text(bias, btype)
-        out_frac = xt.type.frac + wfrac
-        if btype is None:
-            bias_exact = np.asarray(bias).astype(np.float32).astype(np.float64)
-            bfrac = max((_dyadic(v) for v in bias_exact), default=0)
-            bm = np.array([int(round(v * 2.0**bfrac)) for v in bias_exact], dtype=object)
-        else:
-            bm, bfrac = btype.quantize(bias).astype(object), btype.frac
-        shift = 0
-        if accum is not None:
-            if accum.overflow != "WRAP":
-                self.fail(layer, f"accumulator type {accum} must wrap (WRAP): saturating accumulators depend on summation order")
-            if accum.frac > out_frac:  # products are exact on a finer accumulator grid
-                wm = wm << (accum.frac - out_frac)
-                wfrac += accum.frac - out_frac
-                out_frac = accum.frac
-            shift = out_frac - accum.frac
-            bias_m = cast(np.asarray(bm, dtype=object), bfrac, accum).astype(np.int64)
-        else:
-            if bfrac > out_frac:  # finer bias: move the weights onto the bias grid
-                wm = wm << (bfrac - out_frac)
-                wfrac += bfrac - out_frac
-                out_frac = bfrac
-            bias_m = np.array([int(b) << (out_frac - bfrac) for b in np.ravel(bm)], dtype=np.int64)
+        in_frac = self.graph.tensors[self.cur].type.frac
+        try:
+            if quantized:
+                if not c.get("kernel_quantizer") and not c.get("depthwise_quantizer"):
+                    self.fail(layer, "a quantized layer without kernel_quantizer is not supported")
+                wm, wfrac = qkeras_weights(c.get("kernel_quantizer") or c.get("depthwise_quantizer"), kernel, name)
+                if c.get("bias_quantizer"):
+                    btype, _ = quantizer_type(c.get("bias_quantizer"), name)
+                    fw = precision.typed_weights(wm, wfrac, btype.quantize(bias), btype.frac, in_frac)
+                else:
+                    fw = precision.exact_weights(wm, wfrac, bias, in_frac)
+            else:
+                fw = precision.float_weights(self.config, name, layer_type, kernel, bias, in_frac)
+        except ValueError as e:
+            self.fail(layer, str(e))
         # What the configured types change against the float layer, for the reported error bound.
-        self.weight_error = None
-        if not quantized:
-            bias_frac = accum.frac if accum is not None else out_frac
-            self.weight_error = (
-                np.abs(kernel0 - np.asarray(wm, dtype=np.float64) * 2.0**-wfrac),
-                np.abs(bias0.ravel() - bias_m.astype(np.float64) * 2.0**-bias_frac),
-            )
-        return wm, wfrac, bias_m, accum, shift
+        self.weight_error = None if fw.weight_error is None else (fw.weight_error, fw.bias_error)
+        return fw.weight, fw.wfrac, fw.bias, fw.accum, fw.shift
 
     def after_weights_layer(self, name, quantized, layer_type):
         if quantized:
@@ -629,13 +600,7 @@ class _KerasImporter:
             if _explicit(self.config, name):
                 self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", layer_type))
             return
-        result = self.config.precision(name, "result", layer_type, auto=True)
-        cap = self.config.maximum()
-        exact = self.graph.tensors[self.cur].type
-        if result is None and cap is not None and exact.width > cap.width:
-            # 'auto' keeps every integer bit (no overflow) and drops the lowest fraction bits.
-            result = FixedType(cap.width, exact.integer, exact.signed)
-            self.graph.notes.append(f"{name}: auto result {exact} capped at {cap.width} bits: {result}")
+        result = precision.result_type(self.config, name, layer_type, self.graph.tensors[self.cur].type, self.graph.notes)
         if result is not None:
             self.cur = self.b.requant(name + "_result", self.cur, result, attrs={"source": "config"})
         self.float_layer = name
@@ -671,8 +636,8 @@ class _KerasImporter:
         if diagonal:
             qk = np.diag(qk)
         xt = self.graph.tensors[self.cur]
-        wfrac = max([_dyadic(v) for v in qk.ravel()] + [0])
-        bfrac = max([_dyadic(v) for v in qb.ravel()] + [0])
+        wfrac = max([precision.dyadic_frac(v) for v in qk.ravel()] + [0])
+        bfrac = max([precision.dyadic_frac(v) for v in qb.ravel()] + [0])
         wfrac = max(wfrac, bfrac - xt.type.frac)
         out_frac = xt.type.frac + wfrac
         wm = np.array([int(v * 2.0**wfrac) for v in qk.ravel()], dtype=np.int64).reshape(qk.shape)
@@ -744,7 +709,7 @@ class _KerasImporter:
             self.cur = self.b.relu(relu_name, self.cur, attrs={"source": "relu"})
             if float_input:
                 # hls4ml's ReLU casts to its own result type (the model default unless configured).
-                rtype = self.config.precision(relu_name, "result", "Activation")
+                rtype = precision.relu_type(self.config, relu_name)
                 self.cur = self.b.requant(relu_name + "_result", self.cur, rtype, attrs={"source": "config"})
             return
         if act == "softmax":
@@ -833,21 +798,7 @@ class _KerasImporter:
             self.activation(layer, "softmax", name, self.next_layer(layer) is None)
 
 
-def hls4ml_text(values, t: FixedType) -> np.ndarray:
-    """Float weights as hls4ml hands them to its C++: printed with as many decimals as ``t`` has
-    fractional bits and read back (then converted with ``t``'s own rounding and overflow)."""
-    digits = max(t.frac, 0)
-    text = np.array([float(f"{float(v):.{digits}f}") for v in np.asarray(values, dtype=np.float32).ravel()])
-    return text.reshape(np.shape(values))
-
-
 def _explicit(config: Config, name: str) -> bool:
     level = config.layer_name.get(name) or {}
     p = level.get("Precision")
     return isinstance(p, dict) and "result" in p or isinstance(p, str)
-
-
-def _dyadic(v: float) -> int:
-    from fractions import Fraction
-
-    return Fraction(v).denominator.bit_length() - 1

@@ -57,7 +57,7 @@ def _hls4ml_reference(x, w1, b1, w2, b2, t, accum):
     """hls4ml's float-layer arithmetic written out: weights printed with F decimals and read back,
     every cast TRN/WRAP, products cast to accum_t, ReLU cast to the default type."""
     from rtlgen.fixed import cast
-    from rtlgen.importers._keras import hls4ml_text
+    from rtlgen.importers._precision import hls4ml_text
 
     def dense(xm, xf, w, b):
         wm, bm = t.quantize(hls4ml_text(w, t)), t.quantize(hls4ml_text(b, t))
