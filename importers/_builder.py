@@ -251,7 +251,10 @@ class SpatialBuilder(GraphBuilder):
                 + (" where the average fits the type (it may overflow)" if overflows else "")
             )
         out = self.tensor(name, op.out_shape, t, xt.scale, (lo, hi))
-        self.graph.add_node(Node(name, op, [x], [out], dict(attrs or {})))
+        attrs = dict(attrs or {})
+        if name in self.errors.local:
+            attrs["error"] = self.errors.local[name]  # the node's own worst-case error, in real units
+        self.graph.add_node(Node(name, op, [x], [out], attrs))
         return out
 
     def gather(self, name, x, index, shape, *, attrs=None) -> str:

@@ -52,10 +52,14 @@ class CheckConfigNames(Pass):
 
 
 class ApplyReuse(Pass):
-    """Set and check each dense layer's reuse factor and strategy from the configuration."""
+    """Set and check each dense layer's reuse factor and strategy from the configuration.
 
-    def __init__(self, config: Config):
+    With ``check=False`` factors outside a layer's range are clamped into it and inexact ones
+    rounded down without a note (for tools that only read the graph, such as ``rtlgen config``)."""
+
+    def __init__(self, config: Config, *, check: bool = True):
         self.config = config
+        self.check = check
 
     def run(self, graph):
         for node in graph.nodes:
@@ -63,6 +67,8 @@ class ApplyReuse(Pass):
                 continue
             r = self.config.reuse_factor(node.name, "Dense")
             n_in, n_out = node.op.n_in, node.op.n_out
+            if not self.check:
+                r = min(max(r, 1), n_in * n_out)
             if not 1 <= r <= n_in * n_out:
                 raise ConfigError(
                     f"node {node.name!r}: reuse factor {r} cannot be used with {n_in} inputs and {n_out} "
@@ -72,10 +78,11 @@ class ApplyReuse(Pass):
             if r not in valid:
                 # Round down to the nearest exact schedule: never slower than asked.
                 near = max(v for v in valid if v <= r)
-                graph.notes.append(
-                    f"{node.name}: reuse factor {r} does not split {n_in}x{n_out} evenly; using {near} "
-                    f"(exact choices near it: {', '.join(map(str, [v for v in valid if near // 2 <= v <= 2 * r][:12]))})"
-                )
+                if self.check:
+                    graph.notes.append(
+                        f"{node.name}: reuse factor {r} does not split {n_in}x{n_out} evenly; using {near} "
+                        f"(exact choices near it: {', '.join(map(str, [v for v in valid if near // 2 <= v <= 2 * r][:12]))})"
+                    )
                 r = near
             node.op.reuse_factor = r
             node.op.strategy = self.config.strategy(node.name, "Dense")
@@ -180,8 +187,9 @@ class EstimateArithmetic(Pass):
         return graph
 
 
-def default_passes(config: Config) -> list[Pass]:
-    return [CheckConfigNames(config), ApplyReuse(config), InferValueSets(), EstimateArithmetic(config)]
+def default_passes(config: Config, *, reuse_check: bool = True) -> list[Pass]:
+    """The pipeline :func:`rtlgen.convert` runs after the importer."""
+    return [CheckConfigNames(config), ApplyReuse(config, check=reuse_check), InferValueSets(), EstimateArithmetic(config)]
 
 
 def run_passes(graph: Graph, passes: list[Pass], *, dump_dir: str | os.PathLike | None = None) -> Graph:

@@ -205,7 +205,7 @@ def test_hls4ml_project_yaml_is_accepted():
 
 
 def test_config_errors_name_the_key():
-    with pytest.raises(ConfigError, match=r"^configuration key 'LayerName.fc1.Strategy' must be one of Latency, Resource, not 'Fast'$"):
+    with pytest.raises(ConfigError, match=r"^configuration key 'LayerName.fc1.Strategy' must be one of Latency, Resource \(layers with weights\) or Stable, Latency, Argmax \(softmax\), not 'Fast'$"):
         rtlgen.load_config({"LayerName": {"fc1": {"Strategy": "Fast"}}})
     with pytest.raises(ConfigError, match=r"names no layer of this model"):
         from rtlgen.examples import qonnx_mlp

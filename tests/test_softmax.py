@@ -254,3 +254,50 @@ def test_argmax_agreement_on_trained_mlp_logits():
     print(f"accuracy {np.mean(want == labels):.4f}; argmax agreement (float logits, quantized logits): {agreement}")
     assert agreement["stable"][0] >= 0.999
     assert agreement["stable"][1] == 1.0  # the guarantee of test_stable_keeps_the_argmax_of_its_input
+
+
+def _onnx_softmax_model(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(3).normal(0, 0.5, (4, 5)).astype(np.float32), "W")
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["h"], name="fc"), helper.make_node("Softmax", ["h"], ["y"], name="sm", axis=1)]
+    graph = helper.make_graph(
+        nodes, "sm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 5])], [w],
+    )  # fmt: skip
+    path = tmp_path / "sm.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize(
+    "config, implementation",
+    [
+        ({"LayerName": {"sm": {"Strategy": "Stable"}}}, "stable"),
+        ({"LayerName": {"sm": {"Strategy": "latency"}}}, "latency"),
+        ({"LayerType": {"Softmax": {"Strategy": "Argmax"}}}, "argmax"),
+        ({"LayerName": {"sm": {"Implementation": "LATENCY"}}}, "latency"),
+        ({"Model": {"Implementation": "argmax"}}, "argmax"),
+        ({"Model": {"Strategy": "Argmax"}}, "argmax"),
+        # A model-wide Latency/Resource strategy is about the dense layers: softmax stays stable.
+        ({"Model": {"Strategy": "Latency"}}, "stable"),
+        ({"Model": {"Strategy": "Resource", "ReuseFactor": 2}}, "stable"),
+        ({}, "stable"),
+    ],
+)
+def test_softmax_strategy_spellings_at_every_granularity(tmp_path, config, implementation):
+    import rtlgen
+
+    design = rtlgen.convert(_onnx_softmax_model(tmp_path), config)
+    (sm,) = [n.op for n in design.graph.nodes if n.kind == "Softmax"]
+    assert sm.implementation == implementation
+    dense = next(n.op for n in design.graph.nodes if n.kind == "Dense")
+    assert dense.strategy in ("latency", "resource")
+
+
+def test_softmax_unknown_implementation_is_refused():
+    import rtlgen
+    from rtlgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^configuration key 'LayerName.sm.Implementation' must be one of Stable, Latency, Argmax \(softmax variants\), not 'legacy'$"):
+        rtlgen.load_config({"LayerName": {"sm": {"Implementation": "legacy"}}})

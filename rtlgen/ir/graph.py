@@ -129,6 +129,9 @@ class Graph:
     # and of the hardware's output lanes into the network's own (channels-first) output order.
     input_order: list | None = None
     output_order: list | None = None
+    # Worst-case |built output - source model output| in real units (float inputs within the input
+    # type's range, no value overflowing its type); None when no bound is known.
+    error_bound: float | None = None
 
     def add_tensor(self, tensor: Tensor) -> Tensor:
         if tensor.name in self.tensors:
@@ -236,6 +239,7 @@ class Graph:
             "source_names": list(self.source_names),
             "input_order": None if self.input_order is None else [int(i) for i in self.input_order],
             "output_order": None if self.output_order is None else [int(i) for i in self.output_order],
+            "error_bound": self.error_bound,
         }
 
     @classmethod
@@ -258,6 +262,7 @@ class Graph:
         g.source_names = list(d.get("source_names", []))
         g.input_order = d.get("input_order")
         g.output_order = d.get("output_order")
+        g.error_bound = d.get("error_bound")
         return g
 
     @classmethod

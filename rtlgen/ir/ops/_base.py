@@ -25,6 +25,15 @@ class Op:
         """Output mantissas from the input mantissas ``xs`` of tensors ``srcs``."""
         return self.golden(xs[0], srcs[0], dst)
 
+    # Every op also defines ``error_bound(ctx, node, errs) -> float``: the worst-case error of its
+    # output against the source model from its inputs' (see :mod:`._bounds`). There is no default,
+    # so an op without one is an error when a build reports its bound, never a silent infinity.
+
+    def built_magnitude(self, ctx, node, own: float, m_in: float) -> float:
+        """The largest magnitude the output takes when nothing overflows (``own``: its type's bound,
+        ``m_in``: the input's); tighter than ``own`` for ops that cannot grow their input."""
+        return own
+
 
 def check_same_shape(name: str, ins: list, out) -> None:
     if ins[0].shape != out.shape:

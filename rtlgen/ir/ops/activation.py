@@ -176,6 +176,14 @@ class Lut(Op):
         """The table index of every input mantissa."""
         return np.clip((int_array(x) >> self.shift) - self.offset, 0, len(self.table) - 1)
 
+    def error_bound(self, ctx, node, errs):
+        from ._bounds import lipschitz, magnitude
+
+        e = errs[0]
+        own = self.fit_error if self.fit_error is not None else self.max_error
+        reach = magnitude(ctx.graph.tensors[node.inputs[0]], ctx.bounds) + e
+        return lipschitz(self.function, reach) * e + (math.inf if own is None else own)
+
     def golden(self, x, src, dst):
         self.check_types(dst.type)
         return self.table[self.index(x)]
@@ -350,6 +358,12 @@ class Pwl(Op):
         if out["lower"] is not None and out["upper"] is not None and np.any(out["lower"] > out["upper"]):
             raise ValueError("lower bound above upper bound")
         return out
+
+    def error_bound(self, ctx, node, errs):
+        from ._bounds import pwl_error
+
+        g = ctx.graph
+        return pwl_error(self, g.tensors[node.inputs[0]], g.tensors[node.outputs[0]], ctx.bounds, errs[0])
 
     def golden(self, x, src, dst):
         c = self.constants(src.shape)

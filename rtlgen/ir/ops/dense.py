@@ -10,8 +10,9 @@ from rtlgen.fixed import FixedType, int_array, overflow, round_shift
 from rtlgen.ir.graph import GraphError, register_op
 
 from ._base import Op
+from ._bounds import weights_error
 
-__all__ = ["Dense", "matmul_exact"]
+__all__ = ["Dense", "matmul_exact", "sum_of_products_magnitude"]
 
 
 @register_op
@@ -60,6 +61,13 @@ class Dense(Op):
         if self.bias is not None and self.bias.shape != (self.n_out,):
             raise GraphError(f"node {name!r}: bias shape {self.bias.shape} != ({self.n_out},)")
 
+    def error_bound(self, ctx, node, errs):
+        g = ctx.graph
+        return weights_error(ctx, node, self, g.tensors[node.inputs[0]], g.tensors[node.outputs[0]], errs[0])
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return sum_of_products_magnitude(self, ctx, node, own, m_in)
+
     def golden(self, x, src, dst):
         if self.accum is not None:
             return self._golden_accum(x)
@@ -82,6 +90,18 @@ class Dense(Op):
             prods = round_shift(xb[:, :, None] * self.weight[None], self.product_shift, acc_t.rounding)
             out.append(prods.sum(axis=1) + bias)
         return overflow(np.concatenate(out) if out else np.zeros((0, self.n_out), dtype=np.int64), acc_t)
+
+
+def sum_of_products_magnitude(op, ctx, node, own, m_in):
+    """Dense and Conv without a wrapping accumulator: at most sum |w| * |x| + |b| per output."""
+    if op.accum is not None:
+        return own
+    src, dst = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+    scale = 2.0 ** -(dst.type.frac - src.type.frac)
+    w = np.abs(np.asarray(op.weight, dtype=np.float64)) * scale
+    per_out = w.sum(axis=0) if w.ndim == 2 else w.sum(axis=(0, 1) if op.depthwise else (0, 1, 2)).reshape(-1)
+    b = np.abs(np.asarray(op.bias if op.bias is not None else 0.0, dtype=np.float64)) * 2.0**-dst.type.frac
+    return min(own, float(np.max(per_out * m_in + b, initial=0.0)) * dst.scale)
 
 
 def matmul_exact(x: np.ndarray, w: np.ndarray) -> np.ndarray:

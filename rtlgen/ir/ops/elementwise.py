@@ -10,6 +10,7 @@ from rtlgen.fixed import FAST_ROUNDING, FixedType, align, cast, int_array, shift
 from rtlgen.ir.graph import GraphError, register_op
 
 from ._base import Op, check_same_shape
+from ._bounds import rounding_error
 
 __all__ = ["Relu", "Requant", "Threshold"]
 
@@ -24,6 +25,12 @@ class Relu(Op):
 
     def golden(self, x, src, dst):
         return np.where(x > 0, x, 0).astype(x.dtype)
+
+    def error_bound(self, ctx, node, errs):
+        return errs[0]
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return min(own, m_in)
 
 
 @register_op
@@ -44,6 +51,18 @@ class Requant(Op):
 
     def verify(self, name, ins, out):
         check_same_shape(name, ins, out)
+
+    def error_bound(self, ctx, node, errs):
+        e = errs[0]
+        src, dst = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+        if node.attrs.get("source", "config") == "config":
+            return e + rounding_error(src.type.frac, self.type) * src.scale
+        # The model's own quantizer: exact on an exact input, else at most one step further.
+        step = max((2.0**-t.frac for t in self.lane_types() if t is not None), default=0.0) if self.lanes else 2.0**-self.type.frac
+        return 0.0 if e == 0 else e + step * dst.scale
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return min(own, m_in + 2.0**-self.type.frac * ctx.graph.tensors[node.outputs[0]].scale)
 
     def golden(self, x, src, dst):
         if self.lanes is None:
@@ -112,6 +131,10 @@ class Threshold(Op):
         if self.thresholds.ndim != 2 or self.thresholds.shape[0] != ins[0].size:
             raise GraphError(f"node {name!r}: thresholds must be (channels, levels)")
         check_same_shape(name, ins, out)
+
+    def error_bound(self, ctx, node, errs):
+        # Exact on an exact input; an inexact input may cross a threshold anywhere.
+        return 0.0 if errs[0] == 0 else float("inf")
 
     def golden(self, x, src, dst):
         t = self.thresholds  # (C, L)

@@ -14,6 +14,7 @@ from rtlgen.fixed import align, int_array
 from rtlgen.ir.graph import GraphError, register_op
 
 from ._base import Op
+from ._bounds import magnitude
 
 __all__ = ["Merge", "Concat", "MERGE_KINDS"]
 
@@ -36,6 +37,18 @@ class Merge(Op):
     def verify(self, name, ins, out):
         if ins[0].shape != ins[1].shape:
             raise GraphError(f"node {name!r}: {self.kind} of tensors of shapes {ins[0].shape} and {ins[1].shape}")
+
+    def error_bound(self, ctx, node, errs):
+        a, b = errs
+        if self.kind in ("add", "sub"):
+            return a + b
+        if self.kind == "avg":
+            return (a + b) / 2
+        if self.kind in ("max", "min"):
+            return max(a, b)
+        ma = magnitude(ctx.graph.tensors[node.inputs[0]], ctx.bounds)
+        mb = magnitude(ctx.graph.tensors[node.inputs[1]], ctx.bounds)
+        return ma * b + mb * a + a * b
 
     def evaluate(self, xs, srcs, dst):
         a, b = (int_array(x) for x in xs)
@@ -61,6 +74,9 @@ class Concat(Op):
         for p in range(positions):
             out += [(0, p * ca + c) for c in range(ca)] + [(1, p * cb + c) for c in range(cb)]
         return out
+
+    def error_bound(self, ctx, node, errs):
+        return max(errs)
 
     def evaluate(self, xs, srcs, dst):
         f = dst.type.frac

@@ -168,6 +168,10 @@ class Softmax(Op):
 
     # -- models -------------------------------------------------------------------------------------
 
+    def error_bound(self, ctx, node, errs):
+        # Softmax is 1/2-Lipschitz in the maximum norm: row i of its Jacobian sums to 2 s_i (1 - s_i).
+        return 0.5 * errs[0] + float(self.max_error)
+
     def golden(self, x, src, dst):
         """Output mantissas ``(batch, n)`` of ``dst.type`` for input mantissas ``(batch, n)``."""
         self._check(src, dst)

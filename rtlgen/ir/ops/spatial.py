@@ -17,6 +17,8 @@ from rtlgen.fixed import FixedType, cast, int_array, overflow, round_shift
 from rtlgen.ir.graph import register_op
 
 from ._base import Op
+from ._bounds import weights_error
+from .dense import sum_of_products_magnitude
 
 __all__ = ["Conv", "Pool", "Gather", "Reshape", "conv_output_shape", "same_padding"]
 
@@ -109,6 +111,13 @@ class Conv(Op):
             return None
         oh, ow, co = self.out_shape
         return np.tile(np.asarray(self.bias, dtype=np.int64), oh * ow)
+
+    def error_bound(self, ctx, node, errs):
+        g = ctx.graph
+        return weights_error(ctx, node, self, g.tensors[node.inputs[0]], g.tensors[node.outputs[0]], errs[0])
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return sum_of_products_magnitude(self, ctx, node, own, m_in)
 
     def golden(self, x, src, dst):
         from rtlgen.fixed import int_array
@@ -230,6 +239,12 @@ class Pool(Op):
         big = max(self.divisors())
         return [big // n for n in self.divisors()]
 
+    def error_bound(self, ctx, node, errs):
+        return errs[0] + ctx.local.get(node.name, 0.0)
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return min(own, m_in) if self.recip_frac is None else own
+
     def golden(self, x, src, dst):
         x = int_array(np.asarray(x))
         out = np.empty((len(x), 0), dtype=np.int64)
@@ -282,6 +297,12 @@ class Gather(Op):
 
     index: np.ndarray
 
+    def error_bound(self, ctx, node, errs):
+        return errs[0]
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return min(own, m_in)
+
     def golden(self, x, src, dst):
         x = np.asarray(x)
         xp = np.concatenate([x, np.zeros((len(x), 1), dtype=x.dtype)], axis=1)
@@ -294,6 +315,12 @@ class Reshape(Op):
     """A new shape for the same lanes in the same order (e.g. flattening channels-last data)."""
 
     shape: tuple = ()
+
+    def error_bound(self, ctx, node, errs):
+        return errs[0]
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return min(own, m_in)
 
     def golden(self, x, src, dst):
         return np.asarray(x)
