@@ -6,8 +6,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from amaranth.hdl import Module, Signal
-from amaranth.sim import Simulator
+from streams import run_layers
 
 from rtlgen import golden
 from rtlgen.fixed import FixedType, cast
@@ -54,44 +53,9 @@ def _tensors(out_type, src=SRC, shape=(LANES,)):
 def _simulate(duts, xs, *, stall_seed=None):
     """Stream the vectors ``xs`` through every DUT side by side (random valid/ready gaps with a
     stall seed); returns each DUT's output vectors and (first input cycle, first output cycle)."""
-    rs = None if stall_seed is None else np.random.default_rng(stall_seed)
-    n = len(xs)
-    state = [{"i": 0, "outs": [], "t_in": None, "t_out": None} for _ in duts]
-
-    async def bench(ctx):
-        cycle = 0
-        while any(len(s["outs"]) < n for s in state) and cycle < 10 * n + 100:
-            drive = []
-            for d, s in zip(duts, state):
-                v = s["i"] < n and (rs is None or rs.random() < 0.7)
-                r = rs is None or rs.random() < 0.6
-                ctx.set(d.i.valid, v)
-                if v:
-                    ctx.set(d.i.payload, [int(a) for a in xs[s["i"]]])
-                ctx.set(d.o.ready, r)
-                drive.append((v, r))
-            for d, s, (v, r) in zip(duts, state, drive):
-                if r and ctx.get(d.o.valid):
-                    s["outs"].append([int(a) for a in ctx.get(d.o.payload)])
-                    s["t_out"] = cycle if s["t_out"] is None else s["t_out"]
-                if v and ctx.get(d.i.ready):
-                    s["t_in"] = cycle if s["t_in"] is None else s["t_in"]
-                    s["i"] += 1
-            await ctx.tick()
-            cycle += 1
-
-    top = Module()
-    for j, d in enumerate(duts):
-        top.submodules[f"dut{j}"] = d
-    toggle = Signal()  # a clock domain for the combinational layers to step through
-    top.d.sync += toggle.eq(~toggle)
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return [np.array(s["outs"], dtype=np.int64).reshape(-1, xs.shape[1]) for s in state], [
-        (s["t_in"], s["t_out"]) for s in state
-    ]
+    results = run_layers(duts, xs, stall_seed=stall_seed)
+    outs = [np.array(o, dtype=np.int64).reshape(-1, xs.shape[1]) for o, _, _ in results]
+    return outs, [(t_in[0] if t_in else None, t_out[0] if t_out else None) for _, t_in, t_out in results]
 
 
 def _check_hardware(ops_and_types, *, stall_index=0, src_type=SRC):

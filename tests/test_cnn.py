@@ -6,20 +6,16 @@ import numpy as np
 import pytest
 
 import rtlgen
+from conftest import check_rtl
 from rtlgen.fixed import FixedType
 from rtlgen.layers import hardware
-from rtlgen.sim.runner import available_simulators
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 AUTO = {"Precision": {"accum": "auto", "result": "auto"}}
 
 
 def _sim(design, x, tmp_path, stall="random"):
-    if "verilator" not in available_simulators():
-        pytest.skip("verilator is not available")
-    res = design.simulate(x, stall=stall, work_dir=tmp_path)
-    assert res["passed"] and res["mismatches"] == 0, res.get("failures")
-    assert res["latency_measured"] == design.latency and res["interval_measured"] == design.initiation_interval
+    return check_rtl(design, x, work_dir=tmp_path, stall=stall)
 
 
 def test_keras_cnn_layers(tmp_path):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rtlgen
-from conftest import shared_model
+from conftest import check_rtl, shared_model
 from rtlgen.config import generate
 from rtlgen.errors import ConfigError, UnsupportedOpError
 from rtlgen.importers._keras import quantizer_type
@@ -228,13 +228,7 @@ def test_qkeras_trace_every_layer():
 
 
 def _simulate_refs(design, refs, n, tmp_path, stall="none"):
-    from rtlgen.sim.runner import available_simulators
-
-    if "verilator" not in available_simulators():
-        pytest.skip("verilator is not available")
-    res = design.simulate(refs["x"][:n], stall=stall, work_dir=tmp_path)
-    assert res["passed"] and res["mismatches"] == 0 and res["n_vectors"] == n, res.get("failures")
-    assert res["latency_measured"] == design.latency and res["interval_measured"] == design.initiation_interval
+    check_rtl(design, refs["x"][:n], work_dir=tmp_path, stall=stall)
 
 
 def test_qkeras_jet_tagger_rtl(tmp_path):
@@ -262,8 +256,7 @@ def test_mnist_keras2_json_rtl_from_generated_config(tmp_path):
     cfg = tmp_path / "cfg.yml"
     cfg.write_text(generate(rtlgen.convert(path, skip_softmax=True), granularity="name", reuse=16))
     design = rtlgen.convert(path, str(cfg), skip_softmax=True)
-    res = design.simulate(n_random=500, stall="random", work_dir=tmp_path / "sim")
-    assert res["passed"] and res["mismatches"] == 0, res.get("failures")
+    res = check_rtl(design, n_random=500, work_dir=tmp_path / "sim")
     assert res["interval_measured"] == 16
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import rtlgen
+from conftest import check_rtl
 from rtlgen.plan import stream as sched
 from rtlgen.sim.runner import available_simulators
 
@@ -19,12 +20,7 @@ def _config(precision, **extra):
 
 
 def _sim(design, x, tmp_path, stall="random", seed=0):
-    if "verilator" not in available_simulators():
-        pytest.skip("verilator is not available")
-    res = design.simulate(x, stall=stall, work_dir=tmp_path, seed=seed)
-    assert res["passed"] and res["mismatches"] == 0, (res.get("error"), res.get("first_mismatches"))
-    assert res["latency_measured"] == design.latency and res["interval_measured"] == design.initiation_interval
-    return res
+    return check_rtl(design, x, work_dir=tmp_path, stall=stall, seed=seed)
 
 
 def test_window_positions_match_the_convolution():
