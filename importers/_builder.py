@@ -69,8 +69,7 @@ class GraphBuilder:
         self.bounds[name] = bounds
         return name
 
-    def dense(self, name, x, weight, wfrac, bias=None, *, out_name=None, reuse_factor=1, strategy="latency",
-              accum=None, product_shift=0, attrs=None) -> str:  # fmt: skip
+    def dense(self, name, x, weight, wfrac, bias=None, *, out_name=None, accum=None, product_shift=0, attrs=None) -> str:
         """``x @ weight + bias`` with ``weight`` mantissas at ``wfrac`` fractional bits and ``bias``
         mantissas already at the output's fractional bits (input frac + ``wfrac``)."""
         xt = self.graph.tensors[x]
@@ -85,7 +84,7 @@ class GraphBuilder:
         else:
             lo, hi = dense_bounds(weight, *self.bounds[x], bias)
             out = self.tensor(out_name or name, (weight.shape[1],), type_for_range(min(lo), max(hi), frac), xt.scale, (lo, hi))
-        op = Dense(weight, bias, reuse_factor, strategy, accum=accum, product_shift=product_shift)
+        op = Dense(weight, bias, accum=accum, product_shift=product_shift)
         self.graph.add_node(Node(name, op, [x], [out], dict(attrs or {})))
         return out
 
@@ -151,33 +150,14 @@ def _lane_range(bounds):
 class SpatialBuilder(GraphBuilder):
     """Adds the channels-last spatial ops of :mod:`rtlgen.ir.ops.spatial`."""
 
-    def conv(self, name, x, op, wfrac: int = 0, *, reuse_factor=None, attrs=None) -> str:
-        """Add convolution ``op`` on ``x``; ``reuse_factor`` (from the configuration) is checked and
-        rounded down to an exact schedule, with a note when it is not one. Raises ValueError for a
-        factor outside ``1..positions*taps``."""
+    def conv(self, name, x, op, wfrac: int = 0, *, attrs=None) -> str:
+        """Add convolution ``op`` on ``x`` (its reuse factor is the passes' business)."""
         from rtlgen.ir.ops.spatial import Conv
-        from rtlgen.plan.reuse import valid_conv_reuse_factors
 
         assert isinstance(op, Conv)
         xt = self.graph.tensors[x]
         op.in_shape = tuple(xt.shape)
         out_shape = op.out_shape
-        if reuse_factor is not None:
-            P, K = op.reuse_shape()
-            if not 1 <= reuse_factor <= P * K:
-                raise ValueError(
-                    f"reuse factor {reuse_factor} cannot be used with {P} output positions of {K} kernel terms; "
-                    f"it must be between 1 (fully parallel) and {P * K} (one term per cycle)"
-                )
-            valid = valid_conv_reuse_factors(P, K)
-            r = max(v for v in valid if v <= reuse_factor)
-            if r != reuse_factor:
-                near = [v for v in valid if r // 2 <= v <= 2 * reuse_factor][:12]
-                self.graph.notes.append(
-                    f"{name}: reuse factor {reuse_factor} does not split {P} positions x {K} kernel terms evenly; "
-                    f"using {r} (exact choices near it: {', '.join(map(str, near))})"
-                )
-            op.reuse_factor = r
         if op.accum is not None:
             t = op.accum
             out = self.tensor(name, out_shape, t, xt.scale)

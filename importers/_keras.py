@@ -408,7 +408,6 @@ class _KerasImporter:
         wm, wfrac, bias_m, accum, shift = self.quantize_params(layer, kernel, bias, quantized, "Dense")
         self.cur = self.b.dense(
             name, self.cur, wm, wfrac, bias_m, accum=accum, product_shift=shift,
-            reuse_factor=self.config.reuse_factor(name, "Dense"), strategy=self.config.strategy(name, "Dense"),
             attrs={"source": cls, "float_weights": not quantized},
         )  # fmt: skip
         if self.weight_error is not None:
@@ -473,8 +472,8 @@ class _KerasImporter:
             op = Conv(wm, None, stride, padding, dilation, True, accum=accum, product_shift=shift)
             try:
                 self.cur = self.b.conv(
-                    name + "_depthwise", self.cur, op, wfrac, reuse_factor=self.config.reuse_factor(name, "Conv"),
-                    attrs={"source": cls, "float_weights": not quantized},
+                    name + "_depthwise", self.cur, op, wfrac,
+                    attrs={"source": cls, "float_weights": not quantized, "layer": name},
                 )  # fmt: skip
             except ValueError as e:
                 self.fail(layer, f"depthwise part: {e}")
@@ -494,8 +493,7 @@ class _KerasImporter:
         op = Conv(wm, bias_m if np.any(bias_m) else None, stride, padding, dilation, depthwise, accum=accum, product_shift=shift)
         try:
             self.cur = self.b.conv(
-                name, self.cur, op, wfrac, reuse_factor=self.config.reuse_factor(name, "Conv"),
-                attrs={"source": cls, "float_weights": not quantized},
+                name, self.cur, op, wfrac, attrs={"source": cls, "float_weights": not quantized},
             )  # fmt: skip
         except ValueError as e:
             self.fail(layer, str(e))
@@ -644,7 +642,6 @@ class _KerasImporter:
         bm = np.array([int(v * 2.0**out_frac) for v in qb], dtype=np.int64)
         self.cur = self.b.dense(
             name, self.cur, wm, wfrac, bm,
-            reuse_factor=self.config.reuse_factor(name, "Dense"), strategy=self.config.strategy(name, "Dense"),
             attrs={"source": f"HGQ2 {cls}", "float_weights": False},
         )  # fmt: skip
         self.float_layer = None

@@ -618,7 +618,7 @@ class _Importer:
         lo_in, hi_in = self.bounds[x.tensor]
         lo, hi = dense_bounds(weight, lo_in, hi_in)
         out = self.new_tensor(node.output[0], (weight.shape[1],), type_for_range(min(lo), max(hi), frac), 1.0, (lo, hi))
-        dense = Dense(weight, None, self.config.reuse_factor(name, "Dense"), self.config.strategy(name, "Dense"))
+        dense = Dense(weight, None)
         self.graph.add_node(Node(name, dense, [x.tensor], [out], {"source": node.op_type, "float_weights": w.mant is None}))
         result = _Int(out, node.output[0])
         if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
@@ -776,7 +776,7 @@ class _Importer:
         op = Conv(k, None, *self.conv_geometry(a, (H, W), (kh, kw), one_d), depthwise)
         try:
             out = self.builder.conv(
-                name, x.tensor, op, wfrac, reuse_factor=self.config.reuse_factor(name, "Conv"),
+                name, x.tensor, op, wfrac,
                 attrs={"source": "Conv", "float_weights": w.mant is None},
             )  # fmt: skip
         except ValueError as e:
@@ -835,12 +835,12 @@ class _Importer:
         if layer_type == "Dense":
             cur = self.builder.dense(
                 name, x.tensor, fw.weight, fw.wfrac, fw.bias, accum=fw.accum, product_shift=fw.shift,
-                reuse_factor=self.config.reuse_factor(name, "Dense"), strategy=self.config.strategy(name, "Dense"), attrs=attrs,
+                attrs=attrs,
             )  # fmt: skip
         else:
             op, wfrac = make(fw)
             try:
-                cur = self.builder.conv(name, x.tensor, op, wfrac, reuse_factor=self.config.reuse_factor(name, "Conv"), attrs=attrs)
+                cur = self.builder.conv(name, x.tensor, op, wfrac, attrs=attrs)
             except ValueError as e:
                 self.fail(node, str(e))
         self.builder.errors.weights[name] = (fw.weight_error, fw.bias_error)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from .config import Config
 from .errors import ConfigError
-from .ir import Dense, Graph, Requant, Threshold
-from .plan.reuse import reuse_plan, valid_reuse_factors
+from .ir import Conv, Dense, Graph, Requant, Threshold
+from .plan.reuse import reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
 
 __all__ = [
     "Pass",
@@ -52,7 +52,9 @@ class CheckConfigNames(Pass):
 
 
 class ApplyReuse(Pass):
-    """Set and check each dense layer's reuse factor and strategy from the configuration.
+    """Set and check the reuse factor of every layer that has one (Dense: also its strategy;
+    convolutions) from the configuration, and ``AdderLevels`` of every op with adder trees.
+    A node is configured by the name of the layer it came from (``attrs["layer"]``, else its own).
 
     With ``check=False`` factors outside a layer's range are clamped into it and inexact ones
     rounded down without a note (for tools that only read the graph, such as ``rtlgen config``)."""
@@ -63,6 +65,8 @@ class ApplyReuse(Pass):
 
     def run(self, graph):
         for node in graph.nodes:
+            if isinstance(node.op, Conv):
+                self._conv(graph, node)
             if not isinstance(node.op, Dense):
                 continue
             r = self.config.reuse_factor(node.name, "Dense")
@@ -92,6 +96,28 @@ class ApplyReuse(Pass):
                 if levels is not None:
                     node.op.adder_levels = levels
         return graph
+
+
+    def _conv(self, graph, node):
+        op = node.op
+        r = self.config.reuse_factor(node.attrs.get("layer", node.name), "Conv")
+        P, K = op.reuse_shape()
+        if not self.check:
+            r = min(max(r, 1), P * K)
+        if not 1 <= r <= P * K:
+            raise ConfigError(
+                f"node {node.name!r}: reuse factor {r} cannot be used with {P} output positions of {K} kernel "
+                f"terms; it must be between 1 (fully parallel) and {P * K} (one term per cycle)"
+            )
+        valid = valid_conv_reuse_factors(P, K)
+        near = max(v for v in valid if v <= r)
+        if near != r and self.check:
+            choices = [v for v in valid if near // 2 <= v <= 2 * r][:12]
+            graph.notes.append(
+                f"{node.name}: reuse factor {r} does not split {P} positions x {K} kernel terms evenly; "
+                f"using {near} (exact choices near it: {', '.join(map(str, choices))})"
+            )
+        op.reuse_factor = near
 
 
 class InferValueSets(Pass):

@@ -378,7 +378,7 @@ def test_keras_conv_reuse_rtl(tmp_path):
 def test_conv_reuse_factor_out_of_range_refused():
     keras = pytest.importorskip("keras")
     model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Conv2D(2, 3, name="cv")])
-    with pytest.raises(rtlgen.UnsupportedOpError, match=r"^node 'cv' \(Conv2D\): reuse factor 40 cannot be used with 4 output positions of 9"):
+    with pytest.raises(rtlgen.ConfigError, match=r"^node 'cv': reuse factor 40 cannot be used with 4 output positions of 9"):
         rtlgen.convert(model, {"LayerName": {"cv": {"ReuseFactor": 40}}})
 
 
