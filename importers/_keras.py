@@ -377,7 +377,7 @@ class _KerasImporter:
         elif cls in ("ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU", "Softmax"):
             self.activation_layer(layer)
         elif cls in ("BatchNormalization",):
-            self.fail(layer, "a BatchNormalization must directly follow a Dense layer to be folded into it")
+            self.batchnorm(layer)
         elif cls in LATER:
             self.fail(layer, f"{LATER[cls]} are not supported yet; supported layers are {', '.join(SUPPORTED)}")
         elif cls in ("Lambda", "TFOpLambda"):
@@ -482,6 +482,11 @@ class _KerasImporter:
             self.after_weights_layer(name + "_depthwise", quantized, "Conv")
             kernel, stride, padding, dilation, depthwise = pointwise.reshape(1, 1, *pointwise.shape[-2:]), (1, 1), ((0, 0), (0, 0)), (1, 1), False
             pointwise_layer = {"class_name": cls, "config": {**c, "kernel_quantizer": c.get("pointwise_quantizer")}}
+            follow = self.next_layer(layer)
+            if follow is not None and follow["class_name"] == "BatchNormalization" and not quantized:
+                k2, bias = self.fold_batchnorm(follow, kernel.reshape(-1, kernel.shape[-1]), bias)
+                kernel = k2.reshape(kernel.shape)
+                self.skip = follow["config"]["name"]
             wm, wfrac, bias_m, accum, shift = self.quantize_params(pointwise_layer, kernel, bias, quantized, "Conv")
         else:
             bias = named.get("bias", own[1] if use_bias and len(own) > 1 else None)
@@ -489,6 +494,12 @@ class _KerasImporter:
             if cls == "QConv2DBatchnorm":
                 kernel2, bias = self.fold_qkeras_batchnorm(layer, kernel.reshape(-1, kernel.shape[-1]), bias)
                 kernel = kernel2.reshape(kernel.shape)
+            follow = self.next_layer(layer)
+            if follow is not None and follow["class_name"] == "BatchNormalization" and not quantized:
+                # As hls4ml: a float convolution absorbs the batch normalization after it before quantizing.
+                k2, bias = self.fold_batchnorm(follow, kernel.reshape(-1, n_out), bias)
+                kernel = k2.reshape(kernel.shape)
+                self.skip = follow["config"]["name"]
             wm, wfrac, bias_m, accum, shift = self.quantize_params(layer, kernel, bias, quantized, "Conv")
         op = Conv(wm, bias_m if np.any(bias_m) else None, stride, padding, dilation, depthwise, accum=accum, product_shift=shift)
         try:
@@ -649,6 +660,24 @@ class _KerasImporter:
     def next_layer(self, layer):
         idx = next(i for i, other in enumerate(self.layers) if other is layer)
         return self.layers[idx + 1] if idx + 1 < len(self.layers) else None
+
+    def batchnorm(self, layer):
+        """A BatchNormalization that follows no float Dense or convolution: a per-channel scale
+        and shift with its own ``scale``/``bias``/``result`` types."""
+        c = layer["config"]
+        name = c["name"]
+        xt = self.graph.tensors[self.cur]
+        axis = c.get("axis", -1)
+        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+        if axis not in (-1, len(xt.shape)):
+            self.fail(layer, f"normalizing axis {axis} is not supported; only the channel (last) axis is")
+        channels = xt.shape[-1]
+        scale, shift = self.fold_batchnorm(layer, np.ones((1, channels)), np.zeros(channels))
+        try:
+            self.cur = precision.scale_shift(self.b, self.config, name, self.cur, scale.reshape(-1), shift, source="BatchNormalization")
+        except ValueError as e:
+            self.fail(layer, str(e))
+        self.float_layer = name
 
     def fold_batchnorm(self, bn, kernel, bias):
         c = bn["config"]

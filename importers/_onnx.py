@@ -264,7 +264,9 @@ class _Importer:
             out.nhwc = True
 
     def dispatch(self, node, op, ins, x):
-        if op == "Relu" and self.float_model and isinstance(x, _Int):
+        if op == "BatchNormalization" and self.float_model and isinstance(x, (_Int, _Host, _Pending)):
+            self.batchnorm(node, ins, x)
+        elif op == "Relu" and self.float_model and isinstance(x, _Int):
             # hls4ml's ReLU layer: its own result type after a float layer.
             out = self.builder.relu(node.name, x.tensor, attrs={"source": "Relu"})
             out = self.builder.requant(node.name + "_result", out, precision.relu_type(self.config, node.name), attrs={"source": "config"})
@@ -848,6 +850,23 @@ class _Importer:
         if rtype is not None:
             cur = self.builder.requant(name + "_result", cur, rtype, attrs={"source": "config"})
         self.values[out_name] = _Int(cur, out_name)
+
+    def batchnorm(self, node, ins, x):
+        """A float model's BatchNormalization that follows no Gemm, MatMul or Conv alone: a
+        per-channel scale and shift (hls4ml's BatchNormalization layer)."""
+        x = self.layer_input(node, x) if isinstance(x, _Host) else self.fixed_input(node, x)
+        if any(not isinstance(v, _Const) for v in ins[1:5]):
+            self.fail(node, "its scale, bias, mean and variance must be constants")
+        scale, shift, mean, var = (np.asarray(v.value, dtype=np.float64).ravel() for v in ins[1:5])
+        channels = self.graph.tensors[x.tensor].shape[-1]
+        if scale.size != channels:
+            self.fail(node, f"{scale.size} scales for {channels} channels")
+        inv = scale / np.sqrt(var + float(_attrs(node).get("epsilon", 1e-5)))
+        try:
+            out = precision.scale_shift(self.builder, self.config, node.name, x.tensor, inv, shift - mean * inv, source="BatchNormalization")
+        except ValueError as e:
+            self.fail(node, str(e))
+        self.values[node.output[0]] = _Int(out, node.output[0], nhwc=x.nhwc)
 
     def fold_float_tail(self, out, kernel, bias):
         """Fold the bias additions and batch normalizations that alone read ``out`` (a float layer's

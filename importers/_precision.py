@@ -66,14 +66,18 @@ class FloatWeights:
     bias_error: np.ndarray | None = None
 
 
-def float_weights(config: Config, name: str, layer_type: str, kernel, bias, in_frac: int) -> FloatWeights:
+def float_weights(
+    config: Config, name: str, layer_type: str, kernel, bias, in_frac: int, *, weight_var: str = "weight", accum: bool = True
+) -> FloatWeights:
     """Quantize a float layer's ``kernel`` (any shape) and per-output ``bias`` with the configured
-    ``weight``/``bias``/``accum`` types of layer ``name``. Raises ValueError for an accumulator
-    that saturates (its result would depend on the order of summation)."""
+    ``weight`` (``weight_var``: ``scale`` for a batch normalization), ``bias`` and ``accum`` types of
+    layer ``name`` (``accum=False``: the layer has no accumulator, as hls4ml's batch normalization).
+    Raises ValueError for an accumulator that saturates (its result would depend on the order of
+    summation)."""
     kernel0, bias0 = np.asarray(kernel, dtype=np.float64), np.asarray(bias, dtype=np.float64).ravel()
-    ktype = config.precision(name, "weight", layer_type)
+    ktype = config.precision(name, weight_var, layer_type)
     btype = config.precision(name, "bias", layer_type)
-    accum = config.precision(name, "accum", layer_type, auto=True)
+    accum = config.precision(name, "accum", layer_type, auto=True) if accum else None
     wm, wfrac = ktype.quantize(hls4ml_text(kernel0, ktype)), ktype.frac
     bm, bfrac = btype.quantize(hls4ml_text(bias0, btype)).astype(object), btype.frac
     return _place(wm, wfrac, bm, bfrac, accum, in_frac, kernel0, bias0)
@@ -116,6 +120,31 @@ def _place(wm, wfrac, bm, bfrac, accum, in_frac, kernel0=None, bias0=None) -> Fl
         fw.weight_error = np.abs(kernel0 - np.asarray(wm, dtype=np.float64) * 2.0**-wfrac)
         fw.bias_error = np.abs(bias0 - bias_m.astype(np.float64) * 2.0**-bias_frac)
     return fw
+
+
+def scale_shift(builder, config: Config, name: str, x: str, scale, shift, *, source: str) -> str:
+    """A float batch normalization on its own, ``y = x * scale + shift`` per channel (the last
+    axis), as hls4ml computes it: ``scale`` and ``bias`` in their configured types, the exact
+    product plus the bias cast to the layer's ``result`` type. Images become a depthwise 1x1
+    convolution, vectors a dense layer with diagonal weights: the same adder graphs as any layer."""
+    from rtlgen.ir.ops.spatial import Conv
+
+    xt = builder.graph.tensors[x]
+    fw = float_weights(config, name, "BatchNormalization", np.asarray(scale, dtype=np.float64).reshape(1, -1), shift,
+                       xt.type.frac, weight_var="scale", accum=False)  # fmt: skip
+    attrs = {"source": source, "float_weights": True}
+    s = np.asarray(fw.weight).reshape(-1)
+    if len(xt.shape) == 3:
+        op = Conv(s.reshape(1, 1, -1, 1), fw.bias if np.any(fw.bias) else None, (1, 1), ((0, 0), (0, 0)), (1, 1), True)
+        out = builder.conv(name, x, op, fw.wfrac, attrs=attrs)
+        builder.errors.weights[name] = (fw.weight_error.reshape(1, 1, -1, 1), fw.bias_error)
+    else:
+        out = builder.dense(name, x, np.diag(s), fw.wfrac, fw.bias, attrs=attrs)
+        builder.errors.weights[name] = (np.diag(fw.weight_error.reshape(-1)), fw.bias_error)
+    rtype = result_type(config, name, "BatchNormalization", builder.graph.tensors[out].type, builder.graph.notes)
+    if rtype is not None:
+        out = builder.requant(name + "_result", out, rtype, attrs={"source": "config"})
+    return out
 
 
 def result_type(config: Config, name: str, layer_type: str, exact: FixedType, notes: list) -> FixedType | None:
