@@ -736,7 +736,8 @@ class _KerasImporter:
             if float_input:
                 # hls4ml's ReLU casts to its own result type (the model default unless configured).
                 rtype = precision.relu_type(self.config, relu_name)
-                self.cur = self.b.requant(relu_name + "_result", self.cur, rtype, attrs={"source": "config"})
+                if rtype is not None:
+                    self.cur = self.b.requant(relu_name + "_result", self.cur, rtype, attrs={"source": "config"})
             return
         if act == "softmax":
             if self.skip_softmax:

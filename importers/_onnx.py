@@ -269,7 +269,9 @@ class _Importer:
         elif op == "Relu" and self.float_model and isinstance(x, _Int):
             # hls4ml's ReLU layer: its own result type after a float layer.
             out = self.builder.relu(node.name, x.tensor, attrs={"source": "Relu"})
-            out = self.builder.requant(node.name + "_result", out, precision.relu_type(self.config, node.name), attrs={"source": "config"})
+            rtype = precision.relu_type(self.config, node.name)
+            if rtype is not None:
+                out = self.builder.requant(node.name + "_result", out, rtype, attrs={"source": "config"})
             self.values[node.output[0]] = _Int(out, node.output[0])
         elif op in QUANTIZERS:
             self.quantizer(node, ins)
@@ -596,12 +598,20 @@ class _Importer:
         if wv.shape[0] != xt.size:
             self.fail(node, f"weights of shape {wv.shape} do not match an input of {xt.size} values")
         name = node.name
-        if wm is None:
+        if wm is None and self.float_model:
             bias = np.zeros(wv.shape[1])
             if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
                 bias = bias + np.broadcast_to(np.asarray(self.const(node, node.input[2], "the bias").value, dtype=np.float64).ravel(), bias.shape)
             self.float_layer(node, x, "Dense", wv, bias, None)
             return
+        if wm is None:
+            # Float weights inside a quantized network: the configured weight type, exact sums (the
+            # network's own quantizers follow).
+            wtype = self.config.precision(name, "weight", "Dense")
+            wm = wtype.quantize(wv)
+            wfrac = wtype.frac
+            self.graph.notes.append(f"{name}: float weights quantized to {wtype}")
+            self.builder.errors.weights[name] = (np.abs(wv - wtype.to_float(wm)), np.zeros(wv.shape[1]))
         else:
             exps = {_pow2_exponent(float(s)) for s in np.unique(ws)}
             if None in exps:
@@ -751,7 +761,7 @@ class _Importer:
         if depthwise and not (group == C and cin_g == 1):
             self.fail(node, f"grouped convolutions (group={group}) are supported only as depthwise (group = input channels)")
         name = node.name
-        if wm is None:
+        if wm is None and self.float_model:
             # ONNX (cout, cin, kh, kw) to channels-last (kh, kw, cin, cout); depthwise (kh, kw, C, mult).
             kf = np.transpose(np.asarray(wv, dtype=np.float64), (2, 3, 1, 0))
             if depthwise:
@@ -762,6 +772,10 @@ class _Importer:
             geometry = self.conv_geometry(a, (H, W), (kh, kw), one_d)
             self.float_layer(node, x, "Conv", kf, bias, lambda fw: (Conv(fw.weight, fw.bias if np.any(fw.bias) else None, *geometry, depthwise, accum=fw.accum, product_shift=fw.shift), fw.wfrac))
             return
+        if wm is None:
+            wtype = self.config.precision(name, "weight", "Conv")
+            wm, wfrac = wtype.quantize(wv), wtype.frac
+            self.graph.notes.append(f"{name}: float weights quantized to {wtype}")
         else:
             exps = {_pow2_exponent(float(v)) for v in np.unique(w.scale)}
             if None in exps:

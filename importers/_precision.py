@@ -158,6 +158,7 @@ def result_type(config: Config, name: str, layer_type: str, exact: FixedType, no
     return result
 
 
-def relu_type(config: Config, relu_name: str) -> FixedType:
-    """hls4ml's ReLU after a float layer casts to its own result type (the model default unless configured)."""
-    return config.precision(relu_name, "result", "Activation")
+def relu_type(config: Config, relu_name: str) -> FixedType | None:
+    """hls4ml's ReLU after a float layer casts to its own result type (the model default unless
+    configured; ``auto``: None, the exact non-negative part of its input)."""
+    return config.precision(relu_name, "result", "Activation", auto=True)
