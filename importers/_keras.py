@@ -34,6 +34,10 @@ __all__ = ["from_keras", "parse_quantizer", "quantizer_type"]
 PASSIVE = ("InputLayer", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization")
 CONV = ("Conv1D", "Conv2D", "QConv1D", "QConv2D", "QConv2DBatchnorm", "DepthwiseConv2D", "QDepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "QSeparableConv1D", "QSeparableConv2D")
 POOL = ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D")
+HGQ_CONV = ("QConv1D", "QConv2D")
+HGQ_POOL = ("QMaxPooling1D", "QMaxPooling2D", "QAveragePooling1D", "QAveragePooling2D", "QGlobalMaxPooling1D",
+            "QGlobalMaxPooling2D", "QGlobalAveragePooling1D", "QGlobalAveragePooling2D")  # fmt: skip
+HGQ_SUPPORTED = ("QDense", "QBatchNormDense", "QBatchNormalization") + HGQ_CONV + HGQ_POOL
 LAYOUT = ("Flatten", "Reshape", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "Permute")
 LATER: dict = {}
 MERGES = {
@@ -352,15 +356,25 @@ class _KerasImporter:
         if self.cur is None:
             self.fail(layer, "the input shape is unknown (no InputLayer or batch_input_shape)")
         if is_hgq(layer):
-            if cls not in ("QDense", "QBatchNormDense", "QBatchNormalization"):
-                self.fail(layer, f"HGQ2 layer {cls!r} is not supported yet; supported HGQ2 layers are QDense, QBatchNormDense, QBatchNormalization")
-            self.hgq_dense(layer)
+            if cls in ("QDense", "QBatchNormDense", "QBatchNormalization"):
+                self.hgq_dense(layer)
+            elif cls in HGQ_CONV:
+                self.hgq_requant(layer, "iq", "input quantizer")
+                self.conv(layer)
+            elif cls in HGQ_POOL:
+                self.hgq_requant(layer, "iq", "input quantizer")
+                self.pool({**layer, "class_name": cls[1:]})
+                pool = next((n.op for n in reversed(self.graph.nodes) if n.kind == "Pool"), None)
+                if pool is not None and pool.recip_frac is not None:
+                    self.graph.notes.append(
+                        f"{name}: HGQ2 divides by a window that is not a power of two in float32; the hardware "
+                        f"rounds the exact average, so outputs may differ from HGQ2's predict in the last bit"
+                    )
+            else:
+                self.fail(layer, f"HGQ2 layer {cls!r} is not supported yet; supported HGQ2 layers are {', '.join(HGQ_SUPPORTED)}")
             self.activation(layer, c.get("activation", "linear"), name, last)
             if c.get("enable_oq", False):
-                kif = hgq.quantizer_kif(layer, self.weights(name), "oq")
-                n_out = self.graph.tensors[self.cur].size
-                lanes = hgq.lane_types(*(np.broadcast_to(a, (1, n_out)) for a in kif[:3]), *kif[3:])
-                self.cur = self.b.requant_lanes(name + "_oq", self.cur, lanes, attrs={"source": f"{cls} output quantizer"})
+                self.hgq_requant(layer, "oq", "output quantizer")
         elif cls in CONV:
             self.conv(layer)
             self.activation(layer, c.get("activation", "linear"), name, last)
@@ -500,7 +514,12 @@ class _KerasImporter:
                 k2, bias = self.fold_batchnorm(follow, kernel.reshape(-1, n_out), bias)
                 kernel = k2.reshape(kernel.shape)
                 self.skip = follow["config"]["name"]
-            wm, wfrac, bias_m, accum, shift = self.quantize_params(layer, kernel, bias, quantized, "Conv")
+            if is_hgq(layer):
+                wm, wfrac, bias_m = self.hgq_weights(layer, kernel.reshape(np.shape(own[0])) if one_d else kernel, bias)
+                wm = wm.reshape(kernel.shape)
+                accum, shift, self.weight_error = None, 0, None
+            else:
+                wm, wfrac, bias_m, accum, shift = self.quantize_params(layer, kernel, bias, quantized, "Conv")
         op = Conv(wm, bias_m if np.any(bias_m) else None, stride, padding, dilation, depthwise, accum=accum, product_shift=shift)
         try:
             self.cur = self.b.conv(
@@ -613,6 +632,38 @@ class _KerasImporter:
         if result is not None:
             self.cur = self.b.requant(name + "_result", self.cur, result, attrs={"source": "config"})
         self.float_layer = name
+
+    def hgq_requant(self, layer, which, what):
+        """The current tensor through an HGQ2 quantizer of the layer: every lane its own type
+        (quantizer arrays are per lane, or broadcast over positions and channels)."""
+        c = layer["config"]
+        if which == "iq" and not c.get("enable_iq", True):
+            return
+        xt = self.graph.tensors[self.cur]
+        k, i, f, rounding, overflow = hgq.quantizer_kif(layer, self.weights(c["name"]), which)
+        shape = (1, *xt.shape) if len(xt.shape) > 1 else (1, xt.size)
+        try:
+            arrays = [np.broadcast_to(a.reshape(a.shape[-len(shape):]) if a.ndim > len(shape) else a, shape).reshape(1, -1) for a in (k, i, f)]
+        except ValueError:
+            self.fail(layer, f"its {what} has shape {k.shape}, which does not fit the input {xt.shape}")
+        lanes = hgq.lane_types(*arrays, rounding, overflow)
+        self.cur = self.b.requant_lanes(f"{c['name']}_{which}", self.cur, lanes, attrs={"source": f"{layer['class_name']} {what}"})
+
+    def hgq_weights(self, layer, kernel, bias):
+        """HGQ2 per-weight and per-bias quantizers: mantissas on the finest grid either needs."""
+        name = layer["config"]["name"]
+        ws = self.weights(name)
+        qk = hgq.quantize(kernel, *hgq.quantizer_kif(layer, ws, "kq"))
+        use_bias = layer["config"].get("use_bias", True)
+        qb = hgq.quantize(bias, *hgq.quantizer_kif(layer, ws, "bq")) if use_bias else np.zeros(np.shape(bias))
+        xt = self.graph.tensors[self.cur]
+        wfrac = max([precision.dyadic_frac(v) for v in qk.ravel()] + [0])
+        bfrac = max([precision.dyadic_frac(v) for v in qb.ravel()] + [0])
+        wfrac = max(wfrac, bfrac - xt.type.frac)
+        out_frac = xt.type.frac + wfrac
+        wm = np.array([int(round(v * 2.0**wfrac)) for v in qk.ravel()], dtype=np.int64).reshape(qk.shape)
+        bm = np.array([int(round(v * 2.0**out_frac)) for v in qb.ravel()], dtype=np.int64)
+        return wm, wfrac, bm
 
     def hgq_dense(self, layer):
         """HGQ2 QDense / QBatchNormDense: per-feature input quantizer, per-weight and per-bias types."""
