@@ -685,11 +685,7 @@ class _KerasImporter:
             scaler = gamma / np.sqrt(var + np.float32(c.get("epsilon", 1e-3)))
             bias = bias + (-(mean.astype(np.float32) @ kernel))
             kernel = scaler[:, None] * kernel
-        n_in = kernel.shape[0]
-        if c.get("enable_iq", True):
-            kif = hgq.quantizer_kif(layer, ws, "iq")
-            lanes = hgq.lane_types(*(np.broadcast_to(a, (1, n_in)) for a in kif[:3]), *kif[3:])
-            self.cur = self.b.requant_lanes(name + "_iq", self.cur, lanes, attrs={"source": f"{cls} input quantizer"})
+        self.hgq_requant(layer, "iq", "input quantizer")
         qk = hgq.quantize(kernel, *hgq.quantizer_kif(layer, ws, "kq"))
         use_bias = c.get("use_bias", True) if not diagonal else c.get("center", True) or True
         qb = hgq.quantize(bias, *hgq.quantizer_kif(layer, ws, "bq")) if use_bias else np.zeros(kernel.shape[-1])
@@ -702,10 +698,15 @@ class _KerasImporter:
         out_frac = xt.type.frac + wfrac
         wm = np.array([int(v * 2.0**wfrac) for v in qk.ravel()], dtype=np.int64).reshape(qk.shape)
         bm = np.array([int(v * 2.0**out_frac) for v in qb], dtype=np.int64)
-        self.cur = self.b.dense(
-            name, self.cur, wm, wfrac, bm,
-            attrs={"source": f"HGQ2 {cls}", "float_weights": False},
-        )  # fmt: skip
+        attrs = {"source": f"HGQ2 {cls}", "float_weights": False}
+        if diagonal and len(xt.shape) == 3:
+            # On images a batch normalization scales each channel: a depthwise 1x1 convolution.
+            from rtlgen.ir.ops.spatial import Conv
+
+            op = Conv(np.diagonal(wm).reshape(1, 1, -1, 1), bm if np.any(bm) else None, (1, 1), ((0, 0), (0, 0)), (1, 1), True)
+            self.cur = self.b.conv(name, self.cur, op, wfrac, attrs=attrs)
+        else:
+            self.cur = self.b.dense(name, self.cur, wm, wfrac, bm, attrs=attrs)
         self.float_layer = None
 
     def next_layer(self, layer):

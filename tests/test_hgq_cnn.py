@@ -23,6 +23,7 @@ def _hgq_cnn(kind, tmp_path):
     from hgq.config import LayerConfigScope, QuantizerConfigScope
     from hgq.layers import (
         QAveragePooling1D,
+        QBatchNormalization,
         QConv1D,
         QConv2D,
         QDense,
@@ -37,7 +38,7 @@ def _hgq_cnn(kind, tmp_path):
         LayerConfigScope(enable_ebops=True, beta0=1e-5),
     ):
         if kind == "2d":
-            layers = [keras.Input((8, 8, 1)), QConv2D(3, 3, name="c1"), QMaxPooling2D(2, name="p1"),
+            layers = [keras.Input((8, 8, 1)), QConv2D(3, 3, name="c1"), QBatchNormalization(name="bn1"), QMaxPooling2D(2, name="p1"),
                       keras.layers.ReLU(name="r1"), keras.layers.Flatten(name="f"), QDense(4, name="d")]  # fmt: skip
             shape = (8, 8, 1)
         else:
