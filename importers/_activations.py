@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtlgen import activations as act
 from rtlgen.config import Config
 from rtlgen.fixed import FixedType
 from rtlgen.ir import Node
+from rtlgen.ir.ops import activation as act
 
 from ._errors import _up
 
@@ -65,16 +65,10 @@ def build_activation(builder, config: Config, name: str, x: str, function: str, 
 
 
 def build_softmax(builder, config: Config, name: str, x: str, *, layer_type="Softmax", source="Softmax") -> str:
-    from rtlgen import softmax as sm
+    from rtlgen.ir.ops import softmax as sm
 
     src = builder.graph.tensors[x]
-    strategy = "stable"
-    for level in (config.layer_name.get(name), config.layer_type.get(layer_type)):
-        if level and "Strategy" in level:
-            strategy = str(level["Strategy"]).lower()
-            break
-    if strategy not in ("stable", "latency", "argmax"):
-        strategy = "stable"
+    strategy = config.softmax_implementation(name, layer_type)
     kwargs = {"implementation": strategy, "exp_table_size": _table_size(config, name, layer_type), "inv_table_size": _table_size(config, name, layer_type)}
     if config.has_precision(name, "result", layer_type) and name in config.layer_name:
         kwargs["out_type"] = config.precision(name, "result", layer_type)

@@ -69,8 +69,7 @@ class GraphBuilder:
         self.bounds[name] = bounds
         return name
 
-    def dense(self, name, x, weight, wfrac, bias=None, *, out_name=None, reuse_factor=1, strategy="latency",
-              accum=None, product_shift=0, attrs=None) -> str:  # fmt: skip
+    def dense(self, name, x, weight, wfrac, bias=None, *, out_name=None, accum=None, product_shift=0, attrs=None) -> str:
         """``x @ weight + bias`` with ``weight`` mantissas at ``wfrac`` fractional bits and ``bias``
         mantissas already at the output's fractional bits (input frac + ``wfrac``)."""
         xt = self.graph.tensors[x]
@@ -85,7 +84,7 @@ class GraphBuilder:
         else:
             lo, hi = dense_bounds(weight, *self.bounds[x], bias)
             out = self.tensor(out_name or name, (weight.shape[1],), type_for_range(min(lo), max(hi), frac), xt.scale, (lo, hi))
-        op = Dense(weight, bias, reuse_factor, strategy, accum=accum, product_shift=product_shift)
+        op = Dense(weight, bias, accum=accum, product_shift=product_shift)
         self.graph.add_node(Node(name, op, [x], [out], dict(attrs or {})))
         return out
 
@@ -149,35 +148,16 @@ def _lane_range(bounds):
 
 
 class SpatialBuilder(GraphBuilder):
-    """Adds the channels-last spatial ops of :mod:`rtlgen.spatial`."""
+    """Adds the channels-last spatial ops of :mod:`rtlgen.ir.ops.spatial`."""
 
-    def conv(self, name, x, op, wfrac: int = 0, *, reuse_factor=None, attrs=None) -> str:
-        """Add convolution ``op`` on ``x``; ``reuse_factor`` (from the configuration) is checked and
-        rounded down to an exact schedule, with a note when it is not one. Raises ValueError for a
-        factor outside ``1..positions*taps``."""
-        from rtlgen.layers._conv import valid_conv_reuse_factors
-        from rtlgen.spatial import Conv
+    def conv(self, name, x, op, wfrac: int = 0, *, attrs=None) -> str:
+        """Add convolution ``op`` on ``x`` (its reuse factor is the passes' business)."""
+        from rtlgen.ir.ops.spatial import Conv
 
         assert isinstance(op, Conv)
         xt = self.graph.tensors[x]
         op.in_shape = tuple(xt.shape)
         out_shape = op.out_shape
-        if reuse_factor is not None:
-            P, K = op.reuse_shape()
-            if not 1 <= reuse_factor <= P * K:
-                raise ValueError(
-                    f"reuse factor {reuse_factor} cannot be used with {P} output positions of {K} kernel terms; "
-                    f"it must be between 1 (fully parallel) and {P * K} (one term per cycle)"
-                )
-            valid = valid_conv_reuse_factors(P, K)
-            r = max(v for v in valid if v <= reuse_factor)
-            if r != reuse_factor:
-                near = [v for v in valid if r // 2 <= v <= 2 * reuse_factor][:12]
-                self.graph.notes.append(
-                    f"{name}: reuse factor {reuse_factor} does not split {P} positions x {K} kernel terms evenly; "
-                    f"using {r} (exact choices near it: {', '.join(map(str, near))})"
-                )
-            op.reuse_factor = r
         if op.accum is not None:
             t = op.accum
             out = self.tensor(name, out_shape, t, xt.scale)
@@ -204,7 +184,7 @@ class SpatialBuilder(GraphBuilder):
         ``out_type`` (None: 'auto', a grid ``ceil(log2(window)) + 1`` bits finer than the input,
         rounding to nearest) through a reciprocal accurate to an eighth of the output step, and
         the build notes its worst-case error."""
-        from rtlgen.spatial import Pool
+        from rtlgen.ir.ops.spatial import Pool
 
         assert isinstance(op, Pool)
         xt = self.graph.tensors[x]
@@ -251,11 +231,14 @@ class SpatialBuilder(GraphBuilder):
                 + (" where the average fits the type (it may overflow)" if overflows else "")
             )
         out = self.tensor(name, op.out_shape, t, xt.scale, (lo, hi))
-        self.graph.add_node(Node(name, op, [x], [out], dict(attrs or {})))
+        attrs = dict(attrs or {})
+        if name in self.errors.local:
+            attrs["error"] = self.errors.local[name]  # the node's own worst-case error, in real units
+        self.graph.add_node(Node(name, op, [x], [out], attrs))
         return out
 
     def gather(self, name, x, index, shape, *, attrs=None) -> str:
-        from rtlgen.spatial import Gather
+        from rtlgen.ir.ops.spatial import Gather
 
         xt = self.graph.tensors[x]
         index = np.asarray(index, dtype=np.int64)
@@ -268,7 +251,7 @@ class SpatialBuilder(GraphBuilder):
         return out
 
     def reshape(self, name, x, shape, *, attrs=None) -> str:
-        from rtlgen.spatial import Reshape
+        from rtlgen.ir.ops.spatial import Reshape
 
         xt = self.graph.tensors[x]
         shape = tuple(int(d) for d in shape)
@@ -281,7 +264,7 @@ class SpatialBuilder(GraphBuilder):
         return out
 
     def merge(self, name, a, b, kind, *, attrs=None) -> str:
-        from rtlgen.merge import Concat, Merge
+        from rtlgen.ir.ops.merge import Concat, Merge
 
         ta, tb = self.graph.tensors[a], self.graph.tensors[b]
         if ta.scale != tb.scale:

@@ -18,10 +18,11 @@ import numpy as np
 
 from rtlgen.config import Config
 from rtlgen.errors import ModelFormatError, UnsupportedOpError
-from rtlgen.fixed import FixedType, cast
+from rtlgen.fixed import FixedType
 from rtlgen.ir import Graph
 
 from . import _hgq as hgq
+from . import _precision as precision
 from ._activations import FUNCTIONS, build_activation, build_softmax
 from ._builder import SpatialBuilder
 from ._errors import rounding_error
@@ -33,6 +34,10 @@ __all__ = ["from_keras", "parse_quantizer", "quantizer_type"]
 PASSIVE = ("InputLayer", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout", "ActivityRegularization")
 CONV = ("Conv1D", "Conv2D", "QConv1D", "QConv2D", "QConv2DBatchnorm", "DepthwiseConv2D", "QDepthwiseConv2D", "SeparableConv1D", "SeparableConv2D", "QSeparableConv1D", "QSeparableConv2D")
 POOL = ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D")
+HGQ_CONV = ("QConv1D", "QConv2D")
+HGQ_POOL = ("QMaxPooling1D", "QMaxPooling2D", "QAveragePooling1D", "QAveragePooling2D", "QGlobalMaxPooling1D",
+            "QGlobalMaxPooling2D", "QGlobalAveragePooling1D", "QGlobalAveragePooling2D")  # fmt: skip
+HGQ_SUPPORTED = ("QDense", "QBatchNormDense", "QBatchNormalization") + HGQ_CONV + HGQ_POOL
 LAYOUT = ("Flatten", "Reshape", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "Permute")
 LATER: dict = {}
 MERGES = {
@@ -192,7 +197,7 @@ def qkeras_weights(spec, values, where) -> tuple[np.ndarray, int]:
             where, name, f"quantizer {name!r} is not supported; supported are quantized_bits, binary, ternary, quantized_po2"
         )
     real = np.asarray(real, dtype=np.float64)
-    frac = max([_dyadic(v) for v in real.ravel()] + [0])
+    frac = max([precision.dyadic_frac(v) for v in real.ravel()] + [0])
     return np.array([int(v * 2.0**frac) for v in real.ravel()], dtype=np.int64).reshape(real.shape), frac
 
 
@@ -323,9 +328,7 @@ class _KerasImporter:
             self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", "Merge"))
 
     def input_type(self, name) -> FixedType:
-        if self.config.has_precision(name, "result", "InputLayer"):
-            return self.config.precision(name, "result", "InputLayer")
-        return self.config.precision(name, "input") if self.config.has_precision(name, "input") else self.config.precision(name, "result")
+        return precision.input_type(self.config, name)
 
     def ensure_input(self, layer, shape):
         if self.cur is not None:
@@ -353,15 +356,25 @@ class _KerasImporter:
         if self.cur is None:
             self.fail(layer, "the input shape is unknown (no InputLayer or batch_input_shape)")
         if is_hgq(layer):
-            if cls not in ("QDense", "QBatchNormDense", "QBatchNormalization"):
-                self.fail(layer, f"HGQ2 layer {cls!r} is not supported yet; supported HGQ2 layers are QDense, QBatchNormDense, QBatchNormalization")
-            self.hgq_dense(layer)
+            if cls in ("QDense", "QBatchNormDense", "QBatchNormalization"):
+                self.hgq_dense(layer)
+            elif cls in HGQ_CONV:
+                self.hgq_requant(layer, "iq", "input quantizer")
+                self.conv(layer)
+            elif cls in HGQ_POOL:
+                self.hgq_requant(layer, "iq", "input quantizer")
+                self.pool({**layer, "class_name": cls[1:]})
+                pool = next((n.op for n in reversed(self.graph.nodes) if n.kind == "Pool"), None)
+                if pool is not None and pool.recip_frac is not None:
+                    self.graph.notes.append(
+                        f"{name}: HGQ2 divides by a window that is not a power of two in float32; the hardware "
+                        f"rounds the exact average, so outputs may differ from HGQ2's predict in the last bit"
+                    )
+            else:
+                self.fail(layer, f"HGQ2 layer {cls!r} is not supported yet; supported HGQ2 layers are {', '.join(HGQ_SUPPORTED)}")
             self.activation(layer, c.get("activation", "linear"), name, last)
             if c.get("enable_oq", False):
-                kif = hgq.quantizer_kif(layer, self.weights(name), "oq")
-                n_out = self.graph.tensors[self.cur].size
-                lanes = hgq.lane_types(*(np.broadcast_to(a, (1, n_out)) for a in kif[:3]), *kif[3:])
-                self.cur = self.b.requant_lanes(name + "_oq", self.cur, lanes, attrs={"source": f"{cls} output quantizer"})
+                self.hgq_requant(layer, "oq", "output quantizer")
         elif cls in CONV:
             self.conv(layer)
             self.activation(layer, c.get("activation", "linear"), name, last)
@@ -378,7 +391,7 @@ class _KerasImporter:
         elif cls in ("ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU", "Softmax"):
             self.activation_layer(layer)
         elif cls in ("BatchNormalization",):
-            self.fail(layer, "a BatchNormalization must directly follow a Dense layer to be folded into it")
+            self.batchnorm(layer)
         elif cls in LATER:
             self.fail(layer, f"{LATER[cls]} are not supported yet; supported layers are {', '.join(SUPPORTED)}")
         elif cls in ("Lambda", "TFOpLambda"):
@@ -409,7 +422,6 @@ class _KerasImporter:
         wm, wfrac, bias_m, accum, shift = self.quantize_params(layer, kernel, bias, quantized, "Dense")
         self.cur = self.b.dense(
             name, self.cur, wm, wfrac, bias_m, accum=accum, product_shift=shift,
-            reuse_factor=self.config.reuse_factor(name, "Dense"), strategy=self.config.strategy(name, "Dense"),
             attrs={"source": cls, "float_weights": not quantized},
         )  # fmt: skip
         if self.weight_error is not None:
@@ -432,7 +444,7 @@ class _KerasImporter:
         return (1, int(v[0])) if one_d else (int(v[0]), int(v[-1]))
 
     def _padding(self, layer, shape, kernel, stride, dilation):
-        from rtlgen.spatial import same_padding
+        from rtlgen.ir.ops.spatial import same_padding
 
         mode = str(layer["config"].get("padding", "valid")).lower()
         if mode == "valid":
@@ -442,7 +454,7 @@ class _KerasImporter:
         self.fail(layer, f"padding {mode!r} is not supported (valid, same)")
 
     def conv(self, layer):
-        from rtlgen.spatial import Conv
+        from rtlgen.ir.ops.spatial import Conv
 
         cls, c = layer["class_name"], layer["config"]
         name = c["name"]
@@ -474,8 +486,8 @@ class _KerasImporter:
             op = Conv(wm, None, stride, padding, dilation, True, accum=accum, product_shift=shift)
             try:
                 self.cur = self.b.conv(
-                    name + "_depthwise", self.cur, op, wfrac, reuse_factor=self.config.reuse_factor(name, "Conv"),
-                    attrs={"source": cls, "float_weights": not quantized},
+                    name + "_depthwise", self.cur, op, wfrac,
+                    attrs={"source": cls, "float_weights": not quantized, "layer": name},
                 )  # fmt: skip
             except ValueError as e:
                 self.fail(layer, f"depthwise part: {e}")
@@ -484,6 +496,11 @@ class _KerasImporter:
             self.after_weights_layer(name + "_depthwise", quantized, "Conv")
             kernel, stride, padding, dilation, depthwise = pointwise.reshape(1, 1, *pointwise.shape[-2:]), (1, 1), ((0, 0), (0, 0)), (1, 1), False
             pointwise_layer = {"class_name": cls, "config": {**c, "kernel_quantizer": c.get("pointwise_quantizer")}}
+            follow = self.next_layer(layer)
+            if follow is not None and follow["class_name"] == "BatchNormalization" and not quantized:
+                k2, bias = self.fold_batchnorm(follow, kernel.reshape(-1, kernel.shape[-1]), bias)
+                kernel = k2.reshape(kernel.shape)
+                self.skip = follow["config"]["name"]
             wm, wfrac, bias_m, accum, shift = self.quantize_params(pointwise_layer, kernel, bias, quantized, "Conv")
         else:
             bias = named.get("bias", own[1] if use_bias and len(own) > 1 else None)
@@ -491,12 +508,22 @@ class _KerasImporter:
             if cls == "QConv2DBatchnorm":
                 kernel2, bias = self.fold_qkeras_batchnorm(layer, kernel.reshape(-1, kernel.shape[-1]), bias)
                 kernel = kernel2.reshape(kernel.shape)
-            wm, wfrac, bias_m, accum, shift = self.quantize_params(layer, kernel, bias, quantized, "Conv")
+            follow = self.next_layer(layer)
+            if follow is not None and follow["class_name"] == "BatchNormalization" and not quantized:
+                # As hls4ml: a float convolution absorbs the batch normalization after it before quantizing.
+                k2, bias = self.fold_batchnorm(follow, kernel.reshape(-1, n_out), bias)
+                kernel = k2.reshape(kernel.shape)
+                self.skip = follow["config"]["name"]
+            if is_hgq(layer):
+                wm, wfrac, bias_m = self.hgq_weights(layer, kernel.reshape(np.shape(own[0])) if one_d else kernel, bias)
+                wm = wm.reshape(kernel.shape)
+                accum, shift, self.weight_error = None, 0, None
+            else:
+                wm, wfrac, bias_m, accum, shift = self.quantize_params(layer, kernel, bias, quantized, "Conv")
         op = Conv(wm, bias_m if np.any(bias_m) else None, stride, padding, dilation, depthwise, accum=accum, product_shift=shift)
         try:
             self.cur = self.b.conv(
-                name, self.cur, op, wfrac, reuse_factor=self.config.reuse_factor(name, "Conv"),
-                attrs={"source": cls, "float_weights": not quantized},
+                name, self.cur, op, wfrac, attrs={"source": cls, "float_weights": not quantized},
             )  # fmt: skip
         except ValueError as e:
             self.fail(layer, str(e))
@@ -505,7 +532,7 @@ class _KerasImporter:
         self.after_weights_layer(name, quantized, "Conv")
 
     def pool(self, layer):
-        from rtlgen.spatial import Pool
+        from rtlgen.ir.ops.spatial import Pool
 
         cls, c = layer["class_name"], layer["config"]
         name = c["name"]
@@ -572,56 +599,28 @@ class _KerasImporter:
         """Weights and bias as mantissas: ``(weights, weight frac, bias at the output grid, accum, shift)``.
 
         Quantized layers use their own quantizers and exact sums; float layers use the configured
-        types with hls4ml's arithmetic (``accum`` set when the configuration gives an accumulator).
+        types with hls4ml's arithmetic (:mod:`._precision`).
         """
         c = layer["config"]
         name = c["name"]
-        xt = self.graph.tensors[self.cur]
-        kernel0, bias0 = np.asarray(kernel, dtype=np.float64), np.asarray(bias, dtype=np.float64)
-        if quantized:
-            if not c.get("kernel_quantizer") and not c.get("depthwise_quantizer"):
-                self.fail(layer, "a quantized layer without kernel_quantizer is not supported")
-            wm, wfrac = qkeras_weights(c.get("kernel_quantizer") or c.get("depthwise_quantizer"), kernel, name)
-            btype, _ = quantizer_type(c.get("bias_quantizer"), name) if c.get("bias_quantizer") else (None, 1)
-            accum = None
-        else:
-            ktype = self.config.precision(name, "weight", layer_type)
-            btype = self.config.precision(name, "bias", layer_type)
-            accum = self.config.precision(name, "accum", layer_type, auto=True)
-            wm, wfrac = ktype.quantize(hls4ml_text(kernel, ktype)), ktype.frac
-            bias = hls4ml_text(bias, btype)
-        out_frac = xt.type.frac + wfrac
-        if btype is None:
-            bias_exact = np.asarray(bias).astype(np.float32).astype(np.float64)
-            bfrac = max((_dyadic(v) for v in bias_exact), default=0)
-            bm = np.array([int(round(v * 2.0**bfrac)) for v in bias_exact], dtype=object)
-        else:
-            bm, bfrac = btype.quantize(bias).astype(object), btype.frac
-        shift = 0
-        if accum is not None:
-            if accum.overflow != "WRAP":
-                self.fail(layer, f"accumulator type {accum} must wrap (WRAP): saturating accumulators depend on summation order")
-            if accum.frac > out_frac:  # products are exact on a finer accumulator grid
-                wm = wm << (accum.frac - out_frac)
-                wfrac += accum.frac - out_frac
-                out_frac = accum.frac
-            shift = out_frac - accum.frac
-            bias_m = cast(np.asarray(bm, dtype=object), bfrac, accum).astype(np.int64)
-        else:
-            if bfrac > out_frac:  # finer bias: move the weights onto the bias grid
-                wm = wm << (bfrac - out_frac)
-                wfrac += bfrac - out_frac
-                out_frac = bfrac
-            bias_m = np.array([int(b) << (out_frac - bfrac) for b in np.ravel(bm)], dtype=np.int64)
+        in_frac = self.graph.tensors[self.cur].type.frac
+        try:
+            if quantized:
+                if not c.get("kernel_quantizer") and not c.get("depthwise_quantizer"):
+                    self.fail(layer, "a quantized layer without kernel_quantizer is not supported")
+                wm, wfrac = qkeras_weights(c.get("kernel_quantizer") or c.get("depthwise_quantizer"), kernel, name)
+                if c.get("bias_quantizer"):
+                    btype, _ = quantizer_type(c.get("bias_quantizer"), name)
+                    fw = precision.typed_weights(wm, wfrac, btype.quantize(bias), btype.frac, in_frac)
+                else:
+                    fw = precision.exact_weights(wm, wfrac, bias, in_frac)
+            else:
+                fw = precision.float_weights(self.config, name, layer_type, kernel, bias, in_frac)
+        except ValueError as e:
+            self.fail(layer, str(e))
         # What the configured types change against the float layer, for the reported error bound.
-        self.weight_error = None
-        if not quantized:
-            bias_frac = accum.frac if accum is not None else out_frac
-            self.weight_error = (
-                np.abs(kernel0 - np.asarray(wm, dtype=np.float64) * 2.0**-wfrac),
-                np.abs(bias0.ravel() - bias_m.astype(np.float64) * 2.0**-bias_frac),
-            )
-        return wm, wfrac, bias_m, accum, shift
+        self.weight_error = None if fw.weight_error is None else (fw.weight_error, fw.bias_error)
+        return fw.weight, fw.wfrac, fw.bias, fw.accum, fw.shift
 
     def after_weights_layer(self, name, quantized, layer_type):
         if quantized:
@@ -629,16 +628,42 @@ class _KerasImporter:
             if _explicit(self.config, name):
                 self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", layer_type))
             return
-        result = self.config.precision(name, "result", layer_type, auto=True)
-        cap = self.config.maximum()
-        exact = self.graph.tensors[self.cur].type
-        if result is None and cap is not None and exact.width > cap.width:
-            # 'auto' keeps every integer bit (no overflow) and drops the lowest fraction bits.
-            result = FixedType(cap.width, exact.integer, exact.signed)
-            self.graph.notes.append(f"{name}: auto result {exact} capped at {cap.width} bits: {result}")
+        result = precision.result_type(self.config, name, layer_type, self.graph.tensors[self.cur].type, self.graph.notes)
         if result is not None:
             self.cur = self.b.requant(name + "_result", self.cur, result, attrs={"source": "config"})
         self.float_layer = name
+
+    def hgq_requant(self, layer, which, what):
+        """The current tensor through an HGQ2 quantizer of the layer: every lane its own type
+        (quantizer arrays are per lane, or broadcast over positions and channels)."""
+        c = layer["config"]
+        if which == "iq" and not c.get("enable_iq", True):
+            return
+        xt = self.graph.tensors[self.cur]
+        k, i, f, rounding, overflow = hgq.quantizer_kif(layer, self.weights(c["name"]), which)
+        shape = (1, *xt.shape) if len(xt.shape) > 1 else (1, xt.size)
+        try:
+            arrays = [np.broadcast_to(a.reshape(a.shape[-len(shape):]) if a.ndim > len(shape) else a, shape).reshape(1, -1) for a in (k, i, f)]
+        except ValueError:
+            self.fail(layer, f"its {what} has shape {k.shape}, which does not fit the input {xt.shape}")
+        lanes = hgq.lane_types(*arrays, rounding, overflow)
+        self.cur = self.b.requant_lanes(f"{c['name']}_{which}", self.cur, lanes, attrs={"source": f"{layer['class_name']} {what}"})
+
+    def hgq_weights(self, layer, kernel, bias):
+        """HGQ2 per-weight and per-bias quantizers: mantissas on the finest grid either needs."""
+        name = layer["config"]["name"]
+        ws = self.weights(name)
+        qk = hgq.quantize(kernel, *hgq.quantizer_kif(layer, ws, "kq"))
+        use_bias = layer["config"].get("use_bias", True)
+        qb = hgq.quantize(bias, *hgq.quantizer_kif(layer, ws, "bq")) if use_bias else np.zeros(np.shape(bias))
+        xt = self.graph.tensors[self.cur]
+        wfrac = max([precision.dyadic_frac(v) for v in qk.ravel()] + [0])
+        bfrac = max([precision.dyadic_frac(v) for v in qb.ravel()] + [0])
+        wfrac = max(wfrac, bfrac - xt.type.frac)
+        out_frac = xt.type.frac + wfrac
+        wm = np.array([int(round(v * 2.0**wfrac)) for v in qk.ravel()], dtype=np.int64).reshape(qk.shape)
+        bm = np.array([int(round(v * 2.0**out_frac)) for v in qb.ravel()], dtype=np.int64)
+        return wm, wfrac, bm
 
     def hgq_dense(self, layer):
         """HGQ2 QDense / QBatchNormDense: per-feature input quantizer, per-weight and per-bias types."""
@@ -660,33 +685,51 @@ class _KerasImporter:
             scaler = gamma / np.sqrt(var + np.float32(c.get("epsilon", 1e-3)))
             bias = bias + (-(mean.astype(np.float32) @ kernel))
             kernel = scaler[:, None] * kernel
-        n_in = kernel.shape[0]
-        if c.get("enable_iq", True):
-            kif = hgq.quantizer_kif(layer, ws, "iq")
-            lanes = hgq.lane_types(*(np.broadcast_to(a, (1, n_in)) for a in kif[:3]), *kif[3:])
-            self.cur = self.b.requant_lanes(name + "_iq", self.cur, lanes, attrs={"source": f"{cls} input quantizer"})
+        self.hgq_requant(layer, "iq", "input quantizer")
         qk = hgq.quantize(kernel, *hgq.quantizer_kif(layer, ws, "kq"))
         use_bias = c.get("use_bias", True) if not diagonal else c.get("center", True) or True
         qb = hgq.quantize(bias, *hgq.quantizer_kif(layer, ws, "bq")) if use_bias else np.zeros(kernel.shape[-1])
         if diagonal:
             qk = np.diag(qk)
         xt = self.graph.tensors[self.cur]
-        wfrac = max([_dyadic(v) for v in qk.ravel()] + [0])
-        bfrac = max([_dyadic(v) for v in qb.ravel()] + [0])
+        wfrac = max([precision.dyadic_frac(v) for v in qk.ravel()] + [0])
+        bfrac = max([precision.dyadic_frac(v) for v in qb.ravel()] + [0])
         wfrac = max(wfrac, bfrac - xt.type.frac)
         out_frac = xt.type.frac + wfrac
         wm = np.array([int(v * 2.0**wfrac) for v in qk.ravel()], dtype=np.int64).reshape(qk.shape)
         bm = np.array([int(v * 2.0**out_frac) for v in qb], dtype=np.int64)
-        self.cur = self.b.dense(
-            name, self.cur, wm, wfrac, bm,
-            reuse_factor=self.config.reuse_factor(name, "Dense"), strategy=self.config.strategy(name, "Dense"),
-            attrs={"source": f"HGQ2 {cls}", "float_weights": False},
-        )  # fmt: skip
+        attrs = {"source": f"HGQ2 {cls}", "float_weights": False}
+        if diagonal and len(xt.shape) == 3:
+            # On images a batch normalization scales each channel: a depthwise 1x1 convolution.
+            from rtlgen.ir.ops.spatial import Conv
+
+            op = Conv(np.diagonal(wm).reshape(1, 1, -1, 1), bm if np.any(bm) else None, (1, 1), ((0, 0), (0, 0)), (1, 1), True)
+            self.cur = self.b.conv(name, self.cur, op, wfrac, attrs=attrs)
+        else:
+            self.cur = self.b.dense(name, self.cur, wm, wfrac, bm, attrs=attrs)
         self.float_layer = None
 
     def next_layer(self, layer):
         idx = next(i for i, other in enumerate(self.layers) if other is layer)
         return self.layers[idx + 1] if idx + 1 < len(self.layers) else None
+
+    def batchnorm(self, layer):
+        """A BatchNormalization that follows no float Dense or convolution: a per-channel scale
+        and shift with its own ``scale``/``bias``/``result`` types."""
+        c = layer["config"]
+        name = c["name"]
+        xt = self.graph.tensors[self.cur]
+        axis = c.get("axis", -1)
+        axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+        if axis not in (-1, len(xt.shape)):
+            self.fail(layer, f"normalizing axis {axis} is not supported; only the channel (last) axis is")
+        channels = xt.shape[-1]
+        scale, shift = self.fold_batchnorm(layer, np.ones((1, channels)), np.zeros(channels))
+        try:
+            self.cur = precision.scale_shift(self.b, self.config, name, self.cur, scale.reshape(-1), shift, source="BatchNormalization")
+        except ValueError as e:
+            self.fail(layer, str(e))
+        self.float_layer = name
 
     def fold_batchnorm(self, bn, kernel, bias):
         c = bn["config"]
@@ -744,8 +787,9 @@ class _KerasImporter:
             self.cur = self.b.relu(relu_name, self.cur, attrs={"source": "relu"})
             if float_input:
                 # hls4ml's ReLU casts to its own result type (the model default unless configured).
-                rtype = self.config.precision(relu_name, "result", "Activation")
-                self.cur = self.b.requant(relu_name + "_result", self.cur, rtype, attrs={"source": "config"})
+                rtype = precision.relu_type(self.config, relu_name)
+                if rtype is not None:
+                    self.cur = self.b.requant(relu_name + "_result", self.cur, rtype, attrs={"source": "config"})
             return
         if act == "softmax":
             if self.skip_softmax:
@@ -833,21 +877,7 @@ class _KerasImporter:
             self.activation(layer, "softmax", name, self.next_layer(layer) is None)
 
 
-def hls4ml_text(values, t: FixedType) -> np.ndarray:
-    """Float weights as hls4ml hands them to its C++: printed with as many decimals as ``t`` has
-    fractional bits and read back (then converted with ``t``'s own rounding and overflow)."""
-    digits = max(t.frac, 0)
-    text = np.array([float(f"{float(v):.{digits}f}") for v in np.asarray(values, dtype=np.float32).ravel()])
-    return text.reshape(np.shape(values))
-
-
 def _explicit(config: Config, name: str) -> bool:
     level = config.layer_name.get(name) or {}
     p = level.get("Precision")
     return isinstance(p, dict) and "result" in p or isinstance(p, str)
-
-
-def _dyadic(v: float) -> int:
-    from fractions import Fraction
-
-    return Fraction(v).denominator.bit_length() - 1

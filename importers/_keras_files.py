@@ -164,6 +164,21 @@ def _read_json(path: Path, weights) -> KerasModel:
 
 
 def _from_memory(model) -> KerasModel:
+    # A Keras 3 model is read from the very file it saves, so an in-memory model and its .keras
+    # file name every weight (quantizer variables included) the same way.
+    if hasattr(model, "save") and type(model).__module__.startswith("keras"):
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            try:
+                model.save(path)
+            except Exception:  # models that Keras cannot serialize: read their variables directly
+                pass
+            else:
+                km = _read_zip(path)
+                km.source = f"in-memory {type(model).__name__} {getattr(model, 'name', '')}"
+                return km
     config = {"class_name": type(model).__name__, "config": model.get_config()}
     weights = {}
     for layer in model.layers:

@@ -32,6 +32,7 @@ from rtlgen.errors import ModelFormatError, UnsupportedOpError
 from rtlgen.fixed import FixedType, type_for_range
 from rtlgen.ir import Dense, Graph, HostStage, Node, Relu, Requant, Threshold
 
+from . import _precision as precision
 from ._activations import build_activation, build_softmax
 from ._builder import SpatialBuilder, cast_bounds, dense_bounds
 from ._errors import rounding_error
@@ -71,12 +72,17 @@ class _Const:
 @dataclass
 class _Host:
     nodes: list = field(default_factory=list)
+    # The network input after a transpose to channels first: the hardware takes it as it is.
+    nhwc: bool = False
 
 
 @dataclass
 class _Int:
     tensor: str
     onnx_name: str
+    # The ONNX tensor is channels last ((N, H, W, C) or (N, L, C)), the hardware's own order; by
+    # default an image tensor stands for ONNX's channels-first (N, C, H, W) of the same lanes.
+    nhwc: bool = False
 
 
 @dataclass
@@ -181,6 +187,11 @@ class _Importer:
             dims = vi.type.tensor_type.shape.dim
             self.shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
         self.float_model = not any(n.op_type in QUANTIZERS for n in g.node)
+        self.readers: dict[str, list] = {}
+        for n in g.node:
+            for i in n.input:
+                self.readers.setdefault(i, []).append(n)
+        self.consumed: set[str] = set()  # outputs of nodes already folded into a float layer
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -227,6 +238,8 @@ class _Importer:
         return self.graph
 
     def visit(self, node):
+        if node.output and node.output[0] in self.consumed:
+            return
         op = node.op_type
         ins = [self.value(i) if i else None for i in node.input]
         present = [v for v in ins if v is not None]
@@ -234,7 +247,33 @@ class _Importer:
             self.values[node.output[0]] = self.fold_const(node, ins)
             return
         x = ins[0]
-        if op in QUANTIZERS:
+        if op == "Shape" and isinstance(x, (_Int, _Pending, _Host)):
+            # Shapes are static but for the batch: shape arithmetic (flatten targets) folds with batch 1.
+            dims = self.shapes.get(node.input[0])
+            if dims is None or None in dims[1:]:
+                self.fail(node, "the shape of its input is not known; export with static shapes")
+            self.values[node.output[0]] = _Const(np.array([1, *dims[1:]], dtype=np.int64))
+            return
+        if op == "Transpose":
+            self.transpose(node, x)
+            return
+        self.dispatch(node, op, ins, x)
+        # Shape-preserving ops keep a channels-last tensor channels last.
+        out = self.values.get(node.output[0])
+        if isinstance(out, _Int) and isinstance(x, _Int) and x.nhwc and (op in ELEMENTWISE + ACTIVATION_OPS + QUANTIZERS):
+            out.nhwc = True
+
+    def dispatch(self, node, op, ins, x):
+        if op == "BatchNormalization" and self.float_model and isinstance(x, (_Int, _Host, _Pending)):
+            self.batchnorm(node, ins, x)
+        elif op == "Relu" and self.float_model and isinstance(x, _Int):
+            # hls4ml's ReLU layer: its own result type after a float layer.
+            out = self.builder.relu(node.name, x.tensor, attrs={"source": "Relu"})
+            rtype = precision.relu_type(self.config, node.name)
+            if rtype is not None:
+                out = self.builder.requant(node.name + "_result", out, rtype, attrs={"source": "config"})
+            self.values[node.output[0]] = _Int(out, node.output[0])
+        elif op in QUANTIZERS:
             self.quantizer(node, ins)
         elif op in ("MatMul", "Gemm"):
             self.matmul(node, ins)
@@ -284,6 +323,28 @@ class _Importer:
                 node,
                 f"operation {op!r} is not supported; supported are {', '.join(SUPPORTED)}",
             )
+
+    def transpose(self, node, x):
+        """Transposes between channels first and channels last move no data: the hardware keeps
+        images channels last and only the meaning of the ONNX tensor changes."""
+        perm = [int(v) for v in _attrs(node).get("perm", [])]
+        to_first = perm in ([0, 3, 1, 2], [0, 2, 1])
+        to_last = perm in ([0, 2, 3, 1], [0, 2, 1])
+        if isinstance(x, _Host) and not x.nodes and to_first and not x.nhwc:
+            self.values[node.output[0]] = _Host([], nhwc=True)
+            return
+        if isinstance(x, _Pending):
+            x = self.float_result(x) if self.float_model else self.lower_fixed(x, None, None, None)
+        if isinstance(x, _Int):
+            t = self.graph.tensors[x.tensor]
+            if len(t.shape) == 3 and ((x.nhwc and to_first) or (not x.nhwc and to_last)):
+                self.values[node.output[0]] = _Int(x.tensor, node.output[0], nhwc=not x.nhwc)
+                return
+        self.fail(
+            node,
+            f"Transpose with perm {perm} is supported only between channels first and channels last "
+            "((0, 2, 3, 1), (0, 3, 1, 2) or (0, 2, 1)) around convolutions and pooling",
+        )
 
     # -- constants --------------------------------------------------------------------------------
 
@@ -355,7 +416,7 @@ class _Importer:
             size = t.size
             if out_shape is not None and None not in out_shape and int(np.prod(out_shape[1:])) != size:
                 self.fail(node, f"reshape of a {size}-element vector to {out_shape} is not supported")
-            if len(t.shape) == 3 and node.op_type not in ("Identity", "Dropout"):
+            if len(t.shape) == 3 and node.op_type not in ("Identity", "Dropout") and not (isinstance(x, _Int) and x.nhwc):
                 if isinstance(x, _Pending):
                     x = self.float_result(x) if self.float_model else self.fail(node, "flatten a quantized tensor, not a float one")
                 if out_shape is not None and len(out_shape) == 4:
@@ -365,6 +426,11 @@ class _Importer:
                 H, W, C = t.shape
                 order = np.arange(H * W * C).reshape(H, W, C).transpose(2, 0, 1).ravel()
                 out = self.builder.gather(node.output[0], x.tensor, order, (size,), attrs={"source": node.op_type + " (channels-first order)"})
+                self.values[node.output[0]] = _Int(out, node.output[0])
+                return
+            if isinstance(x, _Int) and x.nhwc and len(t.shape) == 3 and node.op_type not in ("Identity", "Dropout"):
+                # A channels-last image flattens in the hardware's own lane order.
+                out = self.builder.reshape(node.output[0], x.tensor, (size,), attrs={"source": node.op_type})
                 self.values[node.output[0]] = _Int(out, node.output[0])
                 return
             self.values[node.output[0]] = x
@@ -499,7 +565,9 @@ class _Importer:
         if isinstance(x, _Host):
             if not self.float_model:
                 self.fail(node, "the input of a quantized network must pass through a quantizer first")
-            return self.float_input(node)
+            return self.float_input(node, x)
+        if isinstance(x, _Int) and x.nhwc and node.op_type in ("Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"):
+            self.fail(node, "its input is channels last; ONNX convolutions and pooling read channels first (N, C, H, W)")
         if isinstance(x, _Pending):
             if not self.float_model:
                 self.fail(
@@ -530,8 +598,15 @@ class _Importer:
         if wv.shape[0] != xt.size:
             self.fail(node, f"weights of shape {wv.shape} do not match an input of {xt.size} values")
         name = node.name
+        if wm is None and self.float_model:
+            bias = np.zeros(wv.shape[1])
+            if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
+                bias = bias + np.broadcast_to(np.asarray(self.const(node, node.input[2], "the bias").value, dtype=np.float64).ravel(), bias.shape)
+            self.float_layer(node, x, "Dense", wv, bias, None)
+            return
         if wm is None:
-            # A float weight matrix: quantize it with the configured precision (hls4ml semantics).
+            # Float weights inside a quantized network: the configured weight type, exact sums (the
+            # network's own quantizers follow).
             wtype = self.config.precision(name, "weight", "Dense")
             wm = wtype.quantize(wv)
             wfrac = wtype.frac
@@ -555,7 +630,7 @@ class _Importer:
         lo_in, hi_in = self.bounds[x.tensor]
         lo, hi = dense_bounds(weight, lo_in, hi_in)
         out = self.new_tensor(node.output[0], (weight.shape[1],), type_for_range(min(lo), max(hi), frac), 1.0, (lo, hi))
-        dense = Dense(weight, None, self.config.reuse_factor(name, "Dense"), self.config.strategy(name, "Dense"))
+        dense = Dense(weight, None)
         self.graph.add_node(Node(name, dense, [x.tensor], [out], {"source": node.op_type, "float_weights": w.mant is None}))
         result = _Int(out, node.output[0])
         if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
@@ -566,18 +641,20 @@ class _Importer:
         else:
             self.values[node.output[0]] = result
 
-    def float_input(self, node) -> _Int:
+    def float_input(self, node, host=None) -> _Int:
         """The input of a float network, quantized with the configured input precision."""
-        host = self.values[self.input_name]
+        host = host if host is not None else self.values[self.input_name]
         if any(n.op_type not in LAYOUT for n in host.nodes):
             self.fail(node, "float preprocessing before the first layer is not supported in a float model")
         shape = self.shapes.get(self.input_name)
         size = int(np.prod(shape[1:]))
-        itype = self.config.precision(self.input_name, "result", "InputLayer")
-        if self.config.has_precision(self.input_name, "input"):
-            itype = self.config.precision(self.input_name, "input")
+        itype = precision.input_type(self.config, self.input_name)
         hw_shape = (size,)
-        if len(shape) in (3, 4) and node.op_type in ("Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"):
+        if host.nhwc:
+            # Channels last already (a transpose to channels first feeds the first layer).
+            rest = shape[1:]
+            hw_shape = (1, *rest) if len(rest) == 2 else tuple(rest)
+        elif len(shape) in (3, 4) and node.op_type in ("Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"):
             C, rest = shape[1], shape[2:]
             H, W = (1, rest[0]) if len(rest) == 1 else rest
             hw_shape = (H, W, C)
@@ -662,7 +739,7 @@ class _Importer:
     # -- convolution and pooling -------------------------------------------------------------
 
     def conv(self, node, ins):
-        from rtlgen.spatial import Conv, same_padding
+        from rtlgen.ir.ops.spatial import Conv
 
         a = _attrs(node)
         x = self.layer_input(node, ins[0])
@@ -684,6 +761,17 @@ class _Importer:
         if depthwise and not (group == C and cin_g == 1):
             self.fail(node, f"grouped convolutions (group={group}) are supported only as depthwise (group = input channels)")
         name = node.name
+        if wm is None and self.float_model:
+            # ONNX (cout, cin, kh, kw) to channels-last (kh, kw, cin, cout); depthwise (kh, kw, C, mult).
+            kf = np.transpose(np.asarray(wv, dtype=np.float64), (2, 3, 1, 0))
+            if depthwise:
+                kf = kf.reshape(kh, kw, C, cout // C)
+            bias = np.zeros(cout)
+            if len(node.input) > 2 and node.input[2]:
+                bias = bias + np.asarray(self.const(node, node.input[2], "the convolution bias").value, dtype=np.float64).ravel()
+            geometry = self.conv_geometry(a, (H, W), (kh, kw), one_d)
+            self.float_layer(node, x, "Conv", kf, bias, lambda fw: (Conv(fw.weight, fw.bias if np.any(fw.bias) else None, *geometry, depthwise, accum=fw.accum, product_shift=fw.shift), fw.wfrac))
+            return
         if wm is None:
             wtype = self.config.precision(name, "weight", "Conv")
             wm, wfrac = wtype.quantize(wv), wtype.frac
@@ -701,26 +789,10 @@ class _Importer:
         if w.mant is None:
             dw = np.abs(np.transpose(np.asarray(wv, dtype=np.float64), (2, 3, 1, 0)).reshape(k.shape) - k * 2.0**-wfrac)
             self.builder.errors.weights[name] = (dw, np.zeros(k.shape[2] * k.shape[3] if depthwise else cout))
-        stride = tuple(int(v) for v in a.get("strides", [1, 1]))
-        dil = tuple(int(v) for v in a.get("dilations", [1, 1]))
-        if one_d:
-            stride, dil = (1, stride[0]), (1, dil[0])
-        auto = a.get("auto_pad", b"NOTSET")
-        auto = auto.decode() if isinstance(auto, bytes) else auto
-        if auto in ("SAME_UPPER", "SAME_LOWER"):
-            pads = [same_padding(n, kk, st, d) for n, kk, st, d in zip((H, W), (kh, kw), stride, dil)]
-            if auto == "SAME_LOWER":
-                pads = [(b, a_) for a_, b in pads]
-            padding = tuple(pads)
-        elif auto == "VALID" or "pads" not in a:
-            padding = ((0, 0), (0, 0))
-        else:
-            p = [int(v) for v in a["pads"]]
-            padding = ((p[0], p[2]), (p[1], p[3])) if not one_d else ((0, 0), (p[0], p[1]))
-        op = Conv(k, None, stride, padding, dil, depthwise)
+        op = Conv(k, None, *self.conv_geometry(a, (H, W), (kh, kw), one_d), depthwise)
         try:
             out = self.builder.conv(
-                name, x.tensor, op, wfrac, reuse_factor=self.config.reuse_factor(name, "Conv"),
+                name, x.tensor, op, wfrac,
                 attrs={"source": "Conv", "float_weights": w.mant is None},
             )  # fmt: skip
         except ValueError as e:
@@ -737,11 +809,112 @@ class _Importer:
         else:
             self.values[node.output[0]] = result
 
+    @staticmethod
+    def conv_geometry(a, hw, kernel, one_d):
+        """``(stride, padding, dilation)`` of an ONNX Conv on an ``hw`` image (1-D: one row)."""
+        from rtlgen.ir.ops.spatial import same_padding
+
+        stride = tuple(int(v) for v in a.get("strides", [1, 1]))
+        dil = tuple(int(v) for v in a.get("dilations", [1, 1]))
+        if one_d:
+            stride, dil = (1, stride[0]), (1, dil[0])
+        auto = a.get("auto_pad", b"NOTSET")
+        auto = auto.decode() if isinstance(auto, bytes) else auto
+        if auto in ("SAME_UPPER", "SAME_LOWER"):
+            pads = [same_padding(n, kk, st, d) for n, kk, st, d in zip(hw, kernel, stride, dil)]
+            if auto == "SAME_LOWER":
+                pads = [(b, a_) for a_, b in pads]
+            padding = tuple(pads)
+        elif auto == "VALID" or "pads" not in a:
+            padding = ((0, 0), (0, 0))
+        else:
+            p = [int(v) for v in a["pads"]]
+            padding = ((p[0], p[2]), (p[1], p[3])) if not one_d else ((0, 0), (p[0], p[1]))
+        return stride, padding, dil
+
+    def float_layer(self, node, x, layer_type, kernel, bias, make):
+        """A float model's Dense or Conv with hls4ml's arithmetic (:mod:`._precision`): the bias
+        additions and batch normalization that follow it alone are folded into its float weights
+        first, as hls4ml folds them, then everything is quantized with the configured types and
+        the output cast to its ``result`` type. For a convolution ``make(weights)`` gives the IR op
+        and its weight frac."""
+        name = node.name
+        shape = np.shape(kernel)
+        kernel, bias, out_name = self.fold_float_tail(node.output[0], kernel.reshape(-1, bias.size), bias)
+        kernel = kernel.reshape(shape)
+        xt = self.graph.tensors[x.tensor]
+        try:
+            fw = precision.float_weights(self.config, name, layer_type, kernel, bias, xt.type.frac)
+        except ValueError as e:
+            self.fail(node, str(e))
+        attrs = {"source": node.op_type, "float_weights": True}
+        if layer_type == "Dense":
+            cur = self.builder.dense(
+                name, x.tensor, fw.weight, fw.wfrac, fw.bias, accum=fw.accum, product_shift=fw.shift,
+                attrs=attrs,
+            )  # fmt: skip
+        else:
+            op, wfrac = make(fw)
+            try:
+                cur = self.builder.conv(name, x.tensor, op, wfrac, attrs=attrs)
+            except ValueError as e:
+                self.fail(node, str(e))
+        self.builder.errors.weights[name] = (fw.weight_error, fw.bias_error)
+        rtype = precision.result_type(self.config, name, layer_type, self.graph.tensors[cur].type, self.graph.notes)
+        if rtype is not None:
+            cur = self.builder.requant(name + "_result", cur, rtype, attrs={"source": "config"})
+        self.values[out_name] = _Int(cur, out_name)
+
+    def batchnorm(self, node, ins, x):
+        """A float model's BatchNormalization that follows no Gemm, MatMul or Conv alone: a
+        per-channel scale and shift (hls4ml's BatchNormalization layer)."""
+        x = self.layer_input(node, x) if isinstance(x, _Host) else self.fixed_input(node, x)
+        if any(not isinstance(v, _Const) for v in ins[1:5]):
+            self.fail(node, "its scale, bias, mean and variance must be constants")
+        scale, shift, mean, var = (np.asarray(v.value, dtype=np.float64).ravel() for v in ins[1:5])
+        channels = self.graph.tensors[x.tensor].shape[-1]
+        if scale.size != channels:
+            self.fail(node, f"{scale.size} scales for {channels} channels")
+        inv = scale / np.sqrt(var + float(_attrs(node).get("epsilon", 1e-5)))
+        try:
+            out = precision.scale_shift(self.builder, self.config, node.name, x.tensor, inv, shift - mean * inv, source="BatchNormalization")
+        except ValueError as e:
+            self.fail(node, str(e))
+        self.values[node.output[0]] = _Int(out, node.output[0], nhwc=x.nhwc)
+
+    def fold_float_tail(self, out, kernel, bias):
+        """Fold the bias additions and batch normalizations that alone read ``out`` (a float layer's
+        output, one value per output channel) into ``kernel`` (..., channels) and ``bias``.
+        Returns them and the ONNX name that now holds the layer's output."""
+        n = bias.size
+        kernel = np.asarray(kernel, dtype=np.float64).copy()
+        bias = np.asarray(bias, dtype=np.float64).copy()
+        while len(self.readers.get(out, [])) == 1 and out not in (o.name for o in self.proto.graph.output):
+            nxt = self.readers[out][0]
+            if nxt.input[0] != out or nxt.output[0] in self.consumed:
+                break
+            consts = [self.value(i) if i else None for i in nxt.input[1:]]
+            if not consts or not all(isinstance(c, _Const) for c in consts):
+                break
+            vals = [np.asarray(c.value, dtype=np.float64).ravel() for c in consts]
+            if nxt.op_type in ("Add", "Sub") and vals[0].size in (1, n):
+                bias = bias + (1 if nxt.op_type == "Add" else -1) * np.broadcast_to(vals[0], (n,))
+            elif nxt.op_type == "BatchNormalization" and all(v.size == n for v in vals[:4]):
+                scale, shift, mean, var = vals[:4]
+                inv = scale / np.sqrt(var + float(_attrs(nxt).get("epsilon", 1e-5)))
+                kernel = kernel * inv
+                bias = (bias - mean) * inv + shift
+            else:
+                break
+            self.consumed.add(nxt.output[0])
+            out = nxt.output[0]
+        return kernel, bias, out
+
     def pool(self, node, ins):
-        from rtlgen.spatial import Pool
+        from rtlgen.ir.ops.spatial import Pool
 
         a = _attrs(node)
-        x = self.float_input(node) if isinstance(ins[0], _Host) and self.float_model else self.fixed_input(node, ins[0])
+        x = self.layer_input(node, ins[0]) if isinstance(ins[0], _Host) and self.float_model else self.fixed_input(node, ins[0])
         xt = self.graph.tensors[x.tensor]
         if len(xt.shape) != 3:
             self.fail(node, f"expects an image, not {xt.shape}")
@@ -800,7 +973,7 @@ class _Importer:
         base = pending.base
         tensor = self.graph.tensors[base.tensor]
         dense_node = self.graph.producer(base.tensor)
-        from rtlgen.spatial import Conv
+        from rtlgen.ir.ops.spatial import Conv
 
         can_fold = (
             dense_node is not None

@@ -1,7 +1,7 @@
 """IR ops to Amaranth components.
 
-:func:`build_layer` returns the streaming component for one IR node; :class:`Network` chains them
-into the top level. Every component reports ``latency`` and ``initiation_interval``.
+:func:`hardware` returns the streaming component for one IR op (one factory per op class, see
+:mod:`._registry`); :class:`Network` chains them into the top level. Every component reports ``latency`` and ``initiation_interval``.
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from amaranth.hdl import Module, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from rtlgen.ir import Dense, Graph, Relu, Requant, Threshold
+from rtlgen.ir import Graph
 
+from . import _activation, _softmax  # noqa: F401  (register their factories)
 from ._common import Layer, shape_of, vector_stream
 from ._conv import ConvReuse
-from ._dense import DenseParallel, DenseReuse, MaxTree, SumOfProducts, dense_hardware, reuse_plan
+from ._dense import DenseParallel, DenseReuse, MaxTree, SumOfProducts
 from ._elementwise import (
     ForkLayer,
     GatherLayer,
@@ -25,6 +26,7 @@ from ._elementwise import (
     requantize,
 )
 from ._pool import ScaledSum
+from ._registry import hardware
 from ._stream import BeatFifo, Deserializer, Serializer, StreamNetwork, WindowBuffer
 
 __all__ = [
@@ -49,31 +51,16 @@ __all__ = [
     "Serializer",
     "BeatFifo",
     "build_layer",
+    "hardware",
     "requantize",
-    "reuse_plan",
     "shape_of",
     "vector_stream",
 ]
 
 
 def build_layer(graph: Graph, node) -> Layer:
-    op = node.op
-    src = graph.tensors[node.inputs[0]]
-    dst = graph.tensors[node.outputs[0]]
-    if hasattr(op, "hardware"):
-        return op.hardware(src, dst)
-    if isinstance(op, Dense):
-        return dense_hardware(op, src, dst)
-    if isinstance(op, Relu):
-        return ReluLayer(src.type, dst.type, src.size)
-    if isinstance(op, Requant):
-        return RequantLayer(src.type, dst.type, src.size, lanes=op.lane_types() if op.lanes else None)
-    if isinstance(op, Threshold):
-        return ThresholdLayer(
-            src.type, dst.type, src.size,
-            thresholds=op.thresholds, increasing=op.increasing, base=op.base, step=op.step,
-        )  # fmt: skip
-    raise TypeError(f"no hardware for {type(op).__name__}")
+    """The component for one node of ``graph``."""
+    return hardware(node.op, [graph.tensors[t] for t in node.inputs], graph.tensors[node.outputs[0]])
 
 
 class StreamFifo(wiring.Component):
@@ -118,10 +105,7 @@ class Network(wiring.Component):
         self.layers = []
         self.arrival = {graph.inputs[0]: 0}
         for node in graph.nodes:
-            if len(node.inputs) > 1:
-                layer = node.op.hardware([graph.tensors[t] for t in node.inputs], graph.tensors[node.outputs[0]])
-            else:
-                layer = build_layer(graph, node)
+            layer = build_layer(graph, node)
             self.layers.append((node.name, layer))
             start = max(self.arrival[t] for t in node.inputs)
             self.arrival[node.outputs[0]] = start + layer.latency

@@ -1,6 +1,6 @@
 """Activation layers: table lookup (:class:`LutLayer`) and exact piecewise-linear (:class:`PwlLayer`).
 
-Their IR ops and golden models are :class:`rtlgen.activations.Lut` and :class:`rtlgen.activations.Pwl`.
+Their IR ops and golden models are :class:`rtlgen.ir.ops.activation.Lut` and :class:`rtlgen.ir.ops.activation.Pwl`.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from amaranth.hdl import Const, Module, Mux, Signal, Value
 from amaranth.lib.memory import Memory
 
 from rtlgen.fixed import FixedType
+from rtlgen.ir.ops import Lut, Pwl
 
 from ._common import Layer, shape_of
 from ._dense import _product, _select
 from ._elementwise import _Elementwise, requantize
+from ._registry import register
 
 __all__ = ["LutLayer", "PwlLayer"]
 
@@ -90,7 +92,7 @@ class LutLayer(Layer):
 
 
 class PwlLayer(_Elementwise):
-    """The exact piecewise-linear function of :class:`rtlgen.activations.Pwl` in each of ``n``
+    """The exact piecewise-linear function of :class:`rtlgen.ir.ops.activation.Pwl` in each of ``n``
     lanes; combinational, ``latency`` = 0.
 
     Constants are per-lane integer arrays of mantissas with ``const_frac`` fractional bits
@@ -145,3 +147,19 @@ class PwlLayer(_Elementwise):
             v = Mux(v > high, high, v)
         shape = v.shape()
         return requantize(v, FixedType(shape.width, shape.width - f, shape.signed), self.out_type)
+
+
+@register(Lut)
+def _lut_factory(op, inputs, output):
+    src = inputs[0]
+    op.check_types(output.type)
+    return LutLayer(
+        src.type, output.type, src.size,
+        table=op.table, shift=op.shift, offset=op.offset, rom=op.rom,
+    )  # fmt: skip
+
+
+@register(Pwl)
+def _pwl_factory(op, inputs, output):
+    src = inputs[0]
+    return PwlLayer(src.type, output.type, src.size, const_frac=op.const_type.frac, **op.constants(src.shape))

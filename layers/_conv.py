@@ -16,41 +16,17 @@ own input channel.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, signed
 
+from rtlgen.ir.ops import Conv
+from rtlgen.plan.reuse import conv_reuse_plan
+
 from ._common import Layer, shape_of
-from ._dense import _product, _round_product, _select
+from ._dense import SumOfProducts, _product, _round_product, _select
+from ._registry import register
 
-__all__ = ["ConvReuse", "conv_reuse_plan", "valid_conv_reuse_factors"]
-
-
-def conv_reuse_plan(positions: int, keys: int, reuse_factor: int) -> tuple[int, int, int, int]:
-    """``(positions per cycle, keys per cycle, position groups, key chunks)`` for a reuse factor.
-
-    The schedule takes ``position groups * key chunks`` cycles, the largest achievable number not
-    above ``reuse_factor``: up to ``positions`` cycles whole positions are grouped; beyond, one
-    position per cycle with its keys split into chunks (at most ``positions * keys`` cycles).
-    """
-    if not 1 <= reuse_factor <= positions * keys:
-        raise ValueError(
-            f"reuse factor must be between 1 and {positions * keys} ({positions} positions x {keys} "
-            f"kernel terms), not {reuse_factor}"
-        )
-    if reuse_factor <= positions:
-        per_pos = math.ceil(positions / reuse_factor)
-        return per_pos, keys, math.ceil(positions / per_pos), 1
-    per_key = math.ceil(keys / (reuse_factor // positions))
-    return 1, per_key, positions, math.ceil(keys / per_key)
-
-
-def valid_conv_reuse_factors(positions: int, keys: int) -> list[int]:
-    """Reuse factors that give exactly that many cycles per vector."""
-    small = {math.ceil(positions / s) for s in range(1, positions + 1)}
-    large = {positions * math.ceil(keys / k) for k in range(1, keys + 1)}
-    return sorted(small | large)
+__all__ = ["ConvReuse"]
 
 
 class ConvReuse(Layer):
@@ -211,3 +187,18 @@ class ConvReuse(Layer):
         for o in range(self.n_out):
             m.d.comb += self.o.payload[o].eq(out[o])
         return m
+
+
+@register(Conv)
+def _conv_factory(op, inputs, output):
+    src = inputs[0]
+    if op.reuse_factor != 1:
+        lanes, weights = op.reuse_terms()
+        return ConvReuse(
+            src.type, src.size, output.type, lanes=lanes, weights=weights, bias=op.bias_lanes(),
+            reuse_factor=op.reuse_factor, accum=op.accum, product_shift=op.product_shift,
+        )  # fmt: skip
+    return SumOfProducts(
+        src.type, src.size, output.type, terms=op.terms(), bias=op.bias_lanes(),
+        adder_levels=op.adder_levels, accum=op.accum, product_shift=op.product_shift,
+    )  # fmt: skip

@@ -16,10 +16,14 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
 from rtlgen.fixed import FixedType
+from rtlgen.ir.ops import Dense
+from rtlgen.plan.adders import lane_bounds
+from rtlgen.plan.reuse import reuse_plan
 
 from ._common import Layer, shape_of
+from ._registry import register
 
-__all__ = ["DenseParallel", "DenseReuse", "MaxTree", "SumOfProducts", "dense_hardware", "reuse_plan"]
+__all__ = ["DenseParallel", "DenseReuse", "MaxTree", "SumOfProducts", "dense_hardware"]
 
 
 def _product(x, w: int):
@@ -121,25 +125,6 @@ class _TreeLayer(Layer):
         return m
 
 
-def _lane_bounds(in_type: FixedType, n_in: int, in_values, in_ranges=None):
-    """Per-lane (lo, hi, value sets, steps) from the type, value sets and ``[lo, hi, k]`` ranges."""
-    lo = [in_type.min_mantissa] * n_in
-    hi = [in_type.max_mantissa] * n_in
-    steps = [0] * n_in
-    values = None
-    for i, r in enumerate(in_ranges or []):
-        if r is not None:
-            lo[i], hi[i], steps[i] = int(r[0]), int(r[1]), int(r[2])
-    if in_values is not None:
-        values = [None] * n_in
-        for i, vs in enumerate(in_values):
-            if vs is not None and len(vs):
-                vs = sorted(int(v) for v in vs)
-                lo[i], hi[i] = vs[0], vs[-1]
-                values[i] = tuple(vs)
-    return lo, hi, values, steps
-
-
 class _ProductTree(_TreeLayer):
     """Output lane ``o`` = ``bias[o] + sum(x[i] * w for i, w in terms[o])``, one product per weight
     and an adder tree: the form for products rounded one by one (hls4ml's accum_t) and for
@@ -201,7 +186,7 @@ class SumOfProducts(Layer):
             for o, t in enumerate(self.terms):
                 for i, w in t:
                     weight[i, o] += w
-            lo, hi, values, steps = _lane_bounds(in_type, n_in, in_values, in_ranges)
+            lo, hi, values, steps = lane_bounds(in_type, n_in, in_values, in_ranges)
             graph = plan_adder_graph(weight, lo, hi, self.bias, values=values, steps=steps)
             self.impl = AdderGraphLayer(in_type, out_type, graph, n_in=n_in, adder_levels=adder_levels)
         # Elaborated as this layer's submodule; a layer built only for its figures needs no warning.
@@ -296,21 +281,6 @@ def _select(values, index):
         level = [Mux(sel, level[j + 1], level[j]) if j + 1 < len(level) else level[j] for j in range(0, len(level), 2)]
         bit += 1
     return level[0]
-
-
-def reuse_plan(n_in: int, n_out: int, reuse_factor: int) -> tuple[int, int, int]:
-    """``(inputs per cycle, outputs per cycle, cycles)`` for a reuse factor.
-
-    Up to ``n_in`` cycles, each cycle takes a chunk of inputs for every output; beyond, one input
-    per cycle for a group of outputs (hls4ml's reuse factors up to ``n_in * n_out``). ``cycles`` is
-    below ``reuse_factor`` when the factor does not split the layer evenly.
-    """
-    if reuse_factor <= n_in:
-        per_in = math.ceil(n_in / reuse_factor)
-        return per_in, n_out, math.ceil(n_in / per_in)
-    groups = min(math.ceil(reuse_factor / n_in), n_out)
-    per_out = math.ceil(n_out / groups)
-    return 1, per_out, n_in * math.ceil(n_out / per_out)
 
 
 # Weight ROMs at least this deep and this large go to block RAM: below, a ROM bit costs about one
@@ -443,3 +413,8 @@ class DenseReuse(Layer):
         for o in range(self.n_out):
             m.d.comb += self.o.payload[o].eq(out[o])
         return m
+
+
+@register(Dense)
+def _dense_factory(op, inputs, output):
+    return dense_hardware(op, inputs[0], output)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from rtlgen.fixed import FixedType
+from rtlgen.ir.ops import Concat, Gather, Merge, Relu, Requant, Reshape, Threshold
 
 from ._common import Layer, vector_stream
+from ._registry import register
 
 __all__ = ["ForkLayer", "GatherLayer", "MergeLayer", "ReluLayer", "RequantLayer", "ThresholdLayer", "requantize"]
 
@@ -216,3 +219,43 @@ class ForkLayer(wiring.Component):
                 with m.If(o.valid & o.ready):
                     m.d.sync += taken[k].eq(1)
         return m
+
+
+@register(Relu)
+def _relu_factory(op, inputs, output):
+    return ReluLayer(inputs[0].type, output.type, inputs[0].size)
+
+
+@register(Requant)
+def _requant_factory(op, inputs, output):
+    src = inputs[0]
+    return RequantLayer(src.type, output.type, src.size, lanes=op.lane_types() if op.lanes else None)
+
+
+@register(Threshold)
+def _threshold_factory(op, inputs, output):
+    src = inputs[0]
+    return ThresholdLayer(
+        src.type, output.type, src.size,
+        thresholds=op.thresholds, increasing=op.increasing, base=op.base, step=op.step,
+    )  # fmt: skip
+
+
+@register(Gather)
+def _gather_factory(op, inputs, output):
+    return GatherLayer(inputs[0].type, inputs[0].size, output.type, index=op.index)
+
+
+@register(Reshape)
+def _reshape_factory(op, inputs, output):
+    return GatherLayer(inputs[0].type, inputs[0].size, output.type, index=np.arange(inputs[0].size))
+
+
+@register(Merge)
+def _merge_factory(op, inputs, output):
+    return MergeLayer([s.type for s in inputs], output.type, output.size, kind=op.kind)
+
+
+@register(Concat)
+def _concat_factory(op, inputs, output):
+    return MergeLayer([s.type for s in inputs], output.type, output.size, kind="concat", lane_sources=op.lane_sources(inputs))

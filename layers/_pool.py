@@ -5,10 +5,12 @@ from __future__ import annotations
 from amaranth.hdl import Const, Module
 
 from rtlgen.fixed import FixedType, type_for_range
+from rtlgen.ir.ops import Pool
 
 from ._common import Layer
-from ._dense import SumOfProducts
+from ._dense import MaxTree, SumOfProducts
 from ._elementwise import requantize
+from ._registry import register
 
 __all__ = ["ScaledSum"]
 
@@ -56,3 +58,18 @@ class ScaledSum(Layer):
             src = FixedType(w, w - frac, p.shape().signed)
             m.d.comb += self.o.payload[o].eq(requantize(p, src, self.out_type))
         return m
+
+
+@register(Pool)
+def _pool_factory(op, inputs, output):
+    src = inputs[0]
+    groups = op.groups()
+    if op.kind == "max":
+        return MaxTree(src.type, src.size, output.type, groups=groups, adder_levels=op.adder_levels)
+    if op.recip_frac is None:
+        terms = [[(i, w) for i in g] for g, w in zip(groups, op._lane_weights())]
+        return SumOfProducts(src.type, src.size, output.type, terms=terms, adder_levels=op.adder_levels)
+    return ScaledSum(
+        src.type, src.size, output.type, groups=groups, factors=op.reciprocals(), factor_frac=op.recip_frac,
+        adder_levels=op.adder_levels,
+    )  # fmt: skip

@@ -1,4 +1,4 @@
-"""Softmax hardware: a stall-able pipeline matching :meth:`rtlgen.softmax.Softmax.golden` bit for bit.
+"""Softmax hardware: a stall-able pipeline matching :meth:`rtlgen.ir.ops.softmax.Softmax.golden` bit for bit.
 
 Stages (``T`` = ``ceil(ceil(log2 n) / tree_levels)``, at least 1; every stage a register row
 enabled by ``o.ready | ~o.valid``):
@@ -27,9 +27,11 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, unsigned
 from amaranth.lib.memory import Memory
 
 from rtlgen.fixed import FixedType
+from rtlgen.ir.ops import Softmax
 
 from ._common import Layer, shape_of
 from ._elementwise import requantize
+from ._registry import register
 
 __all__ = ["SoftmaxLayer"]
 
@@ -85,7 +87,7 @@ def _tree_stages(n: int, levels: int) -> int:
 
 
 class SoftmaxLayer(Layer):
-    """The hardware of a :class:`rtlgen.softmax.Softmax` op (see the module docstring).
+    """The hardware of a :class:`rtlgen.ir.ops.softmax.Softmax` op (see the module docstring).
 
     ``latency``: ``2T + 4`` cycles (``stable``), ``T + 4`` (``latency``), ``T`` (``argmax``), with
     ``T = ceil(ceil(log2 n) / tree_levels)`` (at least 1); ``initiation_interval`` = 1.
@@ -196,3 +198,9 @@ class SoftmaxLayer(Layer):
                 y = yq if y is None else Mux(code == q - p_lo, yq, y)
             outs.append(pipe.reg(y, f"y_{k}", shape_of(self.out_type)))
         return outs
+
+
+@register(Softmax)
+def _softmax_factory(op, inputs, output):
+    op._check(inputs[0], output)
+    return SoftmaxLayer(op)

@@ -14,8 +14,8 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
 
-from rtlgen import stream as sched
 from rtlgen.ir import Graph, Tensor
+from rtlgen.plan import stream as sched
 
 from ._common import Layer, vector_stream
 from ._elementwise import ForkLayer
@@ -245,16 +245,9 @@ def _beat_tensor(t: Tensor, lanes: int) -> Tensor:
 
 
 def _build(op, srcs, dst):
-    from . import build_layer
+    from ._registry import hardware
 
-    if len(srcs) > 1:
-        return op.hardware(srcs, dst)
-    if hasattr(op, "hardware"):
-        return op.hardware(srcs[0], dst)
-    g = Graph(tensors={srcs[0].name: srcs[0], dst.name: dst})
-    from rtlgen.ir import Node
-
-    return build_layer(g, Node("beat", op, [srcs[0].name], [dst.name]))
+    return hardware(op, srcs, dst)
 
 
 # -- the streaming top level -----------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """rtlgen: quantized neural networks to bit-exact, synthesizable Verilog, written with Amaranth HDL."""
 
-from . import activations, merge, softmax, spatial  # noqa: F401  (register their ops with the IR)
+from . import ir  # noqa: F401  (registers every op)
 from .config import Config, load_config
 from .design import Design, convert, load_design
 from .errors import ConfigError, ModelFormatError, RtlgenError, UnsupportedOpError

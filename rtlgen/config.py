@@ -27,10 +27,12 @@ from .fixed import FixedType, FixedTypeError
 __all__ = ["Config", "load_config", "DEFAULT_PRECISION"]
 
 DEFAULT_PRECISION = "fixed<16,6>"
-STRATEGIES = ("latency", "resource")
+STRATEGIES = ("latency", "resource", "stable", "argmax")
+# Softmax variants (hls4ml's ``Implementation``, or ``Strategy`` on the softmax layer itself).
+SOFTMAX_IMPLEMENTATIONS = ("stable", "latency", "argmax")
 IO_TYPES = ("io_parallel", "io_stream")
-PRECISION_VARS = ("default", "weight", "bias", "result", "accum", "input", "table", "maximum")
-LEVEL_KEYS = ("Precision", "ReuseFactor", "Strategy", "Trace", "TableSize", "AdderLevels")
+PRECISION_VARS = ("default", "weight", "bias", "result", "accum", "input", "table", "maximum", "scale")
+LEVEL_KEYS = ("Precision", "ReuseFactor", "Strategy", "Implementation", "Trace", "TableSize", "AdderLevels")
 # Older hls4ml configurations put type names beside Precision ("accum_t: ap_fixed<16,8>").
 LEGACY_TYPE_KEYS = {"accum_t": "accum", "weight_t": "weight", "bias_t": "bias", "result_t": "result"}
 # hls4ml keys that steer its HLS tool flow and mean nothing for rtlgen.
@@ -167,7 +169,21 @@ class Config:
         return None if v is None else int(v)
 
     def strategy(self, layer: str, layer_type: str | None = None) -> str:
-        return str(next(self._lookup(layer, layer_type, "Strategy"), "latency")).lower()
+        """``latency`` or ``resource`` for a layer with weights (softmax spellings mean latency here)."""
+        s = str(next(self._lookup(layer, layer_type, "Strategy"), "latency")).lower()
+        return s if s in ("latency", "resource") else "latency"
+
+    def softmax_implementation(self, layer: str, layer_type: str = "Softmax") -> str:
+        """The softmax variant: ``Implementation`` at any level, or a ``Strategy`` that names one
+        (Stable, Latency, Argmax) on the softmax layer or its type, or a model-wide Stable/Argmax;
+        ``stable`` otherwise. A model-wide ``Strategy: Latency`` is about the dense layers."""
+        for level in (self.layer_name.get(layer), self.layer_type.get(layer_type), self.model):
+            if level and "Implementation" in level:
+                return str(level["Implementation"]).lower()
+            s = str(level.get("Strategy", "")).lower() if level else ""
+            if s in SOFTMAX_IMPLEMENTATIONS and (level is not self.model or s != "latency"):
+                return s
+        return "stable"
 
     def check_layer_names(self, names) -> None:
         """Every ``LayerName`` entry must name a layer of the model."""
@@ -224,7 +240,14 @@ def _check_level(where: str, level) -> None:
         elif key == "Strategy":
             if str(value).lower() not in STRATEGIES:
                 raise ConfigError(
-                    f"configuration key '{where}.Strategy' must be one of Latency, Resource, not {value!r}"
+                    f"configuration key '{where}.Strategy' must be one of Latency, Resource (layers with "
+                    f"weights) or Stable, Latency, Argmax (softmax), not {value!r}"
+                )
+        elif key == "Implementation":
+            if str(value).lower() not in SOFTMAX_IMPLEMENTATIONS:
+                raise ConfigError(
+                    f"configuration key '{where}.Implementation' must be one of Stable, Latency, Argmax "
+                    f"(softmax variants), not {value!r}"
                 )
 
 
@@ -258,10 +281,8 @@ def generate(design, *, granularity: str = "name", precision: str | None = None,
     Building with it gives the same design as building with no configuration. Types that come from
     the model's own quantizers are shown as comments: they are not configuration.
     """
-    from rtlgen.layers._conv import valid_conv_reuse_factors
-
     from .ir import Dense
-    from .passes import valid_reuse_factors
+    from .plan.reuse import valid_conv_reuse_factors, valid_reuse_factors
 
     if granularity not in ("model", "type", "name"):
         raise ConfigError(f"granularity must be one of model, type, name, not {granularity!r}")

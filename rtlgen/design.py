@@ -33,9 +33,13 @@ def _module_name(name: str) -> str:
 
 
 def convert(
-    model, config=None, *, skip_softmax: bool = False, dump_dir=None, reuse_check: bool = True
+    model, config=None, *, skip_softmax: bool = False, dump_dir=None, reuse_check: bool = True, passes=None
 ) -> Design:
-    """Import a model (path, ``onnx.ModelProto`` or example name) and run the pass pipeline."""
+    """Import a model (path, ``onnx.ModelProto`` or example name) and run the pass pipeline.
+
+    ``passes`` replaces the default pipeline (:func:`rtlgen.passes.default_passes`); with
+    ``reuse_check=False`` the default pipeline keeps configured reuse factors that do not split a
+    layer evenly (rounded down to the nearest exact schedule) without a note or an error."""
     from .importers import from_keras, from_onnx
     from .passes import default_passes, run_passes
 
@@ -58,7 +62,8 @@ def convert(
                 f"model file {path!r} has suffix {suffix!r}; rtlgen reads ONNX/QONNX (.onnx) and "
                 f"Keras (.keras, .h5, .json + weights) models"
             )
-    passes = default_passes(cfg) if reuse_check else []
+    if passes is None:
+        passes = default_passes(cfg, reuse_check=reuse_check)
     graph = run_passes(graph, passes, dump_dir=dump_dir)
     return Design(graph, cfg)
 

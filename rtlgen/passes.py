@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .config import Config
 from .errors import ConfigError
-from .ir import Dense, Graph, Requant, Threshold
+from .ir import Conv, Dense, Graph, Requant, Threshold
+from .plan.reuse import reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
 
 __all__ = [
     "Pass",
@@ -38,15 +39,6 @@ class Pass:
         return type(self).__name__
 
 
-def valid_reuse_factors(n_in: int, n_out: int) -> list[int]:
-    """Reuse factors that give exactly R cycles per vector for an ``n_in`` x ``n_out`` dense layer."""
-    from rtlgen.layers import reuse_plan
-
-    small = {reuse_plan(n_in, n_out, r)[2] for r in range(1, n_in + 1)}
-    large = {n_in * math.ceil(n_out / s) for s in range(1, n_out + 1)}
-    return sorted(small | large)
-
-
 class CheckConfigNames(Pass):
     """Every ``LayerName`` key in the configuration must name a node of the graph."""
 
@@ -60,17 +52,27 @@ class CheckConfigNames(Pass):
 
 
 class ApplyReuse(Pass):
-    """Set and check each dense layer's reuse factor and strategy from the configuration."""
+    """Set and check the reuse factor of every layer that has one (Dense: also its strategy;
+    convolutions) from the configuration, and ``AdderLevels`` of every op with adder trees.
+    A node is configured by the name of the layer it came from (``attrs["layer"]``, else its own).
 
-    def __init__(self, config: Config):
+    With ``check=False`` factors outside a layer's range are clamped into it and inexact ones
+    rounded down without a note (for tools that only read the graph, such as ``rtlgen config``)."""
+
+    def __init__(self, config: Config, *, check: bool = True):
         self.config = config
+        self.check = check
 
     def run(self, graph):
         for node in graph.nodes:
+            if isinstance(node.op, Conv):
+                self._conv(graph, node)
             if not isinstance(node.op, Dense):
                 continue
             r = self.config.reuse_factor(node.name, "Dense")
             n_in, n_out = node.op.n_in, node.op.n_out
+            if not self.check:
+                r = min(max(r, 1), n_in * n_out)
             if not 1 <= r <= n_in * n_out:
                 raise ConfigError(
                     f"node {node.name!r}: reuse factor {r} cannot be used with {n_in} inputs and {n_out} "
@@ -80,10 +82,11 @@ class ApplyReuse(Pass):
             if r not in valid:
                 # Round down to the nearest exact schedule: never slower than asked.
                 near = max(v for v in valid if v <= r)
-                graph.notes.append(
-                    f"{node.name}: reuse factor {r} does not split {n_in}x{n_out} evenly; using {near} "
-                    f"(exact choices near it: {', '.join(map(str, [v for v in valid if near // 2 <= v <= 2 * r][:12]))})"
-                )
+                if self.check:
+                    graph.notes.append(
+                        f"{node.name}: reuse factor {r} does not split {n_in}x{n_out} evenly; using {near} "
+                        f"(exact choices near it: {', '.join(map(str, [v for v in valid if near // 2 <= v <= 2 * r][:12]))})"
+                    )
                 r = near
             node.op.reuse_factor = r
             node.op.strategy = self.config.strategy(node.name, "Dense")
@@ -93,6 +96,28 @@ class ApplyReuse(Pass):
                 if levels is not None:
                     node.op.adder_levels = levels
         return graph
+
+
+    def _conv(self, graph, node):
+        op = node.op
+        r = self.config.reuse_factor(node.attrs.get("layer", node.name), "Conv")
+        P, K = op.reuse_shape()
+        if not self.check:
+            r = min(max(r, 1), P * K)
+        if not 1 <= r <= P * K:
+            raise ConfigError(
+                f"node {node.name!r}: reuse factor {r} cannot be used with {P} output positions of {K} kernel "
+                f"terms; it must be between 1 (fully parallel) and {P * K} (one term per cycle)"
+            )
+        valid = valid_conv_reuse_factors(P, K)
+        near = max(v for v in valid if v <= r)
+        if near != r and self.check:
+            choices = [v for v in valid if near // 2 <= v <= 2 * r][:12]
+            graph.notes.append(
+                f"{node.name}: reuse factor {r} does not split {P} positions x {K} kernel terms evenly; "
+                f"using {near} (exact choices near it: {', '.join(map(str, choices))})"
+            )
+        op.reuse_factor = near
 
 
 class InferValueSets(Pass):
@@ -151,8 +176,7 @@ class EstimateArithmetic(Pass):
         self.config = config
 
     def run(self, graph):
-        from rtlgen.layers import reuse_plan
-        from rtlgen.layers._adders import csd, plan_adder_graph
+        from .plan.adders import csd, lane_bounds, plan_adder_graph
 
         for node in graph.nodes:
             op = node.op
@@ -167,10 +191,8 @@ class EstimateArithmetic(Pass):
             if op.accum is not None and op.product_shift > 0:
                 parts.append(f"products rounded one by one: {len(nz)} constant products")
             elif digits <= self.PLAN_LIMIT:
-                from rtlgen.layers._dense import _lane_bounds
-
                 wt = w.astype(object) * (1 << -op.product_shift) if op.accum is not None and op.product_shift < 0 else w
-                lo, hi, values, steps = _lane_bounds(src, op.n_in, op.in_values, op.in_ranges)
+                lo, hi, values, steps = lane_bounds(src, op.n_in, op.in_values, op.in_ranges)
                 g = plan_adder_graph(wt, lo, hi, op.bias, values=values, steps=steps)
                 cycles = max(1, math.ceil(g.max_depth / op.adder_levels))
                 parts.append(
@@ -191,8 +213,9 @@ class EstimateArithmetic(Pass):
         return graph
 
 
-def default_passes(config: Config) -> list[Pass]:
-    return [CheckConfigNames(config), ApplyReuse(config), InferValueSets(), EstimateArithmetic(config)]
+def default_passes(config: Config, *, reuse_check: bool = True) -> list[Pass]:
+    """The pipeline :func:`rtlgen.convert` runs after the importer."""
+    return [CheckConfigNames(config), ApplyReuse(config, check=reuse_check), InferValueSets(), EstimateArithmetic(config)]
 
 
 def run_passes(graph: Graph, passes: list[Pass], *, dump_dir: str | os.PathLike | None = None) -> Graph:

@@ -36,3 +36,20 @@ def execute_qonnx(model, x, *, full=False):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def check_rtl(design, x=None, *, work_dir, n_random=1000, stall="random", seed=0, simulator="verilator"):
+    """Simulate the design's Verilog on ``x`` (or ``n_random`` random vectors) against its golden
+    model and require every output equal and the measured latency and interval equal to the
+    reported ones. Skips when the simulator is not installed. Returns the testbench's results."""
+    from rtlgen.sim.runner import available_simulators
+
+    if simulator not in available_simulators():
+        pytest.skip(f"{simulator} is not available")
+    res = design.simulate(x, n_random=n_random, stall=stall, seed=seed, simulator=simulator, work_dir=work_dir)
+    n = n_random if x is None else len(x)
+    assert res["passed"] and res["mismatches"] == 0 and res["n_vectors"] == n, (
+        res.get("error"), res.get("failures"), res.get("first_mismatches"),
+    )  # fmt: skip
+    assert res["latency_measured"] == design.latency and res["interval_measured"] == design.initiation_interval
+    return res

@@ -5,30 +5,65 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 
-async def drive(ctx, dut, xs, *, ready=None, valid=None):
-    """Drive vectors into ``dut.i`` and collect ``dut.o``; ``ready``/``valid`` map a cycle to
-    whether the sink is ready / the source offers data. Returns (outputs, input cycles, output cycles)."""
-    outs, t_in, t_out = [], [], []
-    i = cycle = 0
+async def drive_all(ctx, duts, xs, *, ready=None, valid=None):
+    """Drive the vectors ``xs`` into every ``dut.i`` side by side and collect each ``dut.o``.
+
+    ``ready[k]``/``valid[k]`` (or None: always) map a cycle to whether DUT ``k``'s sink is ready
+    and its source offers data. Returns per DUT (outputs, input cycles, output cycles)."""
     n = len(xs)
-    while len(outs) < n and cycle < 50 * n + 100:
-        v = bool(i < n and (valid is None or valid(cycle)))
-        r = bool(ready is None or ready(cycle))
-        ctx.set(dut.i.valid, v)
-        if v:
-            ctx.set(dut.i.payload, [int(a) for a in xs[i]])
-        ctx.set(dut.o.ready, r)
+    ready = ready or [None] * len(duts)
+    valid = valid or [None] * len(duts)
+    state = [{"i": 0, "outs": [], "t_in": [], "t_out": []} for _ in duts]
+    cycle = 0
+    while any(len(s["outs"]) < n for s in state) and cycle < 50 * n + 100:
+        fires = []
+        for d, s, rd, vd in zip(duts, state, ready, valid):
+            v = bool(s["i"] < n and (vd is None or vd(cycle)))
+            r = bool(rd is None or rd(cycle))
+            ctx.set(d.i.valid, v)
+            if v:
+                ctx.set(d.i.payload, [int(a) for a in xs[s["i"]]])
+            ctx.set(d.o.ready, r)
+            fires.append((v, r))
         # The handshakes of this cycle, sampled before the edge.
-        in_fire = v and ctx.get(dut.i.ready)
-        if r and ctx.get(dut.o.valid):
-            outs.append([int(a) for a in ctx.get(dut.o.payload)])
-            t_out.append(cycle)
-        if in_fire:
-            t_in.append(cycle)
-            i += 1
+        for d, s, (v, r) in zip(duts, state, fires):
+            if r and ctx.get(d.o.valid):
+                s["outs"].append([int(a) for a in ctx.get(d.o.payload)])
+                s["t_out"].append(cycle)
+            if v and ctx.get(d.i.ready):
+                s["t_in"].append(cycle)
+                s["i"] += 1
         await ctx.tick()
         cycle += 1
-    return np.array(outs), t_in, t_out
+    return [(np.array(s["outs"]), s["t_in"], s["t_out"]) for s in state]
+
+
+async def drive(ctx, dut, xs, *, ready=None, valid=None):
+    """:func:`drive_all` for one DUT: (outputs, input cycles, output cycles)."""
+    (result,) = await drive_all(ctx, [dut], xs, ready=[ready], valid=[valid])
+    return result
+
+
+def random_stalls(seed, *, p_valid=0.7, p_ready=0.6):
+    """``(valid, ready)`` cycle predicates that offer data and accept it at random."""
+    rng = np.random.default_rng(seed)
+    return (lambda cycle: rng.random() < p_valid), (lambda cycle: rng.random() < p_ready)
+
+
+def run_layers(duts, xs, *, stall_seed=None):
+    """Simulate several layers side by side on ``xs`` with :func:`drive_all`, each under its own
+    random valid/ready stalls when ``stall_seed`` is given; combinational layers get a clock too."""
+    result = {}
+    kw = {}
+    if stall_seed is not None:
+        pairs = [random_stalls(stall_seed + k) for k in range(len(duts))]
+        kw = {"valid": [p[0] for p in pairs], "ready": [p[1] for p in pairs]}
+
+    async def bench(ctx):
+        result["r"] = await drive_all(ctx, duts, xs, **kw)
+
+    _simulate(duts, bench)
+    return result["r"]
 
 
 def run_layer(dut, xs, **kw):
@@ -38,12 +73,17 @@ def run_layer(dut, xs, **kw):
     async def bench(ctx):
         result["r"] = await drive(ctx, dut, xs, **kw)
 
+    _simulate([dut], bench)
+    return result["r"]
+
+
+def _simulate(duts, bench):
     top = Module()
-    top.submodules.dut = dut
+    for k, dut in enumerate(duts):
+        top.submodules[f"dut{k}"] = dut
     toggle = Signal()  # gives combinational layers a clock domain to step through
     top.d.sync += toggle.eq(~toggle)
     sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    return result["r"]

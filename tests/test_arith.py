@@ -12,11 +12,14 @@ from rtlgen import golden
 from rtlgen.errors import ConfigError
 from rtlgen.examples import example_model
 from rtlgen.fixed import FixedType
-from rtlgen.golden import _dense
 from rtlgen.ir import Dense, Tensor
 from rtlgen.layers import DenseParallel
-from rtlgen.layers._adders import csd, plan_adder_graph
 from rtlgen.layers._dense import dense_hardware
+from rtlgen.plan.adders import csd, plan_adder_graph
+
+
+def _dense(op, x):
+    return op.golden(x, None, None)
 
 # Layers built only to read their figures are never elaborated.
 pytestmark = pytest.mark.filterwarnings("ignore:.*created but never used")
@@ -279,3 +282,15 @@ def test_verilog_text_form_is_bit_exact(case, tmp_path):
     sim = "icarus" if "icarus" in sims else sims[0]
     res = run(tmp_path / "tb", simulator=sim, stall="random", seed=1)
     assert res["passed"] and res["mismatches"] == 0, res.get("first_mismatches")
+
+
+def test_reuse_check_off_keeps_the_pass_list():
+    """``reuse_check=False`` only relaxes the reuse check: the other passes still run."""
+    cfg = {"Model": {"ReuseFactor": 10**6}}
+    with pytest.raises(ConfigError, match=r"reuse factor 1000000 cannot be used"):
+        rtlgen.convert(example_model("jet-tagger"), cfg)
+    design = rtlgen.convert(example_model("jet-tagger"), cfg, reuse_check=False)
+    dense = [n.op for n in design.graph.nodes if isinstance(n.op, Dense)]
+    assert [d.reuse_factor for d in dense] == [d.n_in * d.n_out for d in dense]
+    assert sum("CSD digits" in n for n in design.graph.notes) == len(dense)  # EstimateArithmetic ran
+    assert not any("does not split" in n for n in design.graph.notes)

@@ -7,7 +7,7 @@ import onnx
 import pytest
 
 import rtlgen
-from conftest import execute_qonnx, shared_model
+from conftest import check_rtl, execute_qonnx, shared_model
 from rtlgen.examples import qonnx_mlp
 from rtlgen.sim.runner import available_simulators
 
@@ -30,11 +30,7 @@ def test_jet_tagger_rtl_bit_exact(jet_model, reuse, tmp_path):
     x = np.random.default_rng(reuse).uniform(-20, 20, (60, 16)).astype(np.float32)
     assert np.array_equal(design.predict(x).astype(np.float32), execute_qonnx(jet_model, x))
     # RTL equals golden on random in-range mantissas, with random gaps and backpressure.
-    res = design.simulate(n_random=1500, stall="random" if reuse in (1, 4) else "none", seed=reuse, work_dir=tmp_path)
-    assert res["passed"], res.get("failures")
-    assert res["mismatches"] == 0 and res["n_vectors"] == 1500
-    assert res["latency_measured"] == design.latency
-    assert res["interval_measured"] == design.initiation_interval
+    check_rtl(design, n_random=1500, stall="random" if reuse in (1, 4) else "none", seed=reuse, work_dir=tmp_path)
     expected_interval = {1: 1, 2: 2, 4: 4, 16: 16}[reuse]
     assert design.initiation_interval == expected_interval
 
@@ -46,8 +42,7 @@ def test_tfc_rtl_bit_exact(tmp_path):
     design = rtlgen.convert(path)
     vec = shared_model("finn", "mnist-vectors")
     x = np.load(vec / "input_4.npy")
-    res = design.simulate(x, work_dir=tmp_path / "mnist")
-    assert res["passed"] and res["mismatches"] == 0
+    check_rtl(design, x, work_dir=tmp_path / "mnist", stall="none")
     assert design.predict(x).argmax(axis=1).tolist() == np.load(vec / "expected_output_4.npy").ravel().tolist()
     assert np.array_equal(design.predict(x), execute_qonnx(onnx.load(path), x))
 
@@ -56,15 +51,13 @@ def test_tfc_rtl_bit_exact(tmp_path):
 def test_tfc_rtl_10000_random(tmp_path):
     _needs()
     design = rtlgen.convert(shared_model("qonnx-model-zoo", "TFC", "TFC_2W2A.onnx"))
-    res = design.simulate(n_random=10000, stall="random", work_dir=tmp_path)
-    assert res["passed"] and res["mismatches"] == 0
+    check_rtl(design, n_random=10000, work_dir=tmp_path)
 
 
 def test_icarus_agrees(tmp_path):
     _needs("icarus")
     design = rtlgen.convert(qonnx_mlp((8, 6, 4), seed=5), {"Model": {"ReuseFactor": 2}})
-    res = design.simulate(n_random=300, simulator="icarus", stall="random", work_dir=tmp_path)
-    assert res["passed"] and res["mismatches"] == 0
+    check_rtl(design, n_random=300, simulator="icarus", work_dir=tmp_path)
 
 
 def test_build_is_byte_identical(tmp_path):
@@ -89,5 +82,4 @@ def test_binary_network_rtl(tmp_path):
     design = rtlgen.convert(model)
     x = rng.normal(0, 1, (300, 10)).astype(np.float32)
     assert np.array_equal(design.predict(x).astype(np.float32), execute_qonnx(model, x))
-    res = design.simulate(x, stall="random", work_dir=tmp_path)
-    assert res["passed"] and res["mismatches"] == 0
+    check_rtl(design, x, work_dir=tmp_path)

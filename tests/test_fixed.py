@@ -762,7 +762,7 @@ def test_no_float_conversions_in_results():
 def test_per_lane_requant_all_lanes_at_once(rounding, overflow_mode, signed):
     """The golden model's per-lane requantization (HGQ2) equals cast + align lane by lane, for
     lanes that shift right, shift left, keep their grid or are always zero."""
-    from rtlgen.golden import _requant_lanes, run_node
+    from rtlgen.golden import run_node
     from rtlgen.ir import Graph, Node, Requant, Tensor
 
     rng = np.random.default_rng(len(rounding) * 7 + len(overflow_mode))
@@ -788,4 +788,4 @@ def test_per_lane_requant_all_lanes_at_once(rounding, overflow_mode, signed):
         if t is not None:
             want[:, c] = align(cast(x[:, c], src, t), t.frac, op.type.frac)
     assert np.array_equal(run_node(g, node, x), want)
-    assert (_requant_lanes(op, src, x) is not None) == (rounding in ("TRN", "RND", "RND_CONV"))
+    assert (op._golden_lanes(src, x) is not None) == (rounding in ("TRN", "RND", "RND_CONV"))

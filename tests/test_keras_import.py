@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import rtlgen
-from conftest import shared_model
+from conftest import check_rtl, shared_model
 from rtlgen.config import generate
 from rtlgen.errors import ConfigError, UnsupportedOpError
 from rtlgen.importers._keras import quantizer_type
@@ -57,7 +57,7 @@ def _hls4ml_reference(x, w1, b1, w2, b2, t, accum):
     """hls4ml's float-layer arithmetic written out: weights printed with F decimals and read back,
     every cast TRN/WRAP, products cast to accum_t, ReLU cast to the default type."""
     from rtlgen.fixed import cast
-    from rtlgen.importers._keras import hls4ml_text
+    from rtlgen.importers._precision import hls4ml_text
 
     def dense(xm, xf, w, b):
         wm, bm = t.quantize(hls4ml_text(w, t)), t.quantize(hls4ml_text(b, t))
@@ -205,7 +205,7 @@ def test_hls4ml_project_yaml_is_accepted():
 
 
 def test_config_errors_name_the_key():
-    with pytest.raises(ConfigError, match=r"^configuration key 'LayerName.fc1.Strategy' must be one of Latency, Resource, not 'Fast'$"):
+    with pytest.raises(ConfigError, match=r"^configuration key 'LayerName.fc1.Strategy' must be one of Latency, Resource \(layers with weights\) or Stable, Latency, Argmax \(softmax\), not 'Fast'$"):
         rtlgen.load_config({"LayerName": {"fc1": {"Strategy": "Fast"}}})
     with pytest.raises(ConfigError, match=r"names no layer of this model"):
         from rtlgen.examples import qonnx_mlp
@@ -228,13 +228,7 @@ def test_qkeras_trace_every_layer():
 
 
 def _simulate_refs(design, refs, n, tmp_path, stall="none"):
-    from rtlgen.sim.runner import available_simulators
-
-    if "verilator" not in available_simulators():
-        pytest.skip("verilator is not available")
-    res = design.simulate(refs["x"][:n], stall=stall, work_dir=tmp_path)
-    assert res["passed"] and res["mismatches"] == 0 and res["n_vectors"] == n, res.get("failures")
-    assert res["latency_measured"] == design.latency and res["interval_measured"] == design.initiation_interval
+    check_rtl(design, refs["x"][:n], work_dir=tmp_path, stall=stall)
 
 
 def test_qkeras_jet_tagger_rtl(tmp_path):
@@ -262,8 +256,7 @@ def test_mnist_keras2_json_rtl_from_generated_config(tmp_path):
     cfg = tmp_path / "cfg.yml"
     cfg.write_text(generate(rtlgen.convert(path, skip_softmax=True), granularity="name", reuse=16))
     design = rtlgen.convert(path, str(cfg), skip_softmax=True)
-    res = design.simulate(n_random=500, stall="random", work_dir=tmp_path / "sim")
-    assert res["passed"] and res["mismatches"] == 0, res.get("failures")
+    res = check_rtl(design, n_random=500, work_dir=tmp_path / "sim")
     assert res["interval_measured"] == 16
 
 

@@ -12,8 +12,14 @@ from streams import run_layer
 from rtlgen import golden
 from rtlgen.fixed import FixedType
 from rtlgen.ir import Graph, Node, Tensor
-from rtlgen.layers import Network
-from rtlgen.softmax import Softmax, _adversarial, float_softmax, make_softmax, measure_max_error
+from rtlgen.ir.ops.softmax import (
+    Softmax,
+    _adversarial,
+    float_softmax,
+    make_softmax,
+    measure_max_error,
+)
+from rtlgen.layers import Network, hardware
 
 FIXED_16_6 = FixedType.parse("fixed<16,6>")
 
@@ -52,7 +58,7 @@ def test_parameters_are_validated():
     op = make_softmax(FIXED_16_6, 4)
     x, y = _tensors(op)
     with pytest.raises(ValueError, match="built for fixed<16,6> -> ufixed<16,0,RND,SAT>, not fixed<16,5>"):
-        op.hardware(Tensor("x", (4,), FixedType(16, 5)), y)
+        hardware(op, [Tensor("x", (4,), FixedType(16, 5))], y)
     with pytest.raises(ValueError, match="built for 4 lanes, not 5 -> 5"):
         op.golden(np.zeros((1, 5), dtype=np.int64), Tensor("x", (5,), op.src_type), Tensor("y", (5,), op.out_type))
 
@@ -107,7 +113,8 @@ HW_CASES = [
 @pytest.mark.parametrize("impl, src, n, kw", HW_CASES, ids=[f"{c[0]}-{c[1]}-n{c[2]}" for c in HW_CASES])
 def test_hardware_matches_golden(impl, src, n, kw):
     op = make_softmax(FixedType.parse(src), n, implementation=impl, **kw)
-    dut = op.hardware(*_tensors(op))
+    src, dst = _tensors(op)
+    dut = hardware(op, [src], dst)
     xs = _inputs(op, np.random.default_rng(n))
     ref = op.compute(xs)
     outs, t_in, t_out = run_layer(dut, xs)
@@ -120,7 +127,8 @@ def test_hardware_matches_golden(impl, src, n, kw):
 @pytest.mark.parametrize("impl", ["stable", "latency", "argmax"])
 def test_hardware_under_random_stalls(impl):
     op = make_softmax(FIXED_16_6, 6, implementation=impl, exp_table_size=256, inv_table_size=128)
-    dut = op.hardware(*_tensors(op))
+    src, dst = _tensors(op)
+    dut = hardware(op, [src], dst)
     xs = _inputs(op, np.random.default_rng(5), 40)
     rs = np.random.default_rng(11)
     ready, valid = rs.random(10_000) < 0.6, rs.random(10_000) < 0.7
@@ -137,7 +145,8 @@ def test_latency_in_cycles(n, levels, cycles):
     for impl, want in cycles.items():
         op = make_softmax(FIXED_16_6, n, implementation=impl, exp_table_size=64, inv_table_size=64)
         op.tree_levels = levels
-        dut = op.hardware(*_tensors(op))
+        src, dst = _tensors(op)
+        dut = hardware(op, [src], dst)
         assert (dut.latency, dut.initiation_interval) == (want, 1)
         Fragment.get(dut, None)
 
@@ -245,3 +254,50 @@ def test_argmax_agreement_on_trained_mlp_logits():
     print(f"accuracy {np.mean(want == labels):.4f}; argmax agreement (float logits, quantized logits): {agreement}")
     assert agreement["stable"][0] >= 0.999
     assert agreement["stable"][1] == 1.0  # the guarantee of test_stable_keeps_the_argmax_of_its_input
+
+
+def _onnx_softmax_model(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.random.default_rng(3).normal(0, 0.5, (4, 5)).astype(np.float32), "W")
+    nodes = [helper.make_node("Gemm", ["x", "W"], ["h"], name="fc"), helper.make_node("Softmax", ["h"], ["y"], name="sm", axis=1)]
+    graph = helper.make_graph(
+        nodes, "sm", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 5])], [w],
+    )  # fmt: skip
+    path = tmp_path / "sm.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    return path
+
+
+@pytest.mark.parametrize(
+    "config, implementation",
+    [
+        ({"LayerName": {"sm": {"Strategy": "Stable"}}}, "stable"),
+        ({"LayerName": {"sm": {"Strategy": "latency"}}}, "latency"),
+        ({"LayerType": {"Softmax": {"Strategy": "Argmax"}}}, "argmax"),
+        ({"LayerName": {"sm": {"Implementation": "LATENCY"}}}, "latency"),
+        ({"Model": {"Implementation": "argmax"}}, "argmax"),
+        ({"Model": {"Strategy": "Argmax"}}, "argmax"),
+        # A model-wide Latency/Resource strategy is about the dense layers: softmax stays stable.
+        ({"Model": {"Strategy": "Latency"}}, "stable"),
+        ({"Model": {"Strategy": "Resource", "ReuseFactor": 2}}, "stable"),
+        ({}, "stable"),
+    ],
+)
+def test_softmax_strategy_spellings_at_every_granularity(tmp_path, config, implementation):
+    import rtlgen
+
+    design = rtlgen.convert(_onnx_softmax_model(tmp_path), config)
+    (sm,) = [n.op for n in design.graph.nodes if n.kind == "Softmax"]
+    assert sm.implementation == implementation
+    dense = next(n.op for n in design.graph.nodes if n.kind == "Dense")
+    assert dense.strategy in ("latency", "resource")
+
+
+def test_softmax_unknown_implementation_is_refused():
+    import rtlgen
+    from rtlgen.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^configuration key 'LayerName.sm.Implementation' must be one of Stable, Latency, Argmax \(softmax variants\), not 'legacy'$"):
+        rtlgen.load_config({"LayerName": {"sm": {"Implementation": "legacy"}}})

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 import rtlgen
-from rtlgen import stream as sched
+from conftest import check_rtl
+from rtlgen.plan import stream as sched
 from rtlgen.sim.runner import available_simulators
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -19,16 +20,11 @@ def _config(precision, **extra):
 
 
 def _sim(design, x, tmp_path, stall="random", seed=0):
-    if "verilator" not in available_simulators():
-        pytest.skip("verilator is not available")
-    res = design.simulate(x, stall=stall, work_dir=tmp_path, seed=seed)
-    assert res["passed"] and res["mismatches"] == 0, (res.get("error"), res.get("first_mismatches"))
-    assert res["latency_measured"] == design.latency and res["interval_measured"] == design.initiation_interval
-    return res
+    return check_rtl(design, x, work_dir=tmp_path, stall=stall, seed=seed)
 
 
 def test_window_positions_match_the_convolution():
-    from rtlgen.spatial import conv_output_shape
+    from rtlgen.ir.ops.spatial import conv_output_shape
 
     for hw, k, s, pad, d in [((8, 8), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)), ((7, 9), (3, 2), (2, 3), ((0, 1), (2, 0)), (1, 1)),
                              ((9, 9), (3, 3), (1, 2), ((0, 0), (0, 0)), (2, 2)), ((1, 16), (1, 5), (1, 2), ((0, 0), (2, 2)), (1, 1))]:  # fmt: skip

@@ -20,8 +20,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed import FixedType, align, cast, int_array
-from .ir import register_op
+from rtlgen.fixed import FixedType, align, cast, int_array
+from rtlgen.ir.graph import register_op
+
+from ._base import Op
 
 __all__ = [
     "Lut",
@@ -119,7 +121,7 @@ def _check_float_type(t: FixedType, what: str) -> None:
 
 @register_op
 @dataclass
-class Lut:
+class Lut(Op):
     """Table lookup: ``y = table[clip((x >> shift) - offset, 0, len(table) - 1)]`` in every lane.
 
     ``x`` is the input mantissa (``>>`` is a floor shift), ``table`` holds output mantissas, which
@@ -174,18 +176,17 @@ class Lut:
         """The table index of every input mantissa."""
         return np.clip((int_array(x) >> self.shift) - self.offset, 0, len(self.table) - 1)
 
+    def error_bound(self, ctx, node, errs):
+        from ._bounds import lipschitz, magnitude
+
+        e = errs[0]
+        own = self.fit_error if self.fit_error is not None else self.max_error
+        reach = magnitude(ctx.graph.tensors[node.inputs[0]], ctx.bounds) + e
+        return lipschitz(self.function, reach) * e + (math.inf if own is None else own)
+
     def golden(self, x, src, dst):
         self.check_types(dst.type)
         return self.table[self.index(x)]
-
-    def hardware(self, src, dst):
-        from rtlgen.layers._activation import LutLayer
-
-        self.check_types(dst.type)
-        return LutLayer(
-            src.type, dst.type, src.size,
-            table=self.table, shift=self.shift, offset=self.offset, rom=self.rom,
-        )  # fmt: skip
 
 
 def make_lut(
@@ -285,7 +286,7 @@ _PWL_CONSTANTS = ("slope_hi", "bias_hi", "slope_lo", "bias_lo", "knot", "lower",
 
 @register_op
 @dataclass
-class Pwl:
+class Pwl(Op):
     """A two-piece linear function with clipping, computed exactly, one final rounding.
 
     Per lane::
@@ -358,6 +359,12 @@ class Pwl:
             raise ValueError("lower bound above upper bound")
         return out
 
+    def error_bound(self, ctx, node, errs):
+        from ._bounds import pwl_error
+
+        g = ctx.graph
+        return pwl_error(self, g.tensors[node.inputs[0]], g.tensors[node.outputs[0]], ctx.bounds, errs[0])
+
     def golden(self, x, src, dst):
         c = self.constants(src.shape)
         x = int_array(x)
@@ -377,11 +384,6 @@ class Pwl:
         if c["upper"] is not None:
             v = np.minimum(v, align(c["upper"], fc, f))
         return cast(int_array(v), f, dst.type).reshape(shape)
-
-    def hardware(self, src, dst):
-        from rtlgen.layers._activation import PwlLayer
-
-        return PwlLayer(src.type, dst.type, src.size, const_frac=self.const_type.frac, **self.constants(src.shape))
 
 
 def _mul(a, b):

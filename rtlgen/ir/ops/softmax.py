@@ -28,8 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .fixed import FixedType, cast, int_array
-from .ir import register_op
+from rtlgen.fixed import FixedType, cast, int_array
+from rtlgen.ir.graph import register_op
+
+from ._base import Op
 
 __all__ = ["Softmax", "make_softmax", "float_softmax", "measure_max_error", "IMPLEMENTATIONS", "DEFAULT_OUT_TYPE"]
 
@@ -54,7 +56,7 @@ def _bitlen(v: int) -> int:
 
 @register_op
 @dataclass
-class Softmax:
+class Softmax(Op):
     """Softmax over the ``n`` lanes of a vector of ``src_type`` mantissas, to ``out_type``.
 
     Build it with :func:`make_softmax`. ``exp_table``/``inv_table`` are mantissas of
@@ -166,6 +168,10 @@ class Softmax:
 
     # -- models -------------------------------------------------------------------------------------
 
+    def error_bound(self, ctx, node, errs):
+        # Softmax is 1/2-Lipschitz in the maximum norm: row i of its Jacobian sums to 2 s_i (1 - s_i).
+        return 0.5 * errs[0] + float(self.max_error)
+
     def golden(self, x, src, dst):
         """Output mantissas ``(batch, n)`` of ``dst.type`` for input mantissas ``(batch, n)``."""
         self._check(src, dst)
@@ -202,12 +208,6 @@ class Softmax:
             rows = p == q
             out[rows] = cast(prod[rows], frac + int(q), self.out_type)
         return out.reshape(shape)
-
-    def hardware(self, src, dst):
-        self._check(src, dst)
-        from rtlgen.layers._softmax import SoftmaxLayer
-
-        return SoftmaxLayer(self)
 
 
 # -- building the op ------------------------------------------------------------------------------

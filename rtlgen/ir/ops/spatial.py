@@ -13,8 +13,12 @@ from fractions import Fraction
 
 import numpy as np
 
-from .fixed import FixedType, cast, int_array, overflow, round_shift
-from .ir import register_op
+from rtlgen.fixed import FixedType, cast, int_array, overflow, round_shift
+from rtlgen.ir.graph import register_op
+
+from ._base import Op
+from ._bounds import weights_error
+from .dense import sum_of_products_magnitude
 
 __all__ = ["Conv", "Pool", "Gather", "Reshape", "conv_output_shape", "same_padding"]
 
@@ -50,8 +54,9 @@ def _windows(in_shape, kernel, stride, padding, dilation):
     return np.where(inside[:, :, None], idx, -1), (OH, OW)
 
 
+@register_op
 @dataclass
-class Conv:
+class Conv(Op):
     """2-D convolution (1-D with a kernel height of 1), channels last, exact accumulation.
 
     ``weight`` is ``(kh, kw, cin, cout)`` mantissas (depthwise: ``(kh, kw, cin, multiplier)``, output
@@ -107,8 +112,15 @@ class Conv:
         oh, ow, co = self.out_shape
         return np.tile(np.asarray(self.bias, dtype=np.int64), oh * ow)
 
+    def error_bound(self, ctx, node, errs):
+        g = ctx.graph
+        return weights_error(ctx, node, self, g.tensors[node.inputs[0]], g.tensors[node.outputs[0]], errs[0])
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return sum_of_products_magnitude(self, ctx, node, own, m_in)
+
     def golden(self, x, src, dst):
-        from .fixed import int_array
+        from rtlgen.fixed import int_array
 
         kh, kw, cin, c2 = self.weight.shape
         win, (OH, OW) = _windows(self.in_shape, (kh, kw), self.stride, self.padding, self.dilation)
@@ -155,25 +167,10 @@ class Conv:
         oh, ow, _ = self.out_shape
         return oh * ow, kh * kw * (1 if self.depthwise else cin)
 
-    def hardware(self, src, dst):
-        from rtlgen.layers import SumOfProducts
 
-        if self.reuse_factor != 1:
-            from rtlgen.layers._conv import ConvReuse
-
-            lanes, weights = self.reuse_terms()
-            return ConvReuse(
-                src.type, src.size, dst.type, lanes=lanes, weights=weights, bias=self.bias_lanes(),
-                reuse_factor=self.reuse_factor, accum=self.accum, product_shift=self.product_shift,
-            )  # fmt: skip
-        return SumOfProducts(
-            src.type, src.size, dst.type, terms=self.terms(), bias=self.bias_lanes(),
-            adder_levels=self.adder_levels, accum=self.accum, product_shift=self.product_shift,
-        )  # fmt: skip
-
-
+@register_op
 @dataclass
-class Pool:
+class Pool(Op):
     """Max or average pooling (``kind``), channels last.
 
     An average divides each window's sum by its number of values (padding excluded, as Keras and
@@ -242,6 +239,12 @@ class Pool:
         big = max(self.divisors())
         return [big // n for n in self.divisors()]
 
+    def error_bound(self, ctx, node, errs):
+        return errs[0] + ctx.local.get(node.name, 0.0)
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return min(own, m_in) if self.recip_frac is None else own
+
     def golden(self, x, src, dst):
         x = int_array(np.asarray(x))
         out = np.empty((len(x), 0), dtype=np.int64)
@@ -285,55 +288,39 @@ class Pool:
                 worst = max(worst, recip + rnd)
         return float(worst), overflows
 
-    def hardware(self, src, dst):
-        from rtlgen.layers import MaxTree, SumOfProducts
 
-        groups = self.groups()
-        if self.kind == "max":
-            return MaxTree(src.type, src.size, dst.type, groups=groups, adder_levels=self.adder_levels)
-        if self.recip_frac is None:
-            terms = [[(i, w) for i in g] for g, w in zip(groups, self._lane_weights())]
-            return SumOfProducts(src.type, src.size, dst.type, terms=terms, adder_levels=self.adder_levels)
-        from rtlgen.layers._pool import ScaledSum
-
-        return ScaledSum(
-            src.type, src.size, dst.type, groups=groups, factors=self.reciprocals(), factor_frac=self.recip_frac,
-            adder_levels=self.adder_levels,
-        )  # fmt: skip
-
-
+@register_op
 @dataclass
-class Gather:
+class Gather(Op):
     """Output lane ``j`` copies input lane ``index[j]`` (``-1``: zero). Flatten orders, padding,
     cropping, nearest upsampling and permutations are all gathers: wires, latency 0."""
 
     index: np.ndarray
+
+    def error_bound(self, ctx, node, errs):
+        return errs[0]
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return min(own, m_in)
 
     def golden(self, x, src, dst):
         x = np.asarray(x)
         xp = np.concatenate([x, np.zeros((len(x), 1), dtype=x.dtype)], axis=1)
         return xp[:, np.where(self.index >= 0, self.index, xp.shape[1] - 1)]
 
-    def hardware(self, src, dst):
-        from rtlgen.layers import GatherLayer
 
-        return GatherLayer(src.type, src.size, dst.type, index=self.index)
-
-
+@register_op
 @dataclass
-class Reshape:
+class Reshape(Op):
     """A new shape for the same lanes in the same order (e.g. flattening channels-last data)."""
 
     shape: tuple = ()
 
+    def error_bound(self, ctx, node, errs):
+        return errs[0]
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return min(own, m_in)
+
     def golden(self, x, src, dst):
         return np.asarray(x)
-
-    def hardware(self, src, dst):
-        from rtlgen.layers import GatherLayer
-
-        return GatherLayer(src.type, src.size, dst.type, index=np.arange(src.size))
-
-
-for _op in (Conv, Pool, Gather, Reshape):
-    register_op(_op)

@@ -1,7 +1,8 @@
-"""The intermediate representation: a small typed graph of integer operations.
+"""The graph of the intermediate representation: tensors, nodes, host stages, verification, JSON.
 
 Importers build a :class:`Graph`; passes annotate it; the golden model (:mod:`rtlgen.golden`) and the
-hardware (:mod:`rtlgen.layers`) read it. Nothing here knows about ONNX or Keras.
+hardware (:mod:`rtlgen.layers`) read it. Nothing here knows about ONNX, Keras or hardware; the ops
+themselves live in :mod:`rtlgen.ir.ops`, one module per family.
 
 Every tensor carries a :class:`~rtlgen.fixed.FixedType`: its values are integer mantissas and its real
 value is ``mantissa * 2**-type.frac * scale`` (``scale`` is 1 except after a quantizer whose scale is
@@ -21,21 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from .fixed import FixedType
+from rtlgen.fixed import FixedType
 
-__all__ = [
-    "Tensor",
-    "Node",
-    "Graph",
-    "HostStage",
-    "Dense",
-    "Relu",
-    "Requant",
-    "Threshold",
-    "GraphError",
-    "OPS",
-    "register_op",
-]
+__all__ = ["Tensor", "Node", "Graph", "HostStage", "GraphError", "OPS", "register_op"]
 
 
 class GraphError(Exception):
@@ -54,87 +43,13 @@ class Tensor:
         return int(np.prod(self.shape))
 
 
-# -- ops ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Dense:
-    """``y = x @ weight + bias`` on mantissas.
-
-    ``weight`` is an int array ``(n_in, n_out)`` and ``bias`` an int array ``(n_out,)`` already at
-    the output's fractional bits. Without ``accum`` the output is exact (no rounding, no
-    overflow); a following :class:`Requant` narrows it. With ``accum`` (hls4ml's ``accum_t``, WRAP
-    only) every product is first rounded by ``product_shift`` bits with the accumulator's rounding
-    mode, and the sum wraps to the accumulator's width, as hls4ml's dense layers compute.
-    """
-
-    weight: np.ndarray
-    bias: np.ndarray | None = None
-    reuse_factor: int = 1
-    strategy: str = "latency"
-    # Adder-tree levels between pipeline registers in the fully parallel form.
-    adder_levels: int = 3
-    accum: FixedType | None = None
-    product_shift: int = 0
-    # Per input lane, the only values it can take (None: any value of its type), found by a pass
-    # from the producer (e.g. bipolar activations); two-valued lanes enter the adders as bits.
-    in_values: list | None = None
-    # Per input lane, ``[lo, hi, k]`` (mantissas in [lo, hi], multiples of 2**k) or None, from
-    # per-lane quantizers (HGQ2): the adders of a lane are only as wide as its own type.
-    in_ranges: list | None = None
-
-    @property
-    def n_in(self) -> int:
-        return self.weight.shape[0]
-
-    @property
-    def n_out(self) -> int:
-        return self.weight.shape[1]
-
-
-@dataclass
-class Relu:
-    """``y = max(x, 0)``, same fractional bits."""
-
-
-@dataclass
-class Requant:
-    """Cast to ``type`` with its rounding and overflow modes.
-
-    With ``lanes`` (one type string per lane, or ``None`` for a lane that is always zero) every lane
-    is cast to its own type, as heterogeneous quantizers (HGQ2) do, and then expressed exactly in
-    ``type``, which covers all of them.
-    """
-
-    type: FixedType
-    lanes: list | None = None
-
-    def lane_types(self) -> list:
-        return [FixedType.parse(t) if t is not None else None for t in self.lanes]
-
-
-@dataclass
-class Threshold:
-    """Multi-threshold activation: ``y = base + step * #{k : x >= thresholds[c, k]}`` per channel ``c``.
-
-    Channels whose ``increasing`` flag is false count ``x <= thresholds[c, k]`` instead. This is how
-    any monotonic float function between an integer accumulator and a quantizer (batch norm, scales
-    that are not powers of two) stays bit-exact.
-    """
-
-    thresholds: np.ndarray  # int (channels, levels)
-    increasing: np.ndarray  # bool (channels,)
-    base: int = 0
-    step: int = 1
-
-
-OPS = {cls.__name__: cls for cls in (Dense, Relu, Requant, Threshold)}
+OPS: dict[str, type] = {}
 
 
 def register_op(cls):
-    """Make an op dataclass known to the IR (verification, JSON). Ops defined outside this module
-    carry their own models: ``golden(self, x, src, dst) -> mantissas`` (numpy, batch first) and
-    ``hardware(self, src, dst) -> rtlgen.layers.Layer`` (``src``/``dst`` are the IR tensors)."""
+    """Make an op dataclass known to the IR (verification, JSON). Every op is an
+    :class:`~rtlgen.ir.ops.Op`: it verifies its own tensors and carries its golden model; its
+    hardware is registered in :mod:`rtlgen.layers`."""
     OPS[cls.__name__] = cls
     return cls
 
@@ -214,6 +129,9 @@ class Graph:
     # and of the hardware's output lanes into the network's own (channels-first) output order.
     input_order: list | None = None
     output_order: list | None = None
+    # Worst-case |built output - source model output| in real units (float inputs within the input
+    # type's range, no value overflowing its type); None when no bound is known.
+    error_bound: float | None = None
 
     def add_tensor(self, tensor: Tensor) -> Tensor:
         if tensor.name in self.tensors:
@@ -321,6 +239,7 @@ class Graph:
             "source_names": list(self.source_names),
             "input_order": None if self.input_order is None else [int(i) for i in self.input_order],
             "output_order": None if self.output_order is None else [int(i) for i in self.output_order],
+            "error_bound": self.error_bound,
         }
 
     @classmethod
@@ -343,6 +262,7 @@ class Graph:
         g.source_names = list(d.get("source_names", []))
         g.input_order = d.get("input_order")
         g.output_order = d.get("output_order")
+        g.error_bound = d.get("error_bound")
         return g
 
     @classmethod
@@ -351,31 +271,13 @@ class Graph:
 
 
 def _verify_op(graph: Graph, node: Node) -> None:
-    op = node.op
     ins = [graph.tensors[t] for t in node.inputs]
     outs = [graph.tensors[t] for t in node.outputs]
-    if len(outs) != 1 or not ins or (len(ins) != 1 and not hasattr(op, "golden")):
-        raise GraphError(f"node {node.name!r} must have one output and one input (two for merges)")
-    i, o = ins[0], outs[0]
-    if hasattr(op, "golden"):
-        return  # ops with their own models check their own parameters
-    if isinstance(op, Dense):
-        if op.weight.ndim != 2 or op.weight.dtype.kind not in "iO":
-            raise GraphError(f"node {node.name!r}: weight must be a 2-D integer array")
-        if i.size != op.n_in or o.shape != (op.n_out,):
-            raise GraphError(
-                f"node {node.name!r}: Dense {op.n_in}->{op.n_out} does not match shapes {i.shape}->{o.shape}"
-            )
-        if op.bias is not None and op.bias.shape != (op.n_out,):
-            raise GraphError(f"node {node.name!r}: bias shape {op.bias.shape} != ({op.n_out},)")
-    elif isinstance(op, Threshold):
-        if op.thresholds.ndim != 2 or op.thresholds.shape[0] != i.size:
-            raise GraphError(f"node {node.name!r}: thresholds must be (channels, levels)")
-        if i.shape != o.shape:
-            raise GraphError(f"node {node.name!r}: elementwise op changes shape")
-    else:
-        if i.shape != o.shape:
-            raise GraphError(f"node {node.name!r}: elementwise op changes shape")
+    if len(outs) != 1:
+        raise GraphError(f"node {node.name!r} must have one output, not {len(outs)}")
+    if len(ins) != node.op.arity:
+        raise GraphError(f"node {node.name!r} ({node.kind}) must have {node.op.arity} input(s), not {len(ins)}")
+    node.op.verify(node.name, ins, outs[0])
 
 
 def _encode(v):

@@ -1,0 +1,164 @@
+"""hls4ml's arithmetic for float layers, in one place for every model format.
+
+A float model (Keras without quantizers, float ONNX) gets its fixed-point types from the
+configuration exactly as hls4ml assigns them, whatever file it came from:
+
+* the network input takes the input layer's ``result`` type (:func:`input_type`);
+* weights and biases are printed with as many decimals as their type has fractional bits and read
+  back (hls4ml's weight files), then converted with the type's rounding and overflow
+  (:func:`float_weights`);
+* every product is rounded onto the ``accum`` grid and the sum wraps to its width (``accum: auto``
+  keeps sums exact);
+* the layer's output is cast to its ``result`` type (``auto``: exact, capped at
+  ``Model.Precision.maximum`` bits) (:func:`result_type`);
+* a ReLU after such a layer casts to its own ``result`` type (:func:`relu_type`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtlgen.config import Config
+from rtlgen.fixed import FixedType, cast
+
+__all__ = ["FloatWeights", "input_type", "float_weights", "result_type", "relu_type", "hls4ml_text", "dyadic_frac"]
+
+
+def input_type(config: Config, name: str) -> FixedType:
+    """The network input's type: the input layer's ``result`` (``input`` where only that is given)."""
+    if config.has_precision(name, "result", "InputLayer"):
+        return config.precision(name, "result", "InputLayer")
+    return config.precision(name, "input") if config.has_precision(name, "input") else config.precision(name, "result")
+
+
+def hls4ml_text(values, t: FixedType) -> np.ndarray:
+    """Float weights as hls4ml hands them to its C++: printed with as many decimals as ``t`` has
+    fractional bits and read back (then converted with ``t``'s own rounding and overflow)."""
+    digits = max(t.frac, 0)
+    text = np.array([float(f"{float(v):.{digits}f}") for v in np.asarray(values, dtype=np.float32).ravel()])
+    return text.reshape(np.shape(values))
+
+
+def dyadic_frac(v: float) -> int:
+    """Fractional bits of a float's exact binary value."""
+    from fractions import Fraction
+
+    return Fraction(v).denominator.bit_length() - 1
+
+
+@dataclass
+class FloatWeights:
+    """A float layer's weights and bias as mantissas.
+
+    ``weight`` has ``wfrac`` fractional bits; ``bias`` is at the output grid (the accumulator's
+    when ``accum`` is set, else input frac + ``wfrac``); ``shift`` rounds each product onto the
+    accumulator grid. ``weight_error``/``bias_error`` are what quantizing changed (for error bounds).
+    """
+
+    weight: np.ndarray
+    wfrac: int
+    bias: np.ndarray
+    accum: FixedType | None
+    shift: int
+    weight_error: np.ndarray | None = None
+    bias_error: np.ndarray | None = None
+
+
+def float_weights(
+    config: Config, name: str, layer_type: str, kernel, bias, in_frac: int, *, weight_var: str = "weight", accum: bool = True
+) -> FloatWeights:
+    """Quantize a float layer's ``kernel`` (any shape) and per-output ``bias`` with the configured
+    ``weight`` (``weight_var``: ``scale`` for a batch normalization), ``bias`` and ``accum`` types of
+    layer ``name`` (``accum=False``: the layer has no accumulator, as hls4ml's batch normalization).
+    Raises ValueError for an accumulator that saturates (its result would depend on the order of
+    summation)."""
+    kernel0, bias0 = np.asarray(kernel, dtype=np.float64), np.asarray(bias, dtype=np.float64).ravel()
+    ktype = config.precision(name, weight_var, layer_type)
+    btype = config.precision(name, "bias", layer_type)
+    accum = config.precision(name, "accum", layer_type, auto=True) if accum else None
+    wm, wfrac = ktype.quantize(hls4ml_text(kernel0, ktype)), ktype.frac
+    bm, bfrac = btype.quantize(hls4ml_text(bias0, btype)).astype(object), btype.frac
+    return _place(wm, wfrac, bm, bfrac, accum, in_frac, kernel0, bias0)
+
+
+def exact_weights(wm, wfrac: int, bias, in_frac: int) -> FloatWeights:
+    """A quantized layer's weight mantissas with a float bias taken exactly (its binary value)."""
+    b = np.asarray(bias, dtype=np.float64).ravel().astype(np.float32).astype(np.float64)
+    bfrac = max((dyadic_frac(v) for v in b), default=0)
+    bm = np.array([int(round(v * 2.0**bfrac)) for v in b], dtype=object)
+    return _place(wm, wfrac, bm, bfrac, None, in_frac)
+
+
+def typed_weights(wm, wfrac: int, bm, bfrac: int, in_frac: int) -> FloatWeights:
+    """A quantized layer's weight and bias mantissas, summed exactly."""
+    return _place(wm, wfrac, np.asarray(bm, dtype=object), bfrac, None, in_frac)
+
+
+def _place(wm, wfrac, bm, bfrac, accum, in_frac, kernel0=None, bias0=None) -> FloatWeights:
+    out_frac = in_frac + wfrac
+    shift = 0
+    if accum is not None:
+        if accum.overflow != "WRAP":
+            raise ValueError(f"accumulator type {accum} must wrap (WRAP): saturating accumulators depend on summation order")
+        if accum.frac > out_frac:  # products are exact on a finer accumulator grid
+            wm = wm << (accum.frac - out_frac)
+            wfrac += accum.frac - out_frac
+            out_frac = accum.frac
+        shift = out_frac - accum.frac
+        bias_m = cast(np.asarray(bm, dtype=object), bfrac, accum).astype(np.int64)
+    else:
+        if bfrac > out_frac:  # finer bias: move the weights onto the bias grid
+            wm = wm << (bfrac - out_frac)
+            wfrac += bfrac - out_frac
+            out_frac = bfrac
+        bias_m = np.array([int(b) << (out_frac - bfrac) for b in np.ravel(bm)], dtype=np.int64)
+    fw = FloatWeights(wm, wfrac, bias_m, accum, shift)
+    if kernel0 is not None:
+        bias_frac = accum.frac if accum is not None else out_frac
+        fw.weight_error = np.abs(kernel0 - np.asarray(wm, dtype=np.float64) * 2.0**-wfrac)
+        fw.bias_error = np.abs(bias0 - bias_m.astype(np.float64) * 2.0**-bias_frac)
+    return fw
+
+
+def scale_shift(builder, config: Config, name: str, x: str, scale, shift, *, source: str) -> str:
+    """A float batch normalization on its own, ``y = x * scale + shift`` per channel (the last
+    axis), as hls4ml computes it: ``scale`` and ``bias`` in their configured types, the exact
+    product plus the bias cast to the layer's ``result`` type. Images become a depthwise 1x1
+    convolution, vectors a dense layer with diagonal weights: the same adder graphs as any layer."""
+    from rtlgen.ir.ops.spatial import Conv
+
+    xt = builder.graph.tensors[x]
+    fw = float_weights(config, name, "BatchNormalization", np.asarray(scale, dtype=np.float64).reshape(1, -1), shift,
+                       xt.type.frac, weight_var="scale", accum=False)  # fmt: skip
+    attrs = {"source": source, "float_weights": True}
+    s = np.asarray(fw.weight).reshape(-1)
+    if len(xt.shape) == 3:
+        op = Conv(s.reshape(1, 1, -1, 1), fw.bias if np.any(fw.bias) else None, (1, 1), ((0, 0), (0, 0)), (1, 1), True)
+        out = builder.conv(name, x, op, fw.wfrac, attrs=attrs)
+        builder.errors.weights[name] = (fw.weight_error.reshape(1, 1, -1, 1), fw.bias_error)
+    else:
+        out = builder.dense(name, x, np.diag(s), fw.wfrac, fw.bias, attrs=attrs)
+        builder.errors.weights[name] = (np.diag(fw.weight_error.reshape(-1)), fw.bias_error)
+    rtype = result_type(config, name, "BatchNormalization", builder.graph.tensors[out].type, builder.graph.notes)
+    if rtype is not None:
+        out = builder.requant(name + "_result", out, rtype, attrs={"source": "config"})
+    return out
+
+
+def result_type(config: Config, name: str, layer_type: str, exact: FixedType, notes: list) -> FixedType | None:
+    """The type a float layer's output is cast to; None keeps the exact sums. An ``auto`` result
+    wider than ``Model.Precision.maximum`` keeps every integer bit and drops the lowest fraction bits."""
+    result = config.precision(name, "result", layer_type, auto=True)
+    cap = config.maximum()
+    if result is None and cap is not None and exact.width > cap.width:
+        result = FixedType(cap.width, exact.integer, exact.signed)
+        notes.append(f"{name}: auto result {exact} capped at {cap.width} bits: {result}")
+    return result
+
+
+def relu_type(config: Config, relu_name: str) -> FixedType | None:
+    """hls4ml's ReLU after a float layer casts to its own result type (the model default unless
+    configured; ``auto``: None, the exact non-negative part of its input)."""
+    return config.precision(relu_name, "result", "Activation", auto=True)

@@ -1,0 +1,144 @@
+"""Element-wise ops: ReLU, requantization (casts) and multi-threshold activations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rtlgen.fixed import FAST_ROUNDING, FixedType, align, cast, int_array, shift_round
+from rtlgen.ir.graph import GraphError, register_op
+
+from ._base import Op, check_same_shape
+from ._bounds import rounding_error
+
+__all__ = ["Relu", "Requant", "Threshold"]
+
+
+@register_op
+@dataclass
+class Relu(Op):
+    """``y = max(x, 0)``, same fractional bits."""
+
+    def verify(self, name, ins, out):
+        check_same_shape(name, ins, out)
+
+    def golden(self, x, src, dst):
+        return np.where(x > 0, x, 0).astype(x.dtype)
+
+    def error_bound(self, ctx, node, errs):
+        return errs[0]
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return min(own, m_in)
+
+
+@register_op
+@dataclass
+class Requant(Op):
+    """Cast to ``type`` with its rounding and overflow modes.
+
+    With ``lanes`` (one type string per lane, or ``None`` for a lane that is always zero) every lane
+    is cast to its own type, as heterogeneous quantizers (HGQ2) do, and then expressed exactly in
+    ``type``, which covers all of them.
+    """
+
+    type: FixedType
+    lanes: list | None = None
+
+    def lane_types(self) -> list:
+        return [FixedType.parse(t) if t is not None else None for t in self.lanes]
+
+    def verify(self, name, ins, out):
+        check_same_shape(name, ins, out)
+
+    def error_bound(self, ctx, node, errs):
+        e = errs[0]
+        src, dst = ctx.graph.tensors[node.inputs[0]], ctx.graph.tensors[node.outputs[0]]
+        if node.attrs.get("source", "config") == "config":
+            return e + rounding_error(src.type.frac, self.type) * src.scale
+        # The model's own quantizer: exact on an exact input, else at most one step further.
+        step = max((2.0**-t.frac for t in self.lane_types() if t is not None), default=0.0) if self.lanes else 2.0**-self.type.frac
+        return 0.0 if e == 0 else e + step * dst.scale
+
+    def built_magnitude(self, ctx, node, own, m_in):
+        return min(own, m_in + 2.0**-self.type.frac * ctx.graph.tensors[node.outputs[0]].scale)
+
+    def golden(self, x, src, dst):
+        if self.lanes is None:
+            return cast(x, src.type, self.type)
+        fast = self._golden_lanes(src.type, x)
+        if fast is not None:
+            return fast
+        out = np.zeros(x.shape, dtype=np.int64)
+        for c, t in enumerate(self.lane_types()):
+            if t is not None:
+                out[:, c] = align(cast(x[:, c], src.type, t), t.frac, self.type.frac)
+        return out
+
+    def _golden_lanes(self, src: FixedType, x: np.ndarray):
+        """Per-lane requantization (HGQ2) on all lanes at once: the same arithmetic as
+        :func:`~rtlgen.fixed.cast` lane by lane, with per-lane shift and range arrays. None when a
+        lane needs what only the general path does (other rounding modes, values near int64's limits)."""
+        types = self.lane_types()
+        idx = [c for c, t in enumerate(types) if t is not None]
+        ts = [types[c] for c in idx]
+        if x.dtype == object or not ts or len({(t.rounding, t.overflow, t.signed) for t in ts}) != 1:
+            return None
+        rounding, mode, signed = ts[0].rounding, ts[0].overflow, ts[0].signed
+        if rounding not in FAST_ROUNDING or max(t.width for t in ts) > 62:
+            return None
+        s = np.array([src.frac - t.frac for t in ts], dtype=np.int64)
+        up = np.array([self.type.frac - t.frac for t in ts], dtype=np.int64)
+        m = x[:, idx]
+        rs, ls = np.maximum(s, 0), np.maximum(-s, 0)
+        bits = int(np.abs(m).max(initial=0)).bit_length()
+        if bits + 2 + int(ls.max(initial=0)) > 62 or max(t.width for t in ts) + int(up.max(initial=0)) > 62:
+            return None
+        q = shift_round(m, rs, rounding) << ls
+        hi = np.array([t.max_mantissa for t in ts], dtype=np.int64)
+        lo = np.array([t.min_mantissa for t in ts], dtype=np.int64)
+        if mode == "WRAP":
+            w = np.array([t.width for t in ts], dtype=np.int64)
+            q = q & ((np.int64(1) << w) - 1)
+            if signed:
+                q = np.where(q > hi, q - (np.int64(1) << w), q)
+        elif mode in ("SAT", "SAT_SYM"):
+            q = np.clip(q, -hi if (mode == "SAT_SYM" and signed) else lo, hi)
+        else:  # SAT_ZERO
+            q = np.where((q < lo) | (q > hi), 0, q)
+        out = np.zeros(x.shape, dtype=np.int64)
+        out[:, idx] = q << up
+        return out
+
+
+@register_op
+@dataclass
+class Threshold(Op):
+    """Multi-threshold activation: ``y = base + step * #{k : x >= thresholds[c, k]}`` per channel ``c``.
+
+    Channels whose ``increasing`` flag is false count ``x <= thresholds[c, k]`` instead. This is how
+    any monotonic float function between an integer accumulator and a quantizer (batch norm, scales
+    that are not powers of two) stays bit-exact.
+    """
+
+    thresholds: np.ndarray  # int (channels, levels)
+    increasing: np.ndarray  # bool (channels,)
+    base: int = 0
+    step: int = 1
+
+    def verify(self, name, ins, out):
+        if self.thresholds.ndim != 2 or self.thresholds.shape[0] != ins[0].size:
+            raise GraphError(f"node {name!r}: thresholds must be (channels, levels)")
+        check_same_shape(name, ins, out)
+
+    def error_bound(self, ctx, node, errs):
+        # Exact on an exact input; an inexact input may cross a threshold anywhere.
+        return 0.0 if errs[0] == 0 else float("inf")
+
+    def golden(self, x, src, dst):
+        t = self.thresholds  # (C, L)
+        inc = self.increasing[None, :, None]
+        xe = x[:, :, None]
+        passed = np.where(inc, xe >= t[None], xe <= t[None])
+        return int_array(self.base + self.step * passed.sum(axis=2))
