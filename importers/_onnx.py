@@ -563,8 +563,8 @@ class _Importer:
         """A weight layer's input as an integer tensor: the quantized network input, or a float
         model's input or previous layer cast to their configured types."""
         if isinstance(x, _Host):
-            if not self.float_model:
-                self.fail(node, "the input of a quantized network must pass through a quantizer first")
+            # A float input straight into a quantized layer takes the configured input type, as
+            # hls4ml does (the build says which).
             return self.float_input(node, x)
         if isinstance(x, _Int) and x.nhwc and node.op_type in ("Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool"):
             self.fail(node, "its input is channels last; ONNX convolutions and pooling read channels first (N, C, H, W)")
@@ -663,7 +663,13 @@ class _Importer:
             self.graph.notes.append(f"channels-first input {tuple(shape[1:])} converted to channels-last {hw_shape}")
         name = self.new_tensor(self.input_name, hw_shape, itype)
         self.graph.inputs = [name]
-        self.graph.notes.append(f"float model: input quantized to {itype}")
+        if self.float_model:
+            self.graph.notes.append(f"float model: input quantized to {itype}")
+        else:
+            self.graph.notes.append(
+                f"input {self.input_name!r} has no quantizer before {node.name!r}: it takes the configured input type "
+                f"{itype} (set LayerName.{self.input_name}.Precision to change it)"
+            )
         self.builder.errors.inputs[name] = rounding_error(None, itype)
         return _Int(name, self.input_name)
 

@@ -300,3 +300,29 @@ def test_finn_multithreshold(rng):
     assert [n.kind for n in design.graph.nodes] == ["Dense", "Threshold"]
     x = rng.uniform(-5, 5, (300, 8)).astype(np.float32)
     _check_every_tensor(design, model, x)
+
+
+def test_zoo_jet_tagger_float_input_takes_the_configured_type(tmp_path):
+    """A float input straight into a quantized MatMul (QONNX zoo jet tagger converted from QKeras):
+    the input takes the configured type (default fixed<16,6>, said in the build output); on inputs
+    of that type the golden model equals qonnx's executor on the logits."""
+    import onnx
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from conftest import check_rtl
+
+    path = shared_model("qonnx-model-zoo", "JetTagging", "qkeras_jettagging.onnx")
+    design = rtlgen.convert(path, skip_softmax=True)
+    assert any("takes the configured input type fixed<16,6>" in n for n in design.graph.notes)
+    assert str(design.input_tensor.type) == "fixed<16,6>"
+    x = np.random.default_rng(0).uniform(-4, 4, (100, 16)).astype(np.float32)
+    xq = design.input_tensor.type.to_float(design.quantize_input(x)).astype(np.float32)
+    model = ModelWrapper(onnx.load(path))
+    iname = model.graph.input[0].name
+    ref = np.concatenate([execute_onnx(model, {iname: xq[i : i + 1]}, return_full_exec_context=True)["Add_3_out0"] for i in range(len(x))])
+    assert np.array_equal(design.predict(x), ref)
+    # Another input type from the configuration, by the input's name.
+    narrow = rtlgen.convert(path, {"LayerName": {"global_in": {"Precision": "fixed<10,4>"}}}, skip_softmax=True)
+    assert str(narrow.input_tensor.type) == "fixed<10,4>"
+    check_rtl(design, x[:100], work_dir=tmp_path)
