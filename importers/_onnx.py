@@ -763,15 +763,17 @@ class _Importer:
         cout, cin_g, kh, kw = wv.shape
         group = int(a.get("group", 1))
         H, W, C = xt.shape
-        depthwise = group > 1
-        if depthwise and not (group == C and cin_g == 1):
-            self.fail(node, f"grouped convolutions (group={group}) are supported only as depthwise (group = input channels)")
+        depthwise = group > 1 and group == C and cin_g == 1
+        if group > 1 and (C % group or cout % group or cin_g * group != C):
+            self.fail(node, f"group={group} does not divide {C} input and {cout} output channels")
         name = node.name
         if wm is None and self.float_model:
             # ONNX (cout, cin, kh, kw) to channels-last (kh, kw, cin, cout); depthwise (kh, kw, C, mult).
             kf = np.transpose(np.asarray(wv, dtype=np.float64), (2, 3, 1, 0))
             if depthwise:
                 kf = kf.reshape(kh, kw, C, cout // C)
+            elif group > 1:
+                kf = _ungroup(kf, group)
             bias = np.zeros(cout)
             if len(node.input) > 2 and node.input[2]:
                 bias = bias + np.asarray(self.const(node, node.input[2], "the convolution bias").value, dtype=np.float64).ravel()
@@ -792,6 +794,9 @@ class _Importer:
         k = np.transpose(np.asarray(wm, dtype=np.int64), (2, 3, 1, 0))
         if depthwise:
             k = k.reshape(kh, kw, C, cout // C)
+        elif group > 1:
+            k = _ungroup(k, group)
+            wv = np.transpose(_ungroup(np.transpose(np.asarray(wv, dtype=np.float64), (2, 3, 1, 0)), group), (3, 2, 0, 1))
         if w.mant is None:
             dw = np.abs(np.transpose(np.asarray(wv, dtype=np.float64), (2, 3, 1, 0)).reshape(k.shape) - k * 2.0**-wfrac)
             self.builder.errors.weights[name] = (dw, np.zeros(k.shape[2] * k.shape[3] if depthwise else cout))
@@ -1204,6 +1209,17 @@ class _Importer:
             H, W, C = t.shape
             # ONNX outputs are channels first: the host reorders the hardware's channels-last lanes.
             self.graph.output_order = np.arange(H * W * C).reshape(H, W, C).transpose(2, 0, 1).ravel().tolist()
+
+
+def _ungroup(k: np.ndarray, group: int) -> np.ndarray:
+    """A grouped kernel (kh, kw, C/group, cout) as an ordinary one (kh, kw, C, cout) that is zero
+    between groups: the adder graph never builds a zero weight, so this costs nothing extra."""
+    kh, kw, cg, cout = k.shape
+    full = np.zeros((kh, kw, cg * group, cout), dtype=k.dtype)
+    per = cout // group
+    for j in range(group):
+        full[:, :, j * cg : (j + 1) * cg, j * per : (j + 1) * per] = k[:, :, :, j * per : (j + 1) * per]
+    return full
 
 
 def _node_name(pending: _Pending, op_type: str) -> str:

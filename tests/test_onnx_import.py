@@ -326,3 +326,30 @@ def test_zoo_jet_tagger_float_input_takes_the_configured_type(tmp_path):
     narrow = rtlgen.convert(path, {"LayerName": {"global_in": {"Precision": "fixed<10,4>"}}}, skip_softmax=True)
     assert str(narrow.input_tensor.type) == "fixed<10,4>"
     check_rtl(design, x[:100], work_dir=tmp_path)
+
+
+@pytest.mark.parametrize("group, cout", [(2, 6), (4, 8), (1, 3)], ids=["grouped", "depthwise-multiplier-2", "plain"])
+def test_grouped_convolutions_against_onnxruntime(tmp_path, group, cout):
+    """group between 1 and the channel count, and depthwise with a channel multiplier."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(group)
+    w = rng.normal(0, 0.5, (cout, 4 // group, 3, 3)).astype(np.float32)
+    b = rng.normal(0, 0.2, cout).astype(np.float32)
+    node = helper.make_node("Conv", ["x", "W", "B"], ["y"], name="gconv", group=group, pads=[1, 1, 1, 1], kernel_shape=[3, 3])
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4, 5, 5])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", cout, 5, 5])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "B")],
+    )  # fmt: skip
+    path = tmp_path / "g.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    design = rtlgen.convert(path, {"Model": {"Precision": "fixed<18,8>"}})
+    (conv,) = [n.op for n in design.graph.nodes if n.kind == "Conv"]
+    assert conv.depthwise == (group == 4)
+    if group == 2:  # the two halves never see each other's channels
+        assert not conv.weight[:, :, 2:, :3].any() and not conv.weight[:, :, :2, 3:].any()
+    x = rng.uniform(-2, 2, (200, 4, 5, 5)).astype(np.float32)
+    ref = ort.InferenceSession(str(path)).run(None, {"x": x})[0].reshape(200, -1)
+    assert np.abs(design.predict(x) - ref).max() <= design.graph.error_bound
