@@ -192,6 +192,7 @@ class _Importer:
             for i in n.input:
                 self.readers.setdefault(i, []).append(n)
         self.consumed: set[str] = set()  # outputs of nodes already folded into a float layer
+        self.threshold_steps: dict[str, int] = {}  # MultiThreshold output -> mantissa step per level
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -469,9 +470,15 @@ class _Importer:
             # FINN's thresholds: y = out_scale * (number of thresholds passed) + out_bias.
             a = _attrs(node)
             scale, bias = float(a.get("out_scale", 1.0)), float(a.get("out_bias", 0.0))
-            if scale <= 0 or bias / scale != round(bias / scale):
-                self.fail(node, f"out_bias {bias} must be a whole number of out_scale {scale} steps")
-            return scale
+            if not scale > 0:
+                self.fail(node, f"out_scale must be positive, not {scale}")
+            # Any affine output is exact on a grid fine enough for both: unit = out_scale / d where
+            # out_bias is a whole number of units (bipolar +-1: out_scale 2, out_bias -1, unit 1).
+            ratio = Fraction(bias) / Fraction(scale)
+            if ratio.denominator > 1 << 16:
+                self.fail(node, f"out_bias {bias} is not a simple fraction of out_scale {scale}")
+            self.threshold_steps[node.output[0]] = ratio.denominator
+            return scale / ratio.denominator
         return self._quant_scale(node, ins)
 
     def _quant_scale(self, node, ins) -> float:
@@ -1143,6 +1150,7 @@ class _Importer:
         increasing = ends[1] >= ends[0]
         qmin, qmax = int(ends.min()), int(ends.max())
         qstep = 2 if quant.op_type == "BipolarQuant" or (quant.op_type == "Quant" and self.is_bipolar(quant)) else 1
+        qstep = self.threshold_steps.get(quant.output[0], qstep)
         targets = np.arange(qmin + qstep, qmax + 1, qstep)  # level k passed when output >= targets[k]
         L = len(targets)
         if L == 0:

@@ -278,11 +278,13 @@ def test_bipolar_and_trunc_exact(rng, with_trunc):
     _check_every_tensor(design, model, x)
 
 
-def test_finn_multithreshold(rng):
-    """A FINN-style MultiThreshold after an integer MatMul: exact, with its output scale and bias."""
+@pytest.mark.parametrize("out_scale, out_bias, levels", [(2.0, -2.0, 3), (2.0, -1.0, 1), (0.5, 0.25, 3)], ids=["whole", "bipolar", "quarter"])
+def test_finn_multithreshold(rng, out_scale, out_bias, levels):
+    """A FINN-style MultiThreshold after an integer MatMul: exact, with its output scale and bias
+    (any affine output: the bipolar +-1 encoding of FINN's flow is out_scale 2, out_bias -1)."""
     d = "qonnx.custom_op.general"
     w = rng.integers(-2, 3, (8, 5)).astype(np.float32)
-    thr = np.sort(rng.integers(-6, 7, (5, 3)), axis=1).astype(np.float32) + 0.5
+    thr = np.sort(rng.integers(-6, 7, (5, levels)), axis=1).astype(np.float32) + 0.5
     inits = [
         numpy_helper.from_array(np.float32(1), "s"), numpy_helper.from_array(np.float32(0), "z"),
         numpy_helper.from_array(np.float32(3), "b"), numpy_helper.from_array(w, "w"), numpy_helper.from_array(thr, "t"),
@@ -290,7 +292,7 @@ def test_finn_multithreshold(rng):
     nodes = [
         helper.make_node("Quant", ["x", "s", "z", "b"], ["xq"], domain=d, signed=1, narrow=0, rounding_mode="ROUND", name="qin"),
         helper.make_node("MatMul", ["xq", "w"], ["acc"], name="mm"),
-        helper.make_node("MultiThreshold", ["acc", "t"], ["y"], domain=d, name="mt", out_scale=2.0, out_bias=-2.0),
+        helper.make_node("MultiThreshold", ["acc", "t"], ["y"], domain=d, name="mt", out_scale=out_scale, out_bias=out_bias),
     ]
     g = helper.make_graph(nodes, "finn_mt", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 5])], initializer=inits)  # fmt: skip
