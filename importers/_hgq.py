@@ -33,6 +33,12 @@ def quantizer_kif(layer: dict, weights: list, which: str):
         raise UnsupportedOpError(name, layer["class_name"], f"{which} quantizer type {q_type!r} is not supported (kbi, kif)")
     if rounding not in ("RND", "RND_CONV", "TRN") or overflow not in ("WRAP", "SAT", "SAT_SYM"):
         raise UnsupportedOpError(name, layer["class_name"], f"{which} quantizer modes {rounding}/{overflow} are not supported")
+    named = {n.rsplit("/", 1)[-1]: a for n, a in weights if n and n.startswith(f"{which}/quantizer/")}
+    if named:  # Keras 3 .h5 files name every variable
+        d = dict(named)
+        if "b" not in d and "f" not in d:
+            raise UnsupportedOpError(name, layer["class_name"], f"the {which} quantizer's variables are missing from the weights file")
+        return _kif(d, q_type, rounding, overflow)
     arrays = [a for n, a in weights if n == f"{which}/quantizer"]
     # Saved as trainable variables then non-trainable ones; with WRAP, i is not trainable.
     if q_type == "kbi":
@@ -41,7 +47,10 @@ def quantizer_kif(layer: dict, weights: list, which: str):
         names = ["i", "f", "k"] if overflow != "WRAP" else ["f", "k", "i", "i_decay_speed"]
     if len(arrays) < 3:
         raise UnsupportedOpError(name, layer["class_name"], f"the {which} quantizer's variables are missing from the weights file")
-    d = dict(zip(names, arrays))
+    return _kif(dict(zip(names, arrays)), q_type, rounding, overflow)
+
+
+def _kif(d, q_type, rounding, overflow):
     k = d["k"].astype(np.int64)
     i = np.round(d["i"].astype(np.float64)).astype(np.int64)
     f = (np.round(d["b"].astype(np.float64)).astype(np.int64) - i) if q_type == "kbi" else np.round(d["f"].astype(np.float64)).astype(np.int64)

@@ -37,7 +37,7 @@ POOL = ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", 
 HGQ_CONV = ("QConv1D", "QConv2D")
 HGQ_POOL = ("QMaxPooling1D", "QMaxPooling2D", "QAveragePooling1D", "QAveragePooling2D", "QGlobalMaxPooling1D",
             "QGlobalMaxPooling2D", "QGlobalAveragePooling1D", "QGlobalAveragePooling2D")  # fmt: skip
-HGQ_SUPPORTED = ("QDense", "QBatchNormDense", "QBatchNormalization") + HGQ_CONV + HGQ_POOL
+HGQ_SUPPORTED = ("QDense", "QBatchNormDense", "QBatchNormalization", "QEinsumDense", "QEinsumDenseBatchnorm") + HGQ_CONV + HGQ_POOL
 LAYOUT = ("Flatten", "Reshape", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "Permute")
 LATER: dict = {}
 MERGES = {
@@ -211,6 +211,12 @@ class _KerasImporter:
         self.skip_softmax = skip_softmax
         cfg = km.config.get("config", {})
         self.layers = cfg["layers"] if isinstance(cfg, dict) else cfg
+        for layer in self.layers:
+            # Keras 3 .h5 files write registered names ("hgq>QBatchNormDense") as the class name.
+            cls = str(layer.get("class_name", ""))
+            if ">" in cls:
+                layer["registered_name"] = layer.get("registered_name") or cls
+                layer["class_name"] = cls.rsplit(">", 1)[-1]
         self.graph = Graph(name=(cfg.get("name") if isinstance(cfg, dict) else None) or "keras_model")
         self.b = SpatialBuilder(self.graph)
         self.float_layer = None  # the last float (config-typed) layer, while its output flows on
@@ -356,7 +362,7 @@ class _KerasImporter:
         if self.cur is None:
             self.fail(layer, "the input shape is unknown (no InputLayer or batch_input_shape)")
         if is_hgq(layer):
-            if cls in ("QDense", "QBatchNormDense", "QBatchNormalization"):
+            if cls in ("QDense", "QBatchNormDense", "QBatchNormalization", "QEinsumDense", "QEinsumDenseBatchnorm"):
                 self.hgq_dense(layer)
             elif cls in HGQ_CONV:
                 self.hgq_requant(layer, "iq", "input quantizer")
@@ -672,19 +678,38 @@ class _KerasImporter:
         ws = self.weights(name)
         own = [a for n, a in ws if n is None]
         diagonal = cls == "QBatchNormalization"
+
+        def w(key, index):  # named variables (Keras 3 .h5) or by creation order (.keras)
+            return self.weight(layer, key, index).astype(np.float32)
+
         if diagonal:
             # y = iq(x) * kq(scale) + bq(offset): a dense layer whose weights sit on the diagonal.
             gamma, beta, mean, var = (a.astype(np.float32) for a in own[:4])
             scale = gamma / np.sqrt(var + np.float32(c.get("epsilon", 1e-3)))
             kernel, bias = scale, beta - mean * scale
         else:
-            kernel, bias = own[0].astype(np.float32), own[1].astype(np.float32)
+            kernel, bias = w("kernel", 0), w("bias", 1)
+        if cls in ("QEinsumDense", "QEinsumDenseBatchnorm"):
+            eq = str(c.get("equation", "")).replace(" ", "")
+            lhs, _, out = eq.partition("->")
+            xa, _, ka = lhs.partition(",")
+            if not (len(xa) == 2 and len(ka) == 2 and xa[1] == ka[0] and out == xa[0] + ka[1] and xa[0] not in ka):
+                self.fail(layer, f"einsum equation {eq!r} is not supported; the dense form (e.g. 'bc,cC->bC') is")
+            if c.get("bias_axes") in (None, ""):
+                bias = np.zeros(kernel.shape[-1], dtype=np.float32)
         if cls == "QBatchNormDense":
             # As hgq folds at inference, in float32: W * gamma/sqrt(var+eps), b - mean @ W.
-            gamma, mean, var = own[2], own[5], own[6]
+            gamma, mean, var = w("bn_gamma", 2), w("moving_mean", 5), w("moving_variance", 6)
             scaler = gamma / np.sqrt(var + np.float32(c.get("epsilon", 1e-3)))
-            bias = bias + (-(mean.astype(np.float32) @ kernel))
+            bias = bias + (-(mean @ kernel))
             kernel = scaler[:, None] * kernel
+        if cls == "QEinsumDenseBatchnorm":
+            # Normalized over the output axis, with Keras's own epsilon (1e-7) as hgq computes it.
+            gamma = w("gamma", 2) if c.get("scale", True) else np.float32(1)
+            mean, var = w("moving_mean", 5), w("moving_variance", 6)
+            scaler = gamma / np.sqrt(var + np.float32(1e-7))
+            kernel = kernel * scaler[None, :]
+            bias = bias + (-mean * scaler)
         self.hgq_requant(layer, "iq", "input quantizer")
         qk = hgq.quantize(kernel, *hgq.quantizer_kif(layer, ws, "kq"))
         use_bias = c.get("use_bias", True) if not diagonal else c.get("center", True) or True

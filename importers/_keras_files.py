@@ -142,8 +142,19 @@ def _keras2_weights(group) -> dict:
     for layer in layer_names:
         g = group[layer]
         wnames = [n.decode() if isinstance(n, bytes) else n for n in g.attrs.get("weight_names", [])]
-        out[layer] = [(n.split("/")[-1].split(":")[0], np.array(g[n])) for n in wnames]
+        out[layer] = [(_weight_name(n), np.array(g[n])) for n in wnames]
     return out
+
+
+def _weight_name(path: str) -> str:
+    """The name a weight is looked up by: its leaf, or ``iq/quantizer/<leaf>`` for the variables
+    of an HGQ2 quantizer (saved under ``<layer>_iq/fixed_point_quantizer_.../<leaf>``)."""
+    parts = path.split(":")[0].split("/")
+    for part in parts[:-1]:
+        m = re.search(r"_(iq|kq|bq|oq)$", part)
+        if m:
+            return f"{m.group(1)}/quantizer/{parts[-1]}"
+    return parts[-1]
 
 
 def _read_json(path: Path, weights) -> KerasModel:
