@@ -211,6 +211,8 @@ class _KerasImporter:
         self.skip_softmax = skip_softmax
         cfg = km.config.get("config", {})
         self.layers = cfg["layers"] if isinstance(cfg, dict) else cfg
+        # HGQ (v1) proxy models: plain Dense layers with quantized weights between FixedPointQuantizers.
+        self.proxy = any(str(layer.get("class_name", "")).endswith("FixedPointQuantizer") for layer in self.layers)
         for layer in self.layers:
             # Keras 3 .h5 files write registered names ("hgq>QBatchNormDense") as the class name.
             cls = str(layer.get("class_name", ""))
@@ -398,6 +400,8 @@ class _KerasImporter:
             self.activation_layer(layer)
         elif cls in ("BatchNormalization",):
             self.batchnorm(layer)
+        elif cls == "FixedPointQuantizer":
+            self.fixed_point_quantizer(layer)
         elif cls in LATER:
             self.fail(layer, f"{LATER[cls]} are not supported yet; supported layers are {', '.join(SUPPORTED)}")
         elif cls in ("Lambda", "TFOpLambda"):
@@ -418,7 +422,7 @@ class _KerasImporter:
             self.fail(layer, f"a Dense layer on a {len(xt.shape)}-D input {xt.shape} is not supported; add a Flatten before it")
         if kernel.shape[0] != xt.size:
             self.fail(layer, f"kernel of shape {kernel.shape} does not match an input of {xt.size} values")
-        quantized = cls != "Dense"
+        quantized = cls != "Dense" or self.proxy
         if cls == "QDenseBatchnorm":
             kernel, bias = self.fold_qkeras_batchnorm(layer, kernel, bias)
         follow = self.next_layer(layer)
@@ -611,7 +615,13 @@ class _KerasImporter:
         name = c["name"]
         in_frac = self.graph.tensors[self.cur].type.frac
         try:
-            if quantized:
+            if quantized and self.proxy and layer["class_name"] in ("Dense", "Conv1D", "Conv2D"):
+                # A proxy model stores its weights already quantized: take their exact values.
+                k = np.asarray(kernel, dtype=np.float64)
+                wfrac = max([precision.dyadic_frac(v) for v in k.ravel()] + [0])
+                wm = np.array([int(v * 2.0**wfrac) for v in k.ravel()], dtype=np.int64).reshape(k.shape)
+                fw = precision.exact_weights(wm, wfrac, bias, in_frac)
+            elif quantized:
                 if not c.get("kernel_quantizer") and not c.get("depthwise_quantizer"):
                     self.fail(layer, "a quantized layer without kernel_quantizer is not supported")
                 wm, wfrac = qkeras_weights(c.get("kernel_quantizer") or c.get("depthwise_quantizer"), kernel, name)
@@ -638,6 +648,23 @@ class _KerasImporter:
         if result is not None:
             self.cur = self.b.requant(name + "_result", self.cur, result, attrs={"source": "config"})
         self.float_layer = name
+
+    def fixed_point_quantizer(self, layer):
+        """HGQ (v1) proxy quantizer: every lane ``fixed<bits, integers>`` (``ufixed`` where it
+        keeps no sign; pruned where it has no bits) with the layer's rounding and overflow."""
+        c = layer["config"]
+        name = c["name"]
+        rounding, overflow = str(c.get("RND", "TRN")).upper(), str(c.get("SAT", "WRAP")).upper()
+        xt = self.graph.tensors[self.cur]
+        try:
+            k, b, i = (np.broadcast_to(self.weight(layer, key, n), (1, xt.size)).ravel() for n, key in enumerate(("keep_negative", "bits", "integers")))
+        except ValueError:
+            self.fail(layer, f"its quantizer arrays do not fit the input {xt.shape}")
+        lanes = [None if int(bb) <= 0 else str(FixedType(int(bb), int(ii), bool(kk), rounding, overflow)) for kk, bb, ii in zip(k, b, i)]
+        try:
+            self.cur = self.b.requant_lanes(name, self.cur, lanes, attrs={"source": "FixedPointQuantizer"})
+        except Exception as e:  # a mode FixedType does not know
+            self.fail(layer, str(e))
 
     def hgq_requant(self, layer, which, what):
         """The current tensor through an HGQ2 quantizer of the layer: every lane its own type
