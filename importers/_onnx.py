@@ -605,6 +605,7 @@ class _Importer:
         if wv.shape[0] != xt.size:
             self.fail(node, f"weights of shape {wv.shape} do not match an input of {xt.size} values")
         name = node.name
+        scales = None
         if wm is None and self.float_model:
             bias = np.zeros(wv.shape[1])
             if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
@@ -621,17 +622,22 @@ class _Importer:
             self.builder.errors.weights[name] = (np.abs(wv - wtype.to_float(wm)), np.zeros(wv.shape[1]))
         else:
             exps = {_pow2_exponent(float(s)) for s in np.unique(ws)}
-            if None in exps:
-                self.fail(
-                    node,
-                    "weight scales that are not powers of two are not supported yet; export with "
-                    "power-of-two scaling (Brevitas: scaling_impl_type=PO2 / restrict_scaling_type=POWER_OF_TWO)",
-                )
-            # Per-channel power-of-two scales: bring every weight to the finest common grid.
-            wfrac = -min(exps)
-            wm = wm * np.round(ws * 2.0**wfrac).astype(np.int64)
-        if xt.scale != 1.0:
-            self.fail(node, "inputs with a scale that is not a power of two are not supported yet")
+            if None in exps or xt.scale != 1.0:
+                # Scales that are not powers of two (Brevitas's default float scaling): the sums of
+                # integer weights times integer inputs are exact; the scales, one per output
+                # channel, stay in the float chain up to the next quantizer, which becomes exact
+                # integer thresholds found by running that chain as the model does.
+                ws = np.broadcast_to(np.asarray(ws, dtype=np.float64), wm.shape)
+                if not np.all(ws == ws[:1]):
+                    self.fail(node, "weight scales must be per tensor or per output channel")
+                scales = ws[0] * xt.scale
+                wfrac = 0
+            else:
+                # Per-channel power-of-two scales: bring every weight to the finest common grid.
+                wfrac = -min(exps)
+                wm = wm * np.round(ws * 2.0**wfrac).astype(np.int64)
+        if xt.scale != 1.0 and scales is None:
+            self.fail(node, "float weights after an input with a scale that is not a power of two are not supported; quantize the weights")
         weight = np.asarray(wm, dtype=np.int64)
         frac = xt.type.frac + wfrac
         lo_in, hi_in = self.bounds[x.tensor]
@@ -640,10 +646,17 @@ class _Importer:
         dense = Dense(weight, None)
         self.graph.add_node(Node(name, dense, [x.tensor], [out], {"source": node.op_type, "float_weights": w.mant is None}))
         result = _Int(out, node.output[0])
+        chain = []
+        if scales is not None:
+            self.values[name + "__scales"] = _Const(np.asarray(scales, dtype=np.float32))
+            chain.append(helper.make_node("Mul", [node.output[0] + "__acc", name + "__scales"], [node.output[0] + "__scaled"], name=name + "_scale"))
         if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
-            add = helper.make_node("Add", [node.output[0] + "__acc", node.input[2]], [node.output[0]], name=name + "_bias")
-            self.values[node.output[0]] = _Pending(result, [add])
-            # The accumulator's ONNX name differs from the Gemm output so thresholds can be probed.
+            src = chain[-1].output[0] if chain else node.output[0] + "__acc"
+            chain.append(helper.make_node("Add", [src, node.input[2]], [node.output[0]], name=name + "_bias"))
+        if chain:
+            chain[-1].output[0] = node.output[0]
+            self.values[node.output[0]] = _Pending(result, chain)
+            # The accumulator's ONNX name differs from the layer's output so thresholds can be probed.
             result.onnx_name = node.output[0] + "__acc"
         else:
             self.values[node.output[0]] = result

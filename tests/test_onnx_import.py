@@ -355,3 +355,54 @@ def test_grouped_convolutions_against_onnxruntime(tmp_path, group, cout):
     x = rng.uniform(-2, 2, (200, 4, 5, 5)).astype(np.float32)
     ref = ort.InferenceSession(str(path)).run(None, {"x": x})[0].reshape(200, -1)
     assert np.abs(design.predict(x) - ref).max() <= design.graph.error_bound
+
+
+def _brevitas_style_model(rng, batch):
+    """Brevitas's default float scaling, exported as QONNX: an 8-bit input quantizer and 4-bit
+    per-output-channel weights, all with scales that are not powers of two, a float bias, ReLU and
+    4-bit activations, and an 8-bit output quantizer."""
+    d = "qonnx.custom_op.general"
+    f = np.float32
+    w1, w2 = rng.normal(0, 0.4, (16, 12)).astype(f), rng.normal(0, 0.4, (12, 5)).astype(f)
+    s1 = (np.abs(w1).max(axis=0, keepdims=True) / 7).astype(f)
+    s2 = (np.abs(w2).max(axis=0, keepdims=True) / 7).astype(f)
+    c = {
+        "s_in": f(0.0371), "b8": f(8), "b4": f(4), "z": f(0), "w1": w1, "s1": s1, "w2": w2, "s2": s2,
+        "bias1": rng.normal(0, 0.3, 12).astype(f), "s_act": f(0.0937), "s_out": f(0.0513),
+    }  # fmt: skip
+    nodes = [
+        helper.make_node("Quant", ["x", "s_in", "z", "b8"], ["xq"], domain=d, signed=1, narrow=0, rounding_mode="ROUND", name="qin"),
+        helper.make_node("Quant", ["w1", "s1", "z", "b4"], ["w1q"], domain=d, signed=1, narrow=1, rounding_mode="ROUND", name="qw1"),
+        helper.make_node("MatMul", ["xq", "w1q"], ["h"], name="fc1"),
+        helper.make_node("Add", ["h", "bias1"], ["hb"], name="fc1_bias"),
+        helper.make_node("Relu", ["hb"], ["hr"], name="relu1"),
+        helper.make_node("Quant", ["hr", "s_act", "z", "b4"], ["a1"], domain=d, signed=0, narrow=0, rounding_mode="ROUND", name="qa1"),
+        helper.make_node("Quant", ["w2", "s2", "z", "b4"], ["w2q"], domain=d, signed=1, narrow=1, rounding_mode="ROUND", name="qw2"),
+        helper.make_node("MatMul", ["a1", "w2q"], ["o"], name="fc2"),
+        helper.make_node("Quant", ["o", "s_out", "z", "b8"], ["y"], domain=d, signed=1, narrow=0, rounding_mode="ROUND", name="qout"),
+    ]
+    g = helper.make_graph(nodes, "brevitas_float_scales", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])],
+                          initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in c.items()])  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(d, 1)])
+    model.ir_version = 8
+    return model
+
+
+def test_non_power_of_two_scales_exact_against_qonnx(tmp_path):
+    """Per-channel weight scales and an input scale that are not powers of two: exact integer
+    sums and thresholds; golden == qonnx's executor on 10,000 random inputs, RTL == golden."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+
+    from conftest import check_rtl
+
+    n = 10_000
+    design = rtlgen.convert(_brevitas_style_model(np.random.default_rng(7), 1))
+    assert [k.kind for k in design.graph.nodes] == ["Dense", "Threshold", "Dense", "Threshold"]
+    x = np.random.default_rng(8).uniform(-6, 6, (n, 16)).astype(np.float32)
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    ref = execute_onnx(ModelWrapper(_brevitas_style_model(np.random.default_rng(7), n)).transform(InferShapes()), {"x": x})["y"]
+    assert np.array_equal(design.predict(x).astype(np.float32), ref)
+    check_rtl(design, x[:200], work_dir=tmp_path)
