@@ -449,8 +449,8 @@ def _fmt_bytes(n: float) -> str:
 def jobqueue_cluster(spec: Spec, kind: str):
     """A ``dask_jobqueue`` SLURMCluster or HTCondorCluster from ``spec.cluster[kind]`` (not scaled).
 
-    Each worker runs one thread and declares its share of the job's memory as its ``memory``
-    resource; ``cluster.job_script()`` shows what would be submitted."""
+    Each worker runs one thread (``processes`` defaults to ``cores``) and declares its share of the
+    job's memory as its ``memory`` resource; ``cluster.job_script()`` shows what would be submitted."""
     try:
         import dask_jobqueue
     except ImportError:
@@ -471,16 +471,22 @@ def jobqueue_cluster(spec: Spec, kind: str):
             f"{_fmt_bytes(per_worker)}, less than limits.memory {_fmt_bytes(spec.memory)}; raise it or lower 'processes'"
         )
     extra = [str(a) for a in kw.pop("worker_extra_args", [])]
-    kw["worker_extra_args"] = extra + ["--nthreads", "1", "--resources", f"memory={per_worker}"]
+    kw["worker_extra_args"] = extra + ["--resources", f"memory={per_worker}"]
     kw.setdefault("python", sys.executable)
     try:
         return cls(**kw)
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         m = re.search(r"keyword argument '(\w+)'", str(e))
-        key = f"cluster.{kind}.{m.group(1)}" if m else f"cluster.{kind}"
-        raise SpecError(f"sweep spec key {key!r} is not an option of {cls.__name__} ({e})") from None
-    except ValueError as e:
+        if m:
+            raise SpecError(f"sweep spec key 'cluster.{kind}.{m.group(1)}' is not an option of {cls.__name__} (see dask-jobqueue's documentation)") from None
         raise SpecError(f"sweep spec section 'cluster.{kind}': {' '.join(str(e).split())}") from None
+
+
+def _check_scheduler(scheduler: str | None) -> None:
+    if scheduler is None or scheduler in SCHEDULERS:
+        return
+    if not re.match(r"^([a-z]+://)?[\w.\-\[\]:]+:\d+$", scheduler):
+        raise RtlgenError(f"--scheduler must be {', '.join(SCHEDULERS)} or a scheduler address such as tcp://host:8786, not {scheduler!r}")
 
 
 def make_cluster(spec: Spec, scheduler: str | None = None, workers: int | None = None):
@@ -518,8 +524,7 @@ def make_cluster(spec: Spec, scheduler: str | None = None, workers: int | None =
         cluster = jobqueue_cluster(spec, scheduler)
         cluster.scale(n=n or 1)
         return Client(cluster), cluster
-    if not re.match(r"^([a-z]+://)?[\w.\-\[\]:]+:\d+$", scheduler):
-        raise RtlgenError(f"--scheduler must be {', '.join(SCHEDULERS)} or a scheduler address such as tcp://host:8786, not {scheduler!r}")
+    _check_scheduler(scheduler)
     try:
         return Client(scheduler, timeout="20s"), None
     except (OSError, TimeoutError) as e:
@@ -584,22 +589,19 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _load_records(path: Path) -> dict:
-    """The last record of each point in a points file; a torn last line (a killed run) is ignored."""
+    """The last record of each point in a points file. A torn line (a run killed while writing it)
+    is skipped: its point counts as missing and runs again."""
     records = {}
     if not path.exists():
         return records
-    lines = path.read_text().splitlines()
-    for i, line in enumerate(lines):
+    for i, line in enumerate(path.read_text().splitlines()):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                log.warning("%s: ignoring a half-written last line", path)
-                continue
-            raise RtlgenError(f"{str(path)!r} line {i + 1} is not valid JSON; remove that line and resume again") from None
-        records[rec["point"]] = rec
+            records[rec["point"]] = rec
+        except (json.JSONDecodeError, KeyError, TypeError):
+            log.warning("%s line %d is not a whole record (an interrupted write); its point runs again", path, i + 1)
     return records
 
 
@@ -737,7 +739,10 @@ def run(
     if (data is not None or labels is not None) and "accuracy" not in spec.stages:
         spec.stages = tuple(s for s in STAGES if s in spec.stages or s == "accuracy")
     _check_data(spec)
+    _check_scheduler(scheduler)
     pts = points(spec)
+    if not hasattr(model, "SerializeToString") and not Path(os.fspath(model)).is_file():
+        raise RtlgenError(f"model file {str(model)!r} does not exist")
     out = Path(out).resolve()
     points_file = out / POINTS_FILE
     if points_file.exists() and not resume:
