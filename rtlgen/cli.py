@@ -499,6 +499,8 @@ def cmd_sweep(args) -> int:
         raise RtlgenError("rtlgen sweep needs Dask distributed: pip install 'rtlgen[sweep]'") from None
 
     logging.getLogger("distributed").setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    # Without a live progress bar, each finished point (and the dashboard link) is a log line.
+    logging.getLogger("rtlgen.sweep").setLevel(logging.DEBUG if args.debug else logging.INFO)
     print(f"rtlgen sweep: {args.example or model} with {spec} -> {args.output} (scheduler: {args.scheduler or 'local'})")
     res = run(
         model, spec, out=args.output, resume=args.resume or args.retry_failed, retry_failed=args.retry_failed,

@@ -691,7 +691,8 @@ class _Progress:
     def note(self, text: str) -> None:
         if self.bar is not None:
             self.bar.console.print(text)
-        log.info(text)
+        else:
+            log.info(text)
 
     def done(self, rec: dict) -> None:
         if rec["status"] == "ok":
@@ -701,7 +702,8 @@ class _Progress:
         text = f"{self.ok} ok, {self.failed} failed; last {rec['point']}"
         if self.bar is not None:
             self.bar.update(self.task, advance=1, description=text)
-        log.info("point %s: %s", rec["point"], rec["status"] if rec["status"] == "ok" else rec["error"])
+        else:
+            log.info("%d/%d point %s: %s", self.ok + self.failed, self.total, rec["point"], rec["error"] or "ok")
 
 
 def run(
@@ -805,6 +807,9 @@ def run(
                     ran.append(j["name"])
                     _append(points_file, rec)
                     bar.done(rec)
+    except KeyboardInterrupt:
+        log.warning("interrupted: %d of %d points recorded in %s; run again with --resume to finish", len(records), len(jobs), points_file)
+        raise
     finally:
         ordered = [records[j["name"]] for j in jobs if j["name"] in records]
         write_results(out, ordered, stages=spec.stages)

@@ -299,3 +299,23 @@ def test_killed_worker_is_retried(tiny, client, tmp_path):
     time.sleep(0.5)
     for p in psutil.process_iter(["cmdline"]):
         assert not any(str(out) in a for a in (p.info["cmdline"] or [])), p.info["cmdline"]
+
+
+@pytest.mark.slow
+def test_cli_sweep_with_synthesis(tmp_path, capsys):
+    """Two points of the bundled jet tagger through the command line, synthesized with Yosys."""
+    spec = tmp_path / "spec.yml"
+    spec.write_text(
+        "sweep:\n  Model: {ReuseFactor: [1, 4]}\nstages: [build, synth]\nbuild: {vectors: 10}\n"
+        "synth: {target: xc7, part: xc7a35t}\nlimits: {timeout: 1800, memory: 2GB, retries: 0}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["sweep", "--example", "jet-tagger", str(spec), "-o", str(out), "--workers", "1", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "2 points: 2 ok, 0 failed" in text and "Pareto front" in text
+    doc = json.loads((out / "results.json").read_text())
+    rf1, rf4 = doc["points"]
+    assert rf1["dsp"] == 0 and rf4["dsp"] > 0 and rf4["lut"] < rf1["lut"]
+    assert rf1["latency"] < rf4["latency"] and rf1["interval"] == 1 and rf4["interval"] == 4
+    assert set(doc["objectives"]) == {"lut", "ff", "dsp", "bram", "latency", "interval"}
+    assert "rtlgen synth" in rf1["command"] and "data:image/png;base64," in (out / "report.html").read_text()
