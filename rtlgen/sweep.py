@@ -42,6 +42,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -785,10 +786,10 @@ def run(
             with _Progress(len(todo), progress) as bar:
                 if dashboard:
                     bar.note(f"dashboard: {dashboard}")
-                futures = {}
+                futures, run_id = {}, uuid.uuid4().hex[:8]  # keys unique to this run, even on a shared client
                 for j in todo:
                     fut = client.submit(
-                        _run_point, j, key=f"rtlgen-point-{j['name']}-{digest[:8]}", pure=False,
+                        _run_point, j, key=f"rtlgen-point-{j['name']}-{run_id}", pure=False,
                         retries=spec.retries, resources=resources,
                     )  # fmt: skip
                     futures[fut] = j
@@ -824,6 +825,10 @@ def run(
     )  # fmt: skip
 
 
+def _num(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
 def summary(result: SweepResult) -> str:
     """What the command line prints after a sweep: counts, the Pareto table, the best points."""
     from ._sweep_report import TITLES, format_rows, objectives, table
@@ -841,8 +846,11 @@ def summary(result: SweepResult) -> str:
         lines.append(format_rows(table(recs, set(result.pareto)), indent="    "))
         by_name = {r["point"]: r for r in recs}
         lines.append("  best per objective (and the command that rebuilds it):\n")
+        winners: dict = {}
         for k, name in result.best.items():
-            lines.append(f"    {TITLES[k].split(' (')[0]}: {by_name[name][k]} at {name}\n      {by_name[name]['command']}\n")
+            winners.setdefault(name, []).append(f"{TITLES[k].split(' (')[0]} {_num(by_name[name][k])}")
+        for name, wins in winners.items():
+            lines.append(f"    {', '.join(wins)}: {name}\n      {by_name[name]['command']}\n")
     out = result.out
     lines.append(f"  written: {out / 'results.csv'}, {out / 'results.json'}, {out / 'report.html'}, {out / POINTS_FILE}\n")
     return "".join(lines)

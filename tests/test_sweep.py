@@ -306,7 +306,7 @@ def test_cli_sweep_with_synthesis(tmp_path, capsys):
     """Two points of the bundled jet tagger through the command line, synthesized with Yosys."""
     spec = tmp_path / "spec.yml"
     spec.write_text(
-        "sweep:\n  Model: {ReuseFactor: [1, 4]}\nstages: [build, synth]\nbuild: {vectors: 10}\n"
+        "sweep:\n  Model: {ReuseFactor: [1, 4]}\nstages: [build, sim, synth]\nbuild: {vectors: 10}\nsim: {vectors: 200}\n"
         "synth: {target: xc7, part: xc7a35t}\nlimits: {timeout: 1800, memory: 2GB, retries: 0}\n"
     )
     out = tmp_path / "out"
@@ -315,6 +315,7 @@ def test_cli_sweep_with_synthesis(tmp_path, capsys):
     assert "2 points: 2 ok, 0 failed" in text and "Pareto front" in text
     doc = json.loads((out / "results.json").read_text())
     rf1, rf4 = doc["points"]
+    assert rf1["sim_mismatches"] == rf4["sim_mismatches"] == 0
     assert rf1["dsp"] == 0 and rf4["dsp"] > 0 and rf4["lut"] < rf1["lut"]
     assert rf1["latency"] < rf4["latency"] and rf1["interval"] == 1 and rf4["interval"] == 4
     assert set(doc["objectives"]) == {"lut", "ff", "dsp", "bram", "latency", "interval"}
