@@ -7,7 +7,7 @@ combination is a *point*, built, checked and synthesized as one Dask task::
       Model: {ReuseFactor: [1, 2, 4], Precision: ["fixed<16,6>", "fixed<8,3>"]}
       IOType: [io_parallel, io_stream]
       LayerName: {fc0: {ReuseFactor: [1, 8]}}
-    config: {Model: {Strategy: Latency}}   # applied to every point (optional)
+    config: {Model: {Strategy: Latency}}   # applied to every point (or a YAML file's path; optional)
     stages: [build, accuracy, sim, synth]  # build always runs first
     build: {vectors: 100, skip_softmax: false}
     accuracy: {data: x.npy, labels: y.npy, limit: 10000}
@@ -213,7 +213,17 @@ def load_spec(source, *, base_dir=None) -> Spec:
     if "sweep" not in data:
         raise SpecError("sweep spec has no 'sweep' section; list values per key, e.g. sweep: {Model: {ReuseFactor: [1, 2, 4]}}")
     spec = Spec(axes=_axes(_mapping("sweep", data["sweep"])))
-    spec.config = _mapping("config", data.get("config") or {})
+    config = data.get("config") or {}
+    if isinstance(config, str):  # an hls4ml-style configuration file
+        path = base_dir / config
+        try:
+            config = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise SpecError(f"sweep spec key 'config': cannot read {str(path)!r} ({' '.join(str(e).split())})") from None
+    config = _mapping("config", config)
+    if isinstance(config.get("HLSConfig"), dict):  # an hls4ml project file: swept keys go beside its own
+        config = {**{k: v for k, v in config.items() if k == "IOType"}, **config["HLSConfig"]}
+    spec.config = config
     stages = _values("stages", data.get("stages", ["build"]))
     for s in stages:
         if s not in STAGES:
@@ -242,8 +252,10 @@ def load_spec(source, *, base_dir=None) -> Spec:
     y["target"] = y.get("target", "xc7")
     y["part"] = y.get("part")
     y["dsp"] = bool(y.get("dsp", True))
-    from .synth import find_part
+    from .synth import TARGETS, find_part
 
+    if y["target"] not in TARGETS:
+        raise SpecError(f"sweep spec key 'synth.target' must be one of {', '.join(TARGETS)}, not {y['target']!r}")
     try:
         y["part"] = find_part(y["target"], y["part"]).name if y["part"] else None
     except ValueError as e:

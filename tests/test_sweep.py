@@ -90,6 +90,13 @@ def test_points_of_a_spec():
     assert len({p["name"] for p in pts}) == 8
 
 
+def test_base_config_from_an_hls4ml_file(tmp_path):
+    (tmp_path / "hls4ml.yml").write_text("HLSConfig:\n  Model: {Strategy: Resource, Precision: 'fixed<8,3>'}\nIOType: io_stream\nPart: xc7a35t\n")
+    (tmp_path / "spec.yml").write_text("sweep:\n  Model: {ReuseFactor: [1, 2]}\nconfig: hls4ml.yml\n")
+    pts = points(load_spec(tmp_path / "spec.yml"))
+    assert pts[1]["config"] == {"IOType": "io_stream", "Model": {"Strategy": "Resource", "Precision": "fixed<8,3>", "ReuseFactor": 2}}
+
+
 def test_parallel_equals_serial(parallel, tiny, tmp_path):
     c1, cluster1 = _cluster(1)
     try:
@@ -203,6 +210,8 @@ def test_resume_reruns_only_missing_points(parallel, tiny, client, tmp_path):
          r"sweep spec key 'cluster.kubernetes' is unknown; expected one of local, slurm, htcondor"),
         ({"sweep": {"Model": {"ReuseFactor": [1]}}, "stages": ["accuracy"]},
          r"stage 'accuracy' needs data and labels: --data x.npy --labels y.npy, or accuracy: \{data: ..., labels: ...\} in the spec"),
+        ({"sweep": {"Model": {"ReuseFactor": [1]}}, "synth": {"target": "xc9"}},
+         r"sweep spec key 'synth.target' must be one of xc7, xcup, ice40, not 'xc9'"),
         ({"config": {"Model": {"ReuseFactor": 2}}},
          r"sweep spec has no 'sweep' section; list values per key, e.g. sweep: \{Model: \{ReuseFactor: \[1, 2, 4\]\}\}"),
     ],
