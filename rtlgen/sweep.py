@@ -21,8 +21,9 @@ Each stage of a point runs as a subprocess with the point's remaining time (``li
 seconds per point); tasks declare ``limits.memory`` of the workers' ``memory`` resource, so a worker
 never runs more points than its memory holds. Artefacts stay in ``OUT/points/<point>/``; each
 finished point appends one JSON line to ``OUT/points.jsonl``, so ``resume=True`` reruns only the
-points that are missing. Transient failures (timeouts, crashes, lost workers) are retried
-``limits.retries`` times; user errors (exit status 2, e.g. an impossible reuse factor) fail the same
+points that are missing. Timeouts and crashes are retried ``limits.retries`` times, and a point
+whose worker dies runs again elsewhere (Dask's ``distributed.scheduler.allowed-failures`` times,
+3 by default); user errors (exit status 2, e.g. an impossible reuse factor) fail the same
 way every time and are recorded at once. At the end ``OUT/results.csv``, ``results.json`` and
 ``report.html`` (the Pareto front) are written.
 """
