@@ -1,4 +1,4 @@
-"""The ``rtlgen`` command line: build, sim, synth, report, profile, trace, config, boards.
+"""The ``rtlgen`` command line: build, sim, synth, report, profile, trace, config, boards, sweep.
 
 User errors print one ``error: ...`` line and exit with status 2 (no traceback unless ``--debug``);
 a simulation with mismatches exits with status 1.
@@ -478,6 +478,39 @@ def cmd_boards(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import run, summary
+
+    if args.example:
+        if len(args.paths) != 1:
+            raise RtlgenError("with --example NAME give only the spec: rtlgen sweep --example jet-tagger SPEC.yml -o OUT")
+        from .examples import example_model
+
+        model, spec = example_model(args.example), args.paths[0]
+    elif len(args.paths) != 2:
+        raise RtlgenError("give a model file and a sweep spec: rtlgen sweep MODEL SPEC.yml -o OUT (or --example NAME SPEC.yml)")
+    else:
+        model, spec = args.paths
+    if args.workers is not None and args.workers < 1:
+        raise RtlgenError(f"--workers must be a positive integer, not {args.workers}")
+    try:
+        import distributed  # noqa: F401  (configures its loggers on import; quiet them unless --debug)
+    except ImportError:
+        raise RtlgenError("rtlgen sweep needs Dask distributed: pip install 'rtlgen[sweep]'") from None
+
+    logging.getLogger("distributed").setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    # Without a live progress bar, each finished point (and the dashboard link) is a log line.
+    logging.getLogger("rtlgen.sweep").setLevel(logging.DEBUG if args.debug else logging.INFO)
+    print(f"rtlgen sweep: {args.example or model} with {spec} -> {args.output} (scheduler: {args.scheduler or 'local'})")
+    res = run(
+        model, spec, out=args.output, resume=args.resume or args.retry_failed, retry_failed=args.retry_failed,
+        data=args.data, labels=args.labels, scheduler=args.scheduler, workers=args.workers,
+        progress=False if args.no_progress else None,
+    )  # fmt: skip
+    sys.stdout.write(summary(res))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rtlgen", description="Quantized neural networks to bit-exact Verilog.")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
@@ -558,6 +591,19 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, help="use only the first N samples")
     t.add_argument("-o", "--output", help="write every traced tensor to this .npz")
     t.set_defaults(func=cmd_trace)
+
+    w = sub.add_parser("sweep", help="build, check and synthesize every combination of a sweep spec on Dask")
+    w.add_argument("paths", nargs="+", metavar="MODEL SPEC.yml", help="model file and sweep spec (only the spec with --example)")
+    w.add_argument("--example", help="sweep a bundled example model instead (jet-tagger)")
+    w.add_argument("-o", "--output", required=True, help="output directory (points, results, report.html)")
+    w.add_argument("--scheduler", help="local (default), slurm, htcondor, or a Dask scheduler address")
+    w.add_argument("--workers", type=int, help="workers (local) or worker processes to request (slurm, htcondor)")
+    w.add_argument("--resume", action="store_true", help="continue a sweep in OUTPUT: run only points not yet recorded")
+    w.add_argument("--retry-failed", action="store_true", help="resume, and also rerun the points recorded as failed")
+    w.add_argument("--data", help=".npy of network inputs for the accuracy stage")
+    w.add_argument("--labels", help=".npy of class indices (or one-hot rows) for --data")
+    w.add_argument("--no-progress", action="store_true", help="no live progress bar")
+    w.set_defaults(func=cmd_sweep)
     return p
 
 
