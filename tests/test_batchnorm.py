@@ -116,10 +116,11 @@ def test_pytorch_style_conv_bn_relu_avgpool_against_onnxruntime(tmp_path):
 
 @pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
 def test_batchnorm_blocks_rtl_equals_golden(tmp_path, io_type):
-    model = _randomize(_keras_models()["bn-first"])
-    design = rtlgen.convert(model, {**CFG, "IOType": io_type})
-    x = np.random.default_rng(3).uniform(-2, 2, (40, *model.input_shape[1:])).astype(np.float32)
-    check_rtl(design, x, work_dir=tmp_path / "keras")
+    for name in ("bn-first", "conv-bn-relu"):
+        model = _randomize(_keras_models()[name])
+        design = rtlgen.convert(model, {**CFG, "IOType": io_type})
+        x = np.random.default_rng(3).uniform(-2, 2, (40, *model.input_shape[1:])).astype(np.float32)
+        check_rtl(design, x, work_dir=tmp_path / name)
     onnx_design = rtlgen.convert(_pytorch_style_onnx(tmp_path / "t.onnx"), {**CFG, "IOType": io_type})
     xo = np.random.default_rng(4).uniform(-2, 2, (40, 2, 4, 4)).astype(np.float32)
     check_rtl(onnx_design, xo, work_dir=tmp_path / "onnx")
