@@ -328,6 +328,7 @@ def write(pkg_dir, board, design, build_dir) -> None:
     """Fill ``pkg_dir`` (see the module docstring); run the tools when installed and record the
     bitstream, Fmax against the board clock and the resources in ``build_dir/report.json``."""
     from amaranth.hdl import Elaboratable, Module
+    from amaranth.lib import io
 
     pkg, build_dir = Path(pkg_dir), Path(build_dir)
     link = link_for(design, board)
@@ -342,9 +343,11 @@ def write(pkg_dir, board, design, build_dir) -> None:
     class PinTop(Elaboratable):
         def elaborate(self, platform):
             m = Module()
-            uart = platform.request("uart", 0)
+            uart = platform.request("uart", 0, dir="-")
+            m.submodules.rx_buf = rx_buf = io.Buffer("i", uart.rx)
+            m.submodules.tx_buf = tx_buf = io.Buffer("o", uart.tx)
             m.submodules.bridged = bridged
-            m.d.comb += [bridged.rx.eq(uart.rx.i), uart.tx.o.eq(bridged.tx)]
+            m.d.comb += [bridged.rx.eq(rx_buf.i), tx_buf.o.eq(bridged.tx)]
             return m
 
     platform = _platform(board)()

@@ -209,6 +209,8 @@ def assess(
     })  # fmt: skip
 
     boards = report.get("boards") or {}
+    if board is None and target == "sim" and len(boards) == 1:
+        board = next(iter(boards))  # the build's one board: its clock and resources
     if board is None and target == "uart":
         ice = [name for name in boards if (out / "boards" / name / "uart.json").exists()]
         if len(ice) != 1:
