@@ -500,7 +500,8 @@ def cmd_assess(args) -> int:
 
         model = example_model(args.example)
     print(f"rtlgen assess: {out} on {len(x)} samples of {args.data} (target {' '.join(args.target)})")
-    a = assess(out, x, labels, target=target, port=port, board=args.board, model=model, simulator=args.simulator)
+    a = assess(out, x, labels, target=target, port=port, board=args.board, model=model, simulator=args.simulator,
+               simulate=not args.no_sim)  # fmt: skip
     for line in format_table(a):
         print(f"  {line}")
     print(f"  written to {out / 'report.json'} and {out / 'report.html'}")
@@ -611,6 +612,7 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--example", help="the bundled example the build was made from (its model is the source)")
     a.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
     a.add_argument("--limit", type=int, help="use only the first N samples")
+    a.add_argument("--no-sim", action="store_true", help="leave out the RTL simulation (with --target uart: the board alone)")
     a.set_defaults(func=cmd_assess)
 
     bl = sub.add_parser("boards", help="list the boards a build can be deployed to")
