@@ -203,11 +203,14 @@ class Client:
         self._buf = bytearray()
         self.stats = Stats()
 
-    def run(self, samples) -> np.ndarray:
-        """Outputs ``(N, out_values)`` (mantissas) for input mantissas ``(N, in_values)``."""
+    def run(self, samples, *, design=None) -> np.ndarray:
+        """Outputs ``(N, out_values)`` (mantissas) for input mantissas ``(N, in_values)``, or for
+        float network inputs when the ``design`` is given (quantized as the hardware's input)."""
         m = np.asarray(samples)
         if m.dtype.kind not in "iu":
-            raise BridgeError(f"samples must be integer input mantissas, not {m.dtype} (quantize floats with design.quantize_input)")
+            if design is None:
+                raise BridgeError(f"samples must be integer input mantissas, not {m.dtype}; give design= to send float inputs")
+            m = design.quantize_input(m)
         m = m.reshape(len(m), -1)
         n = len(m)
         self.stats = st = Stats()

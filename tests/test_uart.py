@@ -97,8 +97,16 @@ def test_client_window_retry_and_timeout():
 
     with pytest.raises(BridgeError, match=r"^no reply from the board for 0.01 s; check the port, the baud rate \(115200\) and that the bitstream is loaded$"):
         Client(Silent(), link, timeout=0.01).run(x[:1])
-    with pytest.raises(BridgeError, match=r"^samples must be integer input mantissas, not float64"):
+    with pytest.raises(BridgeError, match=r"^samples must be integer input mantissas, not float64; give design= to send float inputs$"):
         Client(Silent(), link).run(x.astype(float))
+
+    class Doubling:  # quantize_input of a design whose input type has one fractional bit
+        def quantize_input(self, v):
+            return np.round(np.asarray(v) * 2).astype(np.int64)
+
+    board = _FakeBoard(link, 3)
+    board.flip = set()
+    assert np.array_equal(Client(board, link).run(x[:4] / 2.0, design=Doubling()), 2 * x[:4])
 
 
 # -- the board top in cocotb ---------------------------------------------------------------------
