@@ -272,6 +272,9 @@ def check(board, design) -> None:
     part = board.resources()
     over = _over(est, part)
     if over:
+        alt = _estimates.get(design, {}).get((board.name, False))
+        if est["dsp"] and alt is not None:
+            over[-1] += f" (with multipliers built from logic instead, about {logic_cells(alt['total'])} logic cells)"
         raise BoardFitError(
             f"{design.top_name} does not fit the {board.title} ({part.name}: {part.lut} logic cells, {part.dsp} DSPs, "
             f"{part.bram:g} block RAMs): the Yosys estimate needs {' and '.join(over)}; {_advice(design, board, est)}"

@@ -94,7 +94,10 @@ def test_dsp_shortage_names_the_reuse_factor_that_fits(tmp_path):
     built from logic, more cells than the device; reuse 64 needs 6."""
     _needs_boards()
     d = rtlgen.convert(qonnx_mlp((16, 16, 5), seed=1, name="mlp16"), {"Model": {"ReuseFactor": 16}})
-    with pytest.raises(ice40.BoardFitError, match=r"the Yosys estimate needs about \d+ logic cells .*--reuse 64 needs 6 multipliers, within the 8 DSPs$"):
+    with pytest.raises(ice40.BoardFitError, match=(
+        r"^mlp16 does not fit the 1BitSquared iCEBreaker \(ice40up5k: 5280 logic cells, 8 DSPs, 30 block RAMs\): the Yosys "
+        r"estimate needs 21 DSPs \(with multipliers built from logic instead, about \d{4} logic cells\); .*"
+        r"--reuse 64 needs 6 multipliers, within the 8 DSPs$")):
         ice40.check(get_board("icebreaker"), d)
 
 
