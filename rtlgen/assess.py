@@ -126,14 +126,14 @@ def _resources(report: dict, board_entry: dict | None, board) -> dict | None:
         part = board.resources()
         used = board_entry.get("used") or {}
         if used:
-            counts = {"lut": used.get("ICESTORM_LC", 0), "dsp": used.get("ICESTORM_DSP", 0), "bram": used.get("ICESTORM_RAM", 0)}
-            src = f"{board.name}: network and UART bridge placed and routed (nextpnr); lut = logic cells"
+            counts = {"lc": used.get("ICESTORM_LC", 0), "dsp": used.get("ICESTORM_DSP", 0), "bram": used.get("ICESTORM_RAM", 0)}
+            src = f"{board.name}: network and UART bridge placed and routed (nextpnr); LC = logic cells"
         elif board_entry.get("estimate"):
             counts = {k: board_entry["estimate"]["total"][k] for k in keys}
             src = f"{board.name}: network and UART bridge, Yosys estimate"
         else:
             return None
-        avail = {"lut": part.lut, "ff": part.ff, "dsp": part.dsp, "bram": part.bram, "carry": part.carry}
+        avail = {"lc": part.lut, "lut": part.lut, "ff": part.ff, "dsp": part.dsp, "bram": part.bram, "carry": part.carry}
         util = {k: round(100.0 * v / avail[k], 2) if avail.get(k) else None for k, v in counts.items()}
         return {"source": src, "part": part.name, "used": counts, "available": {k: avail[k] for k in counts}, "utilisation": util}
     synth = report.get("synthesis") or {}
@@ -256,6 +256,9 @@ def assess(
     timing = {"latency_cycles": lat, "interval_cycles": ii, "clock_mhz": clock, "clock_source": clock_src,
               "latency_ns": round(1000.0 * lat / clock, 2) if clock else None,
               "samples_per_second": round(1e6 * clock / ii, 1) if clock else None}  # fmt: skip
+    if board_entry and board_entry.get("fmax_mhz") and clock != board_entry["fmax_mhz"]:
+        timing["fmax_mhz"] = board_entry["fmax_mhz"]
+        timing["latency_ns_at_fmax"] = round(1000.0 * lat / board_entry["fmax_mhz"], 2)
     if board_entry and board_entry.get("baud"):
         from .boards.uart import Link
 
@@ -304,7 +307,8 @@ def format_table(a: dict) -> list[str]:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
     t = a["timing"]
     if t["clock_mhz"]:
-        lines.append(f"latency     {t['latency_cycles']} cycles = {t['latency_ns']:g} ns at {t['clock_mhz']:g} MHz ({t['clock_source']})")
+        lines.append(f"latency     {t['latency_cycles']} cycles = {t['latency_ns']:g} ns at {t['clock_mhz']:g} MHz ({t['clock_source']})"
+                     + (f"; {t['latency_ns_at_fmax']:g} ns at Fmax" if t.get("latency_ns_at_fmax") else ""))
         lines.append(f"throughput  one sample per {t['interval_cycles']} cycle(s) = {t['samples_per_second']:,.0f} samples/s at {t['clock_mhz']:g} MHz")
     else:
         lines.append(f"latency     {t['latency_cycles']} cycles (no clock measured yet: run rtlgen synth or build for a board)")
@@ -319,7 +323,7 @@ def format_table(a: dict) -> list[str]:
             lines.append(f"board       {r['samples_per_second']:,.0f} samples/s measured, {r['rejected']} frame(s) rejected and resent")
     res = a.get("resources")
     if res:
-        keys = [k for k in ("lut", "ff", "dsp", "bram", "carry") if res["used"].get(k) is not None]
+        keys = [k for k in ("lc", "lut", "ff", "dsp", "bram", "carry") if res["used"].get(k) is not None]
         util = res.get("utilisation") or {}
         parts = [f"{k.upper()} {res['used'][k]:g}" + (f" ({util[k]:g} %)" if util.get(k) is not None else "") for k in keys]
         lines.append(f"resources   {', '.join(parts)} of the {res['part']} [{res['source']}]")
