@@ -115,7 +115,20 @@ async def uart_bridge(dut):
     cocotb.start_soon(port.drive())
     cocotb.start_soon(port.listen())
     results = {}
+    stalls = {"input": 0, "output": 0}
 
+    async def watch():
+        """Sample the bridge's two streams to the network every bit period: how often the
+        network held a waiting input beat (it was slower than the line) or an output beat
+        waited for the return line."""
+        while True:
+            await ClockCycles(dut.clk, d)
+            if int(dut.samples__valid.value) and not int(dut.samples__ready.value):
+                stalls["input"] += 1
+            if int(dut.results__valid.value) and not int(dut.results__ready.value):
+                stalls["output"] += 1
+
+    cocotb.start_soon(watch())
     client = Client(port, link, timeout=case.get("timeout", 0.05), retries=2, clock=port.seconds)
     out = await bridge(client.run)(x)
     st = client.stats
@@ -129,6 +142,7 @@ async def uart_bridge(dut):
         "held_seconds": st.held_seconds, "dropped_reports": st.dropped_reports,
     }  # fmt: skip
     results["flipped"] = port.flipped
+    results["stalls"] = dict(stalls)
     results["cycles"] = port.cycles
 
     # A sender that ignores the window: frames back to back, then read whatever comes back.
