@@ -249,7 +249,14 @@ def _advice(design, board, est) -> str:
             return text + f"; --reuse {r} needs {need(r)} multipliers, within the {part.dsp} DSPs"
     share = sum(r.get("lut", 0) for n, r in est["core"].get("layers", {}).items() if n in weighted)
     budget = part.lut - (logic_cells(est["total"]) - share)
-    if weighted and share and budget > 0:
+    if budget <= 0:
+        from . import BOARDS
+
+        bigger = sorted((b for b in BOARDS.values() if b.vendor == "lattice" and b.resources().lut > part.lut), key=lambda b: b.resources().lut)
+        text += f"; the rest (the UART bridge, layers without weights, flip-flops) needs about {part.lut - budget:.0f} logic cells alone"
+        if bigger:
+            text += "; larger boards: " + ", ".join(f"{b.name} ({b.resources().lut} logic cells)" for b in bigger)
+    elif weighted and share:
         r = reuse_now
         while share * reuse_now / r > budget and r < limit:
             r *= 2

@@ -79,6 +79,13 @@ def test_does_not_fit_before_anything_is_written(small_design, tmp_path, monkeyp
         r"this run: an estimate\)$")):  # fmt: skip
         small_design.write(tmp_path / "out", boards=["icestick"])
     assert not (tmp_path / "out").exists() and list(tmp_path.iterdir()) == []
+    # When what no reuse factor shrinks is already too much, a larger board is the answer.
+    fake["bridge"] = {"lut": 900, "ff": 900, "dsp": 0, "bram": 1, "carry": 20}
+    fake["total"] = {"lut": 2400, "ff": 1200, "dsp": 0, "bram": 1, "carry": 30}
+    with pytest.raises(ice40.BoardFitError, match=(
+        r"; the rest \(the UART bridge, layers without weights, flip-flops\) needs about 1780 logic cells alone; "
+        r"larger boards: icebreaker \(5280 logic cells\), ice40-hx8k \(7680 logic cells\)$")):  # fmt: skip
+        ice40.check(get_board("icestick"), small_design)
     assert main(["build", "--example", "jet-tagger", "-o", str(tmp_path / "jt"), "--board", "icestick"]) == 2
     assert not (tmp_path / "jt").exists()
 
