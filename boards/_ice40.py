@@ -12,7 +12,8 @@
 
 Amaranth finds the tools through ``YOSYS``, ``NEXTPNR_ICE40`` and ``ICEPACK``; the YoWASP builds
 from PyPI are used when those are unset. ``RTLGEN_BOARD_TOOLS=0`` writes the plan without running
-it. Before anything is written, :func:`check` estimates the design on the board's part with Yosys
+it; ``RTLGEN_UART_BAUD`` sets the baud rate (default: the board's, 115200). Before anything is
+written, :func:`check` estimates the design on the board's part with Yosys
 (the network per layer, as ``rtlgen synth --target ice40``, plus the bridge) and refuses a design
 that does not fit, saying which reuse factor or interface would.
 """
@@ -60,7 +61,18 @@ def link_for(design, board, *, baud: int | None = None, window: int | None = Non
     frame = 1 + g["in_lanes"] * g["in_bytes"] * g["in_beats"]
     if window is None:
         window = 4 if 4 * frame < 512 else 2
-    return Link.for_design(design, window=window, baud=baud or board.uart_baud, clock_hz=board.clock_mhz * 1e6)
+    if baud is None:
+        env = os.environ.get("RTLGEN_UART_BAUD", "").strip()
+        baud = board.uart_baud
+        if env:
+            top = int(board.clock_mhz * 1e6) // 4
+            if not env.isdigit() or not 1200 <= int(env) <= top:
+                raise RtlgenError(
+                    f"RTLGEN_UART_BAUD must be a baud rate from 1200 to {top} (a bit of at least 4 cycles of the "
+                    f"{board.clock_mhz:g} MHz clock), not {env!r}"
+                )
+            baud = int(env)
+    return Link.for_design(design, window=window, baud=baud, clock_hz=board.clock_mhz * 1e6)
 
 
 def _bridged(design, link: Link, divisor: int | None = None):

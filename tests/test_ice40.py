@@ -90,6 +90,16 @@ def test_does_not_fit_before_anything_is_written(small_design, tmp_path, monkeyp
     assert not (tmp_path / "jt").exists()
 
 
+def test_baud_rate(small_design, monkeypatch):
+    board = get_board("icebreaker")
+    monkeypatch.setenv("RTLGEN_UART_BAUD", "1000000")
+    link = ice40.link_for(small_design, board)
+    assert (link.baud, link.divisor) == (1_000_000, 12)
+    monkeypatch.setenv("RTLGEN_UART_BAUD", "6000000")
+    with pytest.raises(rtlgen.RtlgenError, match=r"^RTLGEN_UART_BAUD must be a baud rate from 1200 to 3000000 \(a bit of at least 4 cycles of the 12 MHz clock\), not '6000000'$"):
+        ice40.link_for(small_design, board)
+
+
 def test_unknown_board_and_missing_build(tmp_path, capsys):
     assert main(["deploy", str(tmp_path), "--board", "icebreaker"]) == 2
     assert "is not an rtlgen build directory" in capsys.readouterr().err
