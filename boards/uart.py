@@ -232,7 +232,12 @@ class Client:
                 seq = (seq + 1) & 0xFF
             st.max_outstanding = max(st.max_outstanding, len(pending))
             held = self._clock() if todo else None
-            status, rseq, payload = self.reply()
+            try:
+                status, rseq, payload = self.reply()
+            except BridgeError as e:
+                waiting = ", ".join(str(i) for i in pending.values())
+                lost = f"; {st.dropped_reports} rejection(s) went unreported" if st.dropped_reports else ""
+                raise BridgeError(f"{e} (samples {waiting} unanswered{lost})") from None
             if held is not None:
                 st.held_seconds += self._clock() - held
             if status & DROPPED:

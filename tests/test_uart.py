@@ -95,8 +95,8 @@ def test_client_window_retry_and_timeout():
         def read(self, n):
             return b""
 
-    with pytest.raises(BridgeError, match=r"^no reply from the board for 0.01 s; check the port, the baud rate \(115200\) and that the bitstream is loaded$"):
-        Client(Silent(), link, timeout=0.01).run(x[:1])
+    with pytest.raises(BridgeError, match=r"^no reply from the board for 0.01 s; check the port, the baud rate \(115200\) and that the bitstream is loaded \(samples 0, 1, 2 unanswered\)$"):
+        Client(Silent(), link, timeout=0.01).run(x[:5])
     with pytest.raises(BridgeError, match=r"^samples must be integer input mantissas, not float64; give design= to send float inputs$"):
         Client(Silent(), link).run(x.astype(float))
 
