@@ -26,7 +26,7 @@ __all__ = ["assess", "format_table", "AssessError", "TARGETS"]
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("sim", "uart")
+TARGETS = ("sim", "uart", "uart-sim")
 
 
 class AssessError(RtlgenError):
@@ -153,8 +153,10 @@ def assess(
     """Assess the build in ``build_dir`` on inputs ``x`` (floats, or integer input mantissas) and
     return the ``assessment`` dict that is also written into its ``report.json``.
 
-    ``target``: ``"sim"`` (the RTL in a simulator) or ``"uart"`` (the board on serial ``port``,
-    a device or a pyserial URL, through ``boards/<board>/``; both are also simulated). ``model``:
+    ``target``: ``"sim"`` (the RTL in a simulator), ``"uart"`` (the board on serial ``port``,
+    a device or a pyserial URL, through ``boards/<board>/``) or ``"uart-sim"`` (the complete
+    board top with its UART bridge in simulation, driven by the host client; a few clock cycles
+    per bit). ``model``:
     the source model (path or ``onnx.ModelProto``) for the framework row. ``simulate=False``
     leaves out the RTL simulation (a board-only run).
     """
@@ -226,9 +228,18 @@ def assess(
 
         board_obj = get_board(board)
         board_entry = boards.get(board_obj.name)
-        if board_entry is None:
+        if board_entry is None and target == "uart":
             raise AssessError(f"this build has no package for board {board_obj.name!r}; run rtlgen deploy {out} --board {board_obj.name}")
-    uart = None
+    def board_row(stage, outs, extra):
+        exact = np.all(outs == gold_int, axis=1)
+        # The golden model's classes where the board agrees bit for bit; elsewhere the board's
+        # own mantissas through the output type.
+        cls = np.where(exact, golden_classes, _classes(design.output_tensor.type.to_float(outs).reshape(n, -1)))
+        rows.append({
+            "stage": stage, "accuracy": acc(cls), "agreement": float(np.mean(exact)),
+            "agreement_kind": "bit-exact samples", "mismatches": int(np.sum(~exact)), **extra,
+        })  # fmt: skip
+
     if target == "uart":
         if port is None:
             raise AssessError("--target uart needs the serial port, e.g. --target uart /dev/ttyUSB1")
@@ -237,18 +248,16 @@ def assess(
         link = Link.load(out / "boards" / board_obj.name / "uart.json")
         client = Client(open_port(port, link), link, timeout=timeout)
         outs = client.run(m)
-        exact = np.all(outs == gold_int, axis=1)
         st = client.stats
-        uart = {"samples_per_second": round(n / st.seconds, 1) if st.seconds else None, "rejected": len(st.rejected), "retries": st.retries}
-        board_float = design.output_tensor.type.to_float(outs) if integer else None
-        cls = _classes(board_float.reshape(n, -1)) if board_float is not None else None
-        if cls is None:
-            # The golden model's float outputs where the board agrees bit for bit; the board's
-            # own mantissas through the output type elsewhere (same ordering of classes).
-            cls = np.where(exact, golden_classes, _classes(design.output_tensor.type.to_float(outs).reshape(n, -1)))
-        rows.append({
-            "stage": f"board {board_obj.name} ({port})", "accuracy": acc(cls), "agreement": float(np.mean(exact)),
-            "agreement_kind": "bit-exact samples", "mismatches": int(np.sum(~exact)), **uart,
+        board_row(f"board {board_obj.name} ({port})", outs, {
+            "samples_per_second": round(n / st.seconds, 1) if st.seconds else None, "rejected": len(st.rejected), "retries": st.retries,
+        })  # fmt: skip
+    elif target == "uart-sim":
+        from .boards import uart_sim
+
+        res = uart_sim.run(design, m, out / "assess" / "uart-sim", board=board_obj.name if board_obj else "icebreaker")
+        board_row("board top, simulated (UART bridge, host client)", res["outputs"], {
+            "rejected": len(res["stats"]["rejected"]), "retries": res["stats"]["retries"],
         })  # fmt: skip
 
     clock, clock_src = _clock(report, board_entry)

@@ -486,14 +486,14 @@ def cmd_assess(args) -> int:
         x = x[: args.limit]
         labels = None if labels is None else labels[: args.limit]
     target, port = args.target[0], None
-    if target not in ("sim", "uart"):
-        raise RtlgenError(f"--target must be 'sim' or 'uart PORT', not {target!r}")
+    if target not in ("sim", "uart", "uart-sim"):
+        raise RtlgenError(f"--target must be 'sim', 'uart PORT' or 'uart-sim', not {target!r}")
     if target == "uart":
         if len(args.target) != 2:
             raise RtlgenError("--target uart needs the serial port: --target uart /dev/ttyUSB1")
         port = args.target[1]
     elif len(args.target) != 1:
-        raise RtlgenError(f"--target sim takes no argument, not {' '.join(args.target[1:])!r}")
+        raise RtlgenError(f"--target {target} takes no argument, not {' '.join(args.target[1:])!r}")
     model = args.model
     if args.example:
         from .examples import example_model
@@ -605,8 +605,9 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("out", help="build directory")
     a.add_argument("--data", required=True, help=".npy of network inputs, batch first (floats, or integer input mantissas)")
     a.add_argument("--labels", help=".npy of class indices (N,) or one-hot rows (N, classes)")
-    a.add_argument("--target", nargs="+", default=["sim"], metavar="sim|uart PORT",
-                   help="sim (default): the RTL in a simulator; uart PORT: also the board over its UART bridge")  # fmt: skip
+    a.add_argument("--target", nargs="+", default=["sim"], metavar="sim|uart PORT|uart-sim",
+                   help="sim (default): the RTL in a simulator; uart PORT: also the board over its UART bridge; "
+                        "uart-sim: also the board top with its UART bridge in simulation, driven by the host client")  # fmt: skip
     a.add_argument("--board", help="board package to use (default: the build's only UART board package)")
     a.add_argument("--model", help="the source model file, for the framework row")
     a.add_argument("--example", help="the bundled example the build was made from (its model is the source)")

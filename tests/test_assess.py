@@ -39,19 +39,21 @@ def test_assess_sim_cli(built, capsys):
     if "verilator" not in available_simulators():
         pytest.skip("verilator is not available")
     tmp, out, design, x, labels = built
-    assert main(["assess", str(out), "--data", str(tmp / "x.npy"), "--labels", str(tmp / "y.npy"), "--model", str(tmp / "small.onnx")]) == 0
+    args = ["assess", str(out), "--data", str(tmp / "x.npy"), "--labels", str(tmp / "y.npy"), "--model", str(tmp / "small.onnx")]
+    assert main([*args, "--target", "uart-sim"]) == 0
     text = capsys.readouterr().out
     a = json.loads((out / "report.json").read_text())["assessment"]
     stages = [r["stage"] for r in a["rows"]]
-    assert stages == ["source model (qonnx)", "golden model", "RTL (verilator)"]
-    fw, gold, rtl = a["rows"]
+    assert stages == ["source model (qonnx)", "golden model", "RTL (verilator)", "board top, simulated (UART bridge, host client)"]
+    fw, gold, rtl, board = a["rows"]
+    assert board["mismatches"] == 0 and board["accuracy"] == gold["accuracy"] and board["rejected"] == 0
     # The quantized model computes exactly what the golden model does.
     assert gold["accuracy"] == pytest.approx(40 / 60) and fw["accuracy"] == gold["accuracy"] and fw["agreement"] == 1.0
     assert fw["max_abs_diff"] == 0.0
     assert rtl["mismatches"] == 0 and rtl["agreement"] == 1.0 and rtl["accuracy"] == gold["accuracy"]
     assert rtl["latency_measured"] == design.latency and rtl["interval_measured"] == design.initiation_interval
     assert a["timing"]["latency_cycles"] == design.latency and a["timing"]["clock_mhz"] is None and a["resources"] is None
-    assert "60 of 60 bit-exact" in text and "66.67 %" in text and "run rtlgen synth" in text
+    assert text.count("60 of 60 bit-exact") == 2 and "66.67 %" in text and "run rtlgen synth" in text
     assert "<h2>Assessment</h2>" in (out / "report.html").read_text()
 
 
@@ -61,7 +63,7 @@ def test_assess_errors(built, capsys):
     assert main(["assess", str(out), "--data", str(tmp / "x.npy"), "--labels", str(tmp / "short.npy"), "--no-sim"]) == 2
     assert "error: labels have 5 entries but the data has 60 samples; give one label per sample" in capsys.readouterr().err
     assert main(["assess", str(out), "--data", str(tmp / "x.npy"), "--target", "pynq", "board"]) == 2
-    assert "error: --target must be 'sim' or 'uart PORT', not 'pynq'" in capsys.readouterr().err
+    assert "error: --target must be 'sim', 'uart PORT' or 'uart-sim', not 'pynq'" in capsys.readouterr().err
     assert main(["assess", str(out), "--data", str(tmp / "x.npy"), "--target", "uart"]) == 2
     assert "error: --target uart needs the serial port: --target uart /dev/ttyUSB1" in capsys.readouterr().err
     np.save(tmp / "bad.npy", np.zeros((3, 7)))

