@@ -20,6 +20,7 @@ that does not fit, saying which reuse factor or interface would.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -324,7 +325,8 @@ def _run_plan(build: Path, env: dict, timeout: float) -> tuple[float, str | None
         try:
             rc = proc.wait(timeout=timeout)
         except BaseException:
-            os.killpg(proc.pid, 9)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, 9)
             proc.wait()
             raise
     if rc == 0:
@@ -336,8 +338,8 @@ def _run_plan(build: Path, env: dict, timeout: float) -> tuple[float, str | None
     return time.monotonic() - t0, errors[-1] if errors else f"build_top.sh exited with status {rc}"
 
 
-def _pnr_result(build: Path, board) -> dict:
-    rep = json.loads((build / "top.pnr.json").read_text())
+def _pnr_result(build: Path, name: str, board) -> dict:
+    rep = json.loads((build / f"{name}.pnr.json").read_text())
     used = {k: v["used"] for k, v in rep.get("utilization", {}).items() if v.get("used")}
     avail = {k: v["available"] for k, v in rep.get("utilization", {}).items() if v.get("used")}
     fmax = {k: round(v["achieved"], 2) for k, v in rep.get("fmax", {}).items()}
@@ -400,13 +402,13 @@ def write(pkg_dir, board, design, build_dir) -> None:
         log.info("building the %s bitstream in %s", board.name, build)
         seconds, error = _run_plan(build, env, timeout=float(os.environ.get("RTLGEN_BOARD_TIMEOUT", 3600)))
         if error:
-            fit = "does not fit" if any(s in error for s in ("Unable to place", "no BELs", "Failed to expand region", "too many")) else None
-            if fit and est:
+            unplaced = any(s in error for s in ("Unable to place", "no BELs", "Failed to expand region", "too many"))
+            if unplaced and est:
                 raise BoardFitError(f"{design.top_name} does not fit the {board.title} ({part.name}): nextpnr: {error}; {_advice(design, board, est)}")
             raise RtlgenError(f"board {board.name}: the bitstream build failed: {error} (see {build / 'build.log'})")
         for f in (f"{name}.bin", f"{name}.tim", f"{name}.pnr.json"):
             shutil.copyfile(build / f, pkg / f)
-        pnr = _pnr_result(build, board)
+        pnr = _pnr_result(build, name, board)
         entry.update(pnr, bitstream=f"boards/{board.name}/{name}.bin", build_seconds=round(seconds, 1))
         lc = pnr["used"].get("ICESTORM_LC")
         f = pnr["fmax_mhz"]
@@ -415,7 +417,8 @@ def write(pkg_dir, board, design, build_dir) -> None:
             f"{board.name}: {name}.bin, {lc} of {pnr['available'].get('ICESTORM_LC')} logic cells"
             + (f", {pnr['used']['ICESTORM_RAM']} block RAMs" if pnr["used"].get("ICESTORM_RAM") else "")
             + (f", {pnr['used']['ICESTORM_DSP']} DSPs" if pnr["used"].get("ICESTORM_DSP") else "")
-            + f"; Fmax {f:g} MHz {verdict} the {board.clock_mhz:g} MHz board clock (nextpnr, seed 1); built in {seconds:.0f} s"
+            + (f"; Fmax {f:g} MHz {verdict} the {board.clock_mhz:g} MHz board clock (nextpnr, seed 1)" if f else "; no clocked path timed")
+            + f"; built in {seconds:.0f} s"
         )
         if not pnr["meets_clock"]:
             summary.append(f"{board.name}: the design will not run reliably at {board.clock_mhz:g} MHz; lower AdderLevels or raise the reuse factor")
