@@ -27,6 +27,14 @@ from pathlib import Path
 from cocotb_tools.runner import get_runner
 srcs, top, bd = sys.argv[1].split(","), sys.argv[2], Path(sys.argv[3])
 r = get_runner("verilator")
+# Only the top module's signals are read: making every signal public slows the C++ build.
+_cmd = r._build_command
+def _build_command():
+    cmds = _cmd()
+    cmds[0] = [a for a in cmds[0] if a != "--public-flat-rw"]
+    cmds[0][1:1] = ["--public-depth", "1"]
+    return cmds
+r._build_command = _build_command
 r.build(sources=srcs, hdl_toplevel=top, build_dir=bd, build_args=["-Wno-fatal", "-Wno-lint", "-Wno-style"],
         timescale=("1ns", "1ps"), log_file=bd / "build.log")
 r.test(test_module="rtlgen.boards._uart_tb", hdl_toplevel=top, build_dir=bd, test_dir=bd, timescale=("1ns", "1ps"),
