@@ -1,4 +1,5 @@
-"""The ``rtlgen`` command line: build, sim, synth, report, profile, trace, config, boards, sweep.
+"""The ``rtlgen`` command line: build, sim, synth, report, profile, trace, config, boards, deploy,
+assess, sweep.
 
 User errors print one ``error: ...`` line and exit with status 2 (no traceback unless ``--debug``);
 a simulation with mismatches exits with status 1.
@@ -74,6 +75,7 @@ def cmd_build(args) -> int:
     print(f"  wrote rtl/{design.top_name}.v, tb/ ({args.vectors} vectors), report.json, report.html, config.yml, graph.json")
     if args.board:
         print(f"  board package: boards/{args.board.lower()}/ (see its README.md)")
+        _print_board_summary(out, args.board.lower())
     print(f"  built in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -86,7 +88,18 @@ def cmd_deploy(args) -> int:
         raise RtlgenError(f"{str(out)!r} is not an rtlgen build directory (no graph.json); run rtlgen build first")
     pkg = deploy(out, args.board)
     print(f"rtlgen deploy: {out} -> {pkg} (see {pkg / 'README.md'})")
+    _print_board_summary(out, pkg.name)
     return 0
+
+
+def _print_board_summary(out: Path, board: str) -> None:
+    """The lines a board backend left in report.json (bitstream, Fmax against the board clock)."""
+    try:
+        entry = json.loads((out / "report.json").read_text()).get("boards", {}).get(board, {})
+    except (OSError, json.JSONDecodeError):
+        return
+    for line in entry.get("summary", []):
+        print(f"  {line}")
 
 
 def _load_vectors(design, path: str):
@@ -453,6 +466,50 @@ def cmd_trace(args) -> int:
     return 0
 
 
+def cmd_assess(args) -> int:
+    import numpy as np
+
+    from .assess import assess, format_table
+
+    out = Path(args.out)
+    if not (out / "graph.json").is_file():
+        raise RtlgenError(f"{str(out)!r} is not an rtlgen build directory (no graph.json); run rtlgen build first")
+    x = _load_data(args.data)  # checks the file; floats
+    raw = np.load(args.data)
+    if raw.dtype.kind in "iu":
+        x = raw  # integer input mantissas go to the hardware as they are
+    labels = None
+    if args.labels:
+        if not Path(args.labels).exists():
+            raise RtlgenError(f"labels file {args.labels!r} does not exist")
+        labels = np.load(args.labels)
+    if args.limit:
+        x = x[: args.limit]
+        labels = None if labels is None else labels[: args.limit]
+    target, port = args.target[0], None
+    if target not in ("sim", "uart", "uart-sim"):
+        raise RtlgenError(f"--target must be 'sim', 'uart PORT' or 'uart-sim', not {target!r}")
+    if target == "uart":
+        if len(args.target) != 2:
+            raise RtlgenError("--target uart needs the serial port: --target uart /dev/ttyUSB1")
+        port = args.target[1]
+    elif len(args.target) != 1:
+        raise RtlgenError(f"--target {target} takes no argument, not {' '.join(args.target[1:])!r}")
+    model = args.model
+    if args.example:
+        from .examples import example_model
+
+        model = example_model(args.example)
+    print(f"rtlgen assess: {out} on {len(x)} samples of {args.data} (target {' '.join(args.target)})")
+    a = assess(out, x, labels, target=target, port=port, board=args.board, model=model, simulator=args.simulator,
+               simulate=not args.no_sim)  # fmt: skip
+    for line in format_table(a):
+        print(f"  {line}")
+    print(f"  written to {out / 'report.json'} and {out / 'report.html'}")
+    bad = [r for r in a["rows"] if r.get("mismatches")]
+    return 1 if bad else 0
+
+
 def cmd_config(args) -> int:
     from .config import generate, load_config
     from .design import convert
@@ -577,6 +634,21 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--margin", type=int, default=0, help="spare integer bits in suggested types (default 0)")
     pr.add_argument("--limit", type=int, help="use only the first N samples")
     pr.set_defaults(func=cmd_profile)
+
+    a = sub.add_parser("assess", help="accuracy, agreement, latency, throughput and resources: framework, golden, RTL, board")
+    a.add_argument("out", help="build directory")
+    a.add_argument("--data", required=True, help=".npy of network inputs, batch first (floats, or integer input mantissas)")
+    a.add_argument("--labels", help=".npy of class indices (N,) or one-hot rows (N, classes)")
+    a.add_argument("--target", nargs="+", default=["sim"], metavar="sim|uart PORT|uart-sim",
+                   help="sim (default): the RTL in a simulator; uart PORT: also the board over its UART bridge; "
+                        "uart-sim: also the board top with its UART bridge in simulation, driven by the host client")  # fmt: skip
+    a.add_argument("--board", help="board package to use (default: the build's only UART board package)")
+    a.add_argument("--model", help="the source model file, for the framework row")
+    a.add_argument("--example", help="the bundled example the build was made from (its model is the source)")
+    a.add_argument("--simulator", default="verilator", choices=["verilator", "icarus"])
+    a.add_argument("--limit", type=int, help="use only the first N samples")
+    a.add_argument("--no-sim", action="store_true", help="leave out the RTL simulation (with --target uart: the board alone)")
+    a.set_defaults(func=cmd_assess)
 
     bl = sub.add_parser("boards", help="list the boards a build can be deployed to")
     bl.set_defaults(func=cmd_boards)

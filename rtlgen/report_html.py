@@ -360,6 +360,14 @@ def render_html(report: dict, *, plots: bool | None = None) -> str:
         parts.append(f"<section><h2>Synthesis</h2>{body}</section>")
     else:
         parts.append('<section><h2>Synthesis</h2><p class="note">Not run yet: <code>rtlgen synth OUT --target xc7|xcup|ice40</code> adds resources per layer, utilisation and timing here.</p></section>')
+    for board, entry in (report.get("boards") or {}).items():
+        if isinstance(entry, dict) and entry.get("summary"):
+            items = "".join(f"<li>{_e(line)}</li>" for line in entry["summary"])
+            parts.append(f"<section><h2>Board {_e(board)}</h2><ul>{items}</ul></section>")
+    if report.get("assessment"):
+        from .assess import html_section
+
+        parts.append(html_section(report["assessment"]))
     parts.append("</main></body></html>\n")
     return "\n".join(parts)
 
