@@ -406,3 +406,33 @@ def test_non_power_of_two_scales_exact_against_qonnx(tmp_path):
     ref = execute_onnx(ModelWrapper(_brevitas_style_model(np.random.default_rng(7), n)).transform(InferShapes()), {"x": x})["y"]
     assert np.array_equal(design.predict(x).astype(np.float32), ref)
     check_rtl(design, x[:200], work_dir=tmp_path)
+
+
+def test_old_export_with_initializers_listed_as_inputs(tmp_path):
+    """Opset-9 exports list every initializer (a batch norm's running statistics) as a graph input:
+    inputs with an initializer are constants, so the network still has one input."""
+    import onnxruntime as ort
+
+    rng = np.random.default_rng(9)
+    arr = {"W": rng.normal(0, 0.5, (3, 2, 3, 3)), "B": rng.normal(0, 0.1, 3), "g": rng.uniform(0.5, 1.5, 3),
+           "b": rng.normal(0, 0.1, 3), "m": rng.normal(0, 0.1, 3), "v": rng.uniform(0.5, 2, 3)}  # fmt: skip
+    arr = {k: v.astype(np.float32) for k, v in arr.items()}
+    nodes = [
+        helper.make_node("Conv", ["x", "W", "B"], ["c"], name="conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c", "g", "b", "m", "v"], ["n"], name="bn", epsilon=1e-5),
+        helper.make_node("Relu", ["n"], ["y"], name="relu"),
+    ]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 5, 5])]
+    inputs += [helper.make_tensor_value_info(k, TensorProto.FLOAT, list(a.shape)) for k, a in arr.items()]
+    g = helper.make_graph(nodes, "old", inputs, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 5, 5])],
+                          [numpy_helper.from_array(a, k) for k, a in arr.items()])  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)])
+    model.ir_version = 4
+    path = tmp_path / "old.onnx"
+    path.write_bytes(model.SerializeToString())
+    design = rtlgen.convert(path, {"Model": {"Precision": "fixed<18,8>"}})
+    assert [n.kind for n in design.graph.nodes] == ["Conv", "Relu", "Requant"]
+    x = rng.uniform(-2, 2, (50, 2, 5, 5)).astype(np.float32)
+    sess = ort.InferenceSession(str(path))
+    ref = np.concatenate([sess.run(None, {"x": x[i : i + 1]})[0].reshape(1, -1) for i in range(len(x))])
+    assert np.abs(design.predict(x) - ref).max() <= design.graph.error_bound
