@@ -197,7 +197,7 @@ def test_resume_reruns_only_missing_points(parallel, tiny, client, tmp_path):
         ({"sweep": {"Model": {"ReuseFactor": [1]}}, "stagez": ["build"]},
          r"sweep spec key 'stagez' is unknown; expected one of sweep, config, stages, build, accuracy, sim, synth, limits, workers, cluster"),
         ({"sweep": {"Model": {"Reuse": [1, 2]}}},
-         r"sweep spec key 'sweep.Model.Reuse' is unknown; expected one of Precision, ReuseFactor, Strategy, Trace, TableSize, AdderLevels"),
+         r"sweep spec key 'sweep.Model.Reuse' is unknown; expected one of Precision, ReuseFactor, Strategy, Implementation, Trace, TableSize, AdderLevels"),
         ({"sweep": {"Model": {"ReuseFactor": []}}}, r"sweep spec key 'sweep.Model.ReuseFactor' has no values; give a list such as \[1, 2, 4\]"),
         ({"sweep": {"Model": {"ReuseFactor": [0, 1]}}}, r"sweep spec: configuration key 'Model.ReuseFactor' must be a positive integer, not 0"),
         ({"sweep": {"IOType": ["io_serial"]}}, r"sweep spec key 'sweep.IOType' has value 'io_serial'; expected io_parallel or io_stream"),
