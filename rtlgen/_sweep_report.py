@@ -55,7 +55,7 @@ def _fmt(v) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.4f}" if v < 1 else f"{v:g}"
+        return str(int(v)) if v.is_integer() else f"{v:.4f}" if abs(v) < 1 else f"{v:g}"
     return str(v)
 
 
@@ -139,9 +139,10 @@ def _plot(records: list, front: set) -> str | None:
         ax.scatter([r[x] for r in on], [r[y] for r in on], c="C3", s=30, label="Pareto front (all objectives)")
         # This pair's own front, as a staircase.
         names2 = set(pareto(ok, [x, y]))
-        pts = sorted((r for r in ok if r["point"] in names2), key=lambda r: (OBJECTIVES[x] * r[x], OBJECTIVES[y] * r[y]))
-        if len(pts) > 1:
-            ax.step([r[x] for r in pts], [r[y] for r in pts], where="post", c="C3", lw=0.8, alpha=0.6)
+        pts = sorted((r for r in ok if r["point"] in names2), key=lambda r: (r[x], OBJECTIVES[y] * r[y]))
+        if len(pts) > 1:  # each step holds the best y reachable at that x or better
+            where = "post" if OBJECTIVES[x] > 0 else "pre"
+            ax.step([r[x] for r in pts], [r[y] for r in pts], where=where, c="C3", lw=0.8, alpha=0.6)
         ax.set_xlabel(TITLES[x])
         ax.set_ylabel(TITLES[y])
         ax.grid(alpha=0.3)
