@@ -114,7 +114,7 @@ def test_pytorch_style_conv_bn_relu_avgpool_against_onnxruntime(tmp_path):
     assert err <= design.graph.error_bound
 
 
-@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
+@pytest.mark.parametrize("io_type", [pytest.param("io_parallel", marks=pytest.mark.slow), "io_stream"])
 def test_batchnorm_blocks_rtl_equals_golden(tmp_path, io_type):
     for name in ("bn-first", "conv-bn-relu"):
         model = _randomize(_keras_models()[name])

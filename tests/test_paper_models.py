@@ -23,7 +23,7 @@ def test_paper_model_golden_equals_hgq(name):
     assert np.array_equal(design.predict(x).astype(np.float32), ref)
 
 
-@pytest.mark.parametrize("name", FILES)
+@pytest.mark.parametrize("name", [FILES[0], pytest.param(FILES[1], marks=pytest.mark.slow)])
 def test_paper_model_rtl_equals_golden(tmp_path, name):
     design = rtlgen.convert(shared_model("da4ml-ae", "jsc", name))
     x = np.random.default_rng(1).normal(0, 1.5, (200, 16)).astype(np.float32)
