@@ -65,31 +65,21 @@ class ApplyReuse(Pass):
 
     def run(self, graph):
         for node in graph.nodes:
-            if isinstance(node.op, Conv):
-                self._conv(graph, node)
-            if not isinstance(node.op, Dense):
-                continue
-            r = self.config.reuse_factor(node.name, "Dense")
-            n_in, n_out = node.op.n_in, node.op.n_out
-            if not self.check:
-                r = min(max(r, 1), n_in * n_out)
-            if not 1 <= r <= n_in * n_out:
-                raise ConfigError(
-                    f"node {node.name!r}: reuse factor {r} cannot be used with {n_in} inputs and {n_out} "
-                    f"outputs; it must be between 1 (fully parallel) and {n_in * n_out} (one multiplier)"
-                )
-            valid = valid_reuse_factors(n_in, n_out)
-            if r not in valid:
-                # Round down to the nearest exact schedule: never slower than asked.
-                near = max(v for v in valid if v <= r)
-                if self.check:
-                    graph.notes.append(
-                        f"{node.name}: reuse factor {r} does not split {n_in}x{n_out} evenly; using {near} "
-                        f"(exact choices near it: {', '.join(map(str, [v for v in valid if near // 2 <= v <= 2 * r][:12]))})"
-                    )
-                r = near
-            node.op.reuse_factor = r
-            node.op.strategy = self.config.strategy(node.name, "Dense")
+            op = node.op
+            if isinstance(op, Conv):
+                P, K = op.reuse_shape()
+                r = self.config.reuse_factor(node.attrs.get("layer", node.name), "Conv")
+                op.reuse_factor = self._exact(
+                    graph, node, r, P * K, valid_conv_reuse_factors(P, K),
+                    f"{P} output positions of {K} kernel terms", "one term per cycle", f"{P} positions x {K} kernel terms",
+                )  # fmt: skip
+            elif isinstance(op, Dense):
+                r = self.config.reuse_factor(node.name, "Dense")
+                op.reuse_factor = self._exact(
+                    graph, node, r, op.n_in * op.n_out, valid_reuse_factors(op.n_in, op.n_out),
+                    f"{op.n_in} inputs and {op.n_out} outputs", "one multiplier", f"{op.n_in}x{op.n_out}",
+                )  # fmt: skip
+                op.strategy = self.config.strategy(node.name, "Dense")
         for node in graph.nodes:
             if hasattr(node.op, "adder_levels"):
                 levels = self.config.adder_levels(node.name, node.kind)
@@ -97,27 +87,24 @@ class ApplyReuse(Pass):
                     node.op.adder_levels = levels
         return graph
 
-
-    def _conv(self, graph, node):
-        op = node.op
-        r = self.config.reuse_factor(node.attrs.get("layer", node.name), "Conv")
-        P, K = op.reuse_shape()
+    def _exact(self, graph, node, r, most, valid, shape, slowest, split) -> int:
+        """``r`` checked against ``1..most`` and rounded down to the nearest exact schedule in
+        ``valid`` (never slower than asked), with a note when it was not one."""
         if not self.check:
-            r = min(max(r, 1), P * K)
-        if not 1 <= r <= P * K:
+            r = min(max(r, 1), most)
+        if not 1 <= r <= most:
             raise ConfigError(
-                f"node {node.name!r}: reuse factor {r} cannot be used with {P} output positions of {K} kernel "
-                f"terms; it must be between 1 (fully parallel) and {P * K} (one term per cycle)"
+                f"node {node.name!r}: reuse factor {r} cannot be used with {shape}; "
+                f"it must be between 1 (fully parallel) and {most} ({slowest})"
             )
-        valid = valid_conv_reuse_factors(P, K)
         near = max(v for v in valid if v <= r)
         if near != r and self.check:
             choices = [v for v in valid if near // 2 <= v <= 2 * r][:12]
             graph.notes.append(
-                f"{node.name}: reuse factor {r} does not split {P} positions x {K} kernel terms evenly; "
+                f"{node.name}: reuse factor {r} does not split {split} evenly; "
                 f"using {near} (exact choices near it: {', '.join(map(str, choices))})"
             )
-        op.reuse_factor = near
+        return near
 
 
 class InferValueSets(Pass):
