@@ -436,3 +436,76 @@ def test_old_export_with_initializers_listed_as_inputs(tmp_path):
     sess = ort.InferenceSession(str(path))
     ref = np.concatenate([sess.run(None, {"x": x[i : i + 1]})[0].reshape(1, -1) for i in range(len(x))])
     assert np.abs(design.predict(x) - ref).max() <= design.graph.error_bound
+
+
+def _brevitas_style_cnn(rng, batch, *, one_d=False):
+    """A Brevitas-style QONNX CNN with default float scaling: an 8-bit input quantizer, 4-bit
+    convolution weights with per-output-channel scales (then a per-tensor one) that are not powers of
+    two, float biases, ReLU, 4-bit activations, max pooling and a dense 8-bit output."""
+    d = "qonnx.custom_op.general"
+    f = np.float32
+    k = (3,) if one_d else (3, 3)
+    sp = (8,) if one_d else (6, 6)
+    w1 = rng.normal(0, 0.4, (4, 2, *k)).astype(f)
+    w2 = rng.normal(0, 0.4, (3, 4, *k)).astype(f)
+    flat = 3 * int(np.prod([s // 2 for s in sp]))
+    w3 = rng.normal(0, 0.3, (flat, 5)).astype(f)
+    ones = (1,) * len(k)
+    c = {
+        "s_in": f(0.0371), "b8": f(8), "b4": f(4), "z": f(0),
+        "w1": w1, "s1": (np.abs(w1).reshape(4, -1).max(axis=1) / 7).astype(f).reshape(4, 1, *ones),
+        "w2": w2, "s2": f(np.abs(w2).max() / 7.3),
+        "w3": w3, "s3": (np.abs(w3).max(axis=0, keepdims=True) / 7).astype(f),
+        "bias1": rng.normal(0, 0.3, 4).astype(f), "bias2": rng.normal(0, 0.3, 3).astype(f),
+        "s_a1": f(0.0937), "s_a2": f(0.1211), "s_out": f(0.0513), "shape": np.array([-1, flat], dtype=np.int64),
+    }  # fmt: skip
+    conv = {"kernel_shape": list(k), "pads": [1, 1] * len(k)}
+    pool = {"kernel_shape": [2] * len(k), "strides": [2] * len(k)}
+    q = lambda i, o, s, b, sign, narrow=0: helper.make_node(  # noqa: E731
+        "Quant", [i, s, "z", b], [o], domain=d, signed=sign, narrow=narrow, rounding_mode="ROUND", name="q_" + o)
+    nodes = [
+        q("x", "xq", "s_in", "b8", 1),
+        q("w1", "w1q", "s1", "b4", 1, 1),
+        helper.make_node("Conv", ["xq", "w1q", "bias1"], ["c1"], name="conv1", **conv),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        q("r1", "a1", "s_a1", "b4", 0),
+        q("w2", "w2q", "s2", "b4", 1, 1),
+        helper.make_node("Conv", ["a1", "w2q", "bias2"], ["c2"], name="conv2", **conv),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        q("r2", "a2", "s_a2", "b4", 0),
+        helper.make_node("MaxPool", ["a2"], ["p2"], name="pool2", **pool),
+        helper.make_node("Reshape", ["p2", "shape"], ["fl"], name="flatten"),
+        q("w3", "w3q", "s3", "b4", 1, 1),
+        helper.make_node("MatMul", ["fl", "w3q"], ["o"], name="fc"),
+        q("o", "y", "s_out", "b8", 1),
+    ]
+    g = helper.make_graph(nodes, "brevitas_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 2, *sp])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])],
+                          initializer=[numpy_helper.from_array(np.asarray(v), k_) for k_, v in c.items()])  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(d, 1)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("one_d", [False, True], ids=["conv2d", "conv1d"])
+def test_conv_non_power_of_two_scales_exact_against_qonnx(tmp_path, one_d):
+    """Convolutions with per-channel and per-tensor weight scales that are not powers of two after an
+    input scale that is not one either: integer sums, then exact thresholds. golden == qonnx's
+    executor on 2,000 random inputs, RTL == golden."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    from conftest import check_rtl
+
+    n = 2_000
+    design = rtlgen.convert(_brevitas_style_cnn(np.random.default_rng(11), 1, one_d=one_d))
+    kinds = [k.kind for k in design.graph.nodes]
+    assert kinds.count("Threshold") == 3 and kinds.count("Conv") == 2, kinds
+    shape = (n, 2, 8) if one_d else (n, 2, 6, 6)
+    x = np.random.default_rng(12).uniform(-5, 5, shape).astype(np.float32)
+    model = ModelWrapper(_brevitas_style_cnn(np.random.default_rng(11), n, one_d=one_d)).transform(InferShapes())
+    ref = execute_onnx(model, {"x": x})["y"]
+    got = design.predict(x).astype(np.float32)
+    assert np.array_equal(got, ref), np.abs(got - ref).max()
+    check_rtl(design, x[:100], work_dir=tmp_path)
