@@ -445,7 +445,7 @@ def _brevitas_style_cnn(rng, batch, *, one_d=False):
     d = "qonnx.custom_op.general"
     f = np.float32
     k = (3,) if one_d else (3, 3)
-    sp = (8,) if one_d else (6, 6)
+    sp = (6,) if one_d else (4, 4)
     w1 = rng.normal(0, 0.4, (4, 2, *k)).astype(f)
     w2 = rng.normal(0, 0.4, (3, 4, *k)).astype(f)
     flat = 3 * int(np.prod([s // 2 for s in sp]))
@@ -491,21 +491,28 @@ def _brevitas_style_cnn(rng, batch, *, one_d=False):
 def test_conv_non_power_of_two_scales_exact_against_qonnx(tmp_path, one_d):
     """Convolutions with per-channel and per-tensor weight scales that are not powers of two after an
     input scale that is not one either: integer sums, then exact thresholds. golden == qonnx's
-    executor on 2,000 random inputs, RTL == golden."""
+    executor on 2,000 random inputs (RTL == golden: the slow test below)."""
     from qonnx.core.modelwrapper import ModelWrapper
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.infer_shapes import InferShapes
-
-    from conftest import check_rtl
 
     n = 2_000
     design = rtlgen.convert(_brevitas_style_cnn(np.random.default_rng(11), 1, one_d=one_d))
     kinds = [k.kind for k in design.graph.nodes]
     assert kinds.count("Threshold") == 3 and kinds.count("Conv") == 2, kinds
-    shape = (n, 2, 8) if one_d else (n, 2, 6, 6)
+    shape = (n, 2, 6) if one_d else (n, 2, 4, 4)
     x = np.random.default_rng(12).uniform(-5, 5, shape).astype(np.float32)
     model = ModelWrapper(_brevitas_style_cnn(np.random.default_rng(11), n, one_d=one_d)).transform(InferShapes())
     ref = execute_onnx(model, {"x": x})["y"]
     got = design.predict(x).astype(np.float32)
     assert np.array_equal(got, ref), np.abs(got - ref).max()
-    check_rtl(design, x[:100], work_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_conv_non_power_of_two_scales_rtl(tmp_path):
+    """RTL == golden for the convolutions with thresholds after them (a large io_parallel design)."""
+    from conftest import check_rtl
+
+    design = rtlgen.convert(_brevitas_style_cnn(np.random.default_rng(11), 1))
+    x = np.random.default_rng(12).uniform(-5, 5, (100, 2, 4, 4)).astype(np.float32)
+    check_rtl(design, x, work_dir=tmp_path)
