@@ -516,3 +516,64 @@ def test_conv_non_power_of_two_scales_rtl(tmp_path):
     design = rtlgen.convert(_brevitas_style_cnn(np.random.default_rng(11), 1))
     x = np.random.default_rng(12).uniform(-5, 5, (100, 2, 4, 4)).astype(np.float32)
     check_rtl(design, x, work_dir=tmp_path)
+
+
+def _kws_style_mlp(rng, batch, n_in=98, hidden=(32, 32, 32), n_out=12):
+    """The shape of the QONNX zoo's keyword-spotting MLP (Brevitas default scaling): an 8-bit input
+    quantizer, per-channel and per-tensor 3-bit weight scales, BatchNormalization and 3-bit unsigned
+    activations after every hidden layer, and a float output scale; no scale is a power of two."""
+    d = "qonnx.custom_op.general"
+    f = np.float32
+    dims = (n_in, *hidden)
+    c = {"s_in": f(0.02713), "b8": f(8), "b3": f(3), "z": f(0)}
+    nodes = [helper.make_node("Quant", ["x", "s_in", "z", "b8"], ["a0"], domain=d, signed=1, narrow=0, rounding_mode="ROUND", name="qin")]
+    for i, (a, b) in enumerate(zip(dims, (*hidden, n_out))):
+        w = rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(f)
+        per_channel = i % 2 == 0
+        c[f"w{i}"] = w
+        c[f"s{i}"] = (np.abs(w).max(axis=0, keepdims=True) / 3 if per_channel else np.array(np.abs(w).max() / 3.1)).astype(f)
+        nodes += [
+            helper.make_node("Quant", [f"w{i}", f"s{i}", "z", "b3"], [f"w{i}q"], domain=d, signed=1, narrow=1, rounding_mode="ROUND", name=f"qw{i}"),
+            helper.make_node("MatMul", [f"a{i}", f"w{i}q"], [f"m{i}"], name=f"fc{i}"),
+        ]
+        if i == len(hidden):
+            c["s_out"] = f(0.07919)
+            nodes.append(helper.make_node("Mul", [f"m{i}", "s_out"], ["y"], name="out_scale"))
+            break
+        c.update({f"g{i}": rng.uniform(0.5, 1.5, b).astype(f), f"be{i}": rng.normal(0, 0.3, b).astype(f),
+                  f"mu{i}": rng.normal(0, 0.5, b).astype(f), f"var{i}": rng.uniform(0.5, 2, b).astype(f),
+                  f"sa{i}": f(0.2317 + 0.01 * i)})  # fmt: skip
+        nodes += [
+            helper.make_node("BatchNormalization", [f"m{i}", f"g{i}", f"be{i}", f"mu{i}", f"var{i}"], [f"n{i}"], name=f"bn{i}", epsilon=1e-4),
+            helper.make_node("Relu", [f"n{i}"], [f"r{i}"], name=f"relu{i}"),
+            helper.make_node("Quant", [f"r{i}", f"sa{i}", "z", "b3"], [f"a{i + 1}"], domain=d, signed=0, narrow=0, rounding_mode="ROUND", name=f"qa{i}"),
+        ]
+    g = helper.make_graph(nodes, "kws_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, n_in])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, n_out])],
+                          initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in c.items()])  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(d, 1)])
+    model.ir_version = 8
+    return model
+
+
+def test_kws_style_mlp_exact_against_qonnx():
+    """Brevitas-scaled MLP with batch norms between integer sums and 3-bit quantizers: every hidden
+    activation is exact thresholds; the float output scale stays on the host. On 5,000 inputs every
+    quantized activation equals qonnx's executor exactly; the float output (no quantizer after it)
+    agrees to float32 rounding, because the executor sums the last layer's scaled products in
+    float32 where rtlgen sums integers exactly."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    n = 5_000
+    design = rtlgen.convert(_kws_style_mlp(np.random.default_rng(21), 1))
+    assert [k.kind for k in design.graph.nodes] == ["Dense", "Threshold"] * 3 + ["Dense"]
+    x = np.random.default_rng(22).uniform(-3.5, 3.5, (n, 98)).astype(np.float32)
+    model = ModelWrapper(_kws_style_mlp(np.random.default_rng(21), n)).transform(InferShapes())
+    ctx = execute_onnx(model, {"x": x}, return_full_exec_context=True)
+    trace = design.trace(x)
+    for name in ("a0", "a1", "a2", "a3"):
+        assert np.array_equal(trace[name].astype(np.float32), ctx[name]), name
+    ref = ctx["y"]
+    assert np.abs(design.predict(x) - ref).max() <= 1e-5 * np.abs(ref).max()

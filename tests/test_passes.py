@@ -10,13 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import shared_model
 from rtlgen import golden
 from rtlgen.config import Config
 from rtlgen.importers import from_keras, from_onnx
 from rtlgen.ir import Conv, Dense
-from rtlgen.passes import ApplyReuse, CheckConfigNames, EstimateArithmetic, InferValueSets, default_passes
-
-from conftest import shared_model
+from rtlgen.passes import (
+    ApplyReuse,
+    CheckConfigNames,
+    EstimateArithmetic,
+    InferValueSets,
+    default_passes,
+)
 
 DATA = Path(__file__).parent / "data" / "qkeras"
 
