@@ -24,7 +24,7 @@ class Relu(Op):
         check_same_shape(name, ins, out)
 
     def golden(self, x, src, dst):
-        return np.where(x > 0, x, 0).astype(x.dtype)
+        return np.maximum(x, 0)
 
     def error_bound(self, ctx, node, errs):
         return errs[0]
@@ -80,36 +80,60 @@ class Requant(Op):
         """Per-lane requantization (HGQ2) on all lanes at once: the same arithmetic as
         :func:`~rtlgen.fixed.cast` lane by lane, with per-lane shift and range arrays. None when a
         lane needs what only the general path does (other rounding modes, values near int64's limits)."""
-        types = self.lane_types()
-        idx = [c for c, t in enumerate(types) if t is not None]
-        ts = [types[c] for c in idx]
-        if x.dtype == object or not ts or len({(t.rounding, t.overflow, t.signed) for t in ts}) != 1:
+        plan = self._lane_plan(src.frac)
+        if x.dtype == object or plan is None:
             return None
-        rounding, mode, signed = ts[0].rounding, ts[0].overflow, ts[0].signed
-        if rounding not in FAST_ROUNDING or max(t.width for t in ts) > 62:
+        idx, rounding, mode, signed, rs, ls, up, lo, hi, w = plan
+        m = x if idx is None else x[:, idx]
+        if max(-int(m.min(initial=0)), int(m.max(initial=0))).bit_length() + 2 + int(ls.max(initial=0)) > 62:
             return None
-        s = np.array([src.frac - t.frac for t in ts], dtype=np.int64)
-        up = np.array([self.type.frac - t.frac for t in ts], dtype=np.int64)
-        m = x[:, idx]
-        rs, ls = np.maximum(s, 0), np.maximum(-s, 0)
-        bits = int(np.abs(m).max(initial=0)).bit_length()
-        if bits + 2 + int(ls.max(initial=0)) > 62 or max(t.width for t in ts) + int(up.max(initial=0)) > 62:
-            return None
-        q = shift_round(m, rs, rounding) << ls
-        hi = np.array([t.max_mantissa for t in ts], dtype=np.int64)
-        lo = np.array([t.min_mantissa for t in ts], dtype=np.int64)
+        q = shift_round(m, rs, rounding)
+        if ls.any():
+            q <<= ls
         if mode == "WRAP":
-            w = np.array([t.width for t in ts], dtype=np.int64)
-            q = q & ((np.int64(1) << w) - 1)
+            # Two's complement wrap in place: offset by half the range, mask, offset back.
             if signed:
-                q = np.where(q > hi, q - (np.int64(1) << w), q)
+                q += hi + 1
+            q &= (np.int64(1) << w) - 1
+            if signed:
+                q -= hi + 1
         elif mode in ("SAT", "SAT_SYM"):
             q = np.clip(q, -hi if (mode == "SAT_SYM" and signed) else lo, hi)
         else:  # SAT_ZERO
             q = np.where((q < lo) | (q > hi), 0, q)
+        if up.any():
+            q <<= up
+        if idx is None:
+            return q
         out = np.zeros(x.shape, dtype=np.int64)
-        out[:, idx] = q << up
+        out[:, idx] = q
         return out
+
+    def _lane_plan(self, src_frac: int):
+        """The per-lane shift and range arrays of :meth:`_golden_lanes` (kept: they only depend on
+        the lanes, which do not change once a graph is built), or None when a lane needs the
+        general path."""
+        key = (src_frac, self.type, tuple(self.lanes))
+        cache = self.__dict__.setdefault("_plans", {})
+        if key not in cache:
+            types = self.lane_types()
+            idx = [c for c, t in enumerate(types) if t is not None]
+            ts = [types[c] for c in idx]
+            plan = None
+            if ts and len({(t.rounding, t.overflow, t.signed) for t in ts}) == 1 and ts[0].rounding in FAST_ROUNDING:
+                s = np.array([src_frac - t.frac for t in ts], dtype=np.int64)
+                up = np.array([self.type.frac - t.frac for t in ts], dtype=np.int64)
+                if max(t.width for t in ts) + int(up.max(initial=0)) <= 62:
+                    plan = (
+                        None if len(idx) == len(types) else idx,
+                        ts[0].rounding, ts[0].overflow, ts[0].signed,
+                        np.maximum(s, 0), np.maximum(-s, 0), up,
+                        np.array([t.min_mantissa for t in ts], dtype=np.int64),
+                        np.array([t.max_mantissa for t in ts], dtype=np.int64),
+                        np.array([t.width for t in ts], dtype=np.int64),
+                    )  # fmt: skip
+            cache[key] = plan
+        return cache[key]
 
 
 @register_op
