@@ -36,6 +36,8 @@ __all__ = ["AdderGraph", "csd", "plan_adder_graph", "lut_estimate", "lane_bounds
 BLOCK_TERMS = 96
 # Among equally frequent patterns, this many are compared to pick the closest and narrowest.
 PICK = 64
+# Signals summing more sources than this get interval ranges (see _Planner.form).
+FORM_SOURCES = 32
 
 
 def csd(v: int) -> list[tuple[int, int]]:
@@ -131,6 +133,11 @@ class _Planner:
         self.cols = columns  # per output (or per output and input block): {(signal, shift): sign}
         self.group = {}  # source signal -> its block of inputs
         self.count: dict = {}
+        # Per signal, ``({source: coefficient}, constant)``: the signal as an exact linear form of
+        # the sources, or None once it has too many sources to be worth tracking. Interval sums
+        # overestimate a sum whose two sides share a source (x * 3 - x * 4 is not in
+        # [3 lo - 4 hi, 3 hi - 4 lo]); the form gives the exact range, so the adder is narrower.
+        self.form: list = []
 
     # -- signals ------------------------------------------------------------------------------------
 
@@ -140,7 +147,37 @@ class _Planner:
         g.lo.append(lo)
         g.hi.append(hi)
         g.depth.append(0)
-        return len(g.sources) - 1
+        s = len(g.sources) - 1
+        self.form.append(({}, lo) if kind[0] == "const" else ({s: 1}, 0))
+        return s
+
+    def exact_range(self, p, sp, q, sq, d):
+        """The form of ``sp * P + sq * (Q << d)`` and its exact range, when P and Q share a source
+        (else None: their intervals add exactly)."""
+        fp, fq = self.form[p], self.form[q]
+        if fp is None or fq is None or sq == 0 or fp[0].keys().isdisjoint(fq[0].keys()):
+            return None
+        coef = {v: sp * c for v, c in fp[0].items()}
+        for v, c in fq[0].items():
+            coef[v] = coef.get(v, 0) + sq * (c << d)
+        const = sp * fp[1] + sq * (fq[1] << d)
+        lo = hi = const
+        g = self.g
+        for v, c in coef.items():
+            if c > 0:
+                lo, hi = lo + c * g.lo[v], hi + c * g.hi[v]
+            elif c < 0:
+                lo, hi = lo + c * g.hi[v], hi + c * g.lo[v]
+        return (coef, const), lo, hi
+
+    def combined_form(self, p, sp, q, sq, d):
+        fp, fq = self.form[p], self.form[q] if sq else ({}, 0)
+        if fp is None or fq is None or len(fp[0]) + len(fq[0]) > FORM_SOURCES:
+            return None
+        coef = {v: sp * c for v, c in fp[0].items()}
+        for v, c in fq[0].items():
+            coef[v] = coef.get(v, 0) + sq * (c << d)
+        return coef, sp * fp[1] + sq * (fq[1] << d)
 
     def add_adder(self, p, sp, q, sq, d) -> int:
         g = self.g
@@ -152,8 +189,16 @@ class _Planner:
         else:
             b = (-(g.hi[q] << d), -(g.lo[q] << d))
         g.adders.append((p, sp, q, sq, d))
-        g.lo.append(a[0] + b[0])
-        g.hi.append(a[1] + b[1])
+        exact = self.exact_range(p, sp, q, sq, d)
+        if exact is None:
+            g.lo.append(a[0] + b[0])
+            g.hi.append(a[1] + b[1])
+            self.form.append(self.combined_form(p, sp, q, sq, d))
+        else:
+            form, lo, hi = exact
+            g.lo.append(lo)
+            g.hi.append(hi)
+            self.form.append(form if len(form[0]) <= FORM_SOURCES else None)
         g.depth.append(1 + max(g.depth[p], g.depth[q]))
         return len(g.lo) - 1
 

@@ -1,0 +1,179 @@
+"""rtlgen against alkaid 0.8.2 (da4ml's successor) on HGQ2 jet taggers, at the same latency.
+
+    python benchmarks/alkaid.py                          # the da4ml paper's JSC models + synthetic taggers
+    python benchmarks/alkaid.py --models openml --levels 3
+    python benchmarks/alkaid.py --no-synth               # exactness and latencies only
+
+alkaid is not a project dependency: it goes into its own environment (``--venv``, default
+``benchmarks/.venv-alkaid``, created with ``--system-site-packages`` plus a path file that makes the
+calling interpreter's packages visible, so rtlgen, HGQ2 and Keras are the ones in use), and this
+script re-runs itself there.
+
+Per model and rtlgen ``AdderLevels``: rtlgen's latency L in cycles (input to output registers);
+alkaid ``--n-stages`` chosen so its Verilog has the same L (an input register, one register
+between stages, an output register: ``n_stages + 1``); then for both the same Yosys flow
+(:func:`rtlgen.synth.synthesize`, ``synth_xilinx`` for ``--target``): LUT, FF, DSP and Yosys' ``sta``
+path delay, and the ratio rtlgen/alkaid. Exactness: rtlgen's golden model == HGQ2's predict on
+``--samples`` inputs, rtlgen's RTL == golden (Verilator, ``--vectors`` vectors), and alkaid's own
+simulation of its IR against the Keras model (its ``mismatches.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ALKAID = "alkaid==0.8.2"
+JSC = Path(os.environ.get("RTLGEN_SHARED_MODELS", HERE.parent.parent / "shared" / "models")) / "da4ml-ae" / "jsc"
+PAPER = {"openml": JSC / "jsc_openml_75.86.h5", "cernbox": JSC / "jsc_cernbox_75.16.keras"}
+SYNTHETIC = ("hgq", "uniform6", "pruned")
+
+
+def ensure_env(venv: Path):
+    """Re-run inside ``venv`` with alkaid installed there (never in the project's environment)."""
+    if Path(sys.prefix).resolve() == venv.resolve():
+        return
+    py = venv / "bin" / "python"
+    if not py.exists():
+        print(f"creating {venv} for alkaid", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+        site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+        here = sysconfig.get_paths()["purelib"]
+        Path(site, "calling-env.pth").write_text(f"import site; site.addsitedir({here!r})\n")
+    if subprocess.run([str(py), "-c", "import alkaid"], capture_output=True).returncode:
+        print(f"installing {ALKAID} into {venv}", flush=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", ALKAID], check=True)
+    os.execv(str(py), [str(py), str(Path(__file__).resolve()), *sys.argv[1:]])
+
+
+def cached(store: Path, key: str, fn):
+    data = json.loads(store.read_text()) if store.exists() else {}
+    if key not in data:
+        data[key] = fn()
+        store.write_text(json.dumps(data, indent=1))
+    return data[key]
+
+
+def model_path(name: str, work: Path, epochs: int) -> Path:
+    if name in PAPER:
+        return PAPER[name]
+    sys.path.insert(0, str(HERE))
+    import models
+
+    path = work / name / f"jet_{name}.keras"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[{name}] training on synthetic data", flush=True)
+        models.train(name, path, epochs=epochs)
+    return path
+
+
+def alkaid_rtl(path: Path, stages: int, out: Path) -> dict:
+    """alkaid's Verilog for ``path`` in ``stages`` pipeline stages; its files and its own check."""
+    exe = Path(sys.prefix) / "bin" / "alkaid"
+    if not (out / "src" / "model.v").exists():
+        proc = subprocess.run([str(exe), "convert", str(path), str(out), "--n-stages", str(stages), "-n", "10000"],
+                              capture_output=True, text=True)  # fmt: skip
+        if proc.returncode:
+            raise RuntimeError(f"alkaid failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    top = (out / "src" / "model.v").read_text()
+    # Registers of the top: the input register, one per stage boundary, the output register.
+    regs = len(re.findall(r"^\s*(?:output\s+)?reg\b", top, flags=re.M))
+    files = sorted(p for p in (out / "src").rglob("*.v") if p.name != "model_wrapper.v")
+    mism = json.loads((out / "mismatches.json").read_text()) if (out / "mismatches.json").exists() else {}
+    return {"files": files, "cycles": regs, "exact": mism.get("n_mismatch") == 0 if mism else None}
+
+
+def bench(name: str, levels: int, args, work: Path) -> dict:
+    import keras
+    import numpy as np
+
+    import rtlgen
+
+    path = model_path(name, work, args.epochs)
+    mdir = work / name / f"levels{levels}"
+    mdir.mkdir(parents=True, exist_ok=True)
+    design = rtlgen.convert(str(path), {"Model": {"AdderLevels": levels}})
+    model = keras.models.load_model(path, compile=False)
+    rng = np.random.default_rng(0)
+    x = (np.round(rng.uniform(-4, 4, (args.samples, 16)) * 256) / 256).astype(np.float32)
+    ref = np.asarray(model.predict(x, batch_size=16384, verbose=0)).reshape(len(x), -1)
+    res = {"model": name, "levels": levels, "cycles": design.latency}
+    res["golden_exact"] = bool(np.array_equal(design.predict(x).astype(np.float32), ref.astype(np.float32)))
+    alk = alkaid_rtl(path, design.latency - 1, mdir / "alkaid")
+    res["alkaid_cycles"], res["alkaid_exact"] = alk["cycles"], alk["exact"]
+    if not args.no_sim:
+        sim = cached(mdir / "cache.json", "sim", lambda: design.simulate(x[: args.vectors], work_dir=mdir / "sim"))
+        res["rtl_exact"] = bool(sim["passed"] and sim["mismatches"] == 0)
+    if not args.no_synth:
+        from rtlgen.synth import synthesize
+
+        keys = ("lut", "ff", "dsp", "carry", "path_delay_ns", "yosys_seconds")
+        r = cached(mdir / "cache.json", f"synth-rtlgen-{args.target}-{rtlgen_key(design)}",
+                   lambda: {k: v for k, v in design.synthesize(target=args.target, work_dir=mdir / "synth_rtlgen").items() if k in keys})  # fmt: skip
+        res.update({f"rtlgen_{k}": r[k] for k in keys})
+        r = cached(mdir / "cache.json", f"synth-alkaid-{args.target}",
+                   lambda: {k: v for k, v in synthesize(alk["files"], "model", target=args.target, workdir=mdir / "synth_alkaid").items() if k in keys})  # fmt: skip
+        res.update({f"alkaid_{k}": r[k] for k in keys})
+    print(json.dumps(res), flush=True)
+    return res
+
+
+def rtlgen_key(design) -> str:
+    """A digest of rtlgen's Verilog: a changed planner invalidates the cached synthesis."""
+    import hashlib
+
+    return hashlib.sha1(design.verilog.encode()).hexdigest()[:12]
+
+
+def fmt(v, spec="{}"):
+    return "-" if v is None else spec.format(v)
+
+
+def print_table(rows: list[dict]):
+    print(f"\n== rtlgen vs alkaid 0.8.2 (Yosys synth_xilinx, same latency) ==")
+    print(f"{'model':9} {'lv':>2} {'cyc':>3} {'LUT rtlgen':>10} {'alkaid':>7} {'ratio':>6} {'FF rtlgen':>9} {'alkaid':>7} "
+          f"{'DSP':>5} {'delay ns':>9} {'alkaid':>7} {'golden==HGQ2':>12} {'RTL==golden':>11} {'alkaid==Keras':>13}")  # fmt: skip
+    for r in rows:
+        ratio = r["rtlgen_lut"] / r["alkaid_lut"] if r.get("alkaid_lut") else None
+        print(f"{r['model']:9} {r['levels']:>2} {r['cycles']:>3} {fmt(r.get('rtlgen_lut')):>10} {fmt(r.get('alkaid_lut')):>7} "
+              f"{fmt(ratio, '{:.2f}'):>6} {fmt(r.get('rtlgen_ff')):>9} {fmt(r.get('alkaid_ff')):>7} "
+              f"{fmt(r.get('rtlgen_dsp'))}/{fmt(r.get('alkaid_dsp')):<3} {fmt(r.get('rtlgen_path_delay_ns'), '{:.2f}'):>9} "
+              f"{fmt(r.get('alkaid_path_delay_ns'), '{:.2f}'):>7} {fmt(r['golden_exact']):>12} {fmt(r.get('rtl_exact')):>11} "
+              f"{fmt(r['alkaid_exact']):>13}")  # fmt: skip
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="openml,cernbox," + ",".join(SYNTHETIC))
+    ap.add_argument("--levels", default="3", help="comma-separated rtlgen AdderLevels")
+    ap.add_argument("--target", default="xcup", choices=("xc7", "xcup"))
+    ap.add_argument("--samples", type=int, default=20000, help="inputs for golden == HGQ2")
+    ap.add_argument("--vectors", type=int, default=1000, help="vectors for RTL == golden")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--work", default=str(HERE / "work" / "alkaid"))
+    ap.add_argument("--venv", default=str(HERE / ".venv-alkaid"))
+    ap.add_argument("--no-synth", action="store_true")
+    ap.add_argument("--no-sim", action="store_true")
+    args = ap.parse_args(argv)
+    ensure_env(Path(args.venv))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import hgq  # noqa: F401 - registers HGQ2's layers with Keras before a saved model loads
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    rows = [bench(m, int(lv), args, work) for m in args.models.split(",") if m for lv in args.levels.split(",")]
+    (work / "results.json").write_text(json.dumps(rows, indent=1))
+    print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
