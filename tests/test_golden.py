@@ -65,9 +65,8 @@ def test_map_blocks_joins_dicts_and_wide_values():
 
 def test_paper_model_predict_blocks(tmp_path):
     """A published HGQ2 jet tagger: predict on many blocks on two threads == one block."""
-    from conftest import shared_model
-
     import rtlgen
+    from conftest import shared_model
 
     d = rtlgen.convert(shared_model("da4ml-ae", "jsc", "jsc_cernbox_75.16.keras"))
     x = np.random.default_rng(0).uniform(-4, 4, (5000, 16)).astype(np.float32)
