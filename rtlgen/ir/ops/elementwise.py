@@ -80,57 +80,58 @@ class Requant(Op):
         """Per-lane requantization (HGQ2) on all lanes at once: the same arithmetic as
         :func:`~rtlgen.fixed.cast` lane by lane, with per-lane shift and range arrays. None when a
         lane needs what only the general path does (other rounding modes, values near int64's limits)."""
-        plan = self._lane_plan(src.frac)
+        plan = self._lane_plan(src)
         if x.dtype == object or plan is None:
             return None
-        idx, rounding, mode, signed, rs, ls, up, lo, hi, w = plan
-        m = x if idx is None else x[:, idx]
-        if max(-int(m.min(initial=0)), int(m.max(initial=0))).bit_length() + 2 + int(ls.max(initial=0)) > 62:
+        rounding, mode, signed, rs, ls, up, lo, hi, off, mask, checked = plan
+        if not checked and max(-int(x.min(initial=0)), int(x.max(initial=0))).bit_length() + 2 + int(ls.max(initial=0)) > 62:
             return None
-        q = shift_round(m, rs, rounding)
+        q = shift_round(x, rs, rounding)
         if ls.any():
             q <<= ls
         if mode == "WRAP":
-            # Two's complement wrap in place: offset by half the range, mask, offset back.
+            # Two's complement wrap in place: offset by half the range, mask, offset back (lanes
+            # that are always zero have an empty mask and no offset).
             if signed:
-                q += hi + 1
-            q &= (np.int64(1) << w) - 1
+                q += off
+            q &= mask
             if signed:
-                q -= hi + 1
+                q -= off
         elif mode in ("SAT", "SAT_SYM"):
             q = np.clip(q, -hi if (mode == "SAT_SYM" and signed) else lo, hi)
         else:  # SAT_ZERO
             q = np.where((q < lo) | (q > hi), 0, q)
         if up.any():
             q <<= up
-        if idx is None:
-            return q
-        out = np.zeros(x.shape, dtype=np.int64)
-        out[:, idx] = q
-        return out
+        return q
 
-    def _lane_plan(self, src_frac: int):
+    def _lane_plan(self, src: FixedType):
         """The per-lane shift and range arrays of :meth:`_golden_lanes` (kept: they only depend on
         the lanes, which do not change once a graph is built), or None when a lane needs the
-        general path."""
-        key = (src_frac, self.type, tuple(self.lanes))
+        general path. Lanes that are always zero get an empty range."""
+        key = (src, self.type, tuple(self.lanes))
         cache = self.__dict__.setdefault("_plans", {})
         if key not in cache:
             types = self.lane_types()
-            idx = [c for c, t in enumerate(types) if t is not None]
-            ts = [types[c] for c in idx]
+            ts = [t for t in types if t is not None]
             plan = None
             if ts and len({(t.rounding, t.overflow, t.signed) for t in ts}) == 1 and ts[0].rounding in FAST_ROUNDING:
-                s = np.array([src_frac - t.frac for t in ts], dtype=np.int64)
-                up = np.array([self.type.frac - t.frac for t in ts], dtype=np.int64)
+
+                def per_lane(f, zero=0):
+                    return np.array([f(t) if t is not None else zero for t in types], dtype=np.int64)
+
+                s = per_lane(lambda t: src.frac - t.frac)
+                up = per_lane(lambda t: self.type.frac - t.frac)
+                hi = per_lane(lambda t: t.max_mantissa)
                 if max(t.width for t in ts) + int(up.max(initial=0)) <= 62:
+                    ls = np.maximum(-s, 0)
                     plan = (
-                        None if len(idx) == len(types) else idx,
-                        ts[0].rounding, ts[0].overflow, ts[0].signed,
-                        np.maximum(s, 0), np.maximum(-s, 0), up,
-                        np.array([t.min_mantissa for t in ts], dtype=np.int64),
-                        np.array([t.max_mantissa for t in ts], dtype=np.int64),
-                        np.array([t.width for t in ts], dtype=np.int64),
+                        ts[0].rounding, ts[0].overflow, ts[0].signed, np.maximum(s, 0), ls, up,
+                        per_lane(lambda t: t.min_mantissa), hi,
+                        per_lane(lambda t: t.max_mantissa + 1),
+                        per_lane(lambda t: (1 << t.width) - 1),
+                        # Inputs of the source type cannot come near int64's limits.
+                        src.width + 2 + int(ls.max(initial=0)) <= 62,
                     )  # fmt: skip
             cache[key] = plan
         return cache[key]
