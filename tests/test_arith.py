@@ -354,3 +354,25 @@ def test_product_tree_text_form_is_bit_exact(rounding, signed, strategy, tmp_pat
     sim = "icarus" if "icarus" in sims else sims[0]
     res = run(tmp_path / "tb", simulator=sim, stall="random", seed=2)
     assert res["passed"] and res["mismatches"] == 0, res.get("first_mismatches")
+
+
+def test_output_trees_use_depth_slack_for_narrower_adders(monkeypatch):
+    """Outputs whose sums are shallower than the layer's deepest may be summed smallest terms
+    first: fewer full-adder bits, the same depth, so the same number of pipeline stages."""
+    from rtlgen.plan import adders
+
+    rng = np.random.default_rng(8)
+    w = rng.integers(-60, 60, (12, 10))
+    w[rng.random(w.shape) < 0.6] = 0
+    w[:, 0] = rng.integers(1, 60, 12)  # one dense column sets the depth
+    hi = [1 << int(k) for k in rng.integers(1, 13, 12)]
+    lo = [-h for h in hi]
+    x = np.stack([rng.integers(lo[i], hi[i] + 1, 200) for i in range(12)], 1)
+    g = plan_adder_graph(w, lo, hi, cse=False)
+    tree = adders._Planner.tree
+    monkeypatch.setattr(adders._Planner, "tree", lambda self, col, levels, build: tree(self, col, 1, build))
+    adders._CACHE.clear()
+    least_depth = plan_adder_graph(w, lo, hi, cse=False)
+    assert g.max_depth == least_depth.max_depth
+    assert g.adder_bits() < least_depth.adder_bits()
+    assert np.array_equal(g.evaluate(x).astype(np.int64), x @ w)
