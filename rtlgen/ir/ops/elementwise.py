@@ -109,7 +109,9 @@ class Requant(Op):
         """The per-lane shift and range arrays of :meth:`_golden_lanes` (kept: they only depend on
         the lanes, which do not change once a graph is built), or None when a lane needs the
         general path. Lanes that are always zero get an empty range."""
-        key = (src, self.type, tuple(self.lanes))
+        # Keyed by the lanes' identity: hashing every lane's type string on each call costs as
+        # much as the arithmetic on a small block. The entry keeps the list, so its id stays its own.
+        key = (src, self.type, id(self.lanes))
         cache = self.__dict__.setdefault("_plans", {})
         if key not in cache:
             types = self.lane_types()
@@ -133,8 +135,8 @@ class Requant(Op):
                         # Inputs of the source type cannot come near int64's limits.
                         src.width + 2 + int(ls.max(initial=0)) <= 62,
                     )  # fmt: skip
-            cache[key] = plan
-        return cache[key]
+            cache[key] = (self.lanes, plan)
+        return cache[key][1]
 
 
 @register_op
