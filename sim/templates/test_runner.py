@@ -179,8 +179,9 @@ def run_regression(
     results_path = Path(results or os.environ.get("RTLGEN_RESULTS") or TB_DIR / "results.json")
     results_path = results_path.resolve()
     # Verilator runs the vector player far faster than cocotb can drive each cycle; Icarus
-    # interprets it more slowly than cocotb drives the ports, so it keeps the Python driver.
-    player = simulator == "verilator"
+    # interprets it more slowly than cocotb drives the ports, so it keeps the Python driver. The
+    # FIFO monitor reads the design's own level ports, which the wrapper does not pass through.
+    player = simulator == "verilator" and not meta.get("fifo_levels")
     return build_and_run(meta, simulator, stall, seed, build_dir, results_path, "RTLGEN_RESULTS", "test_design", player=player)
 
 
