@@ -141,6 +141,117 @@ class _ProductTree(_TreeLayer):
     def multipliers(self) -> int:
         return sum(1 for t in self.terms for _, w in t if self.dsp or abs(w) & (abs(w) - 1))
 
+    def elaborate(self, platform):
+        from ._verilog import TextModules
+
+        if isinstance(platform, TextModules):
+            return platform.instance(self, "product_tree", self.verilog)
+        return super().elaborate(platform)
+
+    def verilog(self, name: str) -> str:
+        """This layer as a Verilog module ``name``, cycle for cycle and bit for bit the same as
+        :meth:`elaborate` (ports ``clk rst i_valid i_ready i_payload o_valid o_ready o_payload``).
+
+        Amaranth lowers every multiplier and adder bit by bit, which takes minutes for a large
+        float network; the text is written in milliseconds. Every signal is a signed wire as wide as
+        its exact range needs (products, rounded products and sums of known ranges), so Verilog's
+        sign extension to the widest operand keeps every sum exact; the output lane keeps the low
+        bits of the total, as the Amaranth form's assignment does."""
+        from rtlgen.plan.adders import _bits
+
+        t_in, t_out = self.in_type, self.out_type
+        wi, wo, ni, no = t_in.width, t_out.width, self.n_in, self.n_out
+        xlo, xhi = t_in.min_mantissa, t_in.max_mantissa
+        decl, body, regs = [], [], []
+        n = [0]
+
+        def wire(expr, lo, hi, at_least=1):
+            w = max(_bits(lo, hi)[0] + (lo >= 0), at_least)  # one bit more when non-negative: signed
+            nm = f"w{n[0]}"
+            n[0] += 1
+            decl.append(f"  wire signed [{w - 1}:0] {nm};")
+            body.append(f"  assign {nm} = {expr};")
+            return nm, lo, hi, w
+
+        def const(v):
+            w = max(v.bit_length(), (-v - 1).bit_length()) + 1
+            return f"{w}'sh{v % (1 << w):x}"
+
+        xs = {}
+
+        def lane(i):
+            if i not in xs:
+                bits = f"i_payload[{i * wi + wi - 1}:{i * wi}]"
+                xs[i] = wire(bits if t_in.signed else f"$signed({{1'b0, {bits}}})", xlo, xhi)
+            return xs[i]
+
+        shift, acc = self.product_shift, self.accum
+        rounding = acc.rounding if acc is not None else "TRN"
+        lanes = []
+        for o in range(no):
+            terms = []
+            for i, wt in self.terms[o]:
+                x = lane(i)
+                lo, hi = sorted((xlo * wt, xhi * wt))
+                # At least one bit above the dropped ones: the sign is read from there.
+                p = wire(f"{x[0]} * {const(wt)}", lo, hi, shift + 1 if acc is not None and shift > 0 else 1)
+                if acc is not None and shift > 0:
+                    rem, half = f"{p[0]}[{shift - 1}:0]", 1 << (shift - 1)
+                    neg = f"{p[0]}[{p[3] - 1}]"
+                    above, at, nz = f"({rem} > {shift}'d{half})", f"({rem} == {shift}'d{half})", f"({rem} != 0)"
+                    up = {
+                        "TRN": "1'b0", "TRN_ZERO": f"{neg} & {nz}", "RND": f"{above} | {at}", "RND_MIN_INF": above,
+                        "RND_ZERO": f"{above} | ({at} & {neg})", "RND_INF": f"{above} | ({at} & ~{neg})",
+                        "RND_CONV": f"{above} | ({at} & {p[0]}[{shift}])",
+                    }[rounding]  # fmt: skip
+                    p = wire(f"({p[0]} >>> {shift}) + $signed({{1'b0, {up}}})", lo >> shift, -((-hi) >> shift))
+                terms.append(p)
+            if self.bias is not None and self.bias[o] != 0:
+                b = int(self.bias[o])
+                terms.append(wire(const(b), b, b))
+            lanes.append(terms or [wire("2'sh0", 0, 0)])
+
+        def reg(t):
+            nm = f"r{n[0]}"
+            n[0] += 1
+            decl.append(f"  reg signed [{t[3] - 1}:0] {nm};")
+            regs.append(f"      {nm} <= {t[0]};")
+            return (nm, *t[1:])
+
+        stage, stages = 0, self.latency
+        for level in range(1, max(self.tree_depth, 1) + 1):
+            if self.tree_depth:
+                lanes = [[wire(f"{t[j][0]} + {t[j + 1][0]}", t[j][1] + t[j + 1][1], t[j][2] + t[j + 1][2])
+                          if j + 1 < len(t) else t[j] for j in range(0, len(t), 2)] for t in lanes]  # fmt: skip
+            if level % self.adder_levels == 0 or level == max(self.tree_depth, 1):
+                lanes = [[reg(v) for v in t] for t in lanes]
+                stage += 1
+        assert stage == stages
+        outs = []
+        for o, t in enumerate(lanes):
+            y = f"y{o}"
+            decl.append(f"  wire signed [{max(wo, t[0][3]) - 1}:0] {y};")
+            body.append(f"  assign {y} = {t[0][0]};")
+            outs.append(f"{y}[{wo - 1}:0]")
+        valid = [f"valid{s}" for s in range(stages)]
+        return "\n".join([
+            "/* verilator lint_off WIDTH */",
+            f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
+            "  input clk;", "  input rst;", "  input i_valid;", "  output i_ready;",
+            f"  input [{ni * wi - 1}:0] i_payload;", "  output o_valid;", "  input o_ready;",
+            f"  output [{no * wo - 1}:0] o_payload;",
+            *[f"  reg {v} = 1'b0;" for v in valid],
+            "  wire enable;", *decl,
+            f"  assign enable = ~{valid[-1]} | o_ready;", "  assign i_ready = enable;", f"  assign o_valid = {valid[-1]};",
+            *body,
+            "  always @(posedge clk)", "    if (rst) begin", *[f"      {v} <= 1'b0;" for v in valid],
+            "    end else if (enable) begin", "      valid0 <= i_valid;",
+            *[f"      {valid[k]} <= {valid[k - 1]};" for k in range(1, stages)], "    end",
+            "  always @(posedge clk)", "    if (enable) begin", *regs, "    end",
+            f"  assign o_payload = {{{', '.join(reversed(outs))}}};",
+            "endmodule", "/* verilator lint_on WIDTH */", "",
+        ])  # fmt: skip
+
     def lane_terms(self, x, o):
         mul = (lambda a, w: a * w) if self.dsp else _product
         terms = [_round_product(mul(x[i], w), self.product_shift, self.accum) for i, w in self.terms[o]]

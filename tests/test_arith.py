@@ -57,6 +57,24 @@ def test_adder_graph_equals_matmul(seed):
         assert g.lo[s] <= v.min() and v.max() <= g.hi[s], s
 
 
+def test_shared_sources_get_exact_ranges():
+    """A sum whose two sides read the same input has its exact range, not the sum of intervals:
+    7x as 8x - x needs 11 bits for 8-bit x (intervals would give 12), and every signal's range is
+    the tightest that holds its values over every input."""
+    g = plan_adder_graph(np.array([[7]]), [-128], [127])
+    s, sh, sign = g.outputs[0]
+    assert sorted([sign * g.lo[s] << sh, sign * g.hi[s] << sh]) == [7 * -128, 7 * 127]
+    assert g.width(s) == 11
+    rng = np.random.default_rng(4)
+    w = rng.integers(-40, 40, (6, 9))
+    g = plan_adder_graph(w, [-8] * 6, [7] * 6)
+    grid = np.array(np.meshgrid(*[np.arange(-8, 8)] * 3, indexing="ij")).reshape(3, -1).T
+    x = np.concatenate([grid, grid[:, ::-1]], axis=1)  # every value of each lane, in combinations
+    vals = _node_values(g, x)
+    for v, lo, hi in zip(vals, g.lo, g.hi):
+        assert lo <= v.min() and v.max() <= hi
+
+
 def _node_values(g, x):
     x = x.astype(object)
     vals = []
@@ -294,3 +312,67 @@ def test_reuse_check_off_keeps_the_pass_list():
     assert [d.reuse_factor for d in dense] == [d.n_in * d.n_out for d in dense]
     assert sum("CSD digits" in n for n in design.graph.notes) == len(dense)  # EstimateArithmetic ran
     assert not any("does not split" in n for n in design.graph.notes)
+
+
+@pytest.mark.parametrize(
+    "rounding, signed, strategy",
+    [("RND", True, "latency"), ("RND_CONV", False, "latency"), ("TRN", True, "resource")],
+)
+def test_product_tree_text_form_is_bit_exact(rounding, signed, strategy, tmp_path):
+    """Products rounded one by one onto a wrapping accumulator (hls4ml's float layers) and DSP
+    products: the Verilog text the build writes, in a simulator under random stalls, against the
+    golden model; its pipeline is as deep as the Amaranth form's."""
+    from rtlgen.layers._verilog import to_verilog
+    from rtlgen.sim.runner import available_simulators, run, write_testbench
+
+    sims = available_simulators()
+    if not sims:
+        pytest.skip("no HDL simulator")
+    rng = np.random.default_rng(21)
+    n_in, n_out = 11, 5
+    w = rng.integers(-300, 300, (n_in, n_out))
+    w[rng.random(w.shape) < 0.2] = 0
+    w[:, 0] = 0  # an output with no products
+    w[0, 1] = 64  # a power of two: a shift
+    b = rng.integers(-40, 40, n_out)
+    tin = FixedType(8, 3, signed)
+    accum = FixedType(12, 6, True, rounding, "WRAP")
+    shift = 3 if strategy == "latency" else 0
+    op = Dense(w, b, accum=accum, product_shift=shift, strategy=strategy)
+    dut = DenseParallel(tin, accum, weight=w, bias=b, accum=accum, product_shift=shift, strategy=strategy, adder_levels=2)
+    xs = rng.integers(tin.min_mantissa, tin.max_mantissa + 1, (400, n_in))
+    ref = _dense(op, xs)
+    text = to_verilog(dut, "top")
+    assert "module top__product_tree0" in text
+    (tmp_path / "rtl").mkdir()
+    (tmp_path / "rtl" / "top.v").write_text(text)
+    meta = dict(
+        toplevel="top", in_lanes=n_in, in_width=tin.width, in_signed=tin.signed, out_lanes=n_out,
+        out_width=accum.width, out_signed=True, latency=dut.latency, interval=1, verilog_sources=["../rtl/top.v"],
+    )  # fmt: skip
+    write_testbench(tmp_path / "tb", xs, ref, meta)
+    sim = "icarus" if "icarus" in sims else sims[0]
+    res = run(tmp_path / "tb", simulator=sim, stall="random", seed=2)
+    assert res["passed"] and res["mismatches"] == 0, res.get("first_mismatches")
+
+
+def test_output_trees_use_depth_slack_for_narrower_adders(monkeypatch):
+    """Outputs whose sums are shallower than the layer's deepest may be summed smallest terms
+    first: fewer full-adder bits, the same depth, so the same number of pipeline stages."""
+    from rtlgen.plan import adders
+
+    rng = np.random.default_rng(8)
+    w = rng.integers(-60, 60, (12, 10))
+    w[rng.random(w.shape) < 0.6] = 0
+    w[:, 0] = rng.integers(1, 60, 12)  # one dense column sets the depth
+    hi = [1 << int(k) for k in rng.integers(1, 13, 12)]
+    lo = [-h for h in hi]
+    x = np.stack([rng.integers(lo[i], hi[i] + 1, 200) for i in range(12)], 1)
+    g = plan_adder_graph(w, lo, hi, cse=False)
+    tree = adders._Planner.tree
+    monkeypatch.setattr(adders._Planner, "tree", lambda self, col, levels, build: tree(self, col, 1, build))
+    adders._CACHE.clear()
+    least_depth = plan_adder_graph(w, lo, hi, cse=False)
+    assert g.max_depth == least_depth.max_depth
+    assert g.adder_bits() < least_depth.adder_bits()
+    assert np.array_equal(g.evaluate(x).astype(np.int64), x @ w)

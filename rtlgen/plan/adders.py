@@ -36,6 +36,10 @@ __all__ = ["AdderGraph", "csd", "plan_adder_graph", "lut_estimate", "lane_bounds
 BLOCK_TERMS = 96
 # Among equally frequent patterns, this many are compared to pick the closest and narrowest.
 PICK = 64
+# Orders of the output trees tried besides the least-depth one (see _Planner.tree).
+TREE_ORDERS = (2, 3, 0)
+# Signals summing more sources than this get interval ranges (see _Planner.form).
+FORM_SOURCES = 32
 
 
 def csd(v: int) -> list[tuple[int, int]]:
@@ -131,6 +135,11 @@ class _Planner:
         self.cols = columns  # per output (or per output and input block): {(signal, shift): sign}
         self.group = {}  # source signal -> its block of inputs
         self.count: dict = {}
+        # Per signal, ``({source: coefficient}, constant)``: the signal as an exact linear form of
+        # the sources, or None once it has too many sources to be worth tracking. Interval sums
+        # overestimate a sum whose two sides share a source (x * 3 - x * 4 is not in
+        # [3 lo - 4 hi, 3 hi - 4 lo]); the form gives the exact range, so the adder is narrower.
+        self.form: list = []
 
     # -- signals ------------------------------------------------------------------------------------
 
@@ -140,7 +149,37 @@ class _Planner:
         g.lo.append(lo)
         g.hi.append(hi)
         g.depth.append(0)
-        return len(g.sources) - 1
+        s = len(g.sources) - 1
+        self.form.append(({}, lo) if kind[0] == "const" else ({s: 1}, 0))
+        return s
+
+    def exact_range(self, p, sp, q, sq, d):
+        """The form of ``sp * P + sq * (Q << d)`` and its exact range, when P and Q share a source
+        (else None: their intervals add exactly)."""
+        fp, fq = self.form[p], self.form[q]
+        if fp is None or fq is None or sq == 0 or fp[0].keys().isdisjoint(fq[0].keys()):
+            return None
+        coef = {v: sp * c for v, c in fp[0].items()}
+        for v, c in fq[0].items():
+            coef[v] = coef.get(v, 0) + sq * (c << d)
+        const = sp * fp[1] + sq * (fq[1] << d)
+        lo = hi = const
+        g = self.g
+        for v, c in coef.items():
+            if c > 0:
+                lo, hi = lo + c * g.lo[v], hi + c * g.hi[v]
+            elif c < 0:
+                lo, hi = lo + c * g.hi[v], hi + c * g.lo[v]
+        return (coef, const), lo, hi
+
+    def combined_form(self, p, sp, q, sq, d):
+        fp, fq = self.form[p], self.form[q] if sq else ({}, 0)
+        if fp is None or fq is None or len(fp[0]) + len(fq[0]) > FORM_SOURCES:
+            return None
+        coef = {v: sp * c for v, c in fp[0].items()}
+        for v, c in fq[0].items():
+            coef[v] = coef.get(v, 0) + sq * (c << d)
+        return coef, sp * fp[1] + sq * (fq[1] << d)
 
     def add_adder(self, p, sp, q, sq, d) -> int:
         g = self.g
@@ -152,8 +191,16 @@ class _Planner:
         else:
             b = (-(g.hi[q] << d), -(g.lo[q] << d))
         g.adders.append((p, sp, q, sq, d))
-        g.lo.append(a[0] + b[0])
-        g.hi.append(a[1] + b[1])
+        exact = self.exact_range(p, sp, q, sq, d)
+        if exact is None:
+            g.lo.append(a[0] + b[0])
+            g.hi.append(a[1] + b[1])
+            self.form.append(self.combined_form(p, sp, q, sq, d))
+        else:
+            form, lo, hi = exact
+            g.lo.append(lo)
+            g.hi.append(hi)
+            self.form.append(form if len(form[0]) <= FORM_SOURCES else None)
         g.depth.append(1 + max(g.depth[p], g.depth[q]))
         return len(g.lo) - 1
 
@@ -275,35 +322,67 @@ class _Planner:
 
     # -- output trees -------------------------------------------------------------------------------
 
-    def trees(self):
-        g = self.g
-        for col in self.cols:
-            if not col:
-                g.outputs.append(None)
-                continue
-            def top(sig, sh):  # the term's most significant bit: small terms are joined first
-                return g.width(sig) + sh
+    def tree(self, col: dict, levels: int, build: bool):
+        """Sum one column's terms two at a time; return ``(output, full-adder bits, depth)``.
 
-            heap = [(g.depth[sig], top(sig, sh), sh, sig, sign) for (sig, sh), sign in col.items()]
-            heapq.heapify(heap)
-            positive = sum(1 for t in heap if t[-1] > 0)
-            while len(heap) > 1:
-                t1 = heapq.heappop(heap)
-                t2 = heapq.heappop(heap)
-                positive -= (t1[-1] > 0) + (t2[-1] > 0)
-                # The lower-shifted term is the base and enters positively, so the bits below the
-                # other term's shift pass through; the base's sign goes outside.
-                (_, _, s1, a, g1), (_, _, s2, b, g2) = sorted([t1, t2], key=lambda t: (t[2], t[3]))
-                if g1 < 0 < g2 and not positive:
-                    # The last positive term: keep the sum positive with a full-width subtraction,
-                    # which is cheaper than negating the output at the end.
-                    new, sign = self.add_adder(a, -1, b, 1, s2 - s1), 1
-                else:
-                    new, sign = self.add_adder(a, 1, b, g1 * g2, s2 - s1), g1
-                positive += sign > 0
-                heapq.heappush(heap, (g.depth[new], top(new, s1), s1, new, sign))
-            _, _, sh, sig, sign = heap[0]
-            g.outputs.append((sig, sh, sign))
+        Terms are joined in the order of (depth // ``levels``, top bit): ``levels`` 1 joins the two
+        earliest ready first, the least depth; larger ``levels`` let narrow terms wait for each
+        other across that many adder levels; 0 joins the two narrowest (a Huffman tree on
+        magnitudes: the fewest adder bits, and deep). Orders use interval ranges, so the cost found
+        without ``build`` is the shape ``build`` then makes (its adders get exact ranges)."""
+        g = self.g
+        n = [0]
+
+        def item(lo, hi, depth, sh, sign, sig):
+            n[0] += 1
+            top = _bits(lo, hi)[0] + sh  # the term's most significant bit
+            key = (depth // levels, top) if levels else (top, depth)
+            return (*key, sh, n[0], lo, hi, depth, sign, sig)
+
+        heap = [item(g.lo[sig], g.hi[sig], g.depth[sig], sh, sign, sig) for (sig, sh), sign in col.items()]
+        heapq.heapify(heap)
+        positive = sum(1 for t in heap if t[-2] > 0)
+        bits = 0
+        while len(heap) > 1:
+            t1 = heapq.heappop(heap)
+            t2 = heapq.heappop(heap)
+            positive -= (t1[-2] > 0) + (t2[-2] > 0)
+            # The lower-shifted term is the base and enters positively, so the bits below the
+            # other term's shift pass through; the base's sign goes outside.
+            (_, _, s1, _, lo1, hi1, d1, g1, a), (_, _, s2, _, lo2, hi2, d2, g2, b) = sorted([t1, t2], key=lambda t: (t[2], t[3]))
+            d = s2 - s1
+            if g1 < 0 < g2 and not positive:
+                # The last positive term: keep the sum positive with a full-width subtraction,
+                # which is cheaper than negating the output at the end.
+                sp, sq, sign = -1, 1, 1
+            else:
+                sp, sq, sign = 1, g1 * g2, g1
+            ra = (lo1, hi1) if sp > 0 else (-hi1, -lo1)
+            rb = (lo2 << d, hi2 << d) if sq > 0 else (-(hi2 << d), -(lo2 << d))
+            lo, hi = ra[0] + rb[0], ra[1] + rb[1]
+            bits += max(_bits(lo, hi)[0] - (d if sp > 0 else 0), 1)
+            new = self.add_adder(a, sp, b, sq, d) if build else None
+            positive += sign > 0
+            heapq.heappush(heap, item(lo, hi, 1 + max(d1, d2), s1, sign, new))
+        t = heap[0]
+        return (t[-1], t[2], t[-2]), bits, t[-3]
+
+    def trees(self):
+        """Every output's sum: of the orders of :meth:`tree`, the one with the fewest adder bits
+        that is no deeper than the deepest least-depth tree of the layer, so the layer keeps its
+        number of pipeline stages."""
+        deep = [self.tree(col, 1, False) if col else None for col in self.cols]
+        limit = max((t[2] for t in deep if t is not None), default=0)
+        for col, t in zip(self.cols, deep):
+            if t is None:
+                self.g.outputs.append(None)
+                continue
+            best, bits = 1, t[1]
+            for levels in TREE_ORDERS:
+                _, b, depth = self.tree(col, levels, False)
+                if depth <= limit and b < bits:
+                    best, bits = levels, b
+            self.g.outputs.append(self.tree(col, best, True)[0])
 
 
 def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, steps=None, cse: bool = True) -> AdderGraph:

@@ -24,7 +24,7 @@ class Relu(Op):
         check_same_shape(name, ins, out)
 
     def golden(self, x, src, dst):
-        return np.where(x > 0, x, 0).astype(x.dtype)
+        return np.maximum(x, 0)
 
     def error_bound(self, ctx, node, errs):
         return errs[0]
@@ -80,36 +80,63 @@ class Requant(Op):
         """Per-lane requantization (HGQ2) on all lanes at once: the same arithmetic as
         :func:`~rtlgen.fixed.cast` lane by lane, with per-lane shift and range arrays. None when a
         lane needs what only the general path does (other rounding modes, values near int64's limits)."""
-        types = self.lane_types()
-        idx = [c for c, t in enumerate(types) if t is not None]
-        ts = [types[c] for c in idx]
-        if x.dtype == object or not ts or len({(t.rounding, t.overflow, t.signed) for t in ts}) != 1:
+        plan = self._lane_plan(src)
+        if x.dtype == object or plan is None:
             return None
-        rounding, mode, signed = ts[0].rounding, ts[0].overflow, ts[0].signed
-        if rounding not in FAST_ROUNDING or max(t.width for t in ts) > 62:
+        rounding, mode, signed, rs, ls, up, lo, hi, off, mask, checked = plan
+        if not checked and max(-int(x.min(initial=0)), int(x.max(initial=0))).bit_length() + 2 + int(ls.max(initial=0)) > 62:
             return None
-        s = np.array([src.frac - t.frac for t in ts], dtype=np.int64)
-        up = np.array([self.type.frac - t.frac for t in ts], dtype=np.int64)
-        m = x[:, idx]
-        rs, ls = np.maximum(s, 0), np.maximum(-s, 0)
-        bits = int(np.abs(m).max(initial=0)).bit_length()
-        if bits + 2 + int(ls.max(initial=0)) > 62 or max(t.width for t in ts) + int(up.max(initial=0)) > 62:
-            return None
-        q = shift_round(m, rs, rounding) << ls
-        hi = np.array([t.max_mantissa for t in ts], dtype=np.int64)
-        lo = np.array([t.min_mantissa for t in ts], dtype=np.int64)
+        q = shift_round(x, rs, rounding)
+        if ls.any():
+            q <<= ls
         if mode == "WRAP":
-            w = np.array([t.width for t in ts], dtype=np.int64)
-            q = q & ((np.int64(1) << w) - 1)
+            # Two's complement wrap in place: offset by half the range, mask, offset back (lanes
+            # that are always zero have an empty mask and no offset).
             if signed:
-                q = np.where(q > hi, q - (np.int64(1) << w), q)
+                q += off
+            q &= mask
+            if signed:
+                q -= off
         elif mode in ("SAT", "SAT_SYM"):
             q = np.clip(q, -hi if (mode == "SAT_SYM" and signed) else lo, hi)
         else:  # SAT_ZERO
             q = np.where((q < lo) | (q > hi), 0, q)
-        out = np.zeros(x.shape, dtype=np.int64)
-        out[:, idx] = q << up
-        return out
+        if up.any():
+            q <<= up
+        return q
+
+    def _lane_plan(self, src: FixedType):
+        """The per-lane shift and range arrays of :meth:`_golden_lanes` (kept: they only depend on
+        the lanes, which do not change once a graph is built), or None when a lane needs the
+        general path. Lanes that are always zero get an empty range."""
+        # Keyed by the lanes' identity: hashing every lane's type string on each call costs as
+        # much as the arithmetic on a small block. The entry keeps the list, so its id stays its own.
+        key = (src, self.type, id(self.lanes))
+        cache = self.__dict__.setdefault("_plans", {})
+        if key not in cache:
+            types = self.lane_types()
+            ts = [t for t in types if t is not None]
+            plan = None
+            if ts and len({(t.rounding, t.overflow, t.signed) for t in ts}) == 1 and ts[0].rounding in FAST_ROUNDING:
+
+                def per_lane(f, zero=0):
+                    return np.array([f(t) if t is not None else zero for t in types], dtype=np.int64)
+
+                s = per_lane(lambda t: src.frac - t.frac)
+                up = per_lane(lambda t: self.type.frac - t.frac)
+                hi = per_lane(lambda t: t.max_mantissa)
+                if max(t.width for t in ts) + int(up.max(initial=0)) <= 62:
+                    ls = np.maximum(-s, 0)
+                    plan = (
+                        ts[0].rounding, ts[0].overflow, ts[0].signed, np.maximum(s, 0), ls, up,
+                        per_lane(lambda t: t.min_mantissa), hi,
+                        per_lane(lambda t: t.max_mantissa + 1),
+                        per_lane(lambda t: (1 << t.width) - 1),
+                        # Inputs of the source type cannot come near int64's limits.
+                        src.width + 2 + int(ls.max(initial=0)) <= 62,
+                    )  # fmt: skip
+            cache[key] = (self.lanes, plan)
+        return cache[key][1]
 
 
 @register_op
