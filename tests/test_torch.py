@@ -41,7 +41,7 @@ def _inputs(shape, n=64, seed=0):
     return (np.round(x * 256) / 256).astype(np.float32)
 
 
-def _check_float(module, shape, tmp_path):
+def _check_float(module, shape):
     from rtlgen.torch_export import export
 
     design = rtlgen.convert(module, input_shape=shape)
@@ -53,19 +53,25 @@ def _check_float(module, shape, tmp_path):
     assert np.abs(got - ref).max() <= bound
     # The float network is really followed, not only bounded: argmax agrees on most samples.
     assert (got.argmax(1) == ref.argmax(1)).mean() >= 0.9
-    check_rtl(design, x[:32], work_dir=tmp_path, stall="none")
+    return design
 
 
-def test_float_mlp_in_memory(tmp_path):
+def test_float_mlp_in_memory():
     module = _mlp()
-    _check_float(module, (16,), tmp_path)
+    _check_float(module, (16,))
     # Names of the module's layers reach the configuration keys.
     names = [n.name for n in rtlgen.convert(module, input_shape=(16,)).graph.nodes if n.kind == "Dense"]
     assert names == ["/0/Gemm", "/2/Gemm"]
 
 
-def test_float_cnn_in_memory(tmp_path):
-    _check_float(_CNN(), (1, 8, 8), tmp_path)
+def test_float_cnn_in_memory():
+    _check_float(_CNN(), (1, 8, 8))
+
+
+@pytest.mark.slow
+def test_float_cnn_rtl(tmp_path):
+    design = rtlgen.convert(_CNN(), input_shape=(1, 8, 8))
+    check_rtl(design, _inputs((1, 8, 8), n=100), work_dir=tmp_path)
 
 
 def _brevitas_cnn():
@@ -96,7 +102,7 @@ def _brevitas_cnn():
     return BrevitasCNN()
 
 
-def test_brevitas_4bit_cnn_in_memory_is_exact(tmp_path):
+def test_brevitas_4bit_cnn_in_memory_is_exact():
     from rtlgen.torch_export import export
 
     module = _brevitas_cnn()
@@ -106,7 +112,13 @@ def test_brevitas_4bit_cnn_in_memory_is_exact(tmp_path):
     x = np.random.default_rng(3).uniform(-1.2, 1.2, (64, 1, 10, 10)).astype(np.float32)
     ref = execute_qonnx(export(module, (1, 10, 10)), x)
     assert np.array_equal(design.predict(x).reshape(ref.shape), ref)
-    check_rtl(design, x[:32], work_dir=tmp_path, stall="none")
+
+
+@pytest.mark.slow
+def test_brevitas_4bit_cnn_rtl(tmp_path):
+    design = rtlgen.convert(_brevitas_cnn(), input_shape=(1, 10, 10))
+    x = np.random.default_rng(4).uniform(-1.2, 1.2, (100, 1, 10, 10)).astype(np.float32)
+    check_rtl(design, x, work_dir=tmp_path)
 
 
 def test_torch_module_needs_input_shape():
