@@ -176,3 +176,36 @@ def test_build_reports_in_hls4ml_shape(tmp_path):
     assert syn["AvailableLUT"] == "20800" and syn["TargetClockPeriod"] == "10.00" and int(syn["LUT"]) > 0
     assert report["CosimReport"]["Status"] == "Pass" and report["CosimReport"]["Mismatches"] == 0
     assert hls4ml.report.read_vivado_report(tmp_path / "prj") == report
+
+
+# The tutorial's QKeras student, stored with QKeras's outputs by scripts/make_qkeras_student.py.
+STUDENT = os.path.join(os.path.dirname(__file__), "data", "qkeras", "qkeras_student")
+
+
+def test_tutorial_student_equals_qkeras():
+    import rtlgen
+    from rtlgen import hls4ml
+
+    refs = np.load(STUDENT + ".npz")
+    x = refs["x"]
+    design = rtlgen.convert(STUDENT + ".h5", skip_softmax=True)
+    types = {n.name: str(design.graph.tensors[n.outputs[0]].type) for n in design.graph.nodes}
+    assert types["relu1"] == "ufixed<16,15,RND_CONV,SAT>" and types["output_q"] == "fixed<32,16,RND_CONV,SAT>"
+    trace = design.trace(x)
+    for layer in ("fc1", "relu1", "fc2", "relu2", "output", "output_q"):
+        assert np.array_equal(trace[layer].astype(np.float32), refs[f"layer/{layer}"]), layer
+    assert np.array_equal(design.predict(x).astype(np.float32), refs["layer/output_q"])
+    # Through hls4ml's API with the softmax: a table approximation, same class on every sample.
+    config = hls4ml.utils.config_from_keras_model(STUDENT + ".h5", granularity="name")
+    assert list(config["LayerName"]) == ["input_1", "fc1", "relu1", "fc2", "relu2", "output", "output_q", "softmax"]
+    y = hls4ml.converters.convert_from_keras_model(STUDENT + ".h5", hls_config=config).predict(x)
+    assert np.array_equal(y.argmax(1), refs["y"].argmax(1)) and np.abs(y - refs["y"]).max() < 2.0**-8
+
+
+@pytest.mark.slow
+def test_tutorial_student_rtl(tmp_path):
+    import rtlgen
+    from conftest import check_rtl
+
+    design = rtlgen.convert(STUDENT + ".h5")
+    check_rtl(design, np.load(STUDENT + ".npz")["x"][:200], work_dir=tmp_path)

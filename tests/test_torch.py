@@ -77,7 +77,11 @@ def test_float_cnn_rtl(tmp_path):
 def _brevitas_cnn():
     pytest.importorskip("brevitas", reason="Brevitas is not installed (pip install -e '.[torch]')")
     from brevitas import nn as qnn
-    from brevitas.quant import Int8ActPerTensorFixedPoint, Int8WeightPerTensorFixedPoint, Uint8ActPerTensorFixedPoint
+    from brevitas.quant import (
+        Int8ActPerTensorFixedPoint,
+        Int8WeightPerTensorFixedPoint,
+        Uint8ActPerTensorFixedPoint,
+    )
 
     class BrevitasCNN(torch.nn.Module):
         """4-bit weights and activations, power-of-two scales (convolutions need them)."""

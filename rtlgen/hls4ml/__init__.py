@@ -9,7 +9,11 @@ in a warning when they change nothing here.
 """
 
 from . import converters, model, report, utils
-from .converters import convert_from_keras_model, convert_from_onnx_model, convert_from_pytorch_model
+from .converters import (
+    convert_from_keras_model,
+    convert_from_onnx_model,
+    convert_from_pytorch_model,
+)
 from .model import ModelGraph
 
 __all__ = [

@@ -37,7 +37,7 @@ def _rtlgen_config(hls_config, io_type):
     cfg = copy.deepcopy(hls_config or {})
     cfg.pop("InputShape", None)
     for level_key in ("LayerName", "LayerType"):
-        for name, level in (cfg.get(level_key) or {}).items():
+        for level in (cfg.get(level_key) or {}).values():
             if not isinstance(level, dict):
                 continue
             for key, var in _TABLE_KEYS.items():
