@@ -100,6 +100,24 @@ def test_notebook_runs_with_only_the_import_changed(tmp_path, caplog):
     assert hls_model.design.top_name == "myproject"
 
 
+@pytest.mark.slow
+def test_notebook_unchanged_under_hls4ml_gives_the_same_logits(tmp_path):
+    """The very same notebook under hls4ml itself (its C++ emulation, g++): the traced layers up
+    to the logits are bit-identical to rtlgen's."""
+    pytest.importorskip("hgq", reason="HGQ2 is not installed (pip install -e '.[keras]')")
+    pytest.importorskip("hls4ml", reason="hls4ml is not installed (pip install -e '.[hls4ml]')")
+    pytest.importorskip("pandas", reason="hls4ml's profiling needs pandas")
+    import shutil
+
+    if shutil.which("g++") is None:
+        pytest.skip("hls4ml's emulation needs g++")
+    theirs = _run(NOTEBOOK, tmp_path / "hls4ml")
+    ours = _run(NOTEBOOK.replace("\nimport hls4ml\n", "\nfrom rtlgen import hls4ml\n"), tmp_path / "rtlgen")
+    for layer in ("fc1", "output"):
+        a, b = theirs["hls4ml_trace"][layer], ours["hls4ml_trace"][layer]
+        assert np.array_equal(np.asarray(a, np.float64).reshape(b.shape), b), layer
+
+
 def test_config_layouts_and_defaults():
     keras = pytest.importorskip("keras", reason="Keras is not installed (pip install -e '.[keras]')")
     from rtlgen import hls4ml
