@@ -1036,4 +1036,6 @@ class _KerasImporter:
 def _explicit(config: Config, name: str) -> bool:
     level = config.layer_name.get(name) or {}
     p = level.get("Precision")
-    return isinstance(p, dict) and "result" in p or isinstance(p, str)
+    p = p.get("result") if isinstance(p, dict) else p
+    # hls4ml's "auto" (what config_from_keras_model writes) asks for the derived type: no cast.
+    return isinstance(p, str) and p.strip().lower() != "auto"

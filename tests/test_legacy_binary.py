@@ -76,6 +76,19 @@ def test_binary_example_model_is_exact():
     assert str(design.graph.tensors[design.graph.nodes[2].outputs[0]].type).startswith("int<")
 
 
+def test_binary_example_model_through_hls4ml_api():
+    from rtlgen import hls4ml
+
+    path = shared_model("hls4ml-example-models", "keras", "KERAS_3layer_binary_smaller.json")
+    config = hls4ml.utils.config_from_keras_model(str(path), granularity="name")
+    assert list(config["LayerName"])[:4] == ["input", "fc1", "bn1", "act1"]
+    config["LayerName"]["fc2"]["ReuseFactor"] = 4
+    hm = hls4ml.converters.convert_from_keras_model(str(path), hls_config=config)
+    assert next(n.op.reuse_factor for n in hm.design.graph.nodes if n.name == "fc2") == 4
+    x = _inputs(50, 16)
+    assert np.array_equal(hm.predict(x), rtlgen.convert(path).predict(x))
+
+
 @pytest.mark.slow
 def test_binary_example_model_rtl(tmp_path):
     design = rtlgen.convert(shared_model("hls4ml-example-models", "keras", "KERAS_3layer_binary_smaller.json"))

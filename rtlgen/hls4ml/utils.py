@@ -75,9 +75,8 @@ def _keras_layers(model) -> list[tuple[str, str]]:
             continue
         if cls == "Activation" and layer["config"].get("activation") == "softmax":
             cls = "Softmax"
-        if cls == "InputLayer" or not out and layer["config"].get("batch_input_shape"):
-            if cls != "InputLayer":  # Keras 2 Sequential: the input is implicit in the first layer
-                out.append((name + "_input", "InputLayer"))
+        if not out and cls != "InputLayer":  # Keras 2 Sequential: the input is implicit (rtlgen calls it "input")
+            out.append(("input", "InputLayer"))
         out.append((name, cls))
     return out
 
