@@ -46,7 +46,10 @@ MERGES = {
 }  # fmt: skip
 DENSE = ("Dense", "QDense", "QDenseBatchnorm")
 ACTIVATIONS = ("Activation", "QActivation", "ReLU", "LeakyReLU", "PReLU", "ELU", "ThresholdedReLU", "Softmax")
-SUPPORTED = DENSE + CONV + POOL + LAYOUT + ACTIVATIONS + tuple(MERGES) + ("BatchNormalization", "Dropout", "InputLayer", "Softmax (final, skipped)")
+# Legacy BinaryNet/TernaryNet Keras layers of hls4ml's example models (see legacy_dense).
+LEGACY_DENSE = ("BinaryDense", "TernaryDense")
+LEGACY_SIGN = ("binary_tanh", "ternary_tanh")
+SUPPORTED = DENSE + LEGACY_DENSE + CONV + POOL + LAYOUT + ACTIVATIONS + tuple(MERGES) + ("BatchNormalization", "Dropout", "InputLayer", "Softmax (final, skipped)")
 
 
 
@@ -391,6 +394,8 @@ class _KerasImporter:
             self.pool(layer)
         elif cls in LAYOUT:
             self.layout(layer)
+        elif cls in LEGACY_DENSE:
+            self.legacy_dense(layer)
         elif cls in DENSE:
             self.dense(layer)
             act = c.get("activation", "linear")
@@ -835,6 +840,8 @@ class _KerasImporter:
                 self.fail(layer, f"activation {qname!r} is not supported yet; supported are quantized_relu, quantized_bits, binary, ternary, relu, linear")
         if act in (None, "linear"):
             return
+        if act in LEGACY_SIGN:
+            return self.legacy_sign(layer, act, name)
         if act == "relu":
             float_input = self.float_layer is not None
             relu_name = name + "_relu" if (cls in DENSE or cls in CONV or is_hgq(layer)) else name
@@ -929,4 +936,101 @@ class _KerasImporter:
                 self.apply_function(layer, "relu", params)
         elif cls == "Softmax":
             self.activation(layer, "softmax", name, self.next_layer(layer) is None)
+
+
+    # -- legacy binary / ternary layers -----------------------------------------------------------
+
+    def legacy_dense(self, layer):
+        """``BinaryDense`` / ``TernaryDense`` (BinaryNet-style Keras layers) as hls4ml reads them.
+
+        Weights become +-1 (binary: ``w > 0``, as the layer's own ``binary_tanh`` of the kernel) or
+        -1/0/+1 (ternary: ``w > 0.5`` / ``w <= -0.5``), times ``H``; the sum is exact, so on +-1
+        inputs it is an XNOR-popcount. A following BatchNormalization and ``binary_tanh`` /
+        ``ternary_tanh`` become per-channel thresholds on the accumulator (:meth:`legacy_sign`)."""
+        cls, c = layer["class_name"], layer["config"]
+        name = c["name"]
+        if c.get("use_bias", True):
+            self.fail(layer, "a bias is not supported (hls4ml binarizes it, the Keras layer adds it in float); train with use_bias=False and a BatchNormalization after the layer")
+        kernel = np.asarray(self.weight(layer, "kernel", 0), dtype=np.float32)
+        xt = self.graph.tensors[self.cur]
+        if len(xt.shape) != 1 or kernel.ndim != 2 or kernel.shape[0] != xt.size:
+            self.fail(layer, f"kernel of shape {kernel.shape} does not match an input of shape {xt.shape}")
+        h = float(c.get("H", 1.0))
+        hfrac = precision.dyadic_frac(h) if h > 0 else None
+        if hfrac is None or not math.log2(h).is_integer():
+            self.fail(layer, f"H={h} must be a power of two for exact weights")
+        k = kernel / np.float32(h)
+        unit = np.where(k > 0, 1, -1) if cls == "BinaryDense" else np.where(k > 0.5, 1, np.where(k <= -0.5, -1, 0))
+        wfrac = max(-int(math.log2(h)), 0)
+        wm = (unit * int(round(h * 2**wfrac))).astype(np.int64)
+        fw = precision.exact_weights(wm, wfrac, np.zeros(kernel.shape[1]), xt.type.frac)
+        self.cur = self.b.dense(name, self.cur, fw.weight, fw.wfrac, fw.bias, accum=fw.accum, product_shift=fw.shift, attrs={"source": cls})
+        self.after_weights_layer(name, True, "Dense")
+        bn = self.next_layer(layer)
+        act = self.next_layer(bn) if bn is not None and bn["class_name"] == "BatchNormalization" else None
+        if act is not None and act["class_name"] == "Activation" and act["config"].get("activation") in LEGACY_SIGN:
+            self.skip = bn["config"]["name"]
+            self.legacy_bn = bn
+
+    def legacy_sign(self, layer, act, name):
+        """``binary_tanh`` (``2 round(clip(x/2 + 1/2, 0, 1)) - 1``: +-1) or ``ternary_tanh`` (+1 above
+        0.5, -1 at or below -0.5, else 0) as exact per-channel thresholds on the input mantissas,
+        found by evaluating the function, after the pending BatchNormalization if any, in float32
+        as Keras computes it (the function is monotonic in the input)."""
+        xt = self.graph.tensors[self.cur]
+        if xt.scale != 1.0:
+            self.fail(layer, "its input has a scale that is not a power of two")
+        n = xt.size
+        scale, shift = np.ones(n, np.float32), np.zeros(n, np.float32)
+        bn = getattr(self, "legacy_bn", None)
+        if bn is not None:
+            self.legacy_bn = None
+            scale, shift = self.keras_bn_float32(bn, n)
+        step = np.float32(2.0**-xt.type.frac)
+
+        def level(m):  # (n,) mantissas -> number of thresholds passed (0..levels)
+            y = np.asarray(m, np.float64).astype(np.float32) * step * scale + shift
+            if act == "binary_tanh":
+                return (np.round(np.clip(np.float32(0.5) * y + np.float32(0.5), 0, 1)) > 0).astype(np.int64)
+            y = np.clip(y, -1, 1)
+            return (y > np.float32(-0.5)).astype(np.int64) + (y > np.float32(0.5))
+
+        levels = 1 if act == "binary_tanh" else 2
+        lo, hi = xt.type.min_mantissa, xt.type.max_mantissa
+        increasing = ~(scale < 0)
+        thresholds = np.zeros((n, levels), dtype=np.int64)
+        for k in range(levels):
+            # Increasing lanes: the least m that passes level k (hi + 1: never); decreasing lanes:
+            # the greatest (lo - 1: never). Bisection on the monotonic float32 function.
+            a = np.full(n, lo, dtype=np.int64)
+            b = np.full(n, hi + 1, dtype=np.int64)
+            while np.any(b - a > 0):
+                mid = (a + b) // 2
+                passed = level(mid) > k
+                go_left = np.where(increasing, passed, ~passed)
+                b = np.where((b > a) & go_left, mid, b)
+                a = np.where((b > a) & ~go_left, mid + 1, a)
+            # a: first m where an increasing lane passes / a decreasing lane stops passing.
+            thresholds[:, k] = np.where(increasing, a, a - 1)
+        out_base, out_step = (-1, 2) if act == "binary_tanh" else (-1, 1)
+        from rtlgen.ir import Threshold
+
+        node_name = name
+        self.cur = self.b.threshold(node_name, self.cur, [0] * levels, base=out_base, step=out_step, frac=0, attrs={"source": f"{layer['class_name']} {act}"})
+        node = self.graph.nodes[-1]
+        node.op = Threshold(thresholds, increasing.astype(bool), out_base, out_step)
+        self.float_layer = None
+
+    def keras_bn_float32(self, bn, n):
+        """A BatchNormalization's inference as Keras computes it in float32: ``x * inv + (beta - mean * inv)``
+        with ``inv = gamma / sqrt(variance + epsilon)``; returns ``(inv, beta - mean * inv)``."""
+        c = bn["config"]
+        ws = self.weights(c["name"])
+        names = [w for w, _ in ws]
+        order = [w for w, on in (("gamma", c.get("scale", True)), ("beta", c.get("center", True))) if on] + ["moving_mean", "moving_variance"]
+        arrays = dict(ws) if all(names) else {w: a for w, (_, a) in zip(order, ws)}
+        f32 = lambda key, default: np.asarray(arrays.get(key, np.full(n, default)), np.float32).reshape(-1)  # noqa: E731
+        eps = np.float32(c.get("epsilon", 1e-3))
+        inv = (np.float32(1) / np.sqrt(f32("moving_variance", 1) + eps)) * f32("gamma", 1)
+        return inv, f32("beta", 0) - f32("moving_mean", 0) * inv
 

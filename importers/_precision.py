@@ -204,7 +204,9 @@ class Precisions:
     def explicit_result(self, name: str, layer_type: str) -> FixedType | None:
         level = self._config.layer_name.get(name) or {}
         p = level.get("Precision")
-        if not (isinstance(p, dict) and "result" in p or isinstance(p, str)):
+        p = p.get("result") if isinstance(p, dict) else p
+        # hls4ml's "auto" (what config_from_keras_model writes) asks for the derived type: no cast.
+        if not isinstance(p, str) or p.strip().lower() == "auto":
             return None
         if not self._config.has_precision(name, "result", layer_type):
             return None

@@ -33,9 +33,20 @@ def _module_name(name: str) -> str:
 
 
 def convert(
-    model, config=None, *, skip_softmax: bool = False, dump_dir=None, reuse_check: bool = True, passes=None
+    model,
+    config=None,
+    *,
+    skip_softmax: bool = False,
+    dump_dir=None,
+    reuse_check: bool = True,
+    passes=None,
+    input_shape=None,
 ) -> Design:
-    """Import a model (path, ``onnx.ModelProto`` or example name) and run the pass pipeline.
+    """Import a model (path, ``onnx.ModelProto``, Keras model, ``torch.nn.Module``, or example
+    name) and run the pass pipeline.
+
+    A PyTorch module (plain or Brevitas) is exported first (:mod:`rtlgen.torch_export`) for one
+    sample of ``input_shape`` (without the batch dimension).
 
     ``passes`` replaces the default pipeline (:func:`rtlgen.passes.default_passes`); with
     ``reuse_check=False`` the default pipeline keeps configured reuse factors that do not split a
@@ -46,6 +57,12 @@ def convert(
     cfg = load_config(config)
     import onnx
 
+    from .torch_export import export, is_torch_module
+
+    if is_torch_module(model):
+        model = export(model, input_shape)
+    elif input_shape is not None:
+        raise RtlgenError("input_shape is only for PyTorch modules; other models carry their input shape")
     if isinstance(model, onnx.ModelProto):
         graph = from_onnx(model, config=cfg, skip_softmax=skip_softmax)
     elif hasattr(model, "get_config") and hasattr(model, "layers"):

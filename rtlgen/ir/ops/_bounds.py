@@ -111,7 +111,9 @@ def weights_error(ctx, node, op, src, dst, e) -> float:
     if op.weight.ndim == 2:  # Dense
         total = (w * 2.0**-wfrac).sum(axis=0) * e + np.count_nonzero(op.weight, axis=0) * prod
         if dw is not None:
-            total = total + (dw * mag[:, None]).sum(axis=0)
+            # An exact weight (dw = 0) adds nothing, even on an unbounded input (0 * inf).
+            with np.errstate(invalid="ignore"):
+                total = total + np.nan_to_num(dw * mag[:, None], nan=0.0).sum(axis=0)
     else:
         kh, kw, cin, c2 = op.weight.shape
         axes = (0, 1) if op.depthwise else (0, 1, 2)
