@@ -1,0 +1,185 @@
+"""Recurrent layers (SimpleRNN, LSTM, GRU) from Keras and ONNX into the IR's recurrent ops.
+
+Float layers take hls4ml's configuration keys (layer types ``SimpleRNN``, ``LSTM``, ``GRU``):
+``weight``, ``recurrent_weight`` (default: ``weight``), ``bias``, ``recurrent_bias`` (default:
+``bias``), ``accum`` (the gates' pre-activations), ``table`` (activation outputs; default
+``fixed<18,8>`` as hls4ml's ``table_t``), ``result`` (the output), and rtlgen's ``state`` (the
+recurrent state ``h``) and ``cell`` (the LSTM cell state ``c``), both ``result`` unless set.
+Weights are printed and read back as hls4ml writes them (:mod:`._precision`). ``TableSize``
+sets the tables' size (default 1024).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtlgen.config import Config
+from rtlgen.errors import ModelFormatError
+from rtlgen.fixed import FixedType
+from rtlgen.ir import Node
+from rtlgen.ir.ops import activation as act
+from rtlgen.ir.ops.recurrent import GRU, LSTM, SimpleRNN
+
+from . import _precision as precision
+from ._activations import _table_size
+from ._errors import _up
+
+__all__ = ["KERAS_RECURRENT", "recurrent_node", "keras_recurrent", "DEFAULT_TABLE"]
+
+KERAS_RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+OPS = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
+GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
+DEFAULT_TABLE = FixedType(18, 8)
+# Activations computed exactly as clipped affine functions; the others are tables.
+PIECEWISE = ("relu", "linear", "hard_sigmoid")
+TABLES = ("sigmoid", "tanh", "softsign", "softplus", "elu", "selu")
+
+
+def _explicit(config: Config, name: str, var: str, layer_type: str) -> FixedType | None:
+    """``var``'s type when the configuration names it for this layer, its type or the model."""
+    for level in (config.layer_name.get(name), config.layer_type.get(layer_type), config.model):
+        p = (level or {}).get("Precision")
+        if isinstance(p, dict) and var in p and str(p[var]).lower() != "auto":
+            return FixedType.parse(p[var])
+    return None
+
+
+def activation_spec(function: str, src: FixedType, dst: FixedType, *, table_size: int, keras3: bool) -> dict:
+    """A JSON-able description of an activation from ``src`` into ``dst`` (see :mod:`rtlgen.ir.ops.recurrent`)."""
+    if function == "hard_sigmoid":
+        op = act.hard_sigmoid("keras3" if keras3 else "keras2")
+    elif function == "relu":
+        op = act.relu()
+    elif function == "linear":
+        op = act.Pwl(function="linear")
+    elif function in TABLES:
+        lut = act.make_lut(function, src, dst, table_size=table_size)
+        return {
+            "kind": "lut", "table": [int(v) for v in lut.table], "shift": lut.shift, "offset": lut.offset,
+            "function": lut.function, "max_error": lut.max_error, "fit_error": lut.fit_error,
+        }  # fmt: skip
+    else:
+        raise ValueError(f"activation {function!r} is not supported in recurrent layers; use one of {', '.join(PIECEWISE + TABLES)}")
+    spec = {"kind": "pwl", "const_type": str(op.const_type), "function": op.function or function}
+    for k in ("slope_hi", "bias_hi", "slope_lo", "bias_lo", "knot", "lower", "upper"):
+        v = getattr(op, k)
+        spec[k] = None if v is None else float(v)
+    return spec
+
+
+def _quantize(values, t: FixedType):
+    v = np.asarray(values, dtype=np.float64)
+    m = t.quantize(precision.hls4ml_text(v, t))
+    return np.asarray(m, dtype=np.int64), np.abs(v - np.asarray(m, dtype=np.float64) * 2.0**-t.frac)
+
+
+def recurrent_node(builder, config: Config, name: str, x: str, kind: str, *, units: int, kernel, recurrent_kernel, bias,
+                   recurrent_bias=None, activation: str, recurrent_activation: str | None, return_sequences: bool,
+                   reset_after: bool = True, keras3: bool = True, source: str = "") -> str:  # fmt: skip
+    """Add a float recurrent layer reading tensor ``x``; returns its output tensor.
+
+    Weights are in Keras' layout and gate order (``kernel`` ``(n_in, gates * units)``); a GRU's
+    ``recurrent_bias`` is the bias inside the reset product when ``reset_after`` (else it is added
+    to ``bias``)."""
+    lt = kind
+    xt = builder.graph.tensors[x]
+    n_in = xt.shape[-1]
+    steps = xt.size // n_in
+    wt = config.precision(name, "weight", lt)
+    rwt = _explicit(config, name, "recurrent_weight", lt) or wt
+    bt = config.precision(name, "bias", lt)
+    rbt = _explicit(config, name, "recurrent_bias", lt) or bt
+    accum = config.precision(name, "accum", lt)
+    table = _explicit(config, name, "table", lt) or DEFAULT_TABLE
+    result = config.precision(name, "result", lt)
+    state = _explicit(config, name, "state", lt) or result
+    cell = (_explicit(config, name, "cell", lt) or result) if kind == "LSTM" else None
+    km, dw = _quantize(kernel, wt)
+    rm, du = _quantize(recurrent_kernel, rwt)
+    bm, db = _quantize(bias, bt)
+    bfrac = max(bt.frac, rbt.frac)
+    bm = bm << (bfrac - bt.frac)
+    rb = None
+    if recurrent_bias is not None:
+        rbm, drb = _quantize(recurrent_bias, rbt)
+        rbm = rbm << (bfrac - rbt.frac)
+        if kind == "GRU" and reset_after:
+            u = units
+            bm = bm.copy()
+            bm[: 2 * u] += rbm[: 2 * u]
+            db = db.copy()
+            db[: 2 * u] += drb[: 2 * u]
+            rb = np.zeros_like(rbm)
+            rb[2 * u :] = rbm[2 * u :]
+            db[2 * u :] += drb[2 * u :]
+        else:
+            bm, db = bm + rbm, db + drb
+    size = _table_size(config, name, lt)
+    try:
+        specs = {"activation": activation_spec(activation, accum, table, table_size=size, keras3=keras3)}
+        if recurrent_activation is not None and kind != "SimpleRNN":
+            specs["recurrent_activation"] = activation_spec(recurrent_activation, accum, table, table_size=size, keras3=keras3)
+        if kind == "LSTM":
+            specs["cell_activation"] = activation_spec(activation, cell, table, table_size=size, keras3=keras3)
+    except ValueError as e:
+        from rtlgen.errors import UnsupportedOpError
+
+        raise UnsupportedOpError(name, source or kind, str(e)) from None
+    op = OPS[kind](
+        units=int(units), kernel=km, recurrent_kernel=rm, bias=bm, kernel_frac=wt.frac, recurrent_frac=rwt.frac,
+        bias_frac=bfrac, accum=accum, table=table, state=state, return_sequences=bool(return_sequences),
+        recurrent_bias=rb, cell=cell, reset_after=bool(reset_after), **specs,
+    )  # fmt: skip
+    shape = (steps, units) if return_sequences else (units,)
+    out = builder.tensor(name, shape, result)
+    builder.graph.add_node(Node(name, op, [x], [out], {"source": source or kind, "float_weights": True}))
+    builder.errors.weights[name] = (dw, du, db)
+    for key, spec in specs.items():
+        if spec["kind"] == "lut":
+            builder.graph.notes.append(
+                f"{name}: {key.replace('_', ' ')} {spec['function']} table of {len(spec['table'])} entries into {table}, "
+                f"worst-case error {_up(spec['max_error'])}"
+            )
+    return out
+
+
+def keras_recurrent(imp, layer) -> None:
+    """A Keras SimpleRNN, LSTM or GRU layer (float) read by the Keras importer ``imp``."""
+    cls, c = layer["class_name"], layer["config"]
+    name = c["name"]
+    xt = imp.graph.tensors[imp.cur]
+    shape = xt.shape[1:] if len(xt.shape) == 3 and xt.shape[0] == 1 else xt.shape
+    if len(shape) != 2:
+        imp.fail(layer, f"a recurrent layer reads a sequence (steps, features), not a tensor of shape {xt.shape}")
+    for key, ok in (("go_backwards", False), ("stateful", False), ("return_state", False)):
+        if c.get(key, False) != ok:
+            imp.fail(layer, f"{key}={c.get(key)} is not supported; set {key}=False")
+    units = int(c["units"])
+    g = GATES[cls]
+    ws = imp.weights(name)
+    named = {n: a for n, a in ws if n in ("kernel", "recurrent_kernel", "bias")}
+    # Keras 3 files name a recurrent layer's variables after its cell: then they come in creation order.
+    arrays = [named.get(k) for k in ("kernel", "recurrent_kernel", "bias")] if named else [a for _, a in ws]
+    want = 3 if c.get("use_bias", True) else 2
+    if len(arrays) < want or any(a is None for a in arrays[:want]):
+        raise ModelFormatError(f"layer {name!r}: kernel, recurrent kernel and bias not found in the weights file")
+    kernel, rkernel = (np.asarray(a, dtype=np.float64) for a in arrays[:2])
+    if c.get("use_bias", True):
+        bias = np.asarray(arrays[2], dtype=np.float64)
+    else:
+        bias = np.zeros((2, g * units) if cls == "GRU" and c.get("reset_after", False) else g * units)
+    rbias = None
+    reset_after = bool(c.get("reset_after", False)) if cls == "GRU" else True
+    if cls == "GRU" and reset_after:
+        bias = bias.reshape(2, g * units)
+        bias, rbias = bias[0], bias[1]
+    if kernel.shape != (shape[1], g * units):
+        imp.fail(layer, f"kernel of shape {kernel.shape} does not match {shape[1]} features and {units} units")
+    keras3 = "module" in imp.km.config
+    rec = None if cls == "SimpleRNN" else c.get("recurrent_activation", "sigmoid")
+    imp.cur = recurrent_node(
+        imp.b, imp.config, name, imp.cur, cls, units=units, kernel=kernel, recurrent_kernel=rkernel, bias=bias,
+        recurrent_bias=rbias, activation=c.get("activation", "tanh"), recurrent_activation=rec,
+        return_sequences=bool(c.get("return_sequences", False)), reset_after=reset_after, keras3=keras3, source=cls,
+    )  # fmt: skip
+    imp.float_layer = None
