@@ -39,6 +39,20 @@ def _cast(v, frac: int, dst: FixedType):
     return requantize(v, _typed(v, frac), dst)
 
 
+class _Wires:
+    """Names intermediate values: an expression used more than once is then computed once in
+    the Verilog instead of being repeated at every use."""
+
+    def __init__(self, m, prefix: str):
+        self.m, self.prefix, self.n = m, prefix, 0
+
+    def __call__(self, v):
+        s = Signal(v.shape(), name=f"{self.prefix}w{self.n}")
+        self.n += 1
+        self.m.d.comb += s.eq(v)
+        return s
+
+
 def _align(v, frac: int, to: int):
     return v << (to - frac) if to > frac else v
 
@@ -49,14 +63,16 @@ class _Cell:
     def __init__(self, op, in_type: FixedType):
         self.op, self.in_type = op, in_type
         self.roms: dict = {}
+        self.w = None
 
     def _act(self, m, spec, key, x, src: FixedType, dst: FixedType):
         a = activation_op(spec)
+        x = self.w(x)
         if spec["kind"] == "pwl":
             c = a.constants((1,))
             layer = PwlLayer(src, dst, 1, const_frac=a.const_type.frac, **c)
             layer._MustUse__silence = True
-            return layer.lane(x, 0)
+            return self.w(layer.lane(x, 0))
         if key not in self.roms:
             table = [int(v) for v in a.table]
             mem = Memory(shape=shape_of(dst), depth=len(table), init=table)
@@ -72,7 +88,7 @@ class _Cell:
             d = Mux(d > n - 1, n - 1, d)
         port = mem.read_port(domain="comb")
         m.d.comb += port.addr.eq(d.as_unsigned()[: max((n - 1).bit_length(), 1)])
-        return port.data
+        return self.w(port.data)
 
     def _pre(self, x, h, k: int, *, bias=True):
         """Exact pre-activation of gate ``k``: per lane ``(value, frac)``."""
@@ -101,28 +117,37 @@ class _Cell:
         del parts
         return out
 
-    def _z(self, x, h, k):
-        return [_cast(v, f, self.op.accum) for v, f in self._pre(x, h, k)]
+    def _c(self, args):
+        """A cast of a named value, itself named."""
+        v, frac, dst = args
+        return self.w(_cast(self.w(v), frac, dst))
 
-    def step(self, m, x, state):
+    def _z(self, x, h, k):
+        return [self._c((v, f, self.op.accum)) for v, f in self._pre(x, h, k)]
+
+    def step(self, m, x, state, prefix):
         """New state values from the input lanes ``x`` and the state (a tuple of lane lists)."""
+        self.w = _Wires(m, prefix)
+        w = self.w
+        x = [v if v is None else w(v) for v in x]
+        state = tuple([w(v) for v in vs] for vs in state)
         op = self.op
         acc, tt = op.accum, op.table
         if isinstance(op, SimpleRNN):
             (h,) = state
             a = [self._act(m, op.activation, "act", z, acc, tt) for z in self._z(x, h, 0)]
-            return ([_cast(v, tt.frac, op.state) for v in a],)
+            return ([self._c((v, tt.frac, op.state)) for v in a],)
         if isinstance(op, LSTM):
             h, c = state
             i, f, o = ([self._act(m, op.recurrent_activation, "ract", z, acc, tt) for z in self._z(x, h, k)] for k in (0, 1, 3))
             g = [self._act(m, op.activation, "act", z, acc, tt) for z in self._z(x, h, 2)]
             F = 2 * tt.frac + op.cell.frac
             c2 = [
-                _cast(_align(f[j] * c[j], tt.frac + op.cell.frac, F) + _align(i[j] * g[j], 2 * tt.frac, F), F, op.cell)
+                self._c((_align(f[j] * c[j], tt.frac + op.cell.frac, F) + _align(i[j] * g[j], 2 * tt.frac, F), F, op.cell))
                 for j in range(op.units)
             ]
             a = [self._act(m, op.cell_activation, "cact", v, op.cell, tt) for v in c2]
-            h2 = [_cast(o[j] * a[j], 2 * tt.frac, op.state) for j in range(op.units)]
+            h2 = [self._c((o[j] * a[j], 2 * tt.frac, op.state)) for j in range(op.units)]
             return h2, c2
         (h,) = state
         z, r = ([self._act(m, op.recurrent_activation, "ract", v, acc, tt) for v in self._z(x, h, k)] for k in (0, 1))
@@ -133,23 +158,23 @@ class _Cell:
             pre = []
             for j in range(u):
                 (mx, fx), (mh, fh) = px[j], ph[j]
-                hz = _cast(mh, fh, acc)
+                hz = self._c((mh, fh, acc))
                 F = max(fx, tt.frac + acc.frac)
-                pre.append(_cast(_align(mx, fx, F) + _align(r[j] * hz, tt.frac + acc.frac, F), F, acc))
+                pre.append(self._c((_align(mx, fx, F) + _align(r[j] * hz, tt.frac + acc.frac, F), F, acc)))
         else:
-            rh = [_cast(r[j] * h[j], tt.frac + op.state.frac, op.state) for j in range(u)]
+            rh = [self._c((r[j] * h[j], tt.frac + op.state.frac, op.state)) for j in range(u)]
             px = self._pre(x, None, 2)
             ph = self._pre(None, rh, 2, bias=None)
             pre = []
             for j in range(u):
                 (mx, fx), (mh, fh) = px[j], ph[j]
                 F = max(fx, fh)
-                pre.append(_cast(_align(mx, fx, F) + _align(mh, fh, F), F, acc))
+                pre.append(self._c((_align(mx, fx, F) + _align(mh, fh, F), F, acc)))
         hh = [self._act(m, op.activation, "act", v, acc, tt) for v in pre]
         one = Const(1 << tt.frac, signed(tt.width + 2))
         fs = tt.frac + op.state.frac
         F = max(fs, 2 * tt.frac)
-        h2 = [_cast(_align(z[j] * h[j], fs, F) + _align((one - z[j]) * hh[j], 2 * tt.frac, F), F, op.state) for j in range(u)]
+        h2 = [self._c((_align(z[j] * h[j], fs, F) + _align((one - z[j]) * hh[j], 2 * tt.frac, F), F, op.state)) for j in range(u)]
         return (h2,)
 
 
@@ -214,7 +239,7 @@ class RecurrentLayer(Layer):
         state = self._zero_state()
         outs = []
         for t in range(T):
-            state = cell.step(m, x[t * F : (t + 1) * F], state)
+            state = cell.step(m, x[t * F : (t + 1) * F], state, f"t{t}_")
             regs = self._state_signals(f"s{t}")
             ys = [Signal(shape_of(self.out_type), name=f"s{t}_y{k}") for k in range(len(outs) + u)] if (seq or t == T - 1) else []
             rest = [Signal(shape_of(self.in_type), name=f"s{t}_x{k}") for k in range((t + 1) * F, T * F)]
@@ -247,7 +272,7 @@ class RecurrentLayer(Layer):
             self.i.ready.eq(~busy | (last & out_free)),
         ]
         xt = [_select([xs[t * F + f] for t in range(T)], cnt) if T > 1 else xs[f] for f in range(F)]
-        new = cell.step(m, xt, state)
+        new = cell.step(m, xt, state, "cell_")
         h_out = self._out(new[0])
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)

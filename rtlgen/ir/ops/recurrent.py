@@ -223,7 +223,7 @@ class Recurrent(Op):
         e_x = errs[0]
         lo, hi = ctx.bounds[node.inputs[0]]
         lane = np.maximum(np.abs(np.asarray(lo, dtype=np.float64)), np.abs(np.asarray(hi, dtype=np.float64)))
-        x_mag = float(min(lane.max(initial=0.0) * 2.0**-src.type.frac * src.scale, ctx.mag[node.inputs[0]])) + e_x
+        x_mag = float(min(lane.max(initial=0.0) * 2.0**-src.type.frac * src.scale, ctx.mag[node.inputs[0]]))
         dw, du, db = ctx.weights.get(node.name, (None, None, None))
         W = np.abs(self.kernel.astype(np.float64)) * 2.0**-self.kernel_frac
         U = np.abs(self.recurrent_kernel.astype(np.float64)) * 2.0**-self.recurrent_frac
@@ -238,8 +238,8 @@ class Recurrent(Op):
             ez = W.sum(axis=0) * e_x + U.sum(axis=0) * e_h + acc_round
             zm = W.sum(axis=0) * x_mag + U.sum(axis=0) * h_mag + B
             if dw is not None:
-                ez = ez + dw.sum(axis=0) * x_mag + du.sum(axis=0) * h_mag + db
-            return ez, np.minimum(zm + ez, acc_top)
+                ez = ez + dw.sum(axis=0) * (x_mag + e_x) + du.sum(axis=0) * (h_mag + e_h) + db
+            return ez, np.minimum(zm, acc_top)
 
         s = {"e_h": 0.0, "e_c": 0.0, "h": 0.0, "c": 0.0}
         worst = 0.0
@@ -257,7 +257,7 @@ class Recurrent(Op):
         src = src or self.accum
         e, reach = float(np.max(ez)), float(np.max(zm))
         L, own, mag = _activation_error(spec, src, self.table, e, reach)
-        return L * e + own, mag + L * e + own
+        return L * e + own, mag
 
     def built_magnitude(self, ctx, node, own, m_in):
         return own
@@ -318,12 +318,12 @@ class LSTM(Recurrent):
         c_top = max(abs(float(self.cell.min)), abs(float(self.cell.max)))
         e_c, m_c = s["e_c"], s["c"]
         e_c = _prod_error(m_f, e_f, m_c, e_c) + _prod_error(m_i, e_i, m_g, e_g) + rounding_error(2 * self.table.frac + self.cell.frac, self.cell)
-        m_c = min(c_top, m_f * s["c"] + m_i * m_g + e_c)
+        m_c = min(c_top, m_f * s["c"] + m_i * m_g)
         e_a, m_a = self._act(self.cell_activation, np.array([e_c]), np.array([m_c]), self.cell)
         s["e_c"], s["c"] = e_c, m_c
         top = max(abs(float(self.state.min)), abs(float(self.state.max)))
         s["e_h"] = _prod_error(m_o, e_o, m_a, e_a) + rounding_error(2 * self.table.frac, self.state)
-        s["h"] = min(top, m_o * m_a + s["e_h"])
+        s["h"] = min(top, m_o * m_a)
 
 
 @register_op
@@ -371,19 +371,34 @@ class GRU(Recurrent):
         u = self.units
         (e_z, m_z), (e_r, m_r) = (self._act(self.recurrent_activation, ez[k * u : (k + 1) * u], zm[k * u : (k + 1) * u]) for k in (0, 1))
         e_h, m_h = s["e_h"], s["h"]
-        acc_top = max(abs(float(self.accum.min)), abs(float(self.accum.max)))
         zh, eh = zm[2 * u :], ez[2 * u :]
+        Uh = np.abs(self.recurrent_kernel[:, 2 * u :].astype(np.float64)).sum(axis=0) * 2.0**-self.recurrent_frac
         if self.reset_after:
-            # r * (h U_h + b_h): the recurrent part is within the accumulator's range.
-            ez_h = eh + e_r * acc_top + 2 * rounding_error(None, self.accum)
+            # r * cast(h U_h + b_h): the recurrent part's magnitude times the gate's error.
+            rb = 0.0 if self.recurrent_bias is None else np.abs(self.recurrent_bias[2 * u :].astype(np.float64)) * 2.0**-self.bias_frac
+            ez_h = eh + e_r * (Uh * m_h + rb + eh) + m_r * rounding_error(None, self.accum) + rounding_error(None, self.accum)
         else:
-            U = np.abs(self.recurrent_kernel[:, 2 * u :].astype(np.float64)).sum(axis=0) * 2.0**-self.recurrent_frac
-            ez_h = eh + U * (e_r * (m_h + e_h) + rounding_error(None, self.state))
+            ez_h = eh + Uh * (e_r * (m_h + e_h) + rounding_error(None, self.state))
         e_a, m_a = self._act(self.activation, ez_h, zh)
         top = max(abs(float(self.state.min)), abs(float(self.state.max)))
-        # z h + (1 - z) hh: 1 - z is exact from z.
-        s["e_h"] = _prod_error(m_z, e_z, m_h, e_h) + _prod_error(1 + m_z, e_z, m_a, e_a) + rounding_error(None, self.state)
-        s["h"] = min(top, m_z * m_h + (1 + m_z) * m_a + s["e_h"])
+        lo, hi = _range(self.recurrent_activation, self.table)
+        if lo >= 0 and hi <= 1:
+            # z h + (1 - z) hh is a convex combination (1 - z is exact from z).
+            s["e_h"] = max(e_h, e_a) + e_z * (m_h + m_a) + rounding_error(None, self.state)
+            s["h"] = min(top, max(m_h, m_a))
+        else:
+            s["e_h"] = _prod_error(m_z, e_z, m_h, e_h) + _prod_error(1 + m_z, e_z, m_a, e_a) + rounding_error(None, self.state)
+            s["h"] = min(top, m_z * m_h + (1 + m_z) * m_a)
+
+
+def _range(spec: dict, dst: FixedType) -> tuple[float, float]:
+    """Smallest and largest output of an activation spec (its table, or its clipping bounds)."""
+    if spec["kind"] == "lut":
+        t = np.asarray(spec["table"], dtype=np.float64) * 2.0**-dst.frac
+        return float(t.min()), float(t.max())
+    lo = -math.inf if spec.get("lower") is None else float(spec["lower"])
+    hi = math.inf if spec.get("upper") is None else float(spec["upper"])
+    return lo, hi
 
 
 def _prod_error(ma: float, ea: float, mb: float, eb: float) -> float:

@@ -1,0 +1,165 @@
+"""Recurrent layers (SimpleRNN, LSTM, GRU): golden model against Keras within the printed bound,
+the IR's JSON round trip, the two schedules, and RTL == golden under random stalls."""
+
+import os
+
+import numpy as np
+import pytest
+
+import rtlgen
+from conftest import check_rtl, shared_model
+from rtlgen.errors import UnsupportedOpError
+from rtlgen.ir import Graph
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+STEPS, FEATURES, UNITS = 5, 3, 4
+# Inputs of the tests are in [-1, 1): an input type of that range keeps the bounds tight.
+CONFIG = {"Model": {"Precision": "fixed<16,6>"}, "LayerType": {"InputLayer": {"Precision": {"result": "fixed<16,1>"}}}}
+KINDS = ["lstm", "lstm_hard_sigmoid", "gru", "gru_reset_before", "simple_rnn"]
+
+
+def _keras_model(kind, seed=0, steps=STEPS, return_sequences=None):
+    keras = pytest.importorskip("keras")
+    layer = {
+        "lstm": lambda: keras.layers.LSTM(UNITS, return_sequences=True if return_sequences is None else return_sequences),
+        "lstm_hard_sigmoid": lambda: keras.layers.LSTM(UNITS, recurrent_activation="hard_sigmoid"),
+        "gru": lambda: keras.layers.GRU(UNITS, reset_after=True),
+        "gru_reset_before": lambda: keras.layers.GRU(UNITS, reset_after=False, return_sequences=True),
+        "simple_rnn": lambda: keras.layers.SimpleRNN(UNITS),
+        "lstm_relu": lambda: keras.layers.LSTM(UNITS, activation="relu"),
+    }[kind]()
+    model = keras.Sequential([keras.Input((steps, FEATURES)), layer])
+    rng = np.random.default_rng(seed)
+    model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_golden_within_printed_bound_of_keras(kind):
+    """Float SimpleRNN/LSTM/GRU (both reset_after values, hard_sigmoid as a clipped affine): the
+    golden model stays within the bound the build prints, against Keras' float predict."""
+    model = _keras_model(kind)
+    design = rtlgen.convert(model, CONFIG)
+    bound = design.graph.error_bound
+    assert bound is not None and np.isfinite(bound)
+    assert any("worst-case error" in n and n.startswith("output") for n in design.graph.notes)
+    x = np.random.default_rng(1).uniform(-1, 1, (300, STEPS, FEATURES)).astype("float32")
+    ref = model.predict(x, verbose=0).reshape(len(x), -1)
+    err = np.abs(design.predict(x) - ref).max()
+    # The tables and weights are coarse enough that the error is not trivially zero.
+    assert 0 < err <= bound
+
+
+def test_hard_sigmoid_is_exact_affine_not_table():
+    """Keras 3's hard_sigmoid is computed as relu6(x + 3) / 6 with its slope quantized, not a table."""
+    model = _keras_model("lstm_hard_sigmoid")
+    node = rtlgen.convert(model, CONFIG).graph.nodes[0]
+    spec = node.op.recurrent_activation
+    assert spec["kind"] == "pwl" and spec["lower"] == 0.0 and spec["upper"] == 1.0
+    assert spec["slope_hi"] == pytest.approx(1 / 6)
+
+
+def test_graph_json_round_trip_keeps_golden():
+    design = rtlgen.convert(_keras_model("gru_reset_before"), CONFIG)
+    g2 = Graph.from_json(design.graph.to_json())
+    m = design.random_inputs(50, seed=3)
+    assert np.array_equal(rtlgen.Design(g2).predict_int(m), design.predict_int(m))
+
+
+def test_schedules_from_reuse_factor_and_strategy():
+    model = _keras_model("lstm", return_sequences=False)
+    unrolled = rtlgen.convert(model, CONFIG)
+    reused = rtlgen.convert(model, {**CONFIG, "LayerType": {**CONFIG["LayerType"], "LSTM": {"ReuseFactor": 2}}})
+    resource = rtlgen.convert(model, {**CONFIG, "LayerType": {**CONFIG["LayerType"], "LSTM": {"Strategy": "Resource"}}})
+    assert unrolled.graph.nodes[0].op.schedule == "unrolled"
+    assert reused.graph.nodes[0].op.schedule == "reused" and resource.graph.nodes[0].op.schedule == "reused"
+    assert (unrolled.latency, unrolled.initiation_interval) == (STEPS, 1)
+    assert (reused.latency, reused.initiation_interval) == (STEPS + 1, STEPS)
+    note = next(n for n in reused.graph.notes if "schedule" in n)
+    assert f"LSTM over {STEPS} steps, reused schedule; unrolled ({STEPS} cells)" in note
+    m = unrolled.random_inputs(20)
+    assert np.array_equal(unrolled.predict_int(m), reused.predict_int(m))
+
+
+def test_unsupported_settings_name_the_layer():
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((3, 2)), keras.layers.LSTM(2, go_backwards=True, name="rev")])
+    with pytest.raises(UnsupportedOpError, match=r"rev.*go_backwards=True is not supported; set go_backwards=False"):
+        rtlgen.convert(model)
+    model = keras.Sequential([keras.Input((3, 2)), keras.layers.SimpleRNN(2, activation="gelu", name="odd")])
+    with pytest.raises(UnsupportedOpError, match=r"odd.*activation 'gelu' is not supported in recurrent layers"):
+        rtlgen.convert(model)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_reset_before", "simple_rnn", "lstm_hard_sigmoid"])
+@pytest.mark.parametrize("reuse", [1, 2])
+def test_rtl_equals_golden_both_schedules(kind, reuse, tmp_path):
+    model = _keras_model(kind, steps=3)
+    cfg = {**CONFIG, "LayerType": {**CONFIG["LayerType"], "LSTM": {"ReuseFactor": reuse}, "GRU": {"ReuseFactor": reuse},
+                                   "SimpleRNN": {"ReuseFactor": reuse}}}  # fmt: skip
+    check_rtl(rtlgen.convert(model, cfg), n_random=300, work_dir=tmp_path)
+
+
+@pytest.mark.slow
+def test_rtl_io_stream(tmp_path):
+    model = _keras_model("lstm", steps=3)
+    check_rtl(rtlgen.convert(model, {**CONFIG, "IOType": "io_stream"}), n_random=200, work_dir=tmp_path)
+
+
+# -- the published hls4ml LSTM and GRU models ---------------------------------------------------
+
+
+def _published(kind):
+    """The published float model and a Keras 3 replica of it (weights from the same file) whose
+    last Dense gives logits, the golden model's output with the softmax skipped."""
+    import json
+
+    import h5py
+
+    keras = pytest.importorskip("keras")
+    path = shared_model("hls4ml-history", "keras", f"KERAS_{kind}_model.json")
+    weights = h5py.File(str(path).replace(".json", "_weights.h5"))["model_weights"]
+    layers = json.loads(path.read_text())["config"]["layers"]
+    ks = [keras.Input(tuple(layers[0]["config"]["batch_input_shape"][1:]))]
+    for layer in layers[1:]:
+        c, cls = layer["config"], layer["class_name"]
+        if cls in ("LSTM", "GRU"):
+            kw = {"reset_after": False} if cls == "GRU" else {}
+            ks.append(getattr(keras.layers, cls)(c["units"], activation=c["activation"], name=c["name"],
+                      recurrent_activation=c["recurrent_activation"], return_sequences=c["return_sequences"], **kw))  # fmt: skip
+        elif cls == "Dense":
+            act = "linear" if c["activation"] == "softmax" else c["activation"]
+            ks.append(keras.layers.Dense(c["units"], activation=act, name=c["name"]))
+        elif cls == "Flatten":
+            ks.append(keras.layers.Flatten())
+    model = keras.Sequential(ks)
+    for layer in model.layers:
+        if layer.name in weights and layer.name in weights[layer.name]:
+            g = weights[layer.name][layer.name]
+            keys = ["kernel:0", "recurrent_kernel:0", "bias:0"] if "recurrent_kernel:0" in g else ["kernel:0", "bias:0"]
+            layer.set_weights([np.array(g[k]) for k in keys])
+    return path, model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_published_models_golden_against_keras(kind):
+    path, model = _published(kind)
+    design = rtlgen.convert(path, skip_softmax=True)
+    x = np.random.default_rng(1).uniform(-1, 1, (1000, 20, 6)).astype("float32")
+    err = np.abs(design.predict(x) - model.predict(x, verbose=0)).max()
+    bound = design.graph.error_bound
+    # relu recurrences have no finite worst-case bound over the whole input type (the build says so).
+    assert bound is None or err <= bound
+    assert err < 0.5, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("reuse", [1, 20])
+def test_published_models_rtl(kind, reuse, tmp_path):
+    path = shared_model("hls4ml-history", "keras", f"KERAS_{kind}_model.json")
+    cfg = {"LayerType": {"LSTM": {"ReuseFactor": reuse}, "GRU": {"ReuseFactor": reuse}}}
+    check_rtl(rtlgen.convert(path, cfg, skip_softmax=True), n_random=200, work_dir=tmp_path)
