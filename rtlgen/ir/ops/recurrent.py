@@ -196,7 +196,9 @@ class Recurrent(Op):
         z = np.zeros((n, self.units), dtype=np.int64)
         return (z, z.copy()) if self.cell is not None else (z,)
 
-    def golden(self, x, src, dst):
+    def run_sequence(self, x, src, dst):
+        """Every step of the cell over the sequence, from the zero state; the output steps cast to
+        the output type."""
         x = int_array(x).reshape(len(x), -1)
         steps = self.steps_of(src)
         xf = src.type.frac
@@ -270,6 +272,9 @@ class SimpleRNN(Recurrent):
 
     gates = 1
 
+    def golden(self, x, src, dst):
+        return self.run_sequence(x, src, dst)
+
     def step(self, x, xf, state):
         (h,) = state
         a = apply_activation(self.activation, self._z(x, xf, h, 0), self.accum, self.table)
@@ -290,6 +295,9 @@ class LSTM(Recurrent):
 
     gates = 4
     products = 3
+
+    def golden(self, x, src, dst):
+        return self.run_sequence(x, src, dst)
 
     def verify(self, name, ins, out):
         super().verify(name, ins, out)
@@ -334,6 +342,9 @@ class GRU(Recurrent):
 
     gates = 3
     products = 3
+
+    def golden(self, x, src, dst):
+        return self.run_sequence(x, src, dst)
 
     def verify(self, name, ins, out):
         super().verify(name, ins, out)
