@@ -14,7 +14,6 @@ signals cast to the state and cell types.
 
 from __future__ import annotations
 
-import numpy as np
 from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib.memory import Memory
 
@@ -95,7 +94,6 @@ class _Cell:
         op = self.op
         u = op.units
         xf, sf = self.in_type.frac, op.state.frac
-        parts = []
         out = []
         for j in range(u):
             col = k * u + j
@@ -114,7 +112,6 @@ class _Cell:
             if b:
                 acc.append(Const(b << (f - op.bias_frac)))
             out.append((sum(acc[1:], acc[0]) if acc else Const(0, 2), f))
-        del parts
         return out
 
     def _c(self, args):
