@@ -183,3 +183,101 @@ def keras_recurrent(imp, layer) -> None:
         return_sequences=bool(c.get("return_sequences", False)), reset_after=reset_after, keras3=keras3, source=cls,
     )  # fmt: skip
     imp.float_layer = None
+
+
+# -- ONNX -----------------------------------------------------------------------------------------
+
+ONNX_RECURRENT = {"LSTM": "LSTM", "GRU": "GRU", "RNN": "SimpleRNN"}
+_ONNX_ACTIVATIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu", "HardSigmoid": "hard_sigmoid",
+                     "Softsign": "softsign", "Softplus": "softplus"}  # fmt: skip
+# ONNX's gate blocks in Keras' order: LSTM iofc -> ifco; GRU zrh and RNN are the same.
+_GATE_ORDER = {"LSTM": [0, 2, 3, 1], "GRU": [0, 1, 2], "SimpleRNN": [0]}
+
+
+def _keras_gates(w, kind: str, units: int):
+    """ONNX's ``(gates * units, n)`` weights as Keras' ``(n, gates * units)`` in Keras' gate order."""
+    blocks = [w[k * units : (k + 1) * units] for k in _GATE_ORDER[kind]]
+    return np.concatenate(blocks, axis=0).T
+
+
+def onnx_time_transpose(imp, node, x) -> bool:
+    """PyTorch's ``batch_first`` transposes ((B, T, F) <-> (T, B, F)) around a recurrent node move
+    no data: the hardware keeps the sequence time-major per sample either way. True when handled."""
+    from ._onnx import _Host, _Int
+
+    readers = imp.readers.get(node.output[0], [])
+    if isinstance(x, _Host) and not x.nodes and readers and all(r.op_type in ONNX_RECURRENT for r in readers):
+        imp.values[node.output[0]] = _Host([], nhwc=True)
+        return True
+    if isinstance(x, _Int):
+        prod = imp.graph.producer(x.tensor)
+        if prod is not None and prod.kind in ("LSTM", "GRU", "SimpleRNN") and len(imp.graph.tensors[x.tensor].shape) == 2:
+            imp.values[node.output[0]] = _Int(x.tensor, node.output[0])
+            return True
+    return False
+
+
+def onnx_recurrent(imp, node, ins) -> None:
+    """An ONNX LSTM, GRU or RNN node of a float model (as PyTorch exports them): forward, zero
+    initial state, no peepholes; its output is ``Y`` (every step) when a later node or the graph
+    reads it, else the last state ``Y_h``."""
+    from ._onnx import _attrs, _Const, _Host, _Int
+
+    kind = ONNX_RECURRENT[node.op_type]
+    a = _attrs(node)
+    units = int(a.get("hidden_size", 0))
+    if a.get("direction", b"forward") not in (b"forward", "forward"):
+        imp.fail(node, f"direction {a['direction']!r} is not supported; export a forward (unidirectional) layer")
+    if a.get("clip") is not None:
+        imp.fail(node, "clip is not supported; export without clip")
+    if int(a.get("layout", 0)) != 0:
+        imp.fail(node, "layout=1 is not supported; export with layout 0 (PyTorch's batch_first adds Transposes instead)")
+    x = ins[0]
+    if not isinstance(x, _Host) or not x.nhwc:
+        if isinstance(x, _Host):
+            imp.fail(node, "its input must be the network input in (batch, steps, features) order behind a Transpose (1, 0, 2)")
+        x = imp.fixed_input(node, x)
+    else:
+        x = imp.float_input(node, x)
+    for idx, what in ((4, "sequence_lens"), (7, "peepholes P")):
+        if len(ins) > idx and ins[idx] is not None:
+            imp.fail(node, f"{what} is not supported")
+    for idx, what in ((5, "initial_h"), (6, "initial_c")):
+        if len(ins) > idx and ins[idx] is not None:
+            v = ins[idx]
+            if not isinstance(v, _Const) or np.any(np.asarray(v.value) != 0):
+                imp.fail(node, f"{what} must be zero (a constant); rtlgen starts every sequence from a zero state")
+    g = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[kind]
+    W = np.asarray(imp.const(node, node.input[1], "W").value, dtype=np.float64)[0]
+    R = np.asarray(imp.const(node, node.input[2], "R").value, dtype=np.float64)[0]
+    if len(node.input) > 3 and node.input[3]:
+        B = np.asarray(imp.const(node, node.input[3], "B").value, dtype=np.float64)[0]
+    else:
+        B = np.zeros(2 * g * units)
+    wb, rb = (_keras_gates(b.reshape(-1, 1), kind, units).ravel() for b in (B[: g * units], B[g * units :]))
+    default = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "SimpleRNN": ["Tanh"]}[kind]
+    acts = [v.decode() if isinstance(v, bytes) else str(v) for v in a.get("activations", [])] or default
+    for fn in acts:
+        if fn not in _ONNX_ACTIVATIONS:
+            imp.fail(node, f"activation {fn!r} is not supported; use one of {', '.join(_ONNX_ACTIVATIONS)}")
+    if kind == "LSTM" and acts[1] != acts[2]:
+        imp.fail(node, f"the cell and output activations must be the same, not {acts[1]} and {acts[2]}")
+    alphas = a.get("activation_alpha")
+    if alphas and "HardSigmoid" in acts and any(abs(float(v) - 0.2) > 1e-7 for v in alphas):
+        imp.fail(node, "HardSigmoid is supported with alpha 0.2 and beta 0.5 only")
+    names = [_ONNX_ACTIVATIONS[fn] for fn in acts]
+    rec, act_fn = (None, names[0]) if kind == "SimpleRNN" else (names[0], names[1])
+    reads_y = bool(imp.readers.get(node.output[0])) or node.output[0] == imp.proto.graph.output[0].name
+    out_name = node.output[0] if reads_y or len(node.output) < 2 else node.output[1]
+    cur = recurrent_node(
+        imp.builder, imp.config, node.name, x.tensor, kind, units=units,
+        kernel=_keras_gates(W, kind, units), recurrent_kernel=_keras_gates(R, kind, units), bias=wb, recurrent_bias=rb,
+        activation=act_fn, recurrent_activation=rec, return_sequences=reads_y,
+        reset_after=bool(int(a.get("linear_before_reset", 0))), keras3=False, source=node.op_type,
+    )  # fmt: skip
+    imp.values[out_name] = _Int(cur, out_name)
+    # Y is time-major (steps, 1, batch, units) until PyTorch's closing Transpose: its squeezed
+    # forms have no batch-first shape for the layout checks.
+    for r in imp.readers.get(out_name, []):
+        if r.op_type in ("Squeeze", "Reshape") and out_name == node.output[0]:
+            imp.shapes.pop(r.output[0], None)

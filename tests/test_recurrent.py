@@ -164,3 +164,74 @@ def test_published_models_rtl(kind, reuse, tmp_path):
     path = shared_model("hls4ml-history", "keras", f"KERAS_{kind}_model.json")
     cfg = {"LayerType": {"LSTM": {"ReuseFactor": reuse}, "GRU": {"ReuseFactor": reuse}}}
     check_rtl(rtlgen.convert(path, cfg, skip_softmax=True), n_random=200, work_dir=tmp_path)
+
+
+# -- ONNX LSTM / GRU / RNN as PyTorch exports them ------------------------------------------------
+
+
+def _torch_style_onnx(op_type, *, hidden=UNITS, steps=STEPS, features=FEATURES, last_state=False, linear_before_reset=1, seed=0):
+    """The graph ``torch.onnx.export`` writes for ``nn.LSTM/GRU/RNN(batch_first=True)`` on a
+    (1, steps, features) input: Transpose (1, 0, 2), the recurrent node with W, R, B and zero
+    initial states as initializers (gates iofc / zrh), then Squeeze(axis 1) and Transpose back
+    for the sequence, or Squeeze(axis 0) of ``Y_h`` for the last state."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    g = {"LSTM": 4, "GRU": 3, "RNN": 1}[op_type]
+    rng = np.random.default_rng(seed)
+    inits = {
+        "W": rng.uniform(-0.6, 0.6, (1, g * hidden, features)), "R": rng.uniform(-0.6, 0.6, (1, g * hidden, hidden)),
+        "B": rng.uniform(-0.3, 0.3, (1, 2 * g * hidden)), "h0": np.zeros((1, 1, hidden)), "c0": np.zeros((1, 1, hidden)),
+        "ax1": np.array([1]), "ax0": np.array([0]),
+    }  # fmt: skip
+    inits = [numpy_helper.from_array(v.astype(np.int64 if k.startswith("ax") else np.float32), k) for k, v in inits.items()]
+    ins = ["xt", "W", "R", "B", "", "h0"] + (["c0"] if op_type == "LSTM" else [])
+    attrs = {"hidden_size": hidden}
+    if op_type == "GRU":
+        attrs["linear_before_reset"] = linear_before_reset
+    outs = ["Y", "Y_h"] + (["Y_c"] if op_type == "LSTM" else [])
+    nodes = [helper.make_node("Transpose", ["x"], ["xt"], perm=[1, 0, 2], name="transpose_in"),
+             helper.make_node(op_type, ins, outs, name=op_type.lower(), **attrs)]  # fmt: skip
+    if last_state:
+        nodes.append(helper.make_node("Squeeze", ["Y_h", "ax0"], ["out"], name="squeeze"))
+        oshape = [1, hidden]
+    else:
+        nodes += [helper.make_node("Squeeze", ["Y", "ax1"], ["ys"], name="squeeze"),
+                  helper.make_node("Transpose", ["ys"], ["out"], perm=[1, 0, 2], name="transpose_out")]  # fmt: skip
+        oshape = [1, steps, hidden]
+    graph = helper.make_graph(
+        nodes, "torch_rnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, steps, features])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, oshape)], initializer=inits,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    return model
+
+
+@pytest.mark.parametrize(
+    "op_type, kw",
+    [("LSTM", {}), ("LSTM", {"last_state": True}), ("GRU", {"linear_before_reset": 1}), ("GRU", {"linear_before_reset": 0}), ("RNN", {})],
+)
+def test_onnx_torch_export_within_bound_of_onnxruntime(op_type, kw):
+    import onnxruntime as ort
+
+    model = _torch_style_onnx(op_type, **kw)
+    design = rtlgen.convert(model, {"Model": {"Precision": "fixed<16,6>"}, "LayerName": {"x": {"Precision": {"result": "fixed<16,1>"}}}})
+    node = next(n for n in design.graph.nodes if n.kind in ("LSTM", "GRU", "SimpleRNN"))
+    assert node.op.return_sequences == (not kw.get("last_state", False))
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(2).uniform(-1, 1, (100, 1, STEPS, FEATURES)).astype("float32")
+    ref = np.concatenate([sess.run(None, {"x": xi})[0].reshape(1, -1) for xi in x])
+    err = np.abs(design.predict(x[:, 0]) - ref).max()
+    assert 0 < err <= design.graph.error_bound
+
+
+def test_onnx_matches_keras_arithmetic_for_the_same_weights():
+    """The same weights as an ONNX LSTM (gates iofc) and as the IR from Keras' layout give the same
+    golden integers: the gate reordering is exact."""
+    from importers._recurrent import _keras_gates
+
+    w = np.arange(4 * 2 * 3).reshape(4 * 2, 3)
+    k = _keras_gates(w, "LSTM", 2)
+    # Keras' i, f, c, o are ONNX's blocks 0, 2, 3, 1.
+    assert np.array_equal(k[:, 2:4], w[4:6].T) and np.array_equal(k[:, 6:8], w[2:4].T)
