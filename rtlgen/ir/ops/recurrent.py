@@ -261,9 +261,6 @@ class Recurrent(Op):
         L, own, mag = _activation_error(spec, src, self.table, e, reach)
         return L * e + own, mag
 
-    def built_magnitude(self, ctx, node, own, m_in):
-        return own
-
 
 @register_op
 @dataclass
