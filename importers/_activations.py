@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtlgen.config import Config
-from rtlgen.fixed import FixedType
 from rtlgen.ir import Node
 from rtlgen.ir.ops import activation as act
 
@@ -28,22 +26,15 @@ FUNCTIONS = {
 }  # fmt: skip
 
 
-def _table_size(config: Config, name: str, layer_type: str) -> int:
-    for level in (config.layer_name.get(name), config.layer_type.get(layer_type), config.model):
-        if level and "TableSize" in level:
-            return int(level["TableSize"])
-    return 1024
-
-
-def build_activation(builder, config: Config, name: str, x: str, function: str, params=None, *, layer_type="Activation", source="") -> str:
+def build_activation(builder, precisions, name: str, x: str, function: str, params=None, *, layer_type="Activation", source="") -> str:
     """Add ``function`` applied to tensor ``x``; returns the output tensor."""
     params = dict(params or {})
     src = builder.graph.tensors[x]
-    out_type = config.precision(name, "result", layer_type)
+    out_type = precisions.typed(name, "result", layer_type)
     if function == "exponential":
         function = "exp"
     if FUNCTIONS.get(function) == "lut":
-        op = act.make_lut(function, src.type, out_type, table_size=_table_size(config, name, layer_type), params=params or None)
+        op = act.make_lut(function, src.type, out_type, table_size=precisions.table_size(name, layer_type), params=params or None)
         fits = "" if op.fit_error >= op.max_error else f" ({_up(op.fit_error)} where {function} stays within {out_type})"
         builder.graph.notes.append(f"{name}: {function} table of {len(op.table)} entries into {out_type}, worst-case error {_up(op.max_error)}{fits}")
     else:
@@ -64,19 +55,12 @@ def build_activation(builder, config: Config, name: str, x: str, function: str, 
     return out
 
 
-def build_softmax(builder, config: Config, name: str, x: str, *, layer_type="Softmax", source="Softmax") -> str:
+def build_softmax(builder, precisions, name: str, x: str, *, layer_type="Softmax", source="Softmax") -> str:
     from rtlgen.ir.ops import softmax as sm
 
     src = builder.graph.tensors[x]
-    strategy = config.softmax_implementation(name, layer_type)
-    kwargs = {"implementation": strategy, "exp_table_size": _table_size(config, name, layer_type), "inv_table_size": _table_size(config, name, layer_type)}
-    if config.has_precision(name, "result", layer_type) and name in config.layer_name:
-        kwargs["out_type"] = config.precision(name, "result", layer_type)
-    for var in ("exp_table", "inv_table"):
-        level = config.layer_name.get(name) or {}
-        p = level.get("Precision")
-        if isinstance(p, dict) and var in p:
-            kwargs[f"{var}_t"] = FixedType.parse(p[var])
+    kwargs = precisions.softmax(name, layer_type)
+    strategy = kwargs["implementation"]
     if len(src.shape) != 1:
         raise ValueError(f"softmax over a {len(src.shape)}-D tensor: flatten it first")
     op = sm.make_softmax(src.type, src.size, **kwargs)

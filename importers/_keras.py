@@ -54,7 +54,7 @@ SUPPORTED = DENSE + CONV + POOL + LAYOUT + ACTIVATIONS + tuple(MERGES) + ("Batch
 def from_keras(model, *, config: Config | None = None, skip_softmax: bool = False, weights=None) -> Graph:
     """Import a Keras/QKeras/HGQ2 model (``.keras``, ``.h5``, ``.json`` + weights, or a ``keras.Model``)."""
     km = read_keras(model, weights)
-    return _KerasImporter(km, config or Config(), skip_softmax).run()
+    return _KerasImporter(km, precision.Precisions(config), skip_softmax).run()
 
 
 # -- QKeras quantizers ----------------------------------------------------------------------------
@@ -206,9 +206,9 @@ def qkeras_weights(spec, values, where) -> tuple[np.ndarray, int]:
 
 
 class _KerasImporter:
-    def __init__(self, km: KerasModel, config: Config, skip_softmax: bool):
+    def __init__(self, km: KerasModel, precisions: precision.Precisions, skip_softmax: bool):
         self.km = km
-        self.config = config
+        self.types = precisions
         self.skip_softmax = skip_softmax
         cfg = km.config.get("config", {})
         self.layers = cfg["layers"] if isinstance(cfg, dict) else cfg
@@ -333,11 +333,12 @@ class _KerasImporter:
                 self.fail(layer, str(e))
         self.cur = cur
         self.float_layer = None
-        if kind != "concat" and self.config.has_precision(name, "result", "Merge") and _explicit(self.config, name):
-            self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", "Merge"))
+        rtype = None if kind == "concat" else self.types.explicit_result(name, "Merge")
+        if rtype is not None:
+            self.cur = self.b.requant(name + "_result", self.cur, rtype)
 
     def input_type(self, name) -> FixedType:
-        return precision.input_type(self.config, name)
+        return self.types.input_type(name)
 
     def ensure_input(self, layer, shape):
         if self.cur is not None:
@@ -560,7 +561,7 @@ class _KerasImporter:
             padding = self._padding(layer, shape, window, stride, (1, 1))
         op = Pool(kind, window, stride, padding)
         # An inexact average is rounded into the layer's result type, as hls4ml's pooling does.
-        out_type = self.config.precision(name, "result", "Pooling", auto=True)
+        out_type = self.types.auto(name, "result", "Pooling")
         self.cur = self.b.pool(name, self.cur, op, out_type=out_type, attrs={"source": cls})
         if cls.startswith("Global") and not c.get("keepdims", False):
             self.cur = self.b.reshape(name + "_flat", self.cur, (shape[2],))
@@ -634,7 +635,7 @@ class _KerasImporter:
                 else:
                     fw = precision.exact_weights(wm, wfrac, bias, in_frac)
             else:
-                fw = precision.float_weights(self.config, name, layer_type, kernel, bias, in_frac)
+                fw = self.types.float_weights(name, layer_type, kernel, bias, in_frac)
         except ValueError as e:
             self.fail(layer, str(e))
         # What the configured types change against the float layer, for the reported error bound.
@@ -644,10 +645,11 @@ class _KerasImporter:
     def after_weights_layer(self, name, quantized, layer_type):
         if quantized:
             self.float_layer = None
-            if _explicit(self.config, name):
-                self.cur = self.b.requant(name + "_result", self.cur, self.config.precision(name, "result", layer_type))
+            rtype = self.types.explicit_result(name, layer_type)
+            if rtype is not None:
+                self.cur = self.b.requant(name + "_result", self.cur, rtype)
             return
-        result = precision.result_type(self.config, name, layer_type, self.graph.tensors[self.cur].type, self.graph.notes)
+        result = self.types.result_type(name, layer_type, self.graph.tensors[self.cur].type, self.graph.notes)
         if result is not None:
             self.cur = self.b.requant(name + "_result", self.cur, result, attrs={"source": "config"})
         self.float_layer = name
@@ -781,7 +783,7 @@ class _KerasImporter:
         channels = xt.shape[-1]
         scale, shift = self.fold_batchnorm(layer, np.ones((1, channels)), np.zeros(channels))
         try:
-            self.cur = precision.scale_shift(self.b, self.config, name, self.cur, scale.reshape(-1), shift, source="BatchNormalization")
+            self.cur = self.types.scale_shift(self.b, name, self.cur, scale.reshape(-1), shift, source="BatchNormalization")
         except ValueError as e:
             self.fail(layer, str(e))
         self.float_layer = name
@@ -842,7 +844,7 @@ class _KerasImporter:
             self.cur = self.b.relu(relu_name, self.cur, attrs={"source": "relu"})
             if float_input:
                 # hls4ml's ReLU casts to its own result type (the model default unless configured).
-                rtype = precision.relu_type(self.config, relu_name)
+                rtype = self.types.relu_type(relu_name)
                 if rtype is not None:
                     self.cur = self.b.requant(relu_name + "_result", self.cur, rtype, attrs={"source": "config"})
             return
@@ -854,7 +856,7 @@ class _KerasImporter:
                 return
             sm_name = name + "_softmax" if (cls in DENSE or cls in CONV) else name
             try:
-                self.cur = build_softmax(self.b, self.config, sm_name, self.cur, source=cls)
+                self.cur = build_softmax(self.b, self.types, sm_name, self.cur, source=cls)
             except ValueError as e:
                 self.fail(layer, str(e))
             self.float_layer = None
@@ -904,7 +906,7 @@ class _KerasImporter:
         if function == "hard_sigmoid":
             # Keras 3 computes relu6(x + 3) / 6; Keras 2 (and hls4ml) clip(0.2 x + 0.5, 0, 1).
             params = {"variant": "keras3" if "module" in self.km.config else "keras2", **params}
-        self.cur = build_activation(self.b, self.config, act_name, self.cur, function, params, source=cls)
+        self.cur = build_activation(self.b, self.types, act_name, self.cur, function, params, source=cls)
         self.float_layer = None
 
     def activation_layer(self, layer):
@@ -931,8 +933,3 @@ class _KerasImporter:
         elif cls == "Softmax":
             self.activation(layer, "softmax", name, self.next_layer(layer) is None)
 
-
-def _explicit(config: Config, name: str) -> bool:
-    level = config.layer_name.get(name) or {}
-    p = level.get("Precision")
-    return isinstance(p, dict) and "result" in p or isinstance(p, str)

@@ -82,11 +82,11 @@ def _snake(name: str) -> str:
     return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
-def _keras3_weights(f, config: dict) -> dict:
+def _keras3_weights(f, model_json: dict) -> dict:
     """Keras 3 stores variables by layer *class* (``layers/dense_1/vars/0..``), in creation order;
     nested quantizers or batch norms sit in subgroups. Groups are matched to layer names through
     their ``name`` attribute when present, else by Keras's own naming of classes in layer order."""
-    cfg = config.get("config", {})
+    cfg = model_json.get("config", {})
     layers = cfg.get("layers", []) if isinstance(cfg, dict) else cfg
     root = f["layers"] if "layers" in f else f
     by_attr = {}

@@ -95,9 +95,8 @@ class _Pending:
 
 def from_onnx(model, *, config: Config | None = None, skip_softmax: bool = False) -> Graph:
     """Import an ONNX/QONNX model (a path or an ``onnx.ModelProto``) as an IR graph."""
-    config = config or Config()
     proto = _load(model)
-    return _Importer(proto, config, skip_softmax).run()
+    return _Importer(proto, precision.Precisions(config), skip_softmax).run()
 
 
 def _load(model) -> onnx.ModelProto:
@@ -173,9 +172,9 @@ def _pow2_exponent(x: float) -> int | None:
 
 
 class _Importer:
-    def __init__(self, proto: onnx.ModelProto, config: Config, skip_softmax: bool):
+    def __init__(self, proto: onnx.ModelProto, precisions: precision.Precisions, skip_softmax: bool):
         self.proto = proto
-        self.config = config
+        self.types = precisions
         self.skip_softmax = skip_softmax
         g = proto.graph
         self.inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
@@ -271,7 +270,7 @@ class _Importer:
         elif op == "Relu" and self.float_model and isinstance(x, _Int):
             # hls4ml's ReLU layer: its own result type after a float layer.
             out = self.builder.relu(node.name, x.tensor, attrs={"source": "Relu"})
-            rtype = precision.relu_type(self.config, node.name)
+            rtype = self.types.relu_type(node.name)
             if rtype is not None:
                 out = self.builder.requant(node.name + "_result", out, rtype, attrs={"source": "config"})
             self.values[node.output[0]] = _Int(out, node.output[0])
@@ -306,7 +305,7 @@ class _Importer:
                 return
             x = self.fixed_input(node, x)
             try:
-                out = build_softmax(self.builder, self.config, node.name, x.tensor, source="Softmax")
+                out = build_softmax(self.builder, self.types, node.name, x.tensor, source="Softmax")
             except ValueError as e:
                 self.fail(node, str(e))
             self.values[node.output[0]] = _Int(out, node.output[0])
@@ -320,7 +319,7 @@ class _Importer:
                 return
             x = self.fixed_input(node, x)
             function, params = self.activation_params(node, ins)
-            out = build_activation(self.builder, self.config, node.name, x.tensor, function, params, source=op)
+            out = build_activation(self.builder, self.types, node.name, x.tensor, function, params, source=op)
             self.values[node.output[0]] = _Int(out, node.output[0])
         else:
             self.fail(
@@ -620,7 +619,7 @@ class _Importer:
         if wm is None:
             # Float weights inside a quantized network: the configured weight type, exact sums (the
             # network's own quantizers follow).
-            wtype = self.config.precision(name, "weight", "Dense")
+            wtype = self.types.typed(name, "weight", "Dense")
             wm = wtype.quantize(wv)
             wfrac = wtype.frac
             self.graph.notes.append(f"{name}: float weights quantized to {wtype}")
@@ -673,7 +672,7 @@ class _Importer:
             self.fail(node, "float preprocessing before the first layer is not supported in a float model")
         shape = self.shapes.get(self.input_name)
         size = int(np.prod(shape[1:]))
-        itype = precision.input_type(self.config, self.input_name)
+        itype = self.types.input_type(self.input_name)
         hw_shape = (size,)
         if host.nhwc:
             # Channels last already (a transpose to channels first feeds the first layer).
@@ -777,9 +776,9 @@ class _Importer:
         xt = self.graph.tensors[x.tensor]
         if len(xt.shape) != 3:
             self.fail(node, f"expects an image (N, C, H, W) or sequence (N, C, L), not {xt.shape}")
-        if xt.scale != 1.0:
-            self.fail(node, "inputs with a scale that is not a power of two are not supported yet; put a Quant with a power-of-two scale before it")
         w = self.const(node, node.input[1], "the convolution kernel")
+        if xt.scale != 1.0 and w.mant is None:
+            self.fail(node, "float weights after an input with a scale that is not a power of two are not supported; quantize the weights")
         wv, wm = w.value, w.mant
         one_d = wv.ndim == 3
         if one_d:
@@ -792,6 +791,7 @@ class _Importer:
         if group > 1 and (C % group or cout % group or cin_g * group != C):
             self.fail(node, f"group={group} does not divide {C} input and {cout} output channels")
         name = node.name
+        scales = None
         if wm is None and self.float_model:
             # ONNX (cout, cin, kh, kw) to channels-last (kh, kw, cin, cout); depthwise (kh, kw, C, mult).
             kf = np.transpose(np.asarray(wv, dtype=np.float64), (2, 3, 1, 0))
@@ -806,15 +806,25 @@ class _Importer:
             self.float_layer(node, x, "Conv", kf, bias, lambda fw: (Conv(fw.weight, fw.bias if np.any(fw.bias) else None, *geometry, depthwise, accum=fw.accum, product_shift=fw.shift), fw.wfrac))
             return
         if wm is None:
-            wtype = self.config.precision(name, "weight", "Conv")
+            wtype = self.types.typed(name, "weight", "Conv")
             wm, wfrac = wtype.quantize(wv), wtype.frac
             self.graph.notes.append(f"{name}: float weights quantized to {wtype}")
         else:
-            exps = {_pow2_exponent(float(v)) for v in np.unique(w.scale)}
-            if None in exps:
-                self.fail(node, "weight scales that are not powers of two are not supported yet")
-            wfrac = -min(exps)
-            wm = wm * np.round((w.scale if not one_d else w.scale[:, :, None, :]) * 2.0**wfrac).astype(np.int64)
+            ws = np.asarray(w.scale, dtype=np.float64)
+            ws = ws[:, :, None, :] if one_d and ws.ndim == 3 else ws
+            exps = {_pow2_exponent(float(v)) for v in np.unique(ws)}
+            if None in exps or xt.scale != 1.0:
+                # Scales that are not powers of two (Brevitas's default float scaling): integer sums,
+                # and the scales, one per output channel, stay in the float chain up to the next
+                # quantizer, which becomes exact integer thresholds (as for dense layers).
+                ws = np.broadcast_to(ws, wm.shape).reshape(cout, -1)
+                if not np.all(ws == ws[:, :1]):
+                    self.fail(node, "weight scales must be per tensor or per output channel")
+                scales = ws[:, 0]  # the input's scale stays on the output tensor
+                wfrac = 0
+            else:
+                wfrac = -min(exps)
+                wm = wm * np.round(np.broadcast_to(ws, wm.shape) * 2.0**wfrac).astype(np.int64)
         # ONNX (cout, cin, kh, kw) to channels-last (kh, kw, cin, cout); depthwise (kh, kw, C, mult).
         k = np.transpose(np.asarray(wm, dtype=np.int64), (2, 3, 1, 0))
         if depthwise:
@@ -834,14 +844,23 @@ class _Importer:
         except ValueError as e:
             self.fail(node, str(e))
         result = _Int(out, node.output[0])
+        # ONNX's conv output is NCHW: per-channel constants broadcast as (C, 1, 1) (or (C, 1) in 1-D).
+        per_channel = (-1, 1) if one_d else (-1, 1, 1)
+        chain = []
+        if scales is not None:
+            self.values[name + "__scales"] = _Const(np.asarray(scales, dtype=np.float32).reshape(per_channel))
+            chain.append(helper.make_node("Mul", [node.output[0] + "__acc", name + "__scales"], [node.output[0] + "__scaled"], name=name + "_scale"))
         if len(node.input) > 2 and node.input[2]:
-            add = helper.make_node("Add", [node.output[0] + "__acc", node.input[2]], [node.output[0]], name=name + "_bias")
-            # ONNX's conv bias is per output channel; as an NCHW broadcast constant it is (C, 1, 1).
+            src = chain[-1].output[0] if chain else node.output[0] + "__acc"
             b = self.const(node, node.input[2], "the convolution bias")
-            self.values[node.input[2] + "__nchw"] = _Const(np.asarray(b.value).reshape(-1, 1, 1))
-            add.input[1] = node.input[2] + "__nchw"
+            self.values[node.input[2] + "__nchw"] = _Const(np.asarray(b.value).reshape(per_channel))
+            chain.append(helper.make_node("Add", [src, node.input[2] + "__nchw"], [node.output[0]], name=name + "_bias"))
+        if chain:
+            chain[-1].output[0] = node.output[0]
             result.onnx_name = node.output[0] + "__acc"
-            self.values[node.output[0]] = _Pending(result, [add])
+            if node.output[0] in self.shapes:  # the thresholds' probe runs the chain on NCHW values
+                self.shapes[result.onnx_name] = self.shapes[node.output[0]]
+            self.values[node.output[0]] = _Pending(result, chain)
         else:
             self.values[node.output[0]] = result
 
@@ -880,7 +899,7 @@ class _Importer:
         kernel = kernel.reshape(shape)
         xt = self.graph.tensors[x.tensor]
         try:
-            fw = precision.float_weights(self.config, name, layer_type, kernel, bias, xt.type.frac)
+            fw = self.types.float_weights(name, layer_type, kernel, bias, xt.type.frac)
         except ValueError as e:
             self.fail(node, str(e))
         attrs = {"source": node.op_type, "float_weights": True}
@@ -896,7 +915,7 @@ class _Importer:
             except ValueError as e:
                 self.fail(node, str(e))
         self.builder.errors.weights[name] = (fw.weight_error, fw.bias_error)
-        rtype = precision.result_type(self.config, name, layer_type, self.graph.tensors[cur].type, self.graph.notes)
+        rtype = self.types.result_type(name, layer_type, self.graph.tensors[cur].type, self.graph.notes)
         if rtype is not None:
             cur = self.builder.requant(name + "_result", cur, rtype, attrs={"source": "config"})
         self.values[out_name] = _Int(cur, out_name)
@@ -913,7 +932,7 @@ class _Importer:
             self.fail(node, f"{scale.size} scales for {channels} channels")
         inv = scale / np.sqrt(var + float(_attrs(node).get("epsilon", 1e-5)))
         try:
-            out = precision.scale_shift(self.builder, self.config, node.name, x.tensor, inv, shift - mean * inv, source="BatchNormalization")
+            out = self.types.scale_shift(self.builder, node.name, x.tensor, inv, shift - mean * inv, source="BatchNormalization")
         except ValueError as e:
             self.fail(node, str(e))
         self.values[node.output[0]] = _Int(out, node.output[0], nhwc=x.nhwc)
@@ -974,7 +993,7 @@ class _Importer:
                 f"exact in fixed point; use a power-of-two window (or MaxPool)",
             )
         # A float model's inexact average is rounded into the layer's configured result type.
-        out_type = self.config.precision(node.name, "result", "Pooling", auto=True)
+        out_type = self.types.auto(node.name, "result", "Pooling")
         out = self.builder.pool(node.name, x.tensor, op, out_type=out_type, attrs={"source": node.op_type})
         self.values[node.output[0]] = _Int(out, node.output[0])
 
@@ -989,8 +1008,8 @@ class _Importer:
         dense_node = self.graph.producer(pending.base.tensor)
         layer = dense_node.name if dense_node else pending.base.tensor
         kind = "Conv" if dense_node is not None and dense_node.kind == "Conv" else "Dense"
-        rtype = self.config.precision(layer, "result", kind, auto=True)
-        lowered = self.lower_fixed(pending, None, None, None, float_bias_type=self.config.precision(layer, "bias", kind))
+        rtype = self.types.auto(layer, "result", kind)
+        lowered = self.lower_fixed(pending, None, None, None, float_bias_type=self.types.typed(layer, "bias", kind))
         if lowered is None:
             self.fail(pending.nodes[0], "this float operation cannot be lowered to fixed point")
         if rtype is None:  # 'auto': keep the exact width
@@ -1160,9 +1179,18 @@ class _Importer:
         step = 2.0 ** -tensor.type.frac * tensor.scale
         C = tensor.size
 
+        onnx_shape = self.shapes.get(base.onnx_name)
+        image = len(tensor.shape) == 3 and onnx_shape is not None and len(onnx_shape) in (3, 4)
+
         def levels(acc):  # acc: (P, C) int -> quantized levels (P, C) int
-            y = stage.run((acc.astype(np.float64) * step).astype(np.float32))
-            return np.rint(np.asarray(y, dtype=np.float64).reshape(acc.shape) / out_scale).astype(np.int64)
+            v = (acc.astype(np.float64) * step).astype(np.float32)
+            if image:  # channels-last lanes to the model's NCHW layout and back
+                H, W, Ch = tensor.shape
+                v = v.reshape(-1, H, W, Ch).transpose(0, 3, 1, 2).reshape(-1, *onnx_shape[1:])
+                y = np.asarray(stage.run(v), dtype=np.float64).reshape(-1, Ch, H, W).transpose(0, 2, 3, 1)
+            else:
+                y = np.asarray(stage.run(v), dtype=np.float64)
+            return np.rint(y.reshape(acc.shape) / out_scale).astype(np.int64)
 
         ends = levels(np.stack([lo, hi]))
         increasing = ends[1] >= ends[0]

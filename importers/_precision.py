@@ -12,6 +12,11 @@ configuration exactly as hls4ml assigns them, whatever file it came from:
 * the layer's output is cast to its ``result`` type (``auto``: exact, capped at
   ``Model.Precision.maximum`` bits) (:func:`result_type`);
 * a ReLU after such a layer casts to its own ``result`` type (:func:`relu_type`).
+
+:class:`Precisions` is the importers' only view of the configuration: every type, table size and
+softmax choice a layer gets is asked of it by layer name and kind, so the precision rules live here
+and nowhere else (``tests/test_architecture.py`` checks that no other importer module reads a
+:class:`~rtlgen.config.Config`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 from rtlgen.config import Config
 from rtlgen.fixed import FixedType, cast
 
-__all__ = ["FloatWeights", "input_type", "float_weights", "result_type", "relu_type", "hls4ml_text", "dyadic_frac"]
+__all__ = ["Precisions", "FloatWeights", "input_type", "float_weights", "result_type", "relu_type", "hls4ml_text", "dyadic_frac"]
 
 
 def input_type(config: Config, name: str) -> FixedType:
@@ -162,3 +167,66 @@ def relu_type(config: Config, relu_name: str) -> FixedType | None:
     """hls4ml's ReLU after a float layer casts to its own result type (the model default unless
     configured; ``auto``: None, the exact non-negative part of its input)."""
     return config.precision(relu_name, "result", "Activation", auto=True)
+
+
+class Precisions:
+    """The configuration as the importers see it: the type (or table, or softmax choice) a layer
+    gets, asked by the layer's name and hls4ml kind. Wraps one :class:`Config`."""
+
+    def __init__(self, config: Config | None = None):
+        self._config = config if config is not None else Config()
+
+    # Float layers: hls4ml's arithmetic.
+    def input_type(self, name: str) -> FixedType:
+        return input_type(self._config, name)
+
+    def float_weights(self, name, layer_type, kernel, bias, in_frac, **kw) -> FloatWeights:
+        return float_weights(self._config, name, layer_type, kernel, bias, in_frac, **kw)
+
+    def result_type(self, name, layer_type, exact: FixedType, notes: list) -> FixedType | None:
+        return result_type(self._config, name, layer_type, exact, notes)
+
+    def relu_type(self, relu_name: str) -> FixedType | None:
+        return relu_type(self._config, relu_name)
+
+    def scale_shift(self, builder, name, x, scale, shift, *, source: str) -> str:
+        return scale_shift(builder, self._config, name, x, scale, shift, source=source)
+
+    def auto(self, name: str, var: str, layer_type: str) -> FixedType | None:
+        """``var`` of layer ``name`` (``auto``: None, the exact type)."""
+        return self._config.precision(name, var, layer_type, auto=True)
+
+    def typed(self, name: str, var: str, layer_type: str) -> FixedType:
+        """``var`` of layer ``name``, the model default where it is not configured."""
+        return self._config.precision(name, var, layer_type)
+
+    # Quantized layers keep their own types; a ``result`` set on the layer by name still casts.
+    def explicit_result(self, name: str, layer_type: str) -> FixedType | None:
+        level = self._config.layer_name.get(name) or {}
+        p = level.get("Precision")
+        if not (isinstance(p, dict) and "result" in p or isinstance(p, str)):
+            return None
+        if not self._config.has_precision(name, "result", layer_type):
+            return None
+        return self._config.precision(name, "result", layer_type)
+
+    # Tables and softmax.
+    def table_size(self, name: str, layer_type: str) -> int:
+        c = self._config
+        for level in (c.layer_name.get(name), c.layer_type.get(layer_type), c.model):
+            if level and "TableSize" in level:
+                return int(level["TableSize"])
+        return 1024
+
+    def softmax(self, name: str, layer_type: str) -> dict:
+        """``make_softmax`` keywords: implementation, table sizes, and the types set by name."""
+        c = self._config
+        size = self.table_size(name, layer_type)
+        kwargs = {"implementation": c.softmax_implementation(name, layer_type), "exp_table_size": size, "inv_table_size": size}
+        if c.has_precision(name, "result", layer_type) and name in c.layer_name:
+            kwargs["out_type"] = c.precision(name, "result", layer_type)
+        p = (c.layer_name.get(name) or {}).get("Precision")
+        for var in ("exp_table", "inv_table"):
+            if isinstance(p, dict) and var in p:
+                kwargs[f"{var}_t"] = FixedType.parse(p[var])
+        return kwargs

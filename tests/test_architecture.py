@@ -122,3 +122,35 @@ def test_every_op_has_golden_error_model_and_hardware():
         assert hasattr(cls, "error_bound"), f"{name} has no error_bound"
         assert cls.arity == 2 or "golden" in vars(cls), f"{name} has no golden model"
         assert cls in FACTORIES, f"{name} has no hardware factory"
+
+
+def _config_reads(path: Path):
+    """Lines where a module touches a configuration object: ``config.x`` / ``self.config.x`` or
+    a Config method called on anything (``.precision(``, ``.has_precision(``, ``.reuse_factor(``...)."""
+    config_methods = {"precision", "has_precision", "reuse_factor", "strategy", "layer_name", "layer_type",
+                      "softmax_implementation", "maximum", "adder_levels", "io_type"}  # fmt: skip
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Attribute):
+            continue
+        v = node.value
+        if isinstance(v, ast.Name) and v.id == "config" or isinstance(v, ast.Attribute) and v.attr == "config" and isinstance(v.value, ast.Name) and v.value.id == "self":
+            yield node.lineno, node.attr
+        elif node.attr in config_methods and isinstance(v, ast.Attribute) and v.attr in ("config", "_config"):
+            yield node.lineno, node.attr
+
+
+def test_only_the_precision_module_reads_the_configuration():
+    """Importers ask :class:`Precisions` for every type; the precision rules live in one module."""
+    offenders = [
+        f"{path.name}:{line} .{attr}"
+        for path in sorted((ROOT / "importers").glob("*.py"))
+        if path.name != "_precision.py"
+        for line, attr in _config_reads(path)
+    ]
+    assert offenders == []
+
+
+def test_the_configuration_check_sees_a_read(tmp_path):
+    f = tmp_path / "m.py"
+    f.write_text("def f(self):\n    return self.config.precision('a', 'result')\n")
+    assert list(_config_reads(f)) == [(2, "precision")]

@@ -436,3 +436,144 @@ def test_old_export_with_initializers_listed_as_inputs(tmp_path):
     sess = ort.InferenceSession(str(path))
     ref = np.concatenate([sess.run(None, {"x": x[i : i + 1]})[0].reshape(1, -1) for i in range(len(x))])
     assert np.abs(design.predict(x) - ref).max() <= design.graph.error_bound
+
+
+def _brevitas_style_cnn(rng, batch, *, one_d=False):
+    """A Brevitas-style QONNX CNN with default float scaling: an 8-bit input quantizer, 4-bit
+    convolution weights with per-output-channel scales (then a per-tensor one) that are not powers of
+    two, float biases, ReLU, 4-bit activations, max pooling and a dense 8-bit output."""
+    d = "qonnx.custom_op.general"
+    f = np.float32
+    k = (3,) if one_d else (3, 3)
+    sp = (6,) if one_d else (4, 4)
+    w1 = rng.normal(0, 0.4, (4, 2, *k)).astype(f)
+    w2 = rng.normal(0, 0.4, (3, 4, *k)).astype(f)
+    flat = 3 * int(np.prod([s // 2 for s in sp]))
+    w3 = rng.normal(0, 0.3, (flat, 5)).astype(f)
+    ones = (1,) * len(k)
+    c = {
+        "s_in": f(0.0371), "b8": f(8), "b4": f(4), "z": f(0),
+        "w1": w1, "s1": (np.abs(w1).reshape(4, -1).max(axis=1) / 7).astype(f).reshape(4, 1, *ones),
+        "w2": w2, "s2": f(np.abs(w2).max() / 7.3),
+        "w3": w3, "s3": (np.abs(w3).max(axis=0, keepdims=True) / 7).astype(f),
+        "bias1": rng.normal(0, 0.3, 4).astype(f), "bias2": rng.normal(0, 0.3, 3).astype(f),
+        "s_a1": f(0.0937), "s_a2": f(0.1211), "s_out": f(0.0513), "shape": np.array([-1, flat], dtype=np.int64),
+    }  # fmt: skip
+    conv = {"kernel_shape": list(k), "pads": [1, 1] * len(k)}
+    pool = {"kernel_shape": [2] * len(k), "strides": [2] * len(k)}
+    q = lambda i, o, s, b, sign, narrow=0: helper.make_node(  # noqa: E731
+        "Quant", [i, s, "z", b], [o], domain=d, signed=sign, narrow=narrow, rounding_mode="ROUND", name="q_" + o)
+    nodes = [
+        q("x", "xq", "s_in", "b8", 1),
+        q("w1", "w1q", "s1", "b4", 1, 1),
+        helper.make_node("Conv", ["xq", "w1q", "bias1"], ["c1"], name="conv1", **conv),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        q("r1", "a1", "s_a1", "b4", 0),
+        q("w2", "w2q", "s2", "b4", 1, 1),
+        helper.make_node("Conv", ["a1", "w2q", "bias2"], ["c2"], name="conv2", **conv),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        q("r2", "a2", "s_a2", "b4", 0),
+        helper.make_node("MaxPool", ["a2"], ["p2"], name="pool2", **pool),
+        helper.make_node("Reshape", ["p2", "shape"], ["fl"], name="flatten"),
+        q("w3", "w3q", "s3", "b4", 1, 1),
+        helper.make_node("MatMul", ["fl", "w3q"], ["o"], name="fc"),
+        q("o", "y", "s_out", "b8", 1),
+    ]
+    g = helper.make_graph(nodes, "brevitas_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 2, *sp])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 5])],
+                          initializer=[numpy_helper.from_array(np.asarray(v), k_) for k_, v in c.items()])  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(d, 1)])
+    model.ir_version = 8
+    return model
+
+
+@pytest.mark.parametrize("one_d", [False, True], ids=["conv2d", "conv1d"])
+def test_conv_non_power_of_two_scales_exact_against_qonnx(tmp_path, one_d):
+    """Convolutions with per-channel and per-tensor weight scales that are not powers of two after an
+    input scale that is not one either: integer sums, then exact thresholds. golden == qonnx's
+    executor on 2,000 random inputs (RTL == golden: the slow test below)."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    n = 2_000
+    design = rtlgen.convert(_brevitas_style_cnn(np.random.default_rng(11), 1, one_d=one_d))
+    kinds = [k.kind for k in design.graph.nodes]
+    assert kinds.count("Threshold") == 3 and kinds.count("Conv") == 2, kinds
+    shape = (n, 2, 6) if one_d else (n, 2, 4, 4)
+    x = np.random.default_rng(12).uniform(-5, 5, shape).astype(np.float32)
+    model = ModelWrapper(_brevitas_style_cnn(np.random.default_rng(11), n, one_d=one_d)).transform(InferShapes())
+    ref = execute_onnx(model, {"x": x})["y"]
+    got = design.predict(x).astype(np.float32)
+    assert np.array_equal(got, ref), np.abs(got - ref).max()
+
+
+@pytest.mark.slow
+def test_conv_non_power_of_two_scales_rtl(tmp_path):
+    """RTL == golden for the convolutions with thresholds after them (a large io_parallel design)."""
+    from conftest import check_rtl
+
+    design = rtlgen.convert(_brevitas_style_cnn(np.random.default_rng(11), 1))
+    x = np.random.default_rng(12).uniform(-5, 5, (100, 2, 4, 4)).astype(np.float32)
+    check_rtl(design, x, work_dir=tmp_path)
+
+
+def _kws_style_mlp(rng, batch, n_in=98, hidden=(32, 32, 32), n_out=12):
+    """The shape of the QONNX zoo's keyword-spotting MLP (Brevitas default scaling): an 8-bit input
+    quantizer, per-channel and per-tensor 3-bit weight scales, BatchNormalization and 3-bit unsigned
+    activations after every hidden layer, and a float output scale; no scale is a power of two."""
+    d = "qonnx.custom_op.general"
+    f = np.float32
+    dims = (n_in, *hidden)
+    c = {"s_in": f(0.02713), "b8": f(8), "b3": f(3), "z": f(0)}
+    nodes = [helper.make_node("Quant", ["x", "s_in", "z", "b8"], ["a0"], domain=d, signed=1, narrow=0, rounding_mode="ROUND", name="qin")]
+    for i, (a, b) in enumerate(zip(dims, (*hidden, n_out))):
+        w = rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(f)
+        per_channel = i % 2 == 0
+        c[f"w{i}"] = w
+        c[f"s{i}"] = (np.abs(w).max(axis=0, keepdims=True) / 3 if per_channel else np.array(np.abs(w).max() / 3.1)).astype(f)
+        nodes += [
+            helper.make_node("Quant", [f"w{i}", f"s{i}", "z", "b3"], [f"w{i}q"], domain=d, signed=1, narrow=1, rounding_mode="ROUND", name=f"qw{i}"),
+            helper.make_node("MatMul", [f"a{i}", f"w{i}q"], [f"m{i}"], name=f"fc{i}"),
+        ]
+        if i == len(hidden):
+            c["s_out"] = f(0.07919)
+            nodes.append(helper.make_node("Mul", [f"m{i}", "s_out"], ["y"], name="out_scale"))
+            break
+        c.update({f"g{i}": rng.uniform(0.5, 1.5, b).astype(f), f"be{i}": rng.normal(0, 0.3, b).astype(f),
+                  f"mu{i}": rng.normal(0, 0.5, b).astype(f), f"var{i}": rng.uniform(0.5, 2, b).astype(f),
+                  f"sa{i}": f(0.2317 + 0.01 * i)})  # fmt: skip
+        nodes += [
+            helper.make_node("BatchNormalization", [f"m{i}", f"g{i}", f"be{i}", f"mu{i}", f"var{i}"], [f"n{i}"], name=f"bn{i}", epsilon=1e-4),
+            helper.make_node("Relu", [f"n{i}"], [f"r{i}"], name=f"relu{i}"),
+            helper.make_node("Quant", [f"r{i}", f"sa{i}", "z", "b3"], [f"a{i + 1}"], domain=d, signed=0, narrow=0, rounding_mode="ROUND", name=f"qa{i}"),
+        ]
+    g = helper.make_graph(nodes, "kws_mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, n_in])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, n_out])],
+                          initializer=[numpy_helper.from_array(np.asarray(v), k) for k, v in c.items()])  # fmt: skip
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(d, 1)])
+    model.ir_version = 8
+    return model
+
+
+def test_kws_style_mlp_exact_against_qonnx():
+    """Brevitas-scaled MLP with batch norms between integer sums and 3-bit quantizers: every hidden
+    activation is exact thresholds; the float output scale stays on the host. On 5,000 inputs every
+    quantized activation equals qonnx's executor exactly; the float output (no quantizer after it)
+    agrees to float32 rounding, because the executor sums the last layer's scaled products in
+    float32 where rtlgen sums integers exactly."""
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    n = 5_000
+    design = rtlgen.convert(_kws_style_mlp(np.random.default_rng(21), 1))
+    assert [k.kind for k in design.graph.nodes] == ["Dense", "Threshold"] * 3 + ["Dense"]
+    x = np.random.default_rng(22).uniform(-3.5, 3.5, (n, 98)).astype(np.float32)
+    model = ModelWrapper(_kws_style_mlp(np.random.default_rng(21), n)).transform(InferShapes())
+    ctx = execute_onnx(model, {"x": x}, return_full_exec_context=True)
+    trace = design.trace(x)
+    for name in ("a0", "a1", "a2", "a3"):
+        assert np.array_equal(trace[name].astype(np.float32), ctx[name]), name
+    ref = ctx["y"]
+    assert np.abs(design.predict(x) - ref).max() <= 1e-5 * np.abs(ref).max()
