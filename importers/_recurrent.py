@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from rtlgen.config import Config
 from rtlgen.errors import ModelFormatError
 from rtlgen.fixed import FixedType
 from rtlgen.ir import Node
@@ -21,7 +20,6 @@ from rtlgen.ir.ops import activation as act
 from rtlgen.ir.ops.recurrent import GRU, LSTM, SimpleRNN
 
 from . import _precision as precision
-from ._activations import _table_size
 from ._errors import _up
 
 __all__ = ["KERAS_RECURRENT", "recurrent_node", "keras_recurrent", "DEFAULT_TABLE"]
@@ -33,15 +31,6 @@ DEFAULT_TABLE = FixedType(18, 8)
 # Activations computed exactly as clipped affine functions; the others are tables.
 PIECEWISE = ("relu", "linear", "hard_sigmoid")
 TABLES = ("sigmoid", "tanh", "softsign", "softplus", "elu", "selu")
-
-
-def _explicit(config: Config, name: str, var: str, layer_type: str) -> FixedType | None:
-    """``var``'s type when the configuration names it for this layer, its type or the model."""
-    for level in (config.layer_name.get(name), config.layer_type.get(layer_type), config.model):
-        p = (level or {}).get("Precision")
-        if isinstance(p, dict) and var in p and str(p[var]).lower() != "auto":
-            return FixedType.parse(p[var])
-    return None
 
 
 def activation_spec(function: str, src: FixedType, dst: FixedType, *, table_size: int, keras3: bool) -> dict:
@@ -73,27 +62,22 @@ def _quantize(values, t: FixedType):
     return np.asarray(m, dtype=np.int64), np.abs(v - np.asarray(m, dtype=np.float64) * 2.0**-t.frac)
 
 
-def recurrent_node(builder, config: Config, name: str, x: str, kind: str, *, units: int, kernel, recurrent_kernel, bias,
+def recurrent_node(builder, types, name: str, x: str, kind: str, *, units: int, kernel, recurrent_kernel, bias,
                    recurrent_bias=None, activation: str, recurrent_activation: str | None, return_sequences: bool,
                    reset_after: bool = True, keras3: bool = True, source: str = "") -> str:  # fmt: skip
-    """Add a float recurrent layer reading tensor ``x``; returns its output tensor.
+    """Add a float recurrent layer reading tensor ``x`` with the types ``types``
+    (:class:`._precision.Precisions`) gives it; returns its output tensor.
 
     Weights are in Keras' layout and gate order (``kernel`` ``(n_in, gates * units)``); a GRU's
     ``recurrent_bias`` is the bias inside the reset product when ``reset_after`` (else it is added
     to ``bias``)."""
-    lt = kind
     xt = builder.graph.tensors[x]
     n_in = xt.shape[-1]
     steps = xt.size // n_in
-    wt = config.precision(name, "weight", lt)
-    rwt = _explicit(config, name, "recurrent_weight", lt) or wt
-    bt = config.precision(name, "bias", lt)
-    rbt = _explicit(config, name, "recurrent_bias", lt) or bt
-    accum = config.precision(name, "accum", lt)
-    table = _explicit(config, name, "table", lt) or DEFAULT_TABLE
-    result = config.precision(name, "result", lt)
-    state = _explicit(config, name, "state", lt) or result
-    cell = (_explicit(config, name, "cell", lt) or result) if kind == "LSTM" else None
+    p = types.recurrent(name, kind)
+    wt, rwt, bt, rbt = p["weight"], p["recurrent_weight"], p["bias"], p["recurrent_bias"]
+    accum, table, result, state = p["accum"], p["table"], p["result"], p["state"]
+    cell = p["cell"] if kind == "LSTM" else None
     km, dw = _quantize(kernel, wt)
     rm, du = _quantize(recurrent_kernel, rwt)
     bm, db = _quantize(bias, bt)
@@ -114,7 +98,7 @@ def recurrent_node(builder, config: Config, name: str, x: str, kind: str, *, uni
             db[2 * u :] += drb[2 * u :]
         else:
             bm, db = bm + rbm, db + drb
-    size = _table_size(config, name, lt)
+    size = p["table_size"]
     try:
         specs = {"activation": activation_spec(activation, accum, table, table_size=size, keras3=keras3)}
         if recurrent_activation is not None and kind != "SimpleRNN":
@@ -178,7 +162,7 @@ def keras_recurrent(imp, layer) -> None:
     keras3 = "module" in imp.km.config
     rec = None if cls == "SimpleRNN" else c.get("recurrent_activation", "sigmoid")
     imp.cur = recurrent_node(
-        imp.b, imp.config, name, imp.cur, cls, units=units, kernel=kernel, recurrent_kernel=rkernel, bias=bias,
+        imp.b, imp.types, name, imp.cur, cls, units=units, kernel=kernel, recurrent_kernel=rkernel, bias=bias,
         recurrent_bias=rbias, activation=c.get("activation", "tanh"), recurrent_activation=rec,
         return_sequences=bool(c.get("return_sequences", False)), reset_after=reset_after, keras3=keras3, source=cls,
     )  # fmt: skip
@@ -270,7 +254,7 @@ def onnx_recurrent(imp, node, ins) -> None:
     reads_y = bool(imp.readers.get(node.output[0])) or node.output[0] == imp.proto.graph.output[0].name
     out_name = node.output[0] if reads_y or len(node.output) < 2 else node.output[1]
     cur = recurrent_node(
-        imp.builder, imp.config, node.name, x.tensor, kind, units=units,
+        imp.builder, imp.types, node.name, x.tensor, kind, units=units,
         kernel=_keras_gates(W, kind, units), recurrent_kernel=_keras_gates(R, kind, units), bias=wb, recurrent_bias=rb,
         activation=act_fn, recurrent_activation=rec, return_sequences=reads_y,
         reset_after=bool(int(a.get("linear_before_reset", 0))), keras3=False, source=node.op_type,
