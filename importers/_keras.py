@@ -28,6 +28,7 @@ from ._builder import SpatialBuilder
 from ._errors import rounding_error
 from ._hgq import is_hgq
 from ._keras_files import KerasModel, read_keras
+from ._recurrent import KERAS_RECURRENT, keras_recurrent
 
 __all__ = ["from_keras", "parse_quantizer", "quantizer_type"]
 
@@ -408,6 +409,8 @@ class _KerasImporter:
             self.batchnorm(layer)
         elif cls == "FixedPointQuantizer":
             self.fixed_point_quantizer(layer)
+        elif cls in KERAS_RECURRENT:
+            keras_recurrent(self, layer)
         elif cls in LATER:
             self.fail(layer, f"{LATER[cls]} are not supported yet; supported layers are {', '.join(SUPPORTED)}")
         elif cls in ("Lambda", "TFOpLambda"):

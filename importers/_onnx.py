@@ -36,6 +36,7 @@ from . import _precision as precision
 from ._activations import build_activation, build_softmax
 from ._builder import SpatialBuilder, cast_bounds, dense_bounds
 from ._errors import rounding_error
+from ._recurrent import ONNX_RECURRENT, onnx_recurrent, onnx_time_transpose
 
 log = logging.getLogger(__name__)
 
@@ -308,6 +309,8 @@ class _Importer:
             except ValueError as e:
                 self.fail(node, str(e))
             self.values[node.output[0]] = _Int(out, node.output[0])
+        elif op in ONNX_RECURRENT:
+            onnx_recurrent(self, node, ins)
         elif op in ACTIVATION_OPS:
             if not self.float_model and isinstance(x, (_Int, _Pending)):
                 # Between an accumulator and a quantizer, any monotonic function becomes exact thresholds.
@@ -328,6 +331,8 @@ class _Importer:
         """Transposes between channels first and channels last move no data: the hardware keeps
         images channels last and only the meaning of the ONNX tensor changes."""
         perm = [int(v) for v in _attrs(node).get("perm", [])]
+        if perm == [1, 0, 2] and onnx_time_transpose(self, node, x):
+            return
         to_first = perm in ([0, 3, 1, 2], [0, 2, 1])
         to_last = perm in ([0, 2, 3, 1], [0, 2, 1])
         if isinstance(x, _Host) and not x.nodes and to_first and not x.nhwc:

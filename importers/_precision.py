@@ -212,6 +212,28 @@ class Precisions:
             return None
         return self._config.precision(name, "result", layer_type)
 
+    # Recurrent layers: hls4ml's keys, plus rtlgen's state and cell types (``result`` unless set).
+    def recurrent(self, name: str, layer_type: str) -> dict:
+        """Every type of a float SimpleRNN, LSTM or GRU (see :mod:`._recurrent`)."""
+        c = self._config
+
+        def explicit(var):
+            for level in (c.layer_name.get(name), c.layer_type.get(layer_type), c.model):
+                p = (level or {}).get("Precision")
+                if isinstance(p, dict) and var in p and str(p[var]).lower() != "auto":
+                    return FixedType.parse(p[var])
+            return None
+
+        weight, bias = c.precision(name, "weight", layer_type), c.precision(name, "bias", layer_type)
+        result = c.precision(name, "result", layer_type)
+        return {
+            "weight": weight, "recurrent_weight": explicit("recurrent_weight") or weight,
+            "bias": bias, "recurrent_bias": explicit("recurrent_bias") or bias,
+            "accum": c.precision(name, "accum", layer_type), "table": explicit("table") or FixedType(18, 8),
+            "result": result, "state": explicit("state") or result, "cell": explicit("cell") or result,
+            "table_size": self.table_size(name, layer_type),
+        }  # fmt: skip
+
     # Tables and softmax.
     def table_size(self, name: str, layer_type: str) -> int:
         c = self._config

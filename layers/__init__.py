@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from rtlgen.ir import Graph
 
-from . import _activation, _softmax  # noqa: F401  (register their factories)
+from . import _activation, _recurrent, _softmax  # noqa: F401  (register their factories)
 from ._common import Layer, shape_of, vector_stream
 from ._conv import ConvReuse
 from ._dense import DenseParallel, DenseReuse, MaxTree, SumOfProducts

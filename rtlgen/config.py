@@ -31,7 +31,10 @@ STRATEGIES = ("latency", "resource", "stable", "argmax")
 # Softmax variants (hls4ml's ``Implementation``, or ``Strategy`` on the softmax layer itself).
 SOFTMAX_IMPLEMENTATIONS = ("stable", "latency", "argmax")
 IO_TYPES = ("io_parallel", "io_stream")
-PRECISION_VARS = ("default", "weight", "bias", "result", "accum", "input", "table", "maximum", "scale", "exp_table", "inv_table")
+PRECISION_VARS = (
+    "default", "weight", "bias", "result", "accum", "input", "table", "maximum", "scale", "exp_table", "inv_table",
+    "recurrent_weight", "recurrent_bias", "state", "cell",
+)  # fmt: skip
 LEVEL_KEYS = ("Precision", "ReuseFactor", "Strategy", "Implementation", "Trace", "TableSize", "AdderLevels")
 # Older hls4ml configurations put type names beside Precision ("accum_t: ap_fixed<16,8>").
 LEGACY_TYPE_KEYS = {"accum_t": "accum", "weight_t": "weight", "bias_t": "bias", "result_t": "result"}

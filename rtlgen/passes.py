@@ -13,6 +13,7 @@ from pathlib import Path
 from .config import Config
 from .errors import ConfigError
 from .ir import Conv, Dense, Graph, Requant, Threshold
+from .ir.ops.recurrent import Recurrent
 from .plan.reuse import reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
 
 __all__ = [
@@ -80,6 +81,8 @@ class ApplyReuse(Pass):
                     f"{op.n_in} inputs and {op.n_out} outputs", "one multiplier", f"{op.n_in}x{op.n_out}",
                 )  # fmt: skip
                 op.strategy = self.config.strategy(node.name, "Dense")
+            elif isinstance(op, Recurrent):
+                _recurrent_schedule(self.config, graph, node)
         for node in graph.nodes:
             if hasattr(node.op, "adder_levels"):
                 levels = self.config.adder_levels(node.name, node.kind)
@@ -105,6 +108,24 @@ class ApplyReuse(Pass):
                 f"using {near} (exact choices near it: {', '.join(map(str, choices))})"
             )
         return near
+
+
+def _recurrent_schedule(config: Config, graph: Graph, node) -> None:
+    """A recurrent layer is unrolled (one cell per time step) at reuse factor 1 with the latency
+    strategy, and reuses one cell over the time steps at any reuse factor above 1 or with
+    ``Strategy: Resource``; the note gives both schedules' costs."""
+    op = node.op
+    r = config.reuse_factor(node.name, node.kind)
+    op.reuse_factor = r
+    op.schedule = "reused" if r > 1 or config.strategy(node.name, node.kind) == "resource" else "unrolled"
+    steps = op.steps_of(graph.tensors[node.inputs[0]])
+    costs = op.schedule_costs(steps)
+    parts = [
+        f"{k} ({c['cells']} cell{'s' if c['cells'] > 1 else ''}): {c['multipliers']} multipliers, "
+        f"latency {c['latency']}, interval {c['interval']}"
+        for k, c in costs.items()
+    ]
+    graph.notes.append(f"{node.name}: {node.kind} over {steps} steps, {op.schedule} schedule; " + "; ".join(parts))
 
 
 class InferValueSets(Pass):

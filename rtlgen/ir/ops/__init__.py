@@ -6,7 +6,8 @@ from .activation import Lut, Pwl
 from .dense import Dense
 from .elementwise import Relu, Requant, Threshold
 from .merge import Concat, Merge
+from .recurrent import GRU, LSTM, SimpleRNN
 from .softmax import Softmax
 from .spatial import Conv, Gather, Pool, Reshape
 
-__all__ = ["Op", "Dense", "Relu", "Requant", "Threshold", "Conv", "Pool", "Gather", "Reshape", "Merge", "Concat", "Lut", "Pwl", "Softmax"]
+__all__ = ["Op", "Dense", "Relu", "Requant", "Threshold", "Conv", "Pool", "Gather", "Reshape", "Merge", "Concat", "Lut", "Pwl", "Softmax", "SimpleRNN", "LSTM", "GRU"]

@@ -1,0 +1,267 @@
+"""Recurrent layers (SimpleRNN, LSTM, GRU) from Keras and ONNX into the IR's recurrent ops.
+
+Float layers take hls4ml's configuration keys (layer types ``SimpleRNN``, ``LSTM``, ``GRU``):
+``weight``, ``recurrent_weight`` (default: ``weight``), ``bias``, ``recurrent_bias`` (default:
+``bias``), ``accum`` (the gates' pre-activations), ``table`` (activation outputs; default
+``fixed<18,8>`` as hls4ml's ``table_t``), ``result`` (the output), and rtlgen's ``state`` (the
+recurrent state ``h``) and ``cell`` (the LSTM cell state ``c``), both ``result`` unless set.
+Weights are printed and read back as hls4ml writes them (:mod:`._precision`). ``TableSize``
+sets the tables' size (default 1024).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rtlgen.errors import ModelFormatError
+from rtlgen.fixed import FixedType
+from rtlgen.ir import Node
+from rtlgen.ir.ops import activation as act
+from rtlgen.ir.ops.recurrent import GRU, LSTM, SimpleRNN
+
+from . import _precision as precision
+from ._errors import _up
+
+__all__ = ["KERAS_RECURRENT", "recurrent_node", "keras_recurrent", "DEFAULT_TABLE"]
+
+KERAS_RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+OPS = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
+GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
+DEFAULT_TABLE = FixedType(18, 8)
+# Activations computed exactly as clipped affine functions; the others are tables.
+PIECEWISE = ("relu", "linear", "hard_sigmoid")
+TABLES = ("sigmoid", "tanh", "softsign", "softplus", "elu", "selu")
+
+
+def activation_spec(function: str, src: FixedType, dst: FixedType, *, table_size: int, keras3: bool) -> dict:
+    """A JSON-able description of an activation from ``src`` into ``dst`` (see :mod:`rtlgen.ir.ops.recurrent`)."""
+    if function == "hard_sigmoid":
+        op = act.hard_sigmoid("keras3" if keras3 else "keras2")
+    elif function == "relu":
+        op = act.relu()
+    elif function == "linear":
+        op = act.Pwl(function="linear")
+    elif function in TABLES:
+        lut = act.make_lut(function, src, dst, table_size=table_size)
+        return {
+            "kind": "lut", "table": [int(v) for v in lut.table], "shift": lut.shift, "offset": lut.offset,
+            "function": lut.function, "max_error": lut.max_error, "fit_error": lut.fit_error,
+        }  # fmt: skip
+    else:
+        raise ValueError(f"activation {function!r} is not supported in recurrent layers; use one of {', '.join(PIECEWISE + TABLES)}")
+    spec = {"kind": "pwl", "const_type": str(op.const_type), "function": op.function or function}
+    for k in ("slope_hi", "bias_hi", "slope_lo", "bias_lo", "knot", "lower", "upper"):
+        v = getattr(op, k)
+        spec[k] = None if v is None else float(v)
+    return spec
+
+
+def _quantize(values, t: FixedType):
+    v = np.asarray(values, dtype=np.float64)
+    m = t.quantize(precision.hls4ml_text(v, t))
+    return np.asarray(m, dtype=np.int64), np.abs(v - np.asarray(m, dtype=np.float64) * 2.0**-t.frac)
+
+
+def recurrent_node(builder, types, name: str, x: str, kind: str, *, units: int, kernel, recurrent_kernel, bias,
+                   recurrent_bias=None, activation: str, recurrent_activation: str | None, return_sequences: bool,
+                   reset_after: bool = True, keras3: bool = True, source: str = "") -> str:  # fmt: skip
+    """Add a float recurrent layer reading tensor ``x`` with the types ``types``
+    (:class:`._precision.Precisions`) gives it; returns its output tensor.
+
+    Weights are in Keras' layout and gate order (``kernel`` ``(n_in, gates * units)``); a GRU's
+    ``recurrent_bias`` is the bias inside the reset product when ``reset_after`` (else it is added
+    to ``bias``)."""
+    xt = builder.graph.tensors[x]
+    n_in = xt.shape[-1]
+    steps = xt.size // n_in
+    p = types.recurrent(name, kind)
+    wt, rwt, bt, rbt = p["weight"], p["recurrent_weight"], p["bias"], p["recurrent_bias"]
+    accum, table, result, state = p["accum"], p["table"], p["result"], p["state"]
+    cell = p["cell"] if kind == "LSTM" else None
+    km, dw = _quantize(kernel, wt)
+    rm, du = _quantize(recurrent_kernel, rwt)
+    bm, db = _quantize(bias, bt)
+    bfrac = max(bt.frac, rbt.frac)
+    bm = bm << (bfrac - bt.frac)
+    rb = None
+    if recurrent_bias is not None:
+        rbm, drb = _quantize(recurrent_bias, rbt)
+        rbm = rbm << (bfrac - rbt.frac)
+        if kind == "GRU" and reset_after:
+            u = units
+            bm = bm.copy()
+            bm[: 2 * u] += rbm[: 2 * u]
+            db = db.copy()
+            db[: 2 * u] += drb[: 2 * u]
+            rb = np.zeros_like(rbm)
+            rb[2 * u :] = rbm[2 * u :]
+            db[2 * u :] += drb[2 * u :]
+        else:
+            bm, db = bm + rbm, db + drb
+    size = p["table_size"]
+    try:
+        specs = {"activation": activation_spec(activation, accum, table, table_size=size, keras3=keras3)}
+        if recurrent_activation is not None and kind != "SimpleRNN":
+            specs["recurrent_activation"] = activation_spec(recurrent_activation, accum, table, table_size=size, keras3=keras3)
+        if kind == "LSTM":
+            specs["cell_activation"] = activation_spec(activation, cell, table, table_size=size, keras3=keras3)
+    except ValueError as e:
+        from rtlgen.errors import UnsupportedOpError
+
+        raise UnsupportedOpError(name, source or kind, str(e)) from None
+    op = OPS[kind](
+        units=int(units), kernel=km, recurrent_kernel=rm, bias=bm, kernel_frac=wt.frac, recurrent_frac=rwt.frac,
+        bias_frac=bfrac, accum=accum, table=table, state=state, return_sequences=bool(return_sequences),
+        recurrent_bias=rb, cell=cell, reset_after=bool(reset_after), **specs,
+    )  # fmt: skip
+    shape = (steps, units) if return_sequences else (units,)
+    out = builder.tensor(name, shape, result)
+    builder.graph.add_node(Node(name, op, [x], [out], {"source": source or kind, "float_weights": True}))
+    builder.errors.weights[name] = (dw, du, db)
+    for key, spec in specs.items():
+        if spec["kind"] == "lut":
+            builder.graph.notes.append(
+                f"{name}: {key.replace('_', ' ')} {spec['function']} table of {len(spec['table'])} entries into {table}, "
+                f"worst-case error {_up(spec['max_error'])}"
+            )
+    return out
+
+
+def keras_recurrent(imp, layer) -> None:
+    """A Keras SimpleRNN, LSTM or GRU layer (float) read by the Keras importer ``imp``."""
+    cls, c = layer["class_name"], layer["config"]
+    name = c["name"]
+    xt = imp.graph.tensors[imp.cur]
+    shape = xt.shape[1:] if len(xt.shape) == 3 and xt.shape[0] == 1 else xt.shape
+    if len(shape) != 2:
+        imp.fail(layer, f"a recurrent layer reads a sequence (steps, features), not a tensor of shape {xt.shape}")
+    for key, ok in (("go_backwards", False), ("stateful", False), ("return_state", False)):
+        if c.get(key, False) != ok:
+            imp.fail(layer, f"{key}={c.get(key)} is not supported; set {key}=False")
+    units = int(c["units"])
+    g = GATES[cls]
+    ws = imp.weights(name)
+    named = {n: a for n, a in ws if n in ("kernel", "recurrent_kernel", "bias")}
+    # Keras 3 files name a recurrent layer's variables after its cell: then they come in creation order.
+    arrays = [named.get(k) for k in ("kernel", "recurrent_kernel", "bias")] if named else [a for _, a in ws]
+    want = 3 if c.get("use_bias", True) else 2
+    if len(arrays) < want or any(a is None for a in arrays[:want]):
+        raise ModelFormatError(f"layer {name!r}: kernel, recurrent kernel and bias not found in the weights file")
+    kernel, rkernel = (np.asarray(a, dtype=np.float64) for a in arrays[:2])
+    if c.get("use_bias", True):
+        bias = np.asarray(arrays[2], dtype=np.float64)
+    else:
+        bias = np.zeros((2, g * units) if cls == "GRU" and c.get("reset_after", False) else g * units)
+    rbias = None
+    reset_after = bool(c.get("reset_after", False)) if cls == "GRU" else True
+    if cls == "GRU" and reset_after:
+        bias = bias.reshape(2, g * units)
+        bias, rbias = bias[0], bias[1]
+    if kernel.shape != (shape[1], g * units):
+        imp.fail(layer, f"kernel of shape {kernel.shape} does not match {shape[1]} features and {units} units")
+    keras3 = "module" in imp.km.config
+    rec = None if cls == "SimpleRNN" else c.get("recurrent_activation", "sigmoid")
+    imp.cur = recurrent_node(
+        imp.b, imp.types, name, imp.cur, cls, units=units, kernel=kernel, recurrent_kernel=rkernel, bias=bias,
+        recurrent_bias=rbias, activation=c.get("activation", "tanh"), recurrent_activation=rec,
+        return_sequences=bool(c.get("return_sequences", False)), reset_after=reset_after, keras3=keras3, source=cls,
+    )  # fmt: skip
+    imp.float_layer = None
+
+
+# -- ONNX -----------------------------------------------------------------------------------------
+
+ONNX_RECURRENT = {"LSTM": "LSTM", "GRU": "GRU", "RNN": "SimpleRNN"}
+_ONNX_ACTIVATIONS = {"Sigmoid": "sigmoid", "Tanh": "tanh", "Relu": "relu", "HardSigmoid": "hard_sigmoid",
+                     "Softsign": "softsign", "Softplus": "softplus"}  # fmt: skip
+# ONNX's gate blocks in Keras' order: LSTM iofc -> ifco; GRU zrh and RNN are the same.
+_GATE_ORDER = {"LSTM": [0, 2, 3, 1], "GRU": [0, 1, 2], "SimpleRNN": [0]}
+
+
+def _keras_gates(w, kind: str, units: int):
+    """ONNX's ``(gates * units, n)`` weights as Keras' ``(n, gates * units)`` in Keras' gate order."""
+    blocks = [w[k * units : (k + 1) * units] for k in _GATE_ORDER[kind]]
+    return np.concatenate(blocks, axis=0).T
+
+
+def onnx_time_transpose(imp, node, x) -> bool:
+    """PyTorch's ``batch_first`` transposes ((B, T, F) <-> (T, B, F)) around a recurrent node move
+    no data: the hardware keeps the sequence time-major per sample either way. True when handled."""
+    from ._onnx import _Host, _Int
+
+    readers = imp.readers.get(node.output[0], [])
+    if isinstance(x, _Host) and not x.nodes and readers and all(r.op_type in ONNX_RECURRENT for r in readers):
+        imp.values[node.output[0]] = _Host([], nhwc=True)
+        return True
+    if isinstance(x, _Int):
+        prod = imp.graph.producer(x.tensor)
+        if prod is not None and prod.kind in ("LSTM", "GRU", "SimpleRNN") and len(imp.graph.tensors[x.tensor].shape) == 2:
+            imp.values[node.output[0]] = _Int(x.tensor, node.output[0])
+            return True
+    return False
+
+
+def onnx_recurrent(imp, node, ins) -> None:
+    """An ONNX LSTM, GRU or RNN node of a float model (as PyTorch exports them): forward, zero
+    initial state, no peepholes; its output is ``Y`` (every step) when a later node or the graph
+    reads it, else the last state ``Y_h``."""
+    from ._onnx import _attrs, _Const, _Host, _Int
+
+    kind = ONNX_RECURRENT[node.op_type]
+    a = _attrs(node)
+    units = int(a.get("hidden_size", 0))
+    if a.get("direction", b"forward") not in (b"forward", "forward"):
+        imp.fail(node, f"direction {a['direction']!r} is not supported; export a forward (unidirectional) layer")
+    if a.get("clip") is not None:
+        imp.fail(node, "clip is not supported; export without clip")
+    if int(a.get("layout", 0)) != 0:
+        imp.fail(node, "layout=1 is not supported; export with layout 0 (PyTorch's batch_first adds Transposes instead)")
+    x = ins[0]
+    if not isinstance(x, _Host) or not x.nhwc:
+        if isinstance(x, _Host):
+            imp.fail(node, "its input must be the network input in (batch, steps, features) order behind a Transpose (1, 0, 2)")
+        x = imp.fixed_input(node, x)
+    else:
+        x = imp.float_input(node, x)
+    for idx, what in ((4, "sequence_lens"), (7, "peepholes P")):
+        if len(ins) > idx and ins[idx] is not None:
+            imp.fail(node, f"{what} is not supported")
+    for idx, what in ((5, "initial_h"), (6, "initial_c")):
+        if len(ins) > idx and ins[idx] is not None:
+            v = ins[idx]
+            if not isinstance(v, _Const) or np.any(np.asarray(v.value) != 0):
+                imp.fail(node, f"{what} must be zero (a constant); rtlgen starts every sequence from a zero state")
+    g = {"LSTM": 4, "GRU": 3, "SimpleRNN": 1}[kind]
+    W = np.asarray(imp.const(node, node.input[1], "W").value, dtype=np.float64)[0]
+    R = np.asarray(imp.const(node, node.input[2], "R").value, dtype=np.float64)[0]
+    if len(node.input) > 3 and node.input[3]:
+        B = np.asarray(imp.const(node, node.input[3], "B").value, dtype=np.float64)[0]
+    else:
+        B = np.zeros(2 * g * units)
+    wb, rb = (_keras_gates(b.reshape(-1, 1), kind, units).ravel() for b in (B[: g * units], B[g * units :]))
+    default = {"LSTM": ["Sigmoid", "Tanh", "Tanh"], "GRU": ["Sigmoid", "Tanh"], "SimpleRNN": ["Tanh"]}[kind]
+    acts = [v.decode() if isinstance(v, bytes) else str(v) for v in a.get("activations", [])] or default
+    for fn in acts:
+        if fn not in _ONNX_ACTIVATIONS:
+            imp.fail(node, f"activation {fn!r} is not supported; use one of {', '.join(_ONNX_ACTIVATIONS)}")
+    if kind == "LSTM" and acts[1] != acts[2]:
+        imp.fail(node, f"the cell and output activations must be the same, not {acts[1]} and {acts[2]}")
+    alphas = a.get("activation_alpha")
+    if alphas and "HardSigmoid" in acts and any(abs(float(v) - 0.2) > 1e-7 for v in alphas):
+        imp.fail(node, "HardSigmoid is supported with alpha 0.2 and beta 0.5 only")
+    names = [_ONNX_ACTIVATIONS[fn] for fn in acts]
+    rec, act_fn = (None, names[0]) if kind == "SimpleRNN" else (names[0], names[1])
+    reads_y = bool(imp.readers.get(node.output[0])) or node.output[0] == imp.proto.graph.output[0].name
+    out_name = node.output[0] if reads_y or len(node.output) < 2 else node.output[1]
+    cur = recurrent_node(
+        imp.builder, imp.types, node.name, x.tensor, kind, units=units,
+        kernel=_keras_gates(W, kind, units), recurrent_kernel=_keras_gates(R, kind, units), bias=wb, recurrent_bias=rb,
+        activation=act_fn, recurrent_activation=rec, return_sequences=reads_y,
+        reset_after=bool(int(a.get("linear_before_reset", 0))), keras3=False, source=node.op_type,
+    )  # fmt: skip
+    imp.values[out_name] = _Int(cur, out_name)
+    # Y is time-major (steps, 1, batch, units) until PyTorch's closing Transpose: its squeezed
+    # forms have no batch-first shape for the layout checks.
+    for r in imp.readers.get(out_name, []):
+        if r.op_type in ("Squeeze", "Reshape") and out_name == node.output[0]:
+            imp.shapes.pop(r.output[0], None)
