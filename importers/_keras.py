@@ -636,6 +636,7 @@ class _KerasImporter:
             self.fail(layer, str(e))
         # What the configured types change against the float layer, for the reported error bound.
         self.weight_error = None if fw.weight_error is None else (fw.weight_error, fw.bias_error)
+        self.b.errors.out_of_range[name] = fw.out_of_range
         return fw.weight, fw.wfrac, fw.bias, fw.accum, fw.shift
 
     def after_weights_layer(self, name, quantized, layer_type):

@@ -891,6 +891,7 @@ class _Importer:
             except ValueError as e:
                 self.fail(node, str(e))
         self.builder.errors.weights[name] = (fw.weight_error, fw.bias_error)
+        self.builder.errors.out_of_range[name] = fw.out_of_range
         rtype = precision.result_type(self.config, name, layer_type, self.graph.tensors[cur].type, self.graph.notes)
         if rtype is not None:
             cur = self.builder.requant(name + "_result", cur, rtype, attrs={"source": "config"})

@@ -57,10 +57,10 @@ def cmd_build(args) -> int:
     else:
         model = args.model
         source = args.model
-    design = convert(model, cfg, skip_softmax=args.skip_softmax, dump_dir=args.dump_ir)
     if args.vectors < 1:
         raise RtlgenError(f"--vectors must be a positive integer, not {args.vectors}")
-    out = design.write(args.output, n_vectors=args.vectors, boards=[args.board] if args.board else [])
+    design = convert(model, cfg, skip_softmax=args.skip_softmax, dump_dir=args.dump_ir, strict=args.strict)
+    out = design.write(args.output, n_vectors=args.vectors, boards=[args.board] if args.board else [], force=args.force)
     report = design.report()
     # Design.write may already have written it.
     _write_html(out, report, only_if_missing=True)
@@ -583,6 +583,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--vectors", type=int, default=1000, help="random test vectors written to tb/ (default 1000)")
     b.add_argument("--dump-ir", metavar="DIR", help="write the IR graph as JSON after every pass")
     b.add_argument("--board", help="also write a board package to OUT/boards/BOARD/ (rtlgen boards lists them)")
+    b.add_argument("--strict", action="store_true", help="refuse float weights or biases outside their configured types")
+    b.add_argument("--force", action="store_true", help="build a design the size estimate says is far beyond every part")
     b.set_defaults(func=cmd_build)
 
     d = sub.add_parser("deploy", help="write a board package for an existing build")
