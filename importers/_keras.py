@@ -209,8 +209,12 @@ class _KerasImporter:
         self.km = km
         self.config = config
         self.skip_softmax = skip_softmax
-        cfg = km.config.get("config", {})
-        self.layers = cfg["layers"] if isinstance(cfg, dict) else cfg
+        cfg = km.config.get("config", {}) if isinstance(km.config, dict) else None
+        self.layers = cfg.get("layers") if isinstance(cfg, dict) else cfg
+        if not isinstance(self.layers, list) or not all(isinstance(layer, dict) for layer in self.layers):
+            raise ModelFormatError(
+                f"model {km.source!r} has no list of layers in its configuration; save it with Keras' model.save()"
+            )
         # HGQ (v1) proxy models: plain Dense layers with quantized weights between FixedPointQuantizers.
         self.proxy = any(str(layer.get("class_name", "")).endswith("FixedPointQuantizer") for layer in self.layers)
         for layer in self.layers:

@@ -211,7 +211,9 @@ class Design:
 
         if n_vectors < 0:
             raise DesignError(f"the number of test vectors must be a positive integer, not {n_vectors}")
-        if not force:
+        from .size import MAX_LAYERS
+
+        if not force or len(self.graph.nodes) > MAX_LAYERS:
             self.check_size()
         boards = [check_board(b, self) for b in boards]
         out = Path(out_dir).resolve()

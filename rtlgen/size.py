@@ -19,10 +19,12 @@ from .errors import DesignError
 from .ir import Conv, Dense, Graph
 from .plan.reuse import conv_reuse_plan, reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
 
-__all__ = ["LayerCost", "estimate", "check_size", "FAR_BEYOND"]
+__all__ = ["LayerCost", "estimate", "check_size", "FAR_BEYOND", "MAX_LAYERS"]
 
 # A design this many times larger than the largest part of the family is refused (unless forced).
 FAR_BEYOND = 2.0
+# Deeper networks exceed what the HDL elaborator's recursion handles (not forcible).
+MAX_LAYERS = 1500
 
 
 @dataclass
@@ -124,7 +126,13 @@ def _fitting_reuse(node, graph, io_type: str, lut_budget: float, dsp_budget: flo
 
 def check_size(graph: Graph, config, *, factor: float = FAR_BEYOND) -> list[LayerCost]:
     """The estimate, or a :class:`DesignError` naming the costliest layer and settings that would
-    fit when the design is more than ``factor`` times the family's largest part."""
+    fit when the design is more than ``factor`` times the family's largest part (or deeper than
+    :data:`MAX_LAYERS`)."""
+    if len(graph.nodes) > MAX_LAYERS:
+        raise DesignError(
+            f"the network has {len(graph.nodes):,} layers after import; rtlgen elaborates networks of up to "
+            f"{MAX_LAYERS:,} layers: check the model (an unrolled loop?) or split it into parts"
+        )
     io_type = config.io_type
     costs = estimate(graph, io_type)
     family, part = _family(config)
