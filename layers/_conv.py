@@ -172,7 +172,7 @@ class ConvReuse(Layer):
                 base = bias if Gk == 1 else Mux(at[first], bias, acc[o])
                 p = partial[s][q]
                 value = base + p if p is not None else base
-                active = at[first] if Gk == 1 else (cnt >= first) & (cnt < first + Gk)
+                active = at[first] if Gk == 1 else ((cnt >= first) if first else Const(1, 1)) & (cnt < first + Gk)
                 with m.If(active):
                     m.d.sync += acc[o].eq(value)
                 # The last cycle finishes the last group; the other groups are already complete.

@@ -49,9 +49,11 @@ def requantize(x: Value, src: FixedType, dst: FixedType) -> Value:
         return low.as_signed() if dst.signed else low
     if dst.overflow == "SAT_SYM" and dst.signed:
         lo = -hi
+    # An unsigned value is never below a bound of 0 or less: no comparison that is always false.
+    under = (q < lo) if q.shape().signed or lo > 0 else Const(0, 1)
     if dst.overflow in ("SAT", "SAT_SYM"):
-        return Mux(q < lo, lo, Mux(q > hi, hi, q))
-    return Mux((q < lo) | (q > hi), 0, q)  # SAT_ZERO
+        return Mux(under, lo, Mux(q > hi, hi, q))
+    return Mux(under | (q > hi), 0, q)  # SAT_ZERO
 
 
 class _Elementwise(Layer):
