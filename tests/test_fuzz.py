@@ -67,11 +67,30 @@ def _inputs(n_in, bits, n, rng):
     return x.astype(np.float32)
 
 
+def _qonnx_batch(model, x):
+    """qonnx's reference executor on the whole batch at once (the batch dimension freed)."""
+    import copy
+
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.core.onnx_exec import execute_onnx
+    from qonnx.transformation.infer_shapes import InferShapes
+
+    m = copy.deepcopy(model)
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_value = len(x)
+    m.graph.output[0].type.tensor_type.shape.dim[0].dim_value = len(x)
+    mw = ModelWrapper(m).transform(InferShapes())
+    return execute_onnx(mw, {mw.graph.input[0].name: x})[mw.graph.output[0].name].reshape(len(x), -1)
+
+
 def _check(model, sizes, cfg, n_vectors, rtl, tmp_path, rng):
     design = rtlgen.convert(model, cfg)
     x = _inputs(sizes[0], design.input_tensor.type.width, n_vectors, rng)
     got = design.predict(x)
-    ref = execute_qonnx(model, x)
+    ref = execute_qonnx(model, x[:8]) if len(x) <= 64 else None
+    batch = _qonnx_batch(model, x)
+    if ref is not None:  # the batched run agrees with the per-sample executor the other tests use
+        assert np.array_equal(batch[:8], ref)
+    ref = batch
     assert np.array_equal(got, ref), (cfg, sizes, np.argwhere(got != ref)[:5])
     TOTALS["networks"] += 1
     TOTALS["vectors"] += len(x)
@@ -100,7 +119,7 @@ def test_rtl_equals_golden_under_stalls(net, tmp_path_factory):
 @pytest.mark.slow
 def test_long_fuzz_run(tmp_path_factory):
     """The long run: ``RTLGEN_FUZZ_NETWORKS`` networks (default 250), 4,096 vectors each against
-    qonnx, every tenth also in RTL; prints the totals."""
+    qonnx, every 25th also in RTL under random stalls; prints the totals."""
     n = int(os.environ.get("RTLGEN_FUZZ_NETWORKS", "250"))
     for k in TOTALS:
         TOTALS[k] = 0
@@ -111,7 +130,7 @@ def test_long_fuzz_run(tmp_path_factory):
     def run(net):
         model, sizes, cfg = net
         k = TOTALS["networks"]
-        _check(model, sizes, cfg, 4096, k % 10 == 0, tmp_path_factory.mktemp("fuzz") if k % 10 == 0 else None,
+        _check(model, sizes, cfg, 4096, k % 25 == 0, tmp_path_factory.mktemp("fuzz") if k % 25 == 0 else None,
                np.random.default_rng(k))  # fmt: skip
 
     run()
