@@ -37,6 +37,8 @@ class ErrorBounds:
         self.inputs: dict[str, float] = {}  # input tensor -> rounding error of the float input
         self.weights: dict[str, tuple] = {}  # node -> (|weight error| array, |bias error| per channel)
         self.local: dict[str, float] = {}  # node -> error it adds by itself (inexact averages)
+        # layer -> lines on float parameters outside their configured types (saturated or wrapped)
+        self.out_of_range: dict[str, list] = {}
 
     def propagate(self, graph: Graph, bounds: dict) -> dict[str, float]:
         """``tensor -> bound`` for every tensor of the graph (each op's ``error_bound``)."""
@@ -59,6 +61,10 @@ class ErrorBounds:
         err = self.propagate(graph, bounds)
         out = []
         for node in graph.nodes:
+            lines = self.out_of_range.get(node.name)
+            if lines:
+                node.attrs["out_of_range"] = list(lines)
+                out.extend(f"{node.name}: {line}" for line in lines)
             if node.name in self.weights:
                 out.append(f"{node.name}: float weights quantized; output within {_up(err[node.outputs[0]])} of the float model")
         tin = graph.tensors[graph.inputs[0]]

@@ -213,8 +213,12 @@ class _KerasImporter:
         self.km = km
         self.types = precisions
         self.skip_softmax = skip_softmax
-        cfg = km.config.get("config", {})
-        self.layers = cfg["layers"] if isinstance(cfg, dict) else cfg
+        cfg = km.config.get("config", {}) if isinstance(km.config, dict) else None
+        self.layers = cfg.get("layers") if isinstance(cfg, dict) else cfg
+        if not isinstance(self.layers, list) or not all(isinstance(layer, dict) for layer in self.layers):
+            raise ModelFormatError(
+                f"model {km.source!r} has no list of layers in its configuration; save it with Keras' model.save()"
+            )
         # HGQ (v1) proxy models: plain Dense layers with quantized weights between FixedPointQuantizers.
         self.proxy = any(str(layer.get("class_name", "")).endswith("FixedPointQuantizer") for layer in self.layers)
         for layer in self.layers:
@@ -645,6 +649,7 @@ class _KerasImporter:
             self.fail(layer, str(e))
         # What the configured types change against the float layer, for the reported error bound.
         self.weight_error = None if fw.weight_error is None else (fw.weight_error, fw.bias_error)
+        self.b.errors.out_of_range[name] = fw.out_of_range
         return fw.weight, fw.wfrac, fw.bias, fw.accum, fw.shift
 
     def after_weights_layer(self, name, quantized, layer_type):

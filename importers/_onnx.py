@@ -110,6 +110,11 @@ def _load(model) -> onnx.ModelProto:
             raise ModelFormatError(f"model path {path!r} is a directory, not an ONNX file")
         try:
             proto = onnx.load(path)
+        except onnx.checker.ValidationError as e:  # external data outside the folder, or missing
+            raise ModelFormatError(
+                f"model file {path!r}: its external data cannot be read ({str(e).splitlines()[0]}); "
+                f"external data files must sit in the model's folder, named without '..' or absolute paths"
+            ) from None
         except Exception as e:  # protobuf raises several unrelated types on garbage
             raise ModelFormatError(
                 f"model file {path!r} is not a readable ONNX model ({type(e).__name__}); "
@@ -117,7 +122,52 @@ def _load(model) -> onnx.ModelProto:
             ) from None
         if not proto.graph.node:
             raise ModelFormatError(f"model file {path!r} is not an ONNX model: its graph has no nodes")
+    _check_inputs(proto)
     return _cleanup(proto)
+
+
+# Input tensors larger than this (values per sample) are refused before anything is allocated.
+MAX_INPUT_SIZE = 1 << 24
+# Graphs with more nodes than this are refused before import (the elaborator's recursion limit).
+MAX_NODES = 1500
+
+
+def _check_inputs(proto: onnx.ModelProto) -> None:
+    """Every tensor is assigned once, and every network input has fixed, positive dimensions after
+    the batch, of a sensible size."""
+    if len(proto.graph.node) > MAX_NODES:
+        raise ModelFormatError(
+            f"the ONNX graph has {len(proto.graph.node):,} nodes; rtlgen builds networks of up to {MAX_NODES:,}: "
+            f"check the model (an unrolled loop?) or split it into parts"
+        )
+    producer: dict[str, str] = {}
+    for node in proto.graph.node:
+        for out in node.output:
+            if out and out in producer:
+                raise ModelFormatError(
+                    f"tensor {out!r} is the output of both node {producer[out]!r} and node {node.name!r}; "
+                    f"an ONNX graph assigns each tensor once (check the exporter or rename one output)"
+                )
+            producer[out] = node.name
+    inits = {t.name for t in proto.graph.initializer}
+    for vi in proto.graph.input:
+        if vi.name in inits:
+            continue
+        dims = list(vi.type.tensor_type.shape.dim)
+        shown = "[" + ", ".join(d.dim_param or str(d.dim_value) if d.HasField("dim_value") or d.dim_param else "?" for d in dims) + "]"
+        rest = dims[1:]
+        if any(not d.HasField("dim_value") or d.dim_value < 1 for d in rest):
+            raise ModelFormatError(
+                f"input {vi.name!r} has shape {shown}: every dimension but the first (the batch) must be a "
+                f"fixed size of at least 1; export the model with a fixed input shape "
+                f"(or fix it with onnx.tools.update_model_dims)"
+            )
+        size = int(np.prod([d.dim_value for d in rest], dtype=object))
+        if size > MAX_INPUT_SIZE:
+            raise ModelFormatError(
+                f"input {vi.name!r} has shape {shown}: {size:,} values per sample, more than the "
+                f"{MAX_INPUT_SIZE:,} rtlgen builds hardware for; check the model's declared input shape"
+            )
 
 
 def _cleanup(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -155,6 +205,11 @@ def _cleanup(proto: onnx.ModelProto) -> onnx.ModelProto:
         for step in steps:
             model = model.transform(step)
     except Exception as e:
+        if "Circular dependencies" in str(e):
+            raise ModelFormatError(
+                f"ONNX model has a cycle among its nodes ({str(e).splitlines()[0]}); a network must be a "
+                f"directed acyclic graph (recurrent layers are exported unrolled or as LSTM/GRU nodes)"
+            ) from None
         raise ModelFormatError(f"ONNX model could not be prepared for import: {e}".splitlines()[0]) from None
     return model.model
 
@@ -915,6 +970,7 @@ class _Importer:
             except ValueError as e:
                 self.fail(node, str(e))
         self.builder.errors.weights[name] = (fw.weight_error, fw.bias_error)
+        self.builder.errors.out_of_range[name] = fw.out_of_range
         rtype = self.types.result_type(name, layer_type, self.graph.tensors[cur].type, self.graph.notes)
         if rtype is not None:
             cur = self.builder.requant(name + "_result", cur, rtype, attrs={"source": "config"})

@@ -21,7 +21,7 @@ and nowhere else (``tests/test_architecture.py`` checks that no other importer m
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -69,6 +69,8 @@ class FloatWeights:
     shift: int
     weight_error: np.ndarray | None = None
     bias_error: np.ndarray | None = None
+    # One line per parameter kind whose float values lie outside its configured type's range.
+    out_of_range: list = field(default_factory=list)
 
 
 def float_weights(
@@ -83,9 +85,45 @@ def float_weights(
     ktype = config.precision(name, weight_var, layer_type)
     btype = config.precision(name, "bias", layer_type)
     accum = config.precision(name, "accum", layer_type, auto=True) if accum else None
+    for what, values in ((weight_var, kernel0), ("bias", bias0)):
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        if bad:
+            raise ValueError(
+                f"{bad} of its {values.size} {what} values are not finite (NaN or infinity); "
+                f"the model's parameters must be finite numbers: retrain or repair the model"
+            )
     wm, wfrac = ktype.quantize(hls4ml_text(kernel0, ktype)), ktype.frac
     bm, bfrac = btype.quantize(hls4ml_text(bias0, btype)).astype(object), btype.frac
-    return _place(wm, wfrac, bm, bfrac, accum, in_frac, kernel0, bias0)
+    fw = _place(wm, wfrac, bm, bfrac, accum, in_frac, kernel0, bias0)
+    fw.out_of_range = [
+        line
+        for what, values, t in ((weight_var, kernel0, ktype), ("bias", bias0, btype))
+        if (line := out_of_range(what, values, t))
+    ]
+    return fw
+
+
+def out_of_range(what: str, values, t: FixedType) -> str | None:
+    """One line saying how many of ``values`` lie outside ``t``'s range and the type that holds them
+    all (same fractional bits), or None when every value fits."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    lo, hi = t.to_float(t.min_mantissa), t.to_float(t.max_mantissa)
+    outside = (v < lo) | (v > hi)
+    n = int(np.count_nonzero(outside))
+    if not n:
+        return None
+    signed = t.signed or bool(v.min() < 0)
+    integer = t.integer
+    while True:
+        need = FixedType(integer + t.frac, integer, signed)
+        if need.to_float(need.min_mantissa) <= v.min() and v.max() <= need.to_float(need.max_mantissa):
+            break
+        integer += 1
+    action = "saturated" if t.overflow.startswith("SAT") else "wrapped"
+    return (
+        f"{n} of {v.size} {what} values lie outside {t} (range [{lo:g}, {hi:g}]) and were {action}; "
+        f"they span [{v.min():.6g}, {v.max():.6g}], which needs {need}"
+    )
 
 
 def exact_weights(wm, wfrac: int, bias, in_frac: int) -> FloatWeights:
@@ -138,6 +176,7 @@ def scale_shift(builder, config: Config, name: str, x: str, scale, shift, *, sou
     fw = float_weights(config, name, "BatchNormalization", np.asarray(scale, dtype=np.float64).reshape(1, -1), shift,
                        xt.type.frac, weight_var="scale", accum=False)  # fmt: skip
     attrs = {"source": source, "float_weights": True}
+    builder.errors.out_of_range[name] = fw.out_of_range
     s = np.asarray(fw.weight).reshape(-1)
     if len(xt.shape) == 3:
         op = Conv(s.reshape(1, 1, -1, 1), fw.bias if np.any(fw.bias) else None, (1, 1), ((0, 0), (0, 0)), (1, 1), True)

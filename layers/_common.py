@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from amaranth.hdl import Shape, signed, unsigned
+from amaranth.hdl import Cat, Const, Shape, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtlgen.fixed import FixedType
 
-__all__ = ["shape_of", "vector_stream", "Layer"]
+__all__ = ["shape_of", "vector_stream", "Layer", "drive_lanes"]
 
 
 def shape_of(t: FixedType) -> Shape:
@@ -16,6 +16,25 @@ def shape_of(t: FixedType) -> Shape:
 def vector_stream(t: FixedType, lanes: int) -> stream.Signature:
     """A stream carrying one whole vector of ``lanes`` fixed-point values per transfer."""
     return stream.Signature(data.ArrayLayout(shape_of(t), lanes))
+
+
+def drive_lanes(m, payload, values) -> None:
+    """``payload[k].eq(values[k])`` for every lane as one combinational assignment.
+
+    Amaranth checks each assignment against every bit of the signal it drives, so lane by lane
+    assignments to a wide payload cost lanes x width steps each; one assignment costs one."""
+    width = Shape.cast(payload.shape().elem_shape).width
+    parts = []
+    for v in values:
+        v = Value.cast(v)
+        n = len(v)
+        if n >= width:
+            parts.append(v[:width])
+        elif v.shape().signed and n:
+            parts.append(Cat(v, v[-1].replicate(width - n)))
+        else:
+            parts.append(Cat(v, Const(0, width - n)))
+    m.d.comb += payload.as_value().eq(Cat(*parts))
 
 
 class Layer(wiring.Component):

@@ -22,7 +22,7 @@ from amaranth.hdl import Const, Module, Mux, Signal, signed
 from rtlgen.ir.ops import Conv
 from rtlgen.plan.reuse import conv_reuse_plan
 
-from ._common import Layer, shape_of
+from ._common import Layer, drive_lanes, shape_of
 from ._dense import SumOfProducts, _product, _round_product, _select
 from ._registry import register
 
@@ -148,7 +148,7 @@ class ConvReuse(Layer):
                         p = _product(x, used[0])  # a constant weight: padding only zeroes the input
                     else:
                         fill = used[0]
-                        p = x * _select([Const(fill if w is None else w, wshape) for w in ws], cnt)
+                        p = x * _table([fill if w is None else w for w in ws], wshape, cnt)
                     terms.append(_round_product(p, self.product_shift, self.accum))
                 if terms:
                     # A named signal, so every lane reading this slot shares one adder tree.
@@ -172,7 +172,7 @@ class ConvReuse(Layer):
                 base = bias if Gk == 1 else Mux(at[first], bias, acc[o])
                 p = partial[s][q]
                 value = base + p if p is not None else base
-                active = at[first] if Gk == 1 else (cnt >= first) & (cnt < first + Gk)
+                active = at[first] if Gk == 1 else ((cnt >= first) if first else Const(1, 1)) & (cnt < first + Gk)
                 with m.If(active):
                     m.d.sync += acc[o].eq(value)
                 # The last cycle finishes the last group; the other groups are already complete.
@@ -184,9 +184,19 @@ class ConvReuse(Layer):
         with m.If(self.i.valid & self.i.ready):
             m.d.sync += [x.eq(self.i.payload[i]) for i, x in enumerate(xs)]
             m.d.sync += [busy.eq(1), cnt.eq(0)]
-        for o in range(self.n_out):
-            m.d.comb += self.o.payload[o].eq(out[o])
+        drive_lanes(m, self.o.payload, out)
         return m
+
+
+def _table(values, shape, index):
+    """``values[index]`` from one packed constant (a shift, defined from time 0 like a
+    multiplexer tree, and built in one step whatever the number of values)."""
+    w = shape.width
+    packed = 0
+    for k, v in enumerate(values):
+        packed |= (int(v) & ((1 << w) - 1)) << (k * w)
+    word = Const(packed, w * len(values)).word_select(index, w)
+    return word.as_signed() if shape.signed else word
 
 
 @register(Conv)

@@ -10,7 +10,7 @@ from amaranth.lib.wiring import In, Out
 from rtlgen.fixed import FixedType
 from rtlgen.ir.ops import Concat, Gather, Merge, Relu, Requant, Reshape, Threshold
 
-from ._common import Layer, vector_stream
+from ._common import Layer, drive_lanes, vector_stream
 from ._registry import register
 
 __all__ = ["ForkLayer", "GatherLayer", "MergeLayer", "ReluLayer", "RequantLayer", "ThresholdLayer", "requantize"]
@@ -49,9 +49,11 @@ def requantize(x: Value, src: FixedType, dst: FixedType) -> Value:
         return low.as_signed() if dst.signed else low
     if dst.overflow == "SAT_SYM" and dst.signed:
         lo = -hi
+    # An unsigned value is never below a bound of 0 or less: no comparison that is always false.
+    under = (q < lo) if q.shape().signed or lo > 0 else Const(0, 1)
     if dst.overflow in ("SAT", "SAT_SYM"):
-        return Mux(q < lo, lo, Mux(q > hi, hi, q))
-    return Mux((q < lo) | (q > hi), 0, q)  # SAT_ZERO
+        return Mux(under, lo, Mux(q > hi, hi, q))
+    return Mux(under | (q > hi), 0, q)  # SAT_ZERO
 
 
 class _Elementwise(Layer):
@@ -61,8 +63,7 @@ class _Elementwise(Layer):
     def elaborate(self, platform):
         m = Module()
         m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready)]
-        for k in range(self.n_out):
-            m.d.comb += self.o.payload[k].eq(self.lane(self.i.payload[k], k))
+        drive_lanes(m, self.o.payload, [self.lane(self.i.payload[k], k) for k in range(self.n_out)])
         return m
 
 
@@ -118,8 +119,7 @@ class GatherLayer(Layer):
     def elaborate(self, platform):
         m = Module()
         m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready)]
-        for j, i in enumerate(self.index):
-            m.d.comb += self.o.payload[j].eq(self.i.payload[i] if i >= 0 else 0)
+        drive_lanes(m, self.o.payload, [self.i.payload[i] if i >= 0 else Const(0, 1) for i in self.index])
         return m
 
 

@@ -7,7 +7,7 @@ from amaranth.hdl import Const, Module
 from rtlgen.fixed import FixedType, type_for_range
 from rtlgen.ir.ops import Pool
 
-from ._common import Layer
+from ._common import Layer, drive_lanes
 from ._dense import MaxTree, SumOfProducts
 from ._elementwise import requantize
 from ._registry import register
@@ -52,11 +52,13 @@ class ScaledSum(Layer):
             tree.o.ready.eq(self.o.ready),
         ]
         frac = self.in_type.frac + self.factor_frac
+        lanes = []
         for o, f in enumerate(self.factors):
             p = tree.o.payload[o] * Const(f)
             w = p.shape().width
             src = FixedType(w, w - frac, p.shape().signed)
-            m.d.comb += self.o.payload[o].eq(requantize(p, src, self.out_type))
+            lanes.append(requantize(p, src, self.out_type))
+        drive_lanes(m, self.o.payload, lanes)
         return m
 
 

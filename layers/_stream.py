@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from amaranth.hdl import Cat, Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.wiring import In, Out
@@ -74,7 +74,10 @@ class WindowBuffer(Layer):
         is_pad, emit, step, new = Signal(), Signal(), Signal(), Signal(pix)
         step_ok = ~self.o.valid | self.o.ready
         m.d.comb += [
-            is_pad.eq((vy < pt) | (vy >= pt + H) | (vx < pl) | (vx >= pl + W)),
+            # (no comparison with a zero pad: a counter is never below 0)
+            is_pad.eq(
+                ((vy < pt) if pt else Const(0, 1)) | (vy >= pt + H) | ((vx < pl) if pl else Const(0, 1)) | (vx >= pl + W)
+            ),
             emit.eq((vy >= (kh - 1) * dy) & (vx >= (kw - 1) * dx) & (ry == 0) & (rx == 0)),
             new.eq(Mux(is_pad, 0, self.i.payload.as_value())),
             self.i.ready.eq(step_ok & ~is_pad),

@@ -57,10 +57,10 @@ def cmd_build(args) -> int:
     else:
         model = args.model
         source = args.model
-    design = convert(model, cfg, skip_softmax=args.skip_softmax, dump_dir=args.dump_ir)
     if args.vectors < 1:
         raise RtlgenError(f"--vectors must be a positive integer, not {args.vectors}")
-    out = design.write(args.output, n_vectors=args.vectors, boards=[args.board] if args.board else [])
+    design = convert(model, cfg, skip_softmax=args.skip_softmax, dump_dir=args.dump_ir, strict=args.strict)
+    out = design.write(args.output, n_vectors=args.vectors, boards=[args.board] if args.board else [], force=args.force)
     report = design.report()
     # Design.write may already have written it.
     _write_html(out, report, only_if_missing=True)
@@ -109,8 +109,32 @@ def _load_vectors(design, path: str):
         x = np.load(path)
     except (OSError, ValueError) as e:
         raise RtlgenError(f"vectors file {path!r} cannot be read as a .npy array ({e})") from None
+    t = design.input_tensor
+    where = f"vectors file {path!r}"
+    if x.dtype.kind not in "iuf" or x.ndim < 1 or len(x) == 0:
+        raise RtlgenError(
+            f"{where} holds {x.dtype} values of shape {x.shape}; expected numbers of shape "
+            f"(N, {', '.join(map(str, t.shape))}) with N >= 1"
+        )
+    if int(np.prod(x.shape[1:])) != t.size:
+        raise RtlgenError(f"{where} has shape {x.shape}; expected (N, {', '.join(map(str, t.shape))}) for input {t.name!r}")
+    x = x.reshape(len(x), -1)
     if x.dtype.kind in "iu":
-        return x.reshape(x.shape[0], -1).astype(np.int64)
+        lo, hi = t.type.min_mantissa, t.type.max_mantissa
+        bad = (x < lo) | (x > hi)
+        if bad.any():
+            raise RtlgenError(
+                f"{where}: {int(bad.sum())} integer values lie outside the input mantissas of {t.type} "
+                f"([{lo}, {hi}]), first in sample {int(np.argmax(bad.any(axis=1)))}; give mantissas in range or float inputs"
+            )
+        return x.astype(np.int64)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        n = int(bad.sum())
+        raise RtlgenError(
+            f"{where}: {n} value{'s are' if n > 1 else ' is'} not finite (NaN or infinity), first in sample "
+            f"{int(np.argmax(bad.any(axis=1)))}; give finite network inputs"
+        )
     return design.quantize_input(x)
 
 
@@ -121,6 +145,8 @@ def cmd_sim(args) -> int:
     design = load_design(args.out)
     out = Path(args.out)
     tb = out / "tb"
+    if args.random is not None and args.random < 1:
+        raise RtlgenError(f"--random must be a positive integer, not {args.random}")
     if args.vectors is not None:
         m = _load_vectors(design, args.vectors)
     else:
@@ -583,6 +609,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--vectors", type=int, default=1000, help="random test vectors written to tb/ (default 1000)")
     b.add_argument("--dump-ir", metavar="DIR", help="write the IR graph as JSON after every pass")
     b.add_argument("--board", help="also write a board package to OUT/boards/BOARD/ (rtlgen boards lists them)")
+    b.add_argument("--strict", action="store_true", help="refuse float weights or biases outside their configured types")
+    b.add_argument("--force", action="store_true", help="build a design the size estimate says is far beyond every part")
     b.set_defaults(func=cmd_build)
 
     d = sub.add_parser("deploy", help="write a board package for an existing build")

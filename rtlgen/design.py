@@ -41,6 +41,7 @@ def convert(
     reuse_check: bool = True,
     passes=None,
     input_shape=None,
+    strict: bool = False,
 ) -> Design:
     """Import a model (path, ``onnx.ModelProto``, Keras model, ``torch.nn.Module``, or example
     name) and run the pass pipeline.
@@ -50,7 +51,8 @@ def convert(
 
     ``passes`` replaces the default pipeline (:func:`rtlgen.passes.default_passes`); with
     ``reuse_check=False`` the default pipeline keeps configured reuse factors that do not split a
-    layer evenly (rounded down to the nearest exact schedule) without a note or an error."""
+    layer evenly (rounded down to the nearest exact schedule) without a note or an error. ``strict``
+    refuses float weights or biases outside their configured types instead of noting them."""
     from .importers import from_keras, from_onnx
     from .passes import default_passes, run_passes
 
@@ -80,7 +82,7 @@ def convert(
                 f"Keras (.keras, .h5, .json + weights) models"
             )
     if passes is None:
-        passes = default_passes(cfg, reuse_check=reuse_check)
+        passes = default_passes(cfg, reuse_check=reuse_check, strict=strict)
     graph = run_passes(graph, passes, dump_dir=dump_dir)
     return Design(graph, cfg)
 
@@ -205,10 +207,19 @@ class Design:
 
     # -- outputs ----------------------------------------------------------------------------------
 
-    def write(self, out_dir, *, n_vectors: int = 1000, seed: int = 0, boards=()) -> Path:
+    def check_size(self) -> list:
+        """Each layer's estimated cost (:mod:`rtlgen.size`); a :class:`DesignError` naming the
+        costliest layer and settings that fit when the design is far beyond the family's parts."""
+        from .size import check_size
+
+        return check_size(self.graph, self.config)
+
+    def write(self, out_dir, *, n_vectors: int = 1000, seed: int = 0, boards=(), force: bool = False) -> Path:
         """Write ``rtl/`` (core and AXI4-Stream top), ``ip/`` (Vivado IP), ``<top>.core`` (FuseSoC),
         ``tb/``, ``report.json``, ``report.html``, ``config.yml`` and ``graph.json`` to ``out_dir``,
         and ``boards/<name>/`` for each board named in ``boards`` (checked before anything is written).
+        Unless ``force``, a design far beyond the target family's largest part is refused before it
+        is elaborated (:meth:`check_size`).
 
         Everything is built in a temporary sibling directory and moved into place at the end, so a
         failed build never leaves a half-written output directory.
@@ -219,6 +230,12 @@ class Design:
         from .boards import deploy
         from .sim.runner import write_testbench
 
+        if n_vectors < 0:
+            raise DesignError(f"the number of test vectors must be a positive integer, not {n_vectors}")
+        from .size import MAX_LAYERS
+
+        if not force or len(self.graph.nodes) > MAX_LAYERS:
+            self.check_size()
         boards = [check_board(b, self) for b in boards]
         out = Path(out_dir).resolve()
         if out.exists() and not out.is_dir():

@@ -22,6 +22,7 @@ __all__ = [
     "ApplyReuse",
     "InferValueSets",
     "EstimateArithmetic",
+    "CheckParameterRanges",
     "run_passes",
     "default_passes",
     "valid_reuse_factors",
@@ -221,9 +222,33 @@ class EstimateArithmetic(Pass):
         return graph
 
 
-def default_passes(config: Config, *, reuse_check: bool = True) -> list[Pass]:
-    """The pipeline :func:`rtlgen.convert` runs after the importer."""
-    return [CheckConfigNames(config), ApplyReuse(config, check=reuse_check), InferValueSets(), EstimateArithmetic(config)]
+class CheckParameterRanges(Pass):
+    """With ``strict``, refuse a network whose float weights or biases lie outside their configured
+    types (the importer notes them, ``node.attrs["out_of_range"]``; without ``strict`` they are
+    saturated or wrapped as the type says, and the build reports them)."""
+
+    def __init__(self, *, strict: bool = False):
+        self.strict = strict
+
+    def run(self, graph):
+        bad = [(n.name, line) for n in graph.nodes for line in n.attrs.get("out_of_range", ())]
+        if self.strict and bad:
+            name, line = bad[0]
+            more = f" ({len(bad) - 1} more in {', '.join(sorted({n for n, _ in bad[1:]}))})" if len(bad) > 1 else ""
+            raise ConfigError(
+                f"node {name!r}: {line}{more}; give the layer a wider type in the configuration "
+                f"(LayerName.{name}.Precision) or build without --strict"
+            )
+        return graph
+
+
+def default_passes(config: Config, *, reuse_check: bool = True, strict: bool = False) -> list[Pass]:
+    """The pipeline :func:`rtlgen.convert` runs after the importer (``strict``: refuse float
+    parameters outside their configured types, :class:`CheckParameterRanges`)."""
+    return [
+        CheckConfigNames(config), CheckParameterRanges(strict=strict), ApplyReuse(config, check=reuse_check),
+        InferValueSets(), EstimateArithmetic(config),
+    ]  # fmt: skip
 
 
 def run_passes(graph: Graph, passes: list[Pass], *, dump_dir: str | os.PathLike | None = None) -> Graph:

@@ -184,7 +184,8 @@ class Harness:
             if out_fire:
                 v = o_payload.value
                 try:
-                    got = v.to_unsigned()
+                    # A one-bit payload is a Logic, which has no to_unsigned.
+                    got = v.to_unsigned() if hasattr(v, "to_unsigned") else int(v)
                 except ValueError:  # X/Z bits: keep the raw string for the report
                     got = str(v)
             await RisingEdge(clk)

@@ -1,0 +1,93 @@
+"""The size guard and large builds: hls4ml's KERAS_conv1d-sized network (input 100x7, three Conv1D
+of 32 filters x 40 taps, 'same') with the default configuration (refused, with the message), and
+built in io_stream at a reuse factor that fits; a 1M-parameter dense network at a fitting reuse
+factor. Prints the guard's message and the build times.
+
+    python benchmarks/size_guard.py [--skip-dense]
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+
+def conv1d_model(path: Path):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    keras.utils.set_random_seed(0)
+    x = keras.Input((100, 7))
+    h = x
+    for i in range(3):
+        h = keras.layers.Conv1D(32, 40, padding="same", activation="relu", name=f"conv1d_{i + 1}")(h)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Dense(5, name="dense_1")(h)
+    keras.Model(x, h).save(path)
+
+
+def dense_model(path: Path):
+    """A 1M-parameter float MLP as ONNX: 1024-512-512-512-256-10 (~1.0M weights)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    sizes = [1024, 512, 512, 512, 256, 10]
+    nodes, inits, cur = [], [], "x"
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:])):
+        inits.append(numpy_helper.from_array(rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32), f"w{i}"))
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.1, b).astype(np.float32), f"b{i}"))
+        nodes.append(helper.make_node("Gemm", [cur, f"w{i}", f"b{i}"], [f"h{i}"], name=f"fc{i}"))
+        cur = f"h{i}"
+        if i < len(sizes) - 2:
+            nodes.append(helper.make_node("Relu", [cur], [f"r{i}"], name=f"relu{i}"))
+            cur = f"r{i}"
+    g = helper.make_graph(nodes, "dense1m", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, sizes[0]])],
+                          [helper.make_tensor_value_info(cur, TensorProto.FLOAT, [1, sizes[-1]])], initializer=inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+def build(model, out, cfg=None, *extra):
+    args = [sys.executable, "-m", "rtlgen.cli", "build", str(model), "-o", str(out), "--vectors", "100", *extra]
+    if cfg is not None:
+        path = Path(out).parent / (Path(out).name + ".yml")
+        path.write_text(yaml.safe_dump(cfg))
+        args += ["--config", str(path)]
+    t0 = time.perf_counter()
+    p = subprocess.run(args, capture_output=True, text=True)
+    return p, time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--skip-dense", action="store_true")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = tmp / "conv1d.keras"
+        conv1d_model(model)
+        p, t = build(model, tmp / "default")
+        print(f"conv1d, default configuration (io_parallel, reuse 1): exit {p.returncode} after {t:.1f} s")
+        print("  " + p.stderr.strip().replace("\n", "\n  "))
+        cfg = {"IOType": "io_stream", "Model": {"ReuseFactor": 40}}
+        p, t = build(model, tmp / "stream", cfg)
+        print(f"conv1d, io_stream, ReuseFactor 40: exit {p.returncode}, {t:.1f} s")
+        print("  " + "\n  ".join(p.stdout.strip().splitlines()[-3:] + p.stderr.strip().splitlines()[-3:]))
+        if not a.skip_dense:
+            model = tmp / "dense1m.onnx"
+            n = dense_model(model)
+            for r in (1, 64):
+                p, t = build(model, tmp / f"dense_r{r}", {"Model": {"ReuseFactor": r, "Strategy": "Resource"}})
+                print(f"dense {n:,} parameters, ReuseFactor {r}: exit {p.returncode}, {t:.1f} s")
+                print("  " + "\n  ".join(p.stdout.strip().splitlines()[-2:] + p.stderr.strip().splitlines()[-2:]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""A quick estimate of each layer's hardware, made before anything is elaborated, and the guard
+that stops a build far beyond every part of the target family.
+
+The estimate reads only the graph (numpy on the weights, no Amaranth): a fully parallel layer
+costs one adder per non-zero canonical-signed-digit of its constant weights, repeated at every
+output position of an ``io_parallel`` convolution; a layer with a reuse factor above 1 costs one
+multiplier (a DSP) per product computed in a cycle. Other layers cost about one LUT per output
+bit. It is meant to tell millions from thousands within a second, not to replace synthesis.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import DesignError
+from .ir import Conv, Dense, Graph
+from .plan.reuse import conv_reuse_plan, reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
+
+__all__ = ["LayerCost", "estimate", "check_size", "FAR_BEYOND", "MAX_LAYERS"]
+
+# A design this many times larger than the largest part of the family is refused (unless forced).
+FAR_BEYOND = 2.0
+# Deeper networks exceed what the HDL elaborator's recursion handles (not forcible).
+MAX_LAYERS = 1500
+
+
+@dataclass
+class LayerCost:
+    """One layer's estimated LUTs (adders, logic) and DSP multipliers."""
+
+    name: str
+    kind: str
+    lut: int
+    dsp: int
+    shape: str = ""
+    # Multipliers that do not fit the DSPs become logic of about this many LUTs each.
+    lut_per_mult: int = 0
+
+
+def _csd_digits(w: np.ndarray) -> int:
+    """Non-zero canonical-signed-digit digits of every weight (the constant multipliers' adders)."""
+    a = np.abs(np.asarray(w, dtype=np.int64)).ravel()
+    return int(np.bitwise_count(((3 * a) ^ a) >> 1).sum())
+
+
+def _weighted(node, graph, io_type: str, reuse: int | None = None) -> LayerCost:
+    op = node.op
+    src = graph.tensors[node.inputs[0]].type
+    r = op.reuse_factor if reuse is None else reuse
+    wbits = max(int(np.abs(np.asarray(op.weight, dtype=np.int64)).max(initial=0)).bit_length() + 1, 2)
+    adder = src.width + wbits  # bits of a typical adder: one LUT each
+    per_mult = max(src.width * wbits // 2, 1)
+    if isinstance(op, Dense):
+        shape = f"Dense {op.n_in}x{op.n_out}"
+        if r == 1 and getattr(op, "strategy", "latency") == "latency":
+            return LayerCost(node.name, "Dense", _csd_digits(op.weight) * adder, 0, shape, per_mult)
+        k, s, _ = reuse_plan(op.n_in, op.n_out, r)
+        return LayerCost(node.name, "Dense", (k * s) * adder, k * s, shape, per_mult)
+    P, K = op.reuse_shape()
+    Q = op.weight.shape[3] * (op.weight.shape[2] if op.depthwise else 1)
+    positions = 1 if io_type == "io_stream" and _streamed(op) else P
+    shape = f"Conv {P} positions x {K} kernel terms x {Q} filters"
+    if r == 1:
+        return LayerCost(node.name, "Conv", positions * _csd_digits(op.weight) * adder, 0, shape, per_mult)
+    pp, pk, _, _ = conv_reuse_plan(positions, K, min(r, positions * K))
+    mult = pp * pk * Q
+    return LayerCost(node.name, "Conv", mult * adder, mult, shape, per_mult)
+
+
+def _streamed(op) -> bool:
+    """A convolution over an image runs on a line buffer in io_stream: one window at a time."""
+    return len(op.in_shape) == 3
+
+
+def estimate(graph: Graph, io_type: str) -> list[LayerCost]:
+    """Every node's estimated cost in ``io_type``."""
+    out = []
+    for node in graph.nodes:
+        if isinstance(node.op, (Dense, Conv)):
+            out.append(_weighted(node, graph, io_type))
+        else:
+            t = graph.tensors[node.outputs[0]]
+            lanes = t.shape[-1] if io_type == "io_stream" and len(t.shape) >= 2 else t.size
+            out.append(LayerCost(node.name, node.kind, lanes * t.type.width, 0))
+    return out
+
+
+def _lut_equivalent(costs: list[LayerCost], dsp: int) -> float:
+    """LUTs, with the multipliers beyond ``dsp`` DSPs counted as logic."""
+    lut = sum(c.lut for c in costs)
+    spill = sum(c.dsp for c in costs) - dsp
+    if spill > 0:
+        per = sum(c.lut_per_mult * c.dsp for c in costs) / max(sum(c.dsp for c in costs), 1)
+        lut += spill * per
+    return lut
+
+
+def _family(config) -> tuple[str, object]:
+    """The target family's largest part: the family of the configuration's ``Part`` when it names
+    a known device, else the largest Xilinx part rtlgen knows."""
+    from .synth import PARTS
+
+    part = str(config.model.get("Part") or "").lower() if hasattr(config, "model") else ""
+    family = next((p.target for name, p in PARTS.items() if part and part.startswith(name)), None)
+    pool = [p for p in PARTS.values() if (p.target == family if family else p.target in ("xc7", "xcup"))]
+    return family or "xc7/xcup", max(pool, key=lambda p: (p.lut, p.dsp))
+
+
+def _fitting_reuse(node, graph, io_type: str, lut_budget: float, dsp_budget: float) -> int | None:
+    """The smallest exact reuse factor with which this layer fits its share of the part."""
+    op = node.op
+    if isinstance(op, Dense):
+        valid = valid_reuse_factors(op.n_in, op.n_out)
+    else:
+        P, K = op.reuse_shape()
+        valid = valid_conv_reuse_factors(1, K) if io_type == "io_stream" and _streamed(op) else valid_conv_reuse_factors(P, K)
+    for r in valid:
+        c = _weighted(node, graph, io_type, r)
+        if c.dsp <= dsp_budget and c.lut <= lut_budget:
+            return r
+    return None
+
+
+def check_size(graph: Graph, config, *, factor: float = FAR_BEYOND) -> list[LayerCost]:
+    """The estimate, or a :class:`DesignError` naming the costliest layer and settings that would
+    fit when the design is more than ``factor`` times the family's largest part (or deeper than
+    :data:`MAX_LAYERS`)."""
+    if len(graph.nodes) > MAX_LAYERS:
+        raise DesignError(
+            f"the network has {len(graph.nodes):,} layers after import; rtlgen elaborates networks of up to "
+            f"{MAX_LAYERS:,} layers: check the model (an unrolled loop?) or split it into parts"
+        )
+    io_type = config.io_type
+    costs = estimate(graph, io_type)
+    family, part = _family(config)
+    total = _lut_equivalent(costs, part.dsp)
+    if total <= factor * part.lut:
+        return costs
+    worst = max(costs, key=lambda c: _lut_equivalent([c], 0))
+    nodes = {n.name: n for n in graph.nodes}
+    weighted = [n for n in graph.nodes if isinstance(n.op, (Dense, Conv))]
+    advice = []
+    for io in (["io_stream", "io_parallel"] if io_type == "io_parallel" else ["io_stream"]):
+        share = max(len(weighted), 1)
+        picks = {}
+        for n in weighted:
+            r = _fitting_reuse(n, graph, io, part.lut / (2 * share), part.dsp / share)
+            if r is None:
+                picks = None
+                break
+            picks[n.name] = r
+        if picks and worst.name in picks:
+            others = sorted({r for name, r in picks.items() if name != worst.name})
+            rest = f", the other layers {'/'.join(map(str, others[:4]))}" if others else ""
+            advice.append(f"IOType {io} with reuse factor {picks[worst.name]} for {worst.name!r}{rest}")
+    node = nodes[worst.name]
+    what = f"reuse factor {node.op.reuse_factor}" if isinstance(node.op, (Dense, Conv)) else "its size"
+    fits = "; ".join(advice) if advice else "no reuse factor makes it fit: a smaller network or narrower types"
+    raise DesignError(
+        f"layer {worst.name!r} ({worst.shape or worst.kind}) needs about {_m(worst.lut)} LUTs"
+        + (f" and {worst.dsp:,} DSPs" if worst.dsp else "")
+        + f" at {what} in {io_type}; the design needs about {_m(total)} LUT-equivalents, "
+        f"{total / part.lut:.0f}x the largest {family} part ({part.name}: {part.lut:,} LUTs, {part.dsp:,} DSPs); "
+        f"settings that fit: {fits} (or pass --force to build it anyway)"
+    )
+
+
+def _m(v: float) -> str:
+    if v >= 1e6:
+        return f"{v / 1e6:.1f}M"
+    if v >= 1e4:
+        return f"{v / 1e3:.0f}k"
+    return f"{math.ceil(v):,}"
