@@ -18,6 +18,7 @@ from rtlgen.ir import Conv, Dense
 from rtlgen.passes import (
     ApplyReuse,
     CheckConfigNames,
+    CheckParameterRanges,
     EstimateArithmetic,
     InferValueSets,
     default_passes,
@@ -39,7 +40,7 @@ def _run_each(graph, config, x):
         graph.verify()
         assert np.array_equal(_outputs(graph, x), y0), f"{p} changed the network's output"
         seen.append(type(p))
-    assert seen == [CheckConfigNames, ApplyReuse, InferValueSets, EstimateArithmetic]
+    assert seen == [CheckConfigNames, CheckParameterRanges, ApplyReuse, InferValueSets, EstimateArithmetic]
     return graph
 
 
