@@ -44,8 +44,11 @@ def distill(
         raise ConfigError(f"distillation weight alpha must be between 0 and 1, not {alpha}")
     if temperature <= 0:
         raise ConfigError(f"distillation temperature must be positive, not {temperature}")
-    d = Distiller(teacher=teacher, student=student, distillation_losses=LogitsDistillation(temperature=temperature),
-                  student_loss_weight=alpha)  # fmt: skip
+    # An explicit KLDivergence instance: Keras 3.15 resolves the default "kl_divergence" to a plain
+    # function, which LogitsDistillation then applies to the scaled logits instead of to their
+    # softmax probabilities.
+    kl = LogitsDistillation(temperature=temperature, loss=keras.losses.KLDivergence())
+    d = Distiller(teacher=teacher, student=student, distillation_losses=kl, student_loss_weight=alpha)
     d.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
