@@ -11,10 +11,10 @@ import numpy as np
 
 SAMPLES = 30
 # (rise, decay) time constants in samples, per class.
-SHAPES = ((0.6, 3.0), (0.6, 7.0), (2.0, 3.0), (2.0, 7.0))
+SHAPES = ((0.5, 2.5), (0.5, 8.0), (2.5, 2.5), (2.5, 8.0))
 
 
-def generate(n, rng, jitter=0.25, noise=1.2):
+def generate(n, rng, jitter=0.1, noise=0.8):
     """``n`` pulses and their classes (0-3) from the generator ``rng``."""
     y = rng.integers(0, len(SHAPES), n)
     shapes = np.array(SHAPES)[y]
