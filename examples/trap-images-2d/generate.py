@@ -1,8 +1,8 @@
 """Synthetic insect-trap images: 80x80 RGB, class 1 when a small insect is on the trap.
 
 The background is a sticky card of random tint under smooth lighting blobs and pixel noise, with
-clutter: dark round specks and pale streaks (dust, debris). The insect is a small dark-brown
-ellipse (2.5 to 4 pixels long, any orientation) with a lighter head, anywhere on the card; round
+clutter: dark grey round specks and pale streaks (dust, debris). The insect is a small dark-brown
+ellipse (3.5 to 5.5 pixels in half-length, any orientation) with a lighter head, anywhere on the card; round
 specks of similar darkness are what makes it a shape task rather than a colour one. Pixels are
 digitised to 7 bits and divided by 16 (0 to 7.94, exactly what a fixed<8,4> input holds).
 """
@@ -30,15 +30,15 @@ def generate(n, rng, size=SIZE, noise=0.03):
             r = _blob(yy, xx, *rng.uniform(0, size, 2), *rng.uniform(8, 25, 2), rng.uniform(0, np.pi))
             img += rng.uniform(-0.2, 0.2) * np.exp(-r / 2)[..., None]
         for _ in range(rng.integers(2, 7)):  # dark round specks
-            s = rng.uniform(1.2, 2.5)
+            s = rng.uniform(1.0, 2.2)
             m = 1 / (1 + np.exp(4 * (np.sqrt(_blob(yy, xx, *rng.uniform(0, size, 2), s, s, 0.0)) - 1)))
-            img = img * (1 - m[..., None]) + m[..., None] * rng.uniform(0.05, 0.3, 3)
+            img = img * (1 - m[..., None]) + m[..., None] * rng.uniform(0.05, 0.3)
         for _ in range(rng.integers(0, 4)):  # pale streaks
             m = np.exp(-_blob(yy, xx, *rng.uniform(0, size, 2), 0.8, rng.uniform(5, 15), rng.uniform(0, np.pi)) / 2)
             img += 0.25 * m[..., None]
         if y[i]:
             cy, cx = rng.uniform(6, size - 6, 2)
-            ang, a = rng.uniform(0, np.pi), rng.uniform(2.5, 4.0)
+            ang, a = rng.uniform(0, np.pi), rng.uniform(3.5, 5.5)
             m = 1 / (1 + np.exp(4 * (np.sqrt(_blob(yy, xx, cy, cx, a * 0.4, a, ang)) - 1)))
             img = img * (1 - m[..., None]) + m[..., None] * np.array([0.25, 0.12, 0.05]) * rng.uniform(0.6, 1.2)
             hy, hx = cy + a * np.sin(ang), cx + a * np.cos(ang)

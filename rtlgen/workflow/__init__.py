@@ -15,7 +15,17 @@ Building blocks (each a plain function on Keras models; logits in and out):
 Yosys and the assessment to one results row.
 """
 
-from ._blocks import MagnitudePruning, accuracy, distill, polynomial_sparsity, prune, quantize, summary, to_hgq, train
+from ._blocks import (
+    MagnitudePruning,
+    accuracy,
+    distill,
+    polynomial_sparsity,
+    prune,
+    quantize,
+    summary,
+    to_hgq,
+    train,
+)
 from ._models import build, check_layers
 from ._run import COLUMNS, STAGES, WorkflowError, load_spec, run
 

@@ -212,7 +212,14 @@ class _Echo:
         if not self.progress:
             return None
         try:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
         except ImportError:
             log.warning("progress bars need rich: pip install 'rtlgen[report]'")
             return None
