@@ -1,4 +1,4 @@
-"""Networks described by a short layer list, as float Keras models or HGQ2 models of the same shape.
+"""Networks described by a short layer list, as float Keras models; HGQ2 quantizer scopes.
 
 A layer list is what a workflow spec writes under ``teacher.layers`` and ``student.layers``::
 
@@ -7,8 +7,8 @@ A layer list is what a workflow spec writes under ``teacher.layers`` and ``stude
     [{dense: 64, bn: true}, {dropout: 0.1}]
 
 Hidden layers take a ReLU; the output layer (Dense to the number of classes) is added and gives
-logits (no softmax: distillation and the hardware both work on logits). The float model and the
-HGQ2 model of one list name their layers alike, so weights move between them by name.
+logits (no softmax: distillation and the hardware both work on logits). A float model and its
+HGQ2 copy name their layers alike, so weights move between them by name.
 """
 
 from __future__ import annotations
@@ -45,24 +45,34 @@ def check_layers(where: str, layers) -> list[dict]:
     return out
 
 
-def build(layers: list[dict], input_shape, classes: int, *, name: str, quant: dict | None = None):
-    """The Keras model of ``layers`` (from :func:`check_layers`) on ``input_shape`` with a
-    ``classes``-wide logit output. ``quant``: None for float layers, else HGQ2 layers under
-    ``{"mode": "hgq"|"uniform", ...}`` (see :func:`quant_scopes`)."""
+def build(layers: list[dict], input_shape, classes: int, *, name: str):
+    """The float Keras model of ``layers`` (from :func:`check_layers`) on ``input_shape`` with a
+    ``classes``-wide logit output (:func:`rtlgen.workflow.to_hgq` makes its HGQ2 copy)."""
     import keras
 
-    if quant is None:
-        return _build(keras.layers, layers, input_shape, classes, name, hgq=False)
-    import hgq.layers as hl
-
-    scopes = quant_scopes(quant)
-    for s in scopes:
-        s.__enter__()
-    try:
-        return _build(hl, layers, input_shape, classes, name, hgq=True)
-    finally:
-        for s in reversed(scopes):
-            s.__exit__(None, None, None)
+    x = inp = keras.Input(tuple(input_shape), name="x")
+    for i, layer in enumerate(layers):
+        kind, v = layer["kind"], layer["value"]
+        tag = f"{kind}{i}"
+        if kind in ("dense", "conv1d", "conv2d"):
+            if kind == "dense":
+                x = keras.layers.Dense(v, name=tag)(x)
+            else:
+                cls = getattr(keras.layers, f"Conv{kind[-2:].upper()}")
+                x = cls(v, layer.get("kernel", 3), padding=layer.get("padding", "same"), name=tag)(x)
+            if layer.get("bn", False):
+                x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+            x = keras.layers.ReLU(name=f"relu{i}")(x)
+        elif kind == "maxpool":
+            x = getattr(keras.layers, f"MaxPooling{len(x.shape) - 2}D")(v, name=tag)(x)
+        elif kind == "flatten":
+            x = keras.layers.Flatten(name=tag)(x)
+        elif kind == "dropout":
+            x = keras.layers.Dropout(v, name=tag)(x)
+    if len(x.shape) > 2:
+        x = keras.layers.Flatten(name="flatten_out")(x)
+    out = keras.layers.Dense(classes, name="logits")(x)
+    return keras.Model(inp, out, name=name)
 
 
 def quant_scopes(quant: dict) -> list:
@@ -84,39 +94,6 @@ def quant_scopes(quant: dict) -> list:
          "i0": quant["activation_integers"], "f0": quant["activation_bits"] - 1 - quant["activation_integers"]}  # fmt: skip
     return [QuantizerConfigScope(place="weight", **w), QuantizerConfigScope(place="bias", **w),
             QuantizerConfigScope(place="datalane", **a), LayerConfigScope(enable_ebops=False)]  # fmt: skip
-
-
-def _build(L, layers, input_shape, classes, name, *, hgq: bool):
-    import keras
-
-    q = "Q" if hgq else ""
-    x = inp = keras.Input(tuple(input_shape), name="x")
-    for i, layer in enumerate(layers):
-        kind, v = layer["kind"], layer["value"]
-        tag = f"{kind}{i}"
-        if kind in ("dense", "conv1d", "conv2d"):
-            bn = bool(layer.get("bn", False))
-            if kind == "dense":
-                x = getattr(L, f"{q}Dense")(v, name=tag)(x)
-            else:
-                cls = getattr(L, f"{q}Conv{kind[-2:].upper()}")
-                x = cls(v, layer.get("kernel", 3), padding=layer.get("padding", "same"), name=tag)(x)
-            if bn:
-                x = getattr(L, f"{q}BatchNormalization")(name=f"bn{i}")(x)
-            x = keras.layers.ReLU(name=f"relu{i}")(x)
-        elif kind == "maxpool":
-            dims = len(x.shape) - 2
-            cls = getattr(L, f"{q}MaxPooling{dims}D") if hgq else getattr(keras.layers, f"MaxPooling{dims}D")
-            x = cls(v, name=tag)(x)
-        elif kind == "flatten":
-            x = keras.layers.Flatten(name=tag)(x)
-        elif kind == "dropout":
-            if not hgq:  # dropout only acts in training; the quantized model has no use for it
-                x = keras.layers.Dropout(v, name=tag)(x)
-    if len(x.shape) > 2:
-        x = keras.layers.Flatten(name="flatten_out")(x)
-    out = getattr(L, f"{q}Dense")(classes, name="logits")(x)
-    return keras.Model(inp, out, name=name)
 
 
 def copy_weights(src, dst) -> None:
