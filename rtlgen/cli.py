@@ -1,5 +1,5 @@
 """The ``rtlgen`` command line: build, sim, synth, report, profile, trace, config, boards, deploy,
-assess, sweep.
+assess, sweep, workflow.
 
 User errors print one ``error: ...`` line and exit with status 2 (no traceback unless ``--debug``);
 a simulation with mismatches exits with status 1.
@@ -594,6 +594,16 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_workflow(args) -> int:
+    try:
+        from .workflow import run
+    except ImportError as e:
+        raise RtlgenError(f"rtlgen workflow needs TensorFlow, Keras 3 and HGQ2 ({e.name} is missing): pip install 'rtlgen[keras]'") from None
+    out = args.output or str(Path("workflow-out") / Path(args.spec).resolve().parent.name)
+    run(args.spec, out, restart=args.restart, progress=False if args.no_progress else None)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rtlgen", description="Quantized neural networks to bit-exact Verilog.")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
@@ -704,6 +714,13 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--labels", help=".npy of class indices (or one-hot rows) for --data")
     w.add_argument("--no-progress", action="store_true", help="no live progress bar")
     w.set_defaults(func=cmd_sweep)
+
+    wf = sub.add_parser("workflow", help="teacher, distilled student, pruning, QAT, build, synthesis and assessment from a spec")
+    wf.add_argument("spec", help="workflow spec (YAML)")
+    wf.add_argument("-o", "--output", help="output directory (default: workflow-out/<the spec's folder name>)")
+    wf.add_argument("--restart", metavar="STAGE", help="run again from this stage: data, teacher, student, baseline, prune, quantize, build, synth, assess")
+    wf.add_argument("--no-progress", action="store_true", help="no progress bars")
+    wf.set_defaults(func=cmd_workflow)
     return p
 
 
