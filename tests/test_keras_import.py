@@ -99,7 +99,7 @@ def test_lambda_layer_refused_without_running_it(tmp_path):
 
 
 def test_custom_and_conv_layers_refused(tmp_path):
-    for cls, msg in (("MyFancyLayer", "layer type 'MyFancyLayer' is not supported"), ("LSTM", "layer type 'LSTM' is not supported")):
+    for cls, msg in (("MyFancyLayer", "layer type 'MyFancyLayer' is not supported"), ("MultiHeadAttention", "layer type 'MultiHeadAttention' is not supported")):
         layers = _float_mlp_layers()
         layers.insert(2, {"class_name": cls, "config": {"name": "odd"}})
         path = _keras3_file(tmp_path / f"{cls}.keras", layers, {"d1": [np.ones((6, 5)), np.zeros(5)]})

@@ -282,7 +282,7 @@ module rtlgen_tb (
     wire ready = running && (!play_random || {{1'b0, rng_now[15:8]}} < pr);
     wire d_i_ready, d_o_valid;
     wire [{ow - 1}:0] d_o_payload;
-    {meta["toplevel"]} dut (
+    \\{meta["toplevel"]} dut (
         .clk(clk), .rst(rst),
         .i__valid(play ? offer : i__valid), .i__ready(d_i_ready),
         .i__payload(play ? xs[sent < {nx} ? sent : 0] : i__payload),
