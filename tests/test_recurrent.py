@@ -158,6 +158,7 @@ def test_published_models_golden_against_keras(kind):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("reuse", [1, 20])
 def test_published_models_rtl(kind, reuse, tmp_path):

@@ -226,6 +226,7 @@ def test_cli_error_is_one_line(tmp_path, capsys):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("example", ["pulse-shape-1d", "trap-images-2d"])
 def test_example_end_to_end(example, tmp_path):
     res = wf.run(EXAMPLES / example / "spec.yml", tmp_path / "out", progress=False, echo=None)
