@@ -63,6 +63,10 @@ def _framework_outputs(model, x: np.ndarray) -> tuple[np.ndarray, str]:
         if path.lower().endswith((".keras", ".h5", ".hdf5")):
             import keras
 
+            try:  # HGQ2 registers its layers with Keras on import; a model of them needs it loaded
+                import hgq  # noqa: F401
+            except ImportError:
+                pass
             m = keras.models.load_model(path, compile=False)
             return np.asarray(m.predict(x, verbose=0)).reshape(len(x), -1), "keras"
         model = onnx.load(path)
