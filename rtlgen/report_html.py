@@ -51,14 +51,19 @@ def _e(v) -> str:
     return html.escape("" if v is None else str(v))
 
 
-def _num(v) -> str:
+def format_number(v) -> str:
+    """A table cell: thousands separators, at most two decimals, ``-`` for a missing value."""
     if v is None:
         return "-"
     if isinstance(v, float):
         return f"{v:,.2f}".rstrip("0").rstrip(".") if not v.is_integer() else f"{int(v):,}"
     if isinstance(v, int):
         return f"{v:,}"
-    return _e(v)
+    return str(v)
+
+
+def _num(v) -> str:
+    return html.escape(format_number(v))
 
 
 def _shape(s) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, RtlgenError
+from ..report_html import format_number
 
 __all__ = ["load_spec", "run", "STAGES", "COLUMNS", "WorkflowError"]
 
@@ -548,14 +549,6 @@ def _results(spec: dict, rec: dict, t_start: float, cpu_start: float) -> dict:
     return res
 
 
-def _cell(v) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:,.2f}".rstrip("0").rstrip(".") if not v.is_integer() else f"{int(v):,}"
-    if isinstance(v, int):
-        return f"{v:,}"
-    return str(v)
 
 
 def _markdown_table(results: dict) -> list[str]:
@@ -565,7 +558,7 @@ def _markdown_table(results: dict) -> list[str]:
     if results.get("reference"):
         rows.append(("reference", results["reference"]))
     for name, r in rows:
-        lines.append("| " + " | ".join([name, *(_cell(r.get(k)) for k, _ in COLUMNS)]) + " |")
+        lines.append("| " + " | ".join([name, *(format_number(r.get(k)) for k, _ in COLUMNS)]) + " |")
     return lines
 
 
