@@ -154,3 +154,16 @@ def test_the_configuration_check_sees_a_read(tmp_path):
     f = tmp_path / "m.py"
     f.write_text("def f(self):\n    return self.config.precision('a', 'result')\n")
     assert list(_config_reads(f)) == [(2, "precision")]
+
+
+def test_nothing_imports_a_source_folder_by_its_folder_name():
+    """``layers/``, ``importers/``, ``sim/`` and ``boards/`` are installed as ``rtlgen.<name>``; importing
+    them by folder name only works when the project root happens to be on ``sys.path``."""
+    bare = {"layers", "importers", "sim", "boards"}
+    found = []
+    for folder in ("rtlgen", "layers", "importers", "sim", "boards", "tests", "benchmarks", "scripts"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+                found += [f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names if n.split(".")[0] in bare]
+    assert not found, "import through rtlgen.<folder> instead:\n" + "\n".join(found)

@@ -230,7 +230,7 @@ def test_onnx_torch_export_within_bound_of_onnxruntime(op_type, kw):
 def test_onnx_matches_keras_arithmetic_for_the_same_weights():
     """The same weights as an ONNX LSTM (gates iofc) and as the IR from Keras' layout give the same
     golden integers: the gate reordering is exact."""
-    from importers._recurrent import _keras_gates
+    from rtlgen.importers._recurrent import _keras_gates
 
     w = np.arange(4 * 2 * 3).reshape(4 * 2, 3)
     k = _keras_gates(w, "LSTM", 2)
