@@ -48,6 +48,10 @@ __all__ = [
     "overflow",
     "cast",
     "align",
+    "float_carrier",
+    "float_round_shift",
+    "float_shift",
+    "float_overflow",
     "type_for_range",
     "int_array",
 ]
@@ -380,3 +384,78 @@ def type_for_range(lo: int, hi: int, frac: int) -> FixedType:
     # (``hi`` may be negative too: then it needs no bits of its own beyond those of ``lo``.)
     width = max(max(hi, 0).bit_length() + 1, (-lo - 1).bit_length() + 1)
     return FixedType(width, width - frac, signed=True)
+
+
+# -- integers carried in floats -------------------------------------------------------------------
+#
+# The golden model may carry mantissas in float32 arrays between ops whose every intermediate value
+# is an integer below 2**23: float32 holds those exactly, their sums and products below 2**24 are
+# exact, scaling by a power of two is exact, and floor, ceil, trunc and rint are exact. BLAS then
+# does the matrix products on arrays half the size of int64, which is where most of the golden
+# model's time goes.
+
+
+def float_carrier(bound: int):
+    """float32 when integers up to ``bound`` in magnitude, and every value half a step either side
+    of them scaled down by a power of two, are exact in it; else None (the integer path: float64
+    would save neither memory nor time over int64, whose matrix products already use BLAS)."""
+    return np.float32 if bound < 1 << 23 else None
+
+
+def float_shift(v: np.ndarray, n) -> np.ndarray:
+    """``v * 2**n`` in ``v``'s own dtype (``n`` a number or per-lane array)."""
+    n = np.asarray(n)
+    if np.abs(n).max(initial=0) > 100:  # powers of two beyond float32's normal range
+        return np.ldexp(v, n.astype(np.int32)).astype(v.dtype, copy=False)
+    # A product with a power of two is exact and several times faster than ldexp.
+    return v * np.exp2(n.astype(np.float64)).astype(v.dtype)
+
+
+def float_round_shift(v: np.ndarray, shift, mode: str) -> np.ndarray:
+    """:func:`round_shift` on integer-valued floats, for ``shift >= 0`` (a number or per-lane array).
+
+    ``v * 2**-shift`` is exact, and so is adding one half while ``|v| < 2**(p-1)`` (what
+    :func:`float_carrier` guarantees), so each mode is one exact float rounding function. Works
+    in place on one new array (fresh arrays cost more than the arithmetic)."""
+    u = float_shift(v, -np.asarray(shift)) if np.any(shift) else v.copy()
+    half = v.dtype.type(0.5)
+    if mode == "TRN":
+        return np.floor(u, out=u)
+    if mode == "TRN_ZERO":
+        return np.trunc(u, out=u)
+    if mode == "RND_CONV":
+        return np.rint(u, out=u)
+    if mode == "RND":
+        u += half
+        return np.floor(u, out=u)
+    if mode == "RND_MIN_INF":
+        u -= half
+        return np.ceil(u, out=u)
+    if mode == "RND_ZERO":
+        return np.where(u >= 0, np.ceil(u - half), np.floor(u + half))
+    if mode == "RND_INF":
+        return np.where(u >= 0, np.floor(u + half), np.ceil(u - half))
+    raise FixedTypeError(f"Rounding mode must be one of {', '.join(ROUNDING_MODES)}, not {mode!r}")
+
+
+def float_overflow(v: np.ndarray, lo, hi, mode: str, signed: bool) -> np.ndarray:
+    """:func:`overflow` on integer-valued floats into ``[lo, hi]`` (numbers or per-lane arrays;
+    ``hi - lo + 1`` is a power of two, or 1 for a lane that is always zero). May change ``v``."""
+    # In v's own dtype: an int64 bound would promote float32 to float64.
+    lo, hi = np.asarray(lo, dtype=v.dtype), np.asarray(hi, dtype=v.dtype)
+    if mode == "WRAP":
+        # v minus the multiple of the modulus (a power of two) that brings it into [lo, hi]: every
+        # step is exact on integers below the carrier's bound, and far cheaper than a float modulo.
+        m = hi - lo + 1
+        k = np.subtract(v, lo)
+        k *= 1 / m
+        np.floor(k, out=k)
+        k *= m
+        v -= k
+        return v
+    if mode == "SAT_SYM" and signed:
+        lo = -hi
+    if mode in ("SAT", "SAT_SYM"):
+        return np.clip(v, lo, hi, out=v)
+    v[(v < lo) | (v > hi)] = 0
+    return v

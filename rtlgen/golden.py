@@ -14,6 +14,7 @@ import numpy as np
 
 from .fixed import int_array
 from .ir import Graph
+from .ir.ops import Op
 
 __all__ = ["run_node", "run", "quantize_input", "dequantize_output", "map_blocks"]
 
@@ -63,22 +64,36 @@ def run_node(graph: Graph, node, *xs: np.ndarray) -> np.ndarray:
     return node.op.evaluate(list(xs), srcs, graph.tensors[node.outputs[0]])
 
 
-def run(graph: Graph, x: np.ndarray, *, trace: bool = False):
+def run(graph: Graph, x: np.ndarray, *, trace: bool = False, floats: bool = True):
     """Run the integer graph on input mantissas ``x`` of shape ``(batch, *input_shape)``.
 
     Returns the output mantissas, or with ``trace=True`` a dict of every tensor's mantissas.
+    ``floats=False`` keeps every mantissa in integer arrays (the results are the same).
     """
     x = int_array(x)
-    return map_blocks(lambda b: _run(graph, b, trace), x.reshape(len(x), -1))
+    return map_blocks(lambda b: _run(graph, b, trace, floats), x.reshape(len(x), -1))
 
 
-def _run(graph: Graph, x: np.ndarray, trace: bool):
+def _run(graph: Graph, x: np.ndarray, trace: bool, floats: bool = True):
+    # Ops that can carry their mantissas in float32 exactly do (``Op.evaluate_float``, on integer or
+    # float inputs): chains of dense layers and requantizations then run on BLAS and half-size
+    # arrays; any other op gets integers back.
     values = {graph.inputs[0]: x}
     for node in graph.nodes:
-        values[node.outputs[0]] = run_node(graph, node, *(values[t] for t in node.inputs))
+        xs = [values[t] for t in node.inputs]
+        y = None
+        if floats and type(node.op).evaluate_float is not Op.evaluate_float and all(v.dtype != object for v in xs):
+            y = node.op.evaluate_float(xs, [graph.tensors[t] for t in node.inputs], graph.tensors[node.outputs[0]])
+        if y is None:
+            y = run_node(graph, node, *(_as_int(v) for v in xs))
+        values[node.outputs[0]] = y
     if trace:
-        return values
-    return values[graph.outputs[0]]
+        return {k: _as_int(v) for k, v in values.items()}
+    return _as_int(values[graph.outputs[0]])
+
+
+def _as_int(v: np.ndarray) -> np.ndarray:
+    return v.astype(np.int64) if v.dtype.kind == "f" else v
 
 
 def quantize_input(graph: Graph, x) -> np.ndarray:

@@ -25,6 +25,13 @@ class Op:
         """Output mantissas from the input mantissas ``xs`` of tensors ``srcs``."""
         return self.golden(xs[0], srcs[0], dst)
 
+    def evaluate_float(self, xs: list, srcs: list, dst):
+        """:meth:`evaluate` with the output mantissas carried in a float array (see
+        :func:`rtlgen.fixed.float_carrier`); the inputs are integer or float arrays. None when the op
+        (or these values) cannot be computed exactly that way: the golden model then calls
+        :meth:`evaluate` on integers."""
+        return None
+
     # Every op also defines ``error_bound(ctx, node, errs) -> float``: the worst-case error of its
     # output against the source model from its inputs' (see :mod:`._bounds`). There is no default,
     # so an op without one is an error when a build reports its bound, never a silent infinity.

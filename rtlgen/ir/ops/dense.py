@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtlgen.fixed import FixedType, int_array, overflow, round_shift
+from rtlgen.fixed import FixedType, float_carrier, float_overflow, int_array, overflow, round_shift
 from rtlgen.ir.graph import GraphError, register_op
 
 from ._base import Op
@@ -76,6 +76,53 @@ class Dense(Op):
             y = y + self.bias
         return int_array(y)
 
+    def evaluate_float(self, xs, srcs, dst):
+        plan = self._float_plan()
+        if plan is None:
+            return None
+        colsum, bmax, weights = plan
+        x = xs[0]
+        # The float type must hold max|x| * max column sum |w| + max|b| (every partial sum, in any
+        # order) exactly; max|x| of the data at hand, which is often far below its type's range.
+        mag = max(float(x.max(initial=0)), -float(x.min(initial=0)))
+        bound = int(mag) * colsum + bmax
+        # A plain sum only needs its integers exact (below 2**24); wrapping also subtracts the
+        # accumulator's lower bound, which needs float_carrier's margin.
+        ft = float_carrier(bound if self.accum is not None else bound // 2)
+        if ft is None:
+            return None
+        if ft not in weights:
+            weights[ft] = (self.weight_shifted().astype(ft), None if self.bias is None else self.bias.astype(ft))
+        wf, bf = weights[ft]
+        x = x.astype(ft, copy=False)
+        y = np.empty((len(x), self.n_out), dtype=ft)
+        rows = _rows(wf)
+        for s in range(0, len(x), rows):
+            np.matmul(x[s : s + rows], wf, out=y[s : s + rows])
+        if bf is not None:
+            y += bf
+        a = self.accum
+        return y if a is None else float_overflow(y, a.min_mantissa, a.max_mantissa, a.overflow, a.signed)
+
+    def weight_shifted(self) -> np.ndarray:
+        """The weights on the accumulator's grid when products are exact there (``product_shift <= 0``)."""
+        return self.weight << -self.product_shift if self.accum is not None else self.weight
+
+    def _float_plan(self):
+        """(max column sum |w|, max |b|, weights by float type) for :meth:`evaluate_float`, or None
+        when products are rounded one by one or a value needs Python integers."""
+        key = (id(self.weight), id(self.bias), self.accum, self.product_shift)
+        cache = self.__dict__.setdefault("_float_plans", {})
+        if key not in cache:
+            plan = None
+            if self.weight.dtype != object and (self.bias is None or self.bias.dtype != object) and (self.accum is None or self.product_shift <= 0):
+                w = self.weight_shifted()
+                if not w.size or int(np.abs(w).max()) < 1 << 52:
+                    b = int(np.abs(self.bias).max(initial=0)) if self.bias is not None else 0
+                    plan = (int(np.abs(w).sum(axis=0).max(initial=0)), b, {})
+            cache[key] = (self.weight, self.bias, plan)  # keeps the arrays, so their ids stay theirs
+        return cache[key][2]
+
     def _golden_accum(self, x):
         """hls4ml's dense: products rounded to the accumulator grid, sums wrapped to its width."""
         acc_t = self.accum
@@ -104,6 +151,11 @@ def sum_of_products_magnitude(op, ctx, node, own, m_in):
     return min(own, float(np.max(per_out * m_in + b, initial=0.0)) * dst.scale)
 
 
+def _rows(w) -> int:
+    """Rows per matrix product: small enough that OpenBLAS stays on one thread (see matmul_exact)."""
+    return max(32, (1 << 17) // max(1, w.shape[0] * w.shape[1]))
+
+
 def matmul_exact(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """``x @ w`` on integers, exactly, by the fastest path the magnitudes allow."""
     # int64 matmul is exact while |sum| < 2**63; the bound check picks the exact path otherwise.
@@ -119,7 +171,7 @@ def matmul_exact(x: np.ndarray, w: np.ndarray) -> np.ndarray:
         ft = np.float32 if bound < 1 << 24 else np.float64
         xf, wf = x.astype(ft), w.astype(ft)
         y = np.empty((len(x), w.shape[1]), dtype=ft)
-        rows = max(32, (1 << 17) // max(1, w.shape[0] * w.shape[1]))
+        rows = _rows(w)
         for s in range(0, len(x), rows):
             np.matmul(xf[s : s + rows], wf, out=y[s : s + rows])
         return y.astype(np.int64)

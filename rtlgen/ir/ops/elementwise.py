@@ -6,7 +6,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rtlgen.fixed import FAST_ROUNDING, FixedType, align, cast, int_array, shift_round
+from rtlgen.fixed import (
+    FAST_ROUNDING,
+    FixedType,
+    align,
+    cast,
+    float_carrier,
+    float_overflow,
+    float_round_shift,
+    float_shift,
+    int_array,
+    shift_round,
+)
 from rtlgen.ir.graph import GraphError, register_op
 
 from ._base import Op, check_same_shape
@@ -25,6 +36,9 @@ class Relu(Op):
 
     def golden(self, x, src, dst):
         return np.maximum(x, 0)
+
+    def evaluate_float(self, xs, srcs, dst):
+        return np.maximum(xs[0], xs[0].dtype.type(0))
 
     def error_bound(self, ctx, node, errs):
         return errs[0]
@@ -75,6 +89,73 @@ class Requant(Op):
             if t is not None:
                 out[:, c] = align(cast(x[:, c], src.type, t), t.frac, self.type.frac)
         return out
+
+    def evaluate_float(self, xs, srcs, dst):
+        src, x = srcs[0].type, xs[0]
+        # The float type must hold the input, shifted left, and the output: the input's magnitude
+        # is taken from the data at hand (two reductions), often far below its type's range.
+        mag = int(max(float(x.max(initial=0)), -float(x.min(initial=0))))
+        if self.lanes is None:
+            t, s = self.type, src.frac - self.type.frac
+            ft = float_carrier(max(mag << max(-s, 0), t.max_mantissa, -t.min_mantissa))
+            if ft is None:
+                return None
+            v = x.astype(ft, copy=False)
+            # Each branch makes a new array, which float_overflow may then change in place.
+            v = float_round_shift(v, s, t.rounding) if s > 0 else float_shift(v, -s) if s < 0 else v.copy()
+            return float_overflow(v, t.min_mantissa, t.max_mantissa, t.overflow, t.signed)
+        plan = self._float_lane_plan(src, mag)
+        if plan is None:
+            return None
+        ft, rounding, mode, signed, down, left, up, lo, hi, mod, inv = plan
+        # In place on one copy: a fresh array per step costs more (page faults) than the step.
+        v = x.astype(ft)
+        v *= down  # exact: powers of two
+        if rounding == "TRN":
+            np.floor(v, out=v)
+        elif rounding == "RND":
+            v += ft(0.5)
+            np.floor(v, out=v)
+        elif rounding == "RND_CONV":
+            np.rint(v, out=v)
+        else:
+            v = float_round_shift(v, 0, rounding)  # the other modes, on the already scaled values
+        if left is not None:
+            v *= left
+        if mode == "WRAP":
+            k = np.subtract(v, lo)
+            k *= inv
+            np.floor(k, out=k)
+            k *= mod
+            v -= k
+        else:
+            v = float_overflow(v, lo, hi, mode, signed)
+        if up is not None:
+            v *= up
+        return v
+
+    def _float_lane_plan(self, src: FixedType, mag: int):
+        """:meth:`_lane_plan` as float factors and bounds for :meth:`evaluate_float` on inputs up to
+        ``mag`` in magnitude, or None."""
+        lane = self._lane_plan(src)
+        if lane is None:
+            return None
+        rounding, mode, signed, rs, ls, up, lo, hi = lane[:8]
+        ft = float_carrier(max(mag << int(ls.max(initial=0)), self.type.max_mantissa, -self.type.min_mantissa))
+        if ft is None or max(int(rs.max(initial=0)), int(ls.max(initial=0)), int(up.max(initial=0))) > 100:
+            return None
+        key = (src, self.type, id(self.lanes), ft)
+        cache = self.__dict__.setdefault("_float_plans", {})
+        if key not in cache:
+
+            def f(a):
+                return np.asarray(a, dtype=np.float64).astype(ft)
+
+            mod = hi - lo + 1
+            plan = (ft, rounding, mode, signed, f(np.exp2(-rs.astype(np.float64))), f(np.exp2(ls.astype(np.float64))) if ls.any() else None,
+                    f(np.exp2(up.astype(np.float64))) if up.any() else None, f(lo), f(hi), f(mod), f(1 / mod))  # fmt: skip
+            cache[key] = (self.lanes, plan)
+        return cache[key][1]
 
     def _golden_lanes(self, src: FixedType, x: np.ndarray):
         """Per-lane requantization (HGQ2) on all lanes at once: the same arithmetic as
