@@ -36,8 +36,8 @@ __all__ = ["AdderGraph", "csd", "plan_adder_graph", "lut_estimate", "lane_bounds
 BLOCK_TERMS = 96
 # Among equally frequent patterns, this many are compared to pick the closest and narrowest.
 PICK = 64
-# Orders of the output trees tried besides the least-depth one (see _Planner.tree).
-TREE_ORDERS = (2, 3, 0)
+# Orders (levels, split) of the output trees tried besides the least-depth one (see _Planner.tree).
+TREE_ORDERS = ((1, True), (2, False), (2, True), (3, False), (3, True), (0, False), (0, True))
 # Signals summing more sources than this get interval ranges (see _Planner.form).
 FORM_SOURCES = 32
 
@@ -55,6 +55,28 @@ def csd(v: int) -> list[tuple[int, int]]:
         v >>= 1
         k += 1
     return out
+
+
+def _lut_cost(plo, phi, qlo, qhi, d, sp, sq, lo, hi) -> int:
+    """LUTs of ``sp * P + sq * (Q << d)`` on a carry chain, one per result bit that needs one.
+
+    An addition needs a LUT only where both operands have bits: above a non-negative operand's
+    width its bits are constant zeros, and the chain passes the other operand's bit and the carry
+    for free (a signed operand extends its sign over the whole result). A subtraction inverts one
+    operand, so it needs a LUT wherever either has bits. The bits below ``d`` of a positive base
+    are wires."""
+    w = _bits(lo, hi)[0]
+    wp, p_signed = _bits(plo, phi)
+    wq, q_signed = _bits(qlo, qhi)
+    p_end = w if p_signed else min(wp, w)
+    q_end = w if q_signed else min(d + wq, w)
+    if sp > 0 and sq > 0:
+        return max(min(p_end, q_end) - d, 1)
+    start = d if sp > 0 else 0
+    a = max(p_end - start, 0)
+    b = max(q_end - max(d, start), 0)
+    both = max(min(p_end, q_end) - max(d, start), 0)
+    return max(a + b - both, 1)
 
 
 def _bits(lo: int, hi: int) -> tuple[int, bool]:
@@ -104,6 +126,14 @@ class AdderGraph:
             s = self.n_sources + k
             total += max(self.width(s) - (d if sp > 0 else 0), 1)
         return total
+
+    def lut_cost(self) -> int:
+        """LUTs of the adders on carry chains (:func:`_lut_cost`)."""
+        g, n = self, self.n_sources
+        return sum(
+            _lut_cost(g.lo[p], g.hi[p], g.lo[q], g.hi[q], d, sp, sq, g.lo[n + k], g.hi[n + k]) if sq else 0
+            for k, (p, sp, q, sq, d) in enumerate(self.adders)
+        )
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         """The outputs for input mantissas ``x`` (batch, lanes) computed along the graph, exactly."""
@@ -322,16 +352,20 @@ class _Planner:
 
     # -- output trees -------------------------------------------------------------------------------
 
-    def tree(self, col: dict, levels: int, build: bool):
-        """Sum one column's terms two at a time; return ``(output, full-adder bits, depth)``.
+    def tree(self, col: dict, levels: int, build: bool, split: bool = False):
+        """Sum one column's terms two at a time; return ``(output, LUT cost, depth)``.
 
         Terms are joined in the order of (depth // ``levels``, top bit): ``levels`` 1 joins the two
         earliest ready first, the least depth; larger ``levels`` let narrow terms wait for each
         other across that many adder levels; 0 joins the two narrowest (a Huffman tree on
-        magnitudes: the fewest adder bits, and deep). Orders use interval ranges, so the cost found
-        without ``build`` is the shape ``build`` then makes (its adders get exact ranges)."""
+        magnitudes: the fewest adder bits, and deep). ``split`` sums the added and the subtracted
+        terms apart and subtracts once at the end: sums of non-negative terms stay non-negative,
+        so they need no sign extension and their adders only cover where both operands have bits
+        (:func:`_lut_cost`). Orders use interval ranges, so the cost found without ``build`` is the
+        shape ``build`` then makes (its adders get exact ranges)."""
         g = self.g
         n = [0]
+        cost = [0]
 
         def item(lo, hi, depth, sh, sign, sig):
             n[0] += 1
@@ -339,14 +373,7 @@ class _Planner:
             key = (depth // levels, top) if levels else (top, depth)
             return (*key, sh, n[0], lo, hi, depth, sign, sig)
 
-        heap = [item(g.lo[sig], g.hi[sig], g.depth[sig], sh, sign, sig) for (sig, sh), sign in col.items()]
-        heapq.heapify(heap)
-        positive = sum(1 for t in heap if t[-2] > 0)
-        bits = 0
-        while len(heap) > 1:
-            t1 = heapq.heappop(heap)
-            t2 = heapq.heappop(heap)
-            positive -= (t1[-2] > 0) + (t2[-2] > 0)
+        def join(t1, t2, positive):
             # The lower-shifted term is the base and enters positively, so the bits below the
             # other term's shift pass through; the base's sign goes outside.
             (_, _, s1, _, lo1, hi1, d1, g1, a), (_, _, s2, _, lo2, hi2, d2, g2, b) = sorted([t1, t2], key=lambda t: (t[2], t[3]))
@@ -360,38 +387,67 @@ class _Planner:
             ra = (lo1, hi1) if sp > 0 else (-hi1, -lo1)
             rb = (lo2 << d, hi2 << d) if sq > 0 else (-(hi2 << d), -(lo2 << d))
             lo, hi = ra[0] + rb[0], ra[1] + rb[1]
-            bits += max(_bits(lo, hi)[0] - (d if sp > 0 else 0), 1)
+            cost[0] += _lut_cost(lo1, hi1, lo2, hi2, d, sp, sq, lo, hi)
             new = self.add_adder(a, sp, b, sq, d) if build else None
-            positive += sign > 0
-            heapq.heappush(heap, item(lo, hi, 1 + max(d1, d2), s1, sign, new))
-        t = heap[0]
-        return (t[-1], t[2], t[-2]), bits, t[-3]
+            return item(lo, hi, 1 + max(d1, d2), s1, sign, new)
 
-    def trees(self):
+        def reduce(heap, others):
+            heapq.heapify(heap)
+            positive = sum(1 for t in heap if t[-2] > 0) + others
+            while len(heap) > 1:
+                t1 = heapq.heappop(heap)
+                t2 = heapq.heappop(heap)
+                positive -= (t1[-2] > 0) + (t2[-2] > 0)
+                t = join(t1, t2, positive)
+                positive += t[-2] > 0
+                heapq.heappush(heap, t)
+            return heap
+
+        terms = [item(g.lo[sig], g.hi[sig], g.depth[sig], sh, sign, sig) for (sig, sh), sign in col.items()]
+        if split:
+            pos = [t for t in terms if t[-2] > 0]
+            neg = [t for t in terms if t[-2] < 0]
+            heap = reduce(pos, 0) + reduce(neg, len(pos))
+            if len(heap) > 1:
+                heap = [join(heap[0], heap[1], 0)]
+        else:
+            heap = reduce(terms, 0)
+        t = heap[0]
+        return (t[-1], t[2], t[-2]), cost[0], t[-3]
+
+    def trees(self, adder_levels=None):
         """Every output's sum: of the orders of :meth:`tree`, the one with the fewest adder bits
-        that is no deeper than the deepest least-depth tree of the layer, so the layer keeps its
-        number of pipeline stages."""
+        that is no deeper than the deepest least-depth tree of the layer, rounded up to a multiple
+        of ``adder_levels`` when given, so the layer keeps its number of pipeline stages."""
         deep = [self.tree(col, 1, False) if col else None for col in self.cols]
         limit = max((t[2] for t in deep if t is not None), default=0)
+        if adder_levels:
+            # Levels up to the next register are free: the stage count is ceil(depth / levels).
+            limit = max(1, -(-limit // adder_levels)) * adder_levels
         for col, t in zip(self.cols, deep):
             if t is None:
                 self.g.outputs.append(None)
                 continue
-            best, bits = 1, t[1]
-            for levels in TREE_ORDERS:
-                _, b, depth = self.tree(col, levels, False)
+            best, bits = (1, False), t[1]
+            for order in TREE_ORDERS:
+                _, b, depth = self.tree(col, order[0], False, order[1])
                 if depth <= limit and b < bits:
-                    best, bits = levels, b
-            self.g.outputs.append(self.tree(col, best, True)[0])
+                    best, bits = order, b
+            levels, split = best
+            self.g.outputs.append(self.tree(col, levels, True, split)[0])
 
 
-def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, steps=None, cse: bool = True) -> AdderGraph:
+def plan_adder_graph(
+    weight, in_lo, in_hi, bias=None, *, values=None, steps=None, cse: bool = True, adder_levels: int | None = None
+) -> AdderGraph:
     """Plan ``x @ weight + bias`` for inputs with per-lane intervals ``[in_lo[i], in_hi[i]]``.
 
     ``values``: optional per-lane sorted tuples of the only values a lane takes; lanes with two
     values become single bits. ``steps``: optional per-lane ``k`` such that the lane only takes
     multiples of ``2**k`` (a lane quantized with fewer fractional bits than its type has); its low
-    bits are left out of the adders. Cached by content, so planning a layer twice (an estimate and
+    bits are left out of the adders. ``adder_levels``: the adder levels between two registers of
+    the pipeline; output trees may then be as deep as the stages the layer needs anyway (fewer
+    adder bits at the same latency). Cached by content, so planning a layer twice (an estimate and
     the hardware) costs once.
     """
     w = np.asarray(weight)
@@ -400,7 +456,7 @@ def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, steps=None
     values = [None] * n_in if values is None else [tuple(int(v) for v in vs) if vs is not None else None for vs in values]
     key = hashlib.sha1(
         repr((w.shape, [int(v) for v in w.ravel()], None if bias is None else [int(b) for b in np.asarray(bias)],
-              [int(v) for v in in_lo], [int(v) for v in in_hi], values, steps, cse)).encode()
+              [int(v) for v in in_lo], [int(v) for v in in_hi], values, steps, cse, adder_levels)).encode()
     ).hexdigest()
     if key in _CACHE:
         return _CACHE[key]
@@ -481,7 +537,7 @@ def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, steps=None
         pl.cse()
     for o, cs, tz in consts:
         pl.cols[o][(cs, tz)] = 1
-    pl.trees()
+    pl.trees(adder_levels)
     if len(_CACHE) > 64:
         _CACHE.clear()
     _CACHE[key] = g
