@@ -259,10 +259,16 @@ def _text_form_cases():
         "unsigned-wrapping": (lambda: DenseParallel(u6, wrap, weight=w2, accum=wrap, adder_levels=2), u6),
         "bipolar": (lambda: DenseParallel(b2, FixedType(8, 8, True), weight=wb, bias=bb, in_values=[(-1, 1)] * 24, adder_levels=2), b2),
         "lane-ranges": (lambda: DenseParallel(t12, FixedType(24, 16, True), weight=w3, in_ranges=ranges, adder_levels=3), t12),
+        "relu-fused": (lambda: _relu_fused(DenseParallel(s7, wide, weight=w, bias=b, adder_levels=2)), s7),
     }
 
 
-@pytest.mark.parametrize("case", ["signed-3-levels", "unsigned-wrapping", "bipolar", "lane-ranges"])
+def _relu_fused(dut):
+    dut.impl.relu = True
+    return dut
+
+
+@pytest.mark.parametrize("case", ["signed-3-levels", "unsigned-wrapping", "bipolar", "lane-ranges", "relu-fused"])
 def test_verilog_text_form_is_bit_exact(case, tmp_path):
     """The adder graph's own Verilog text (what builds write) against its plan, under random stalls
     in a simulator: the same figures Amaranth's form of it is tested for above."""
@@ -284,6 +290,8 @@ def test_verilog_text_form_is_bit_exact(case, tmp_path):
         xs = rng.integers(tin.min_mantissa, tin.max_mantissa + 1, (300, dut.n_in))
     tout = dut.out_type
     y = g.evaluate(xs).astype(object)
+    if dut.impl.relu:
+        y = np.maximum(y, 0)
     # The output lanes hold the low bits of the exact sums, read back in the output type.
     mod = 1 << tout.width
     y = np.array([[(int(v) % mod) - (mod if tout.signed and int(v) % mod >= mod // 2 else 0) for v in r] for r in y])
@@ -358,7 +366,7 @@ def test_product_tree_text_form_is_bit_exact(rounding, signed, strategy, tmp_pat
 
 def test_output_trees_use_depth_slack_for_narrower_adders(monkeypatch):
     """Outputs whose sums are shallower than the layer's deepest may be summed smallest terms
-    first: fewer full-adder bits, the same depth, so the same number of pipeline stages."""
+    first: fewer LUTs, the same depth, so the same number of pipeline stages."""
     from rtlgen.plan import adders
 
     rng = np.random.default_rng(8)
@@ -370,9 +378,51 @@ def test_output_trees_use_depth_slack_for_narrower_adders(monkeypatch):
     x = np.stack([rng.integers(lo[i], hi[i] + 1, 200) for i in range(12)], 1)
     g = plan_adder_graph(w, lo, hi, cse=False)
     tree = adders._Planner.tree
-    monkeypatch.setattr(adders._Planner, "tree", lambda self, col, levels, build: tree(self, col, 1, build))
+    monkeypatch.setattr(adders._Planner, "tree", lambda self, col, levels, build, split=False: tree(self, col, 1, build))
     adders._CACHE.clear()
     least_depth = plan_adder_graph(w, lo, hi, cse=False)
     assert g.max_depth == least_depth.max_depth
-    assert g.adder_bits() < least_depth.adder_bits()
+    assert g.lut_cost() < least_depth.lut_cost()
     assert np.array_equal(g.evaluate(x).astype(np.int64), x @ w)
+
+
+def test_relu_fuses_into_the_adder_graph_registers():
+    """A ReLU that alone reads an adder graph clamps in the graph's output registers (Amaranth's
+    form here; the text form above); a sum read by a ReLU and by another layer keeps its sign."""
+    from rtlgen.ir import Graph, Node, Relu
+    from rtlgen.layers import Network
+
+    rng = np.random.default_rng(5)
+    w = rng.integers(-20, 20, (6, 4))
+    b = rng.integers(-30, 30, 4)
+    tin, tacc = FixedType(6, 6, True), FixedType(16, 16, True)
+    dut = _relu_fused(DenseParallel(tin, tacc, weight=w, bias=b, adder_levels=2))
+    xs = rng.integers(tin.min_mantissa, tin.max_mantissa + 1, (100, 6))
+    outs, _, _ = run_layer(dut, xs)
+    assert np.array_equal(outs, np.maximum(xs @ w + b, 0))
+    assert (xs @ w + b < 0).any()
+
+    def net(two_readers):
+        g = Graph(inputs=["x"], outputs=["r"])
+        for t in (Tensor("x", (6,), tin), Tensor("y", (4,), tacc), Tensor("r", (4,), FixedType(15, 15, False))):
+            g.add_tensor(t)
+        g.add_node(Node("fc", Dense(w, b), ["x"], ["y"]))
+        g.add_node(Node("relu", Relu(), ["y"], ["r"]))
+        if two_readers:
+            g.add_tensor(Tensor("r2", (4,), FixedType(15, 15, False)))
+            g.add_node(Node("relu2", Relu(), ["y"], ["r2"]))
+        return dict(Network(g).layers)["fc"].impl.relu
+
+    assert net(False) and not net(True)
+
+
+def test_lut_cost_counts_where_the_operands_have_bits():
+    """On a carry chain an addition needs a LUT only where both operands have bits (a constant
+    bit passes straight to the chain); a subtraction wherever either has; low bits are wires."""
+    from rtlgen.plan.adders import _lut_cost
+
+    assert _lut_cost(0, 255, 0, 15, 2, 1, 1, 0, 255 + 60) == 4  # bits 2-5
+    assert _lut_cost(0, 255, 0, 15, 2, 1, -1, -60, 255) == 6  # bits 2-7
+    assert _lut_cost(0, 255, -8, 7, 2, 1, 1, -32, 255 + 28) == 6  # a sign bit alone is a wire
+    assert _lut_cost(-128, 127, -8, 7, 2, 1, 1, -160, 155) == 7  # two signs: up to the top
+    assert _lut_cost(-128, 127, 0, 15, 2, -1, 1, -127, 188) == 9  # no wires below a negated base
