@@ -96,6 +96,10 @@ class AdderGraphLayer(Layer):
         for s, src in enumerate(g.sources):
             if src[0] == "in":
                 base[s] = x[src[1]].shift_right(src[2]) if src[2] else x[src[1]]
+            elif src[0] == "off":
+                v = Value.cast(x[src[1]].shift_right(src[2]) if src[2] else x[src[1]])
+                w = src[3]
+                base[s] = Cat(_low_bits(v, w - 1), ~_low_bits(v, w)[w - 1]) if w > 1 else ~v[0]
             elif src[0] == "bit":
                 b = Value.cast(x[src[1]])[src[2]]
                 base[s] = ~b if src[3] else b
@@ -201,6 +205,14 @@ class AdderGraphLayer(Layer):
                     base[s] = f"s{s}"
                 else:
                     base[s] = x
+            elif src[0] == "off":
+                # x >> k with its top bit (of the lane's own width) inverted: x >> k plus 2**(w-1).
+                x, w = lane(src[1]), src[3]
+                if src[2]:
+                    wire(f"s{s}_x", wi, self.in_type.signed, f"{x} >>> {src[2]}")
+                    x = f"s{s}_x"
+                wire(f"s{s}", w, False, f"{{~{x}[{w - 1}], {x}[{w - 2}:0]}}" if w > 1 else f"~{x}[0]")
+                base[s] = f"s{s}"
             elif src[0] == "bit":
                 bit = f"i_payload[{src[1] * wi + src[2]}]"
                 wire(f"s{s}", 1, False, f"~{bit}" if src[3] else bit)

@@ -81,6 +81,10 @@ def _node_values(g, x):
     for src in g.sources:
         if src[0] == "in":
             vals.append(x[:, src[1]] >> src[2])
+        elif src[0] == "off":
+            # What the hardware does: the low w bits with the top one inverted.
+            w = src[3]
+            vals.append(((x[:, src[1]] >> src[2]) & ((1 << w) - 1)) ^ (1 << (w - 1)))
         elif src[0] == "bit":
             b = (x[:, src[1]] >> src[2]) & 1
             vals.append(1 - b if src[3] else b)
@@ -97,7 +101,10 @@ def test_sharing_and_pruning_cut_adders():
     shared = plan_adder_graph(w, [-128] * 32, [127] * 32)
     plain = plan_adder_graph(w, [-128] * 32, [127] * 32, cse=False)
     digits = sum(len(csd(v)) for v in w.ravel())
-    assert plain.n_adders == digits - 32  # one adder per digit beyond the first of each output
+    # One adder per digit beyond the first of each output, and one per constant (the offsets of
+    # signed lanes in offset binary).
+    consts = sum(1 for src in plain.sources if src[0] == "const")
+    assert plain.n_adders == digits - 32 + consts
     assert shared.n_adders < 0.75 * plain.n_adders
     pruned = w.copy()
     pruned[rng.random(w.shape) < 0.7] = 0

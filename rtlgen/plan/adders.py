@@ -38,6 +38,8 @@ BLOCK_TERMS = 96
 PICK = 64
 # Orders (levels, split) of the output trees tried besides the least-depth one (see _Planner.tree).
 TREE_ORDERS = ((1, True), (2, False), (2, True), (3, False), (3, True), (0, False), (0, True))
+# Layers with at most this many CSD digits are also planned with signed lanes in offset binary.
+OFFSET_DIGITS = 50_000
 # Signals summing more sources than this get interval ranges (see _Planner.form).
 FORM_SOURCES = 32
 
@@ -92,7 +94,8 @@ class AdderGraph:
 
     Signals are numbered: first the sources (input lanes, bits of two-valued lanes, constants),
     then one per adder. Source kinds: ``("in", lane, k)`` (the lane shifted right by ``k`` bits that
-    are always zero), ``("bit", lane, bit, invert)``,
+    are always zero), ``("off", lane, k, w)`` (the same with its bit ``w - 1`` inverted: plus
+    ``2**(w-1)``, for a lane whose shifted values fit ``w`` signed bits), ``("bit", lane, bit, invert)``,
     ``("const", value)``. An adder is ``(p, sp, q, sq, d)``: ``sp * P + sq * (Q << d)`` with
     ``d >= 0``. Each output is ``None`` (zero) or ``(signal, shift, sign)``.
     """
@@ -142,6 +145,8 @@ class AdderGraph:
         for src in self.sources:
             if src[0] == "in":
                 vals.append(x[:, src[1]] >> src[2])
+            elif src[0] == "off":
+                vals.append((x[:, src[1]] >> src[2]) + (1 << (src[3] - 1)))
             elif src[0] == "bit":
                 b = (x[:, src[1]] >> src[2]) & 1
                 vals.append(1 - b if src[3] else b)
@@ -447,8 +452,10 @@ def plan_adder_graph(
     multiples of ``2**k`` (a lane quantized with fewer fractional bits than its type has); its low
     bits are left out of the adders. ``adder_levels``: the adder levels between two registers of
     the pipeline; output trees may then be as deep as the stages the layer needs anyway (fewer
-    adder bits at the same latency). Cached by content, so planning a layer twice (an estimate and
-    the hardware) costs once.
+    adder bits at the same latency). Signed lanes may enter in offset binary (the top bit of the
+    lane's own width inverted: ``x + 2**(w-1)``, the offset moved into the constant), which keeps
+    their sums non-negative; the plan with fewer LUTs is kept. Cached by content, so planning a
+    layer twice (an estimate and the hardware) costs once.
     """
     w = np.asarray(weight)
     n_in, n_out = w.shape
@@ -460,6 +467,22 @@ def plan_adder_graph(
     ).hexdigest()
     if key in _CACHE:
         return _CACHE[key]
+    g = _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, False)
+    total_digits = sum(len(csd(v)) for v in w.ravel() if v)
+    if any(lo < 0 for lo in in_lo) and total_digits <= OFFSET_DIGITS:
+        # Signed lanes in offset binary as well: kept when that needs fewer LUTs, no more stages.
+        alt = _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, True)
+        levels = adder_levels or 1
+        if alt.lut_cost() < g.lut_cost() and -(-alt.max_depth // levels) <= -(-g.max_depth // levels):
+            g = alt
+    if len(_CACHE) > 64:
+        _CACHE.clear()
+    _CACHE[key] = g
+    return g
+
+
+def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset) -> AdderGraph:
+    n_in, n_out = w.shape
     g = AdderGraph()
     total_digits = sum(len(csd(v)) for v in w.ravel() if v)
     per_col = total_digits / max(n_out, 1)
@@ -507,12 +530,22 @@ def plan_adder_graph(
                 pl.group[nb] = i // (block or n_in)
             continue
         k = steps[i]
-        s = pl.add_source(("in", i, k), lo >> k, hi >> k)
+        lo, hi = lo >> k, hi >> k
+        off = 0
+        if lo < 0 and offset:
+            # Offset binary: the lane's top bit inverted is x + 2**(w-1), never negative, so its
+            # sums need no sign extension; the offset moves into the constant.
+            wl = _bits(lo, hi)[0]
+            off = 1 << (wl - 1)
+            s = pl.add_source(("off", i, k, wl), lo + off, hi + off)
+        else:
+            s = pl.add_source(("in", i, k), lo, hi)
         pl.group[s] = i // (block or n_in)
         for o in range(n_out):
             if col_w[o]:
                 for sh, sg in csd(col_w[o]):
                     pl.cols[o][(s, sh + k)] = sg
+                const_off[o] -= col_w[o] * off << k
     # Constants are sources too (numbered before any adder) but join the sums only after sharing.
     consts = []
     for o in range(n_out):
@@ -538,9 +571,6 @@ def plan_adder_graph(
     for o, cs, tz in consts:
         pl.cols[o][(cs, tz)] = 1
     pl.trees(adder_levels)
-    if len(_CACHE) > 64:
-        _CACHE.clear()
-    _CACHE[key] = g
     return g
 
 
