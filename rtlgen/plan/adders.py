@@ -5,8 +5,12 @@ digits (CSD, at most one non-zero digit in two), so ``x * w`` is a handful of sh
 added or subtracted. Every output is then a sum of signed, shifted input terms. Pairs of terms that
 occur in several outputs (the same two inputs at the same relative shift and sign) are computed once
 and shared: the classic greedy common-subexpression elimination over two-term patterns. What is left
-of every output is summed by a tree that always joins the two earliest-ready terms, so the sharing
-adds as little depth as possible, the smallest terms first.
+of every output is summed by a tree: of several join orders (earliest-ready first, narrowest first,
+added and subtracted terms apart), the one that needs the fewest LUTs on carry chains and no more
+pipeline stages than the layer needs anyway. On a carry chain an addition costs a LUT only where
+both operands have bits, so sums of non-negative terms are cheap and sign extension is not; signed
+input lanes may therefore enter in offset binary (their top bit inverted, the offset moved into
+the output's constant).
 
 Zero weights and zero digits never appear, so pruning and narrow per-weight widths (HGQ2) make the
 graph smaller by themselves. Every node knows the exact integer interval it can take, so each adder
