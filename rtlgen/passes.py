@@ -205,7 +205,7 @@ class EstimateArithmetic(Pass):
                 g = plan_adder_graph(wt, lo, hi, op.bias, values=values, steps=steps, adder_levels=op.adder_levels)
                 cycles = max(1, math.ceil(g.max_depth / op.adder_levels))
                 parts.append(
-                    f"latency: {g.n_adders} adders (~{g.adder_bits()} LUT, 0 DSP), {g.max_depth} adder levels "
+                    f"latency: {g.n_adders} adders (~{g.lut_cost()} LUT, 0 DSP), {g.max_depth} adder levels "
                     f"= {cycles} cycle(s) at AdderLevels {op.adder_levels}"
                 )
             else:

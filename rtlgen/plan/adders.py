@@ -582,8 +582,8 @@ _CACHE: dict = {}
 
 
 def lut_estimate(graph: AdderGraph, stages: int = 1) -> int:
-    """Rough 7-series LUT count: one LUT per full-adder bit (carry chains)."""
-    return graph.adder_bits()
+    """Rough 7-series LUT count of the adders on carry chains (:meth:`AdderGraph.lut_cost`)."""
+    return graph.lut_cost()
 
 
 def lane_bounds(in_type, n_in: int, in_values, in_ranges=None):
