@@ -132,7 +132,12 @@ class AdderGraphLayer(Layer):
                 v = at(s, stages)
                 v = v << sh if sh else v
                 v = v if sign > 0 else -v
-                sync.append(r.eq(Mux(v < 0, 0, v) if self.relu else v))
+                if self.relu:
+                    # Clamp the value as the output type holds it (a wrapping type may flip its sign).
+                    t = Signal(r.shape(), name=f"y{o}_v")
+                    m.d.comb += t.eq(v)
+                    v = Mux(t < 0, 0, t)
+                sync.append(r.eq(v))
             outs.append(r)
         with m.If(enable):
             m.d.sync += sync

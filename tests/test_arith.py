@@ -267,6 +267,7 @@ def _text_form_cases():
         "bipolar": (lambda: DenseParallel(b2, FixedType(8, 8, True), weight=wb, bias=bb, in_values=[(-1, 1)] * 24, adder_levels=2), b2),
         "lane-ranges": (lambda: DenseParallel(t12, FixedType(24, 16, True), weight=w3, in_ranges=ranges, adder_levels=3), t12),
         "relu-fused": (lambda: _relu_fused(DenseParallel(s7, wide, weight=w, bias=b, adder_levels=2)), s7),
+        "relu-wrapping": (lambda: _relu_fused(DenseParallel(s7, wrap, weight=w, bias=b, accum=wrap, adder_levels=2)), s7),
     }
 
 
@@ -275,7 +276,7 @@ def _relu_fused(dut):
     return dut
 
 
-@pytest.mark.parametrize("case", ["signed-3-levels", "unsigned-wrapping", "bipolar", "lane-ranges", "relu-fused"])
+@pytest.mark.parametrize("case", ["signed-3-levels", "unsigned-wrapping", "bipolar", "lane-ranges", "relu-fused", "relu-wrapping"])
 def test_verilog_text_form_is_bit_exact(case, tmp_path):
     """The adder graph's own Verilog text (what builds write) against its plan, under random stalls
     in a simulator: the same figures Amaranth's form of it is tested for above."""
@@ -297,11 +298,11 @@ def test_verilog_text_form_is_bit_exact(case, tmp_path):
         xs = rng.integers(tin.min_mantissa, tin.max_mantissa + 1, (300, dut.n_in))
     tout = dut.out_type
     y = g.evaluate(xs).astype(object)
-    if dut.impl.relu:
-        y = np.maximum(y, 0)
     # The output lanes hold the low bits of the exact sums, read back in the output type.
     mod = 1 << tout.width
     y = np.array([[(int(v) % mod) - (mod if tout.signed and int(v) % mod >= mod // 2 else 0) for v in r] for r in y])
+    if dut.impl.relu:
+        y = np.maximum(y, 0)
     (tmp_path / "rtl").mkdir()
     text = to_verilog(dut, "top")
     assert "module top__adder_graph0" in text
@@ -408,6 +409,13 @@ def test_relu_fuses_into_the_adder_graph_registers():
     outs, _, _ = run_layer(dut, xs)
     assert np.array_equal(outs, np.maximum(xs @ w + b, 0))
     assert (xs @ w + b < 0).any()
+    # A wrapping output type: the clamp reads the wrapped value, as a ReLU after it would.
+    t6 = FixedType(6, 6, True, "TRN", "WRAP")
+    dut = _relu_fused(DenseParallel(tin, t6, weight=w, bias=b, accum=t6, adder_levels=2))
+    outs, _, _ = run_layer(dut, xs)
+    wrapped = (xs @ w + b + 32) % 64 - 32
+    assert np.array_equal(outs, np.maximum(wrapped, 0))
+    assert (wrapped != xs @ w + b).any()
 
     def net(two_readers):
         g = Graph(inputs=["x"], outputs=["r"])
