@@ -89,8 +89,9 @@ def best_time(fn, x, repeat: int = 2):
     return best
 
 
-def run_build(model_path: Path, out: Path, config: Path | None) -> dict:
-    """``rtlgen build`` in a fresh process: wall time and peak resident memory."""
+def run_build(model_path: Path, out: Path, config: Path | None, *extra: str) -> dict:
+    """``rtlgen build`` in a fresh process (``extra``: more command-line arguments): wall time and
+    peak resident memory."""
     code = (
         "import resource, sys, time\n"
         "t = time.perf_counter()\n"
@@ -105,6 +106,7 @@ def run_build(model_path: Path, out: Path, config: Path | None) -> dict:
     args = [sys.executable, "-c", code, "build", str(model_path), "-o", str(out)]
     if config:
         args += ["--config", str(config)]
+    args += list(extra)
     t = time.perf_counter()
     proc = subprocess.run(args, capture_output=True, text=True)
     wall = time.perf_counter() - t

@@ -109,6 +109,7 @@ class Network(wiring.Component):
             self.layers.append((node.name, layer))
             start = max(self.arrival[t] for t in node.inputs)
             self.arrival[node.outputs[0]] = start + layer.latency
+        _fuse_relus(graph, dict(self.layers))
         tin = graph.tensors[graph.inputs[0]]
         tout = graph.tensors[graph.outputs[0]]
         super().__init__({"i": In(vector_stream(tin.type, tin.size)), "o": Out(vector_stream(tout.type, tout.size))})
@@ -163,6 +164,27 @@ class Network(wiring.Component):
                     s = fifo.o
                 wiring.connect(m, s, port)
         return m
+
+
+def _fuse_relus(graph: Graph, layers: dict):
+    """Adder graphs read by a ReLU alone clamp at zero in their output registers (see
+    :class:`._adders.AdderGraphLayer`); the ReLU then sees no negative value and costs nothing."""
+    from rtlgen.ir.ops import Relu
+
+    from ._adders import AdderGraphLayer
+
+    producer = {n.outputs[0]: n for n in graph.nodes}
+    readers: dict = {}
+    for n in graph.nodes:
+        for t in n.inputs:
+            readers.setdefault(t, []).append(n)
+    for n in graph.nodes:
+        src = producer.get(n.inputs[0]) if isinstance(n.op, Relu) else None
+        if src is None or len(readers[n.inputs[0]]) != 1 or n.inputs[0] in graph.outputs:
+            continue
+        impl = getattr(layers[src.name], "impl", None)
+        if isinstance(impl, AdderGraphLayer):
+            impl.relu = True
 
 
 def _ident(name: str) -> str:

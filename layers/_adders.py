@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from amaranth.hdl import Cat, Const, Module, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 
 from rtlgen.plan.adders import AdderGraph, _bits, csd, lut_estimate, plan_adder_graph
 
@@ -30,13 +30,18 @@ def _shape(lo, hi):
 
 class AdderGraphLayer(Layer):
     """A pipelined adder graph: ``latency`` = ``max(1, ceil(depth / adder_levels))`` register stages
-    (the outputs are always registered), ``initiation_interval`` = 1, one stall signal."""
+    (the outputs are always registered), ``initiation_interval`` = 1, one stall signal.
 
-    def __init__(self, in_type, out_type, graph: AdderGraph, *, n_in: int, adder_levels: int = 3):
+    ``relu``: the output registers hold ``max(y, 0)`` instead of ``y`` (set when a ReLU alone reads
+    this layer, which then passes its input through unchanged): the clamp becomes the registers'
+    synchronous reset, and the ReLU's per-bit logic after them disappears."""
+
+    def __init__(self, in_type, out_type, graph: AdderGraph, *, n_in: int, adder_levels: int = 3, relu: bool = False):
         if adder_levels < 1:
             raise ValueError(f"adder_levels must be a positive integer, not {adder_levels}")
         self.graph = graph
         self.adder_levels = adder_levels
+        self.relu = relu
         super().__init__(in_type, n_in, out_type, len(graph.outputs))
 
     @property
@@ -91,6 +96,10 @@ class AdderGraphLayer(Layer):
         for s, src in enumerate(g.sources):
             if src[0] == "in":
                 base[s] = x[src[1]].shift_right(src[2]) if src[2] else x[src[1]]
+            elif src[0] == "off":
+                v = Value.cast(x[src[1]].shift_right(src[2]) if src[2] else x[src[1]])
+                w = src[3]
+                base[s] = Cat(_low_bits(v, w - 1), ~_low_bits(v, w)[w - 1]) if w > 1 else ~v[0]
             elif src[0] == "bit":
                 b = Value.cast(x[src[1]])[src[2]]
                 base[s] = ~b if src[3] else b
@@ -122,7 +131,13 @@ class AdderGraphLayer(Layer):
                 s, sh, sign = ref
                 v = at(s, stages)
                 v = v << sh if sh else v
-                sync.append(r.eq(v if sign > 0 else -v))
+                v = v if sign > 0 else -v
+                if self.relu:
+                    # Clamp the value as the output type holds it (a wrapping type may flip its sign).
+                    t = Signal(r.shape(), name=f"y{o}_v")
+                    m.d.comb += t.eq(v)
+                    v = Mux(t < 0, 0, t)
+                sync.append(r.eq(v))
             outs.append(r)
         with m.If(enable):
             m.d.sync += sync
@@ -195,6 +210,14 @@ class AdderGraphLayer(Layer):
                     base[s] = f"s{s}"
                 else:
                     base[s] = x
+            elif src[0] == "off":
+                # x >> k with its top bit (of the lane's own width) inverted: x >> k plus 2**(w-1).
+                x, w = lane(src[1]), src[3]
+                if src[2]:
+                    wire(f"s{s}_x", wi, self.in_type.signed, f"{x} >>> {src[2]}")
+                    x = f"s{s}_x"
+                wire(f"s{s}", w, False, f"{{~{x}[{w - 1}], {x}[{w - 2}:0]}}" if w > 1 else f"~{x}[0]")
+                base[s] = f"s{s}"
             elif src[0] == "bit":
                 bit = f"i_payload[{src[1] * wi + src[2]}]"
                 wire(f"s{s}", 1, False, f"~{bit}" if src[3] else bit)
@@ -229,7 +252,12 @@ class AdderGraphLayer(Layer):
                 s, sh, sign = ref
                 e = op(at(s, stages))
                 e = f"({e} <<< {sh})" if sh else e
-                regs.append(f"      {y} <= {e if sign > 0 else '-' + e};")
+                e = e if sign > 0 else "-" + e
+                if self.relu and self.out_type.signed:
+                    # The value fits the output type, so its top bit there is its sign.
+                    wire(f"{y}_v", wo, False, e)
+                    e = f"{y}_v[{wo - 1}] ? {wo}'h0 : {y}_v"
+                regs.append(f"      {y} <= {e};")
         valid = [f"valid{s}" for s in range(stages)]
         shifts = ["      valid0 <= i_valid;"] + [f"      {valid[s]} <= {valid[s - 1]};" for s in range(1, stages)]
         lines = [

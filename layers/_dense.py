@@ -298,7 +298,7 @@ class SumOfProducts(Layer):
                 for i, w in t:
                     weight[i, o] += w
             lo, hi, values, steps = lane_bounds(in_type, n_in, in_values, in_ranges)
-            graph = plan_adder_graph(weight, lo, hi, self.bias, values=values, steps=steps)
+            graph = plan_adder_graph(weight, lo, hi, self.bias, values=values, steps=steps, adder_levels=adder_levels)
             self.impl = AdderGraphLayer(in_type, out_type, graph, n_in=n_in, adder_levels=adder_levels)
         # Elaborated as this layer's submodule; a layer built only for its figures needs no warning.
         self.impl._MustUse__silence = True

@@ -76,8 +76,21 @@ def cmd_build(args) -> int:
     if args.board:
         print(f"  board package: boards/{args.board.lower()}/ (see its README.md)")
         _print_board_summary(out, args.board.lower())
-    print(f"  built in {time.perf_counter() - t0:.1f} s")
+    print(f"  built in {time.perf_counter() - t0:.1f} s ({time.process_time():.1f} s CPU), peak memory {_peak_mb():.0f} MB")
     return 0
+
+
+def _peak_mb() -> float:
+    """This process's peak resident memory in MB (VmHWM where Linux has it: ``ru_maxrss`` carries a
+    parent's peak into a child across fork and exec)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(ln.split()[1]) for ln in f if ln.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def cmd_deploy(args) -> int:

@@ -202,10 +202,10 @@ class EstimateArithmetic(Pass):
             elif digits <= self.PLAN_LIMIT:
                 wt = w.astype(object) * (1 << -op.product_shift) if op.accum is not None and op.product_shift < 0 else w
                 lo, hi, values, steps = lane_bounds(src, op.n_in, op.in_values, op.in_ranges)
-                g = plan_adder_graph(wt, lo, hi, op.bias, values=values, steps=steps)
+                g = plan_adder_graph(wt, lo, hi, op.bias, values=values, steps=steps, adder_levels=op.adder_levels)
                 cycles = max(1, math.ceil(g.max_depth / op.adder_levels))
                 parts.append(
-                    f"latency: {g.n_adders} adders (~{g.adder_bits()} LUT, 0 DSP), {g.max_depth} adder levels "
+                    f"latency: {g.n_adders} adders (~{g.lut_cost()} LUT, 0 DSP), {g.max_depth} adder levels "
                     f"= {cycles} cycle(s) at AdderLevels {op.adder_levels}"
                 )
             else:

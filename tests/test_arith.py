@@ -81,6 +81,10 @@ def _node_values(g, x):
     for src in g.sources:
         if src[0] == "in":
             vals.append(x[:, src[1]] >> src[2])
+        elif src[0] == "off":
+            # What the hardware does: the low w bits with the top one inverted.
+            w = src[3]
+            vals.append(((x[:, src[1]] >> src[2]) & ((1 << w) - 1)) ^ (1 << (w - 1)))
         elif src[0] == "bit":
             b = (x[:, src[1]] >> src[2]) & 1
             vals.append(1 - b if src[3] else b)
@@ -97,7 +101,10 @@ def test_sharing_and_pruning_cut_adders():
     shared = plan_adder_graph(w, [-128] * 32, [127] * 32)
     plain = plan_adder_graph(w, [-128] * 32, [127] * 32, cse=False)
     digits = sum(len(csd(v)) for v in w.ravel())
-    assert plain.n_adders == digits - 32  # one adder per digit beyond the first of each output
+    # One adder per digit beyond the first of each output, and one per constant (the offsets of
+    # signed lanes in offset binary).
+    consts = sum(1 for src in plain.sources if src[0] == "const")
+    assert plain.n_adders == digits - 32 + consts
     assert shared.n_adders < 0.75 * plain.n_adders
     pruned = w.copy()
     pruned[rng.random(w.shape) < 0.7] = 0
@@ -259,10 +266,17 @@ def _text_form_cases():
         "unsigned-wrapping": (lambda: DenseParallel(u6, wrap, weight=w2, accum=wrap, adder_levels=2), u6),
         "bipolar": (lambda: DenseParallel(b2, FixedType(8, 8, True), weight=wb, bias=bb, in_values=[(-1, 1)] * 24, adder_levels=2), b2),
         "lane-ranges": (lambda: DenseParallel(t12, FixedType(24, 16, True), weight=w3, in_ranges=ranges, adder_levels=3), t12),
+        "relu-fused": (lambda: _relu_fused(DenseParallel(s7, wide, weight=w, bias=b, adder_levels=2)), s7),
+        "relu-wrapping": (lambda: _relu_fused(DenseParallel(s7, wrap, weight=w, bias=b, accum=wrap, adder_levels=2)), s7),
     }
 
 
-@pytest.mark.parametrize("case", ["signed-3-levels", "unsigned-wrapping", "bipolar", "lane-ranges"])
+def _relu_fused(dut):
+    dut.impl.relu = True
+    return dut
+
+
+@pytest.mark.parametrize("case", ["signed-3-levels", "unsigned-wrapping", "bipolar", "lane-ranges", "relu-fused", "relu-wrapping"])
 def test_verilog_text_form_is_bit_exact(case, tmp_path):
     """The adder graph's own Verilog text (what builds write) against its plan, under random stalls
     in a simulator: the same figures Amaranth's form of it is tested for above."""
@@ -287,6 +301,8 @@ def test_verilog_text_form_is_bit_exact(case, tmp_path):
     # The output lanes hold the low bits of the exact sums, read back in the output type.
     mod = 1 << tout.width
     y = np.array([[(int(v) % mod) - (mod if tout.signed and int(v) % mod >= mod // 2 else 0) for v in r] for r in y])
+    if dut.impl.relu:
+        y = np.maximum(y, 0)
     (tmp_path / "rtl").mkdir()
     text = to_verilog(dut, "top")
     assert "module top__adder_graph0" in text
@@ -358,7 +374,7 @@ def test_product_tree_text_form_is_bit_exact(rounding, signed, strategy, tmp_pat
 
 def test_output_trees_use_depth_slack_for_narrower_adders(monkeypatch):
     """Outputs whose sums are shallower than the layer's deepest may be summed smallest terms
-    first: fewer full-adder bits, the same depth, so the same number of pipeline stages."""
+    first: fewer LUTs, the same depth, so the same number of pipeline stages."""
     from rtlgen.plan import adders
 
     rng = np.random.default_rng(8)
@@ -370,9 +386,58 @@ def test_output_trees_use_depth_slack_for_narrower_adders(monkeypatch):
     x = np.stack([rng.integers(lo[i], hi[i] + 1, 200) for i in range(12)], 1)
     g = plan_adder_graph(w, lo, hi, cse=False)
     tree = adders._Planner.tree
-    monkeypatch.setattr(adders._Planner, "tree", lambda self, col, levels, build: tree(self, col, 1, build))
+    monkeypatch.setattr(adders._Planner, "tree", lambda self, col, levels, build, split=False: tree(self, col, 1, build))
     adders._CACHE.clear()
     least_depth = plan_adder_graph(w, lo, hi, cse=False)
     assert g.max_depth == least_depth.max_depth
-    assert g.adder_bits() < least_depth.adder_bits()
+    assert g.lut_cost() < least_depth.lut_cost()
     assert np.array_equal(g.evaluate(x).astype(np.int64), x @ w)
+
+
+def test_relu_fuses_into_the_adder_graph_registers():
+    """A ReLU that alone reads an adder graph clamps in the graph's output registers (Amaranth's
+    form here; the text form above); a sum read by a ReLU and by another layer keeps its sign."""
+    from rtlgen.ir import Graph, Node, Relu
+    from rtlgen.layers import Network
+
+    rng = np.random.default_rng(5)
+    w = rng.integers(-20, 20, (6, 4))
+    b = rng.integers(-30, 30, 4)
+    tin, tacc = FixedType(6, 6, True), FixedType(16, 16, True)
+    dut = _relu_fused(DenseParallel(tin, tacc, weight=w, bias=b, adder_levels=2))
+    xs = rng.integers(tin.min_mantissa, tin.max_mantissa + 1, (100, 6))
+    outs, _, _ = run_layer(dut, xs)
+    assert np.array_equal(outs, np.maximum(xs @ w + b, 0))
+    assert (xs @ w + b < 0).any()
+    # A wrapping output type: the clamp reads the wrapped value, as a ReLU after it would.
+    t6 = FixedType(6, 6, True, "TRN", "WRAP")
+    dut = _relu_fused(DenseParallel(tin, t6, weight=w, bias=b, accum=t6, adder_levels=2))
+    outs, _, _ = run_layer(dut, xs)
+    wrapped = (xs @ w + b + 32) % 64 - 32
+    assert np.array_equal(outs, np.maximum(wrapped, 0))
+    assert (wrapped != xs @ w + b).any()
+
+    def net(two_readers):
+        g = Graph(inputs=["x"], outputs=["r"])
+        for t in (Tensor("x", (6,), tin), Tensor("y", (4,), tacc), Tensor("r", (4,), FixedType(15, 15, False))):
+            g.add_tensor(t)
+        g.add_node(Node("fc", Dense(w, b), ["x"], ["y"]))
+        g.add_node(Node("relu", Relu(), ["y"], ["r"]))
+        if two_readers:
+            g.add_tensor(Tensor("r2", (4,), FixedType(15, 15, False)))
+            g.add_node(Node("relu2", Relu(), ["y"], ["r2"]))
+        return dict(Network(g).layers)["fc"].impl.relu
+
+    assert net(False) and not net(True)
+
+
+def test_lut_cost_counts_where_the_operands_have_bits():
+    """On a carry chain an addition needs a LUT only where both operands have bits (a constant
+    bit passes straight to the chain); a subtraction wherever either has; low bits are wires."""
+    from rtlgen.plan.adders import _lut_cost
+
+    assert _lut_cost(0, 255, 0, 15, 2, 1, 1, 0, 255 + 60) == 4  # bits 2-5
+    assert _lut_cost(0, 255, 0, 15, 2, 1, -1, -60, 255) == 6  # bits 2-7
+    assert _lut_cost(0, 255, -8, 7, 2, 1, 1, -32, 255 + 28) == 6  # a sign bit alone is a wire
+    assert _lut_cost(-128, 127, -8, 7, 2, 1, 1, -160, 155) == 7  # two signs: up to the top
+    assert _lut_cost(-128, 127, 0, 15, 2, -1, 1, -127, 188) == 9  # no wires below a negated base

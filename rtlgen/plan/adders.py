@@ -5,8 +5,12 @@ digits (CSD, at most one non-zero digit in two), so ``x * w`` is a handful of sh
 added or subtracted. Every output is then a sum of signed, shifted input terms. Pairs of terms that
 occur in several outputs (the same two inputs at the same relative shift and sign) are computed once
 and shared: the classic greedy common-subexpression elimination over two-term patterns. What is left
-of every output is summed by a tree that always joins the two earliest-ready terms, so the sharing
-adds as little depth as possible, the smallest terms first.
+of every output is summed by a tree: of several join orders (earliest-ready first, narrowest first,
+added and subtracted terms apart), the one that needs the fewest LUTs on carry chains and no more
+pipeline stages than the layer needs anyway. On a carry chain an addition costs a LUT only where
+both operands have bits, so sums of non-negative terms are cheap and sign extension is not; signed
+input lanes may therefore enter in offset binary (their top bit inverted, the offset moved into
+the output's constant).
 
 Zero weights and zero digits never appear, so pruning and narrow per-weight widths (HGQ2) make the
 graph smaller by themselves. Every node knows the exact integer interval it can take, so each adder
@@ -36,8 +40,10 @@ __all__ = ["AdderGraph", "csd", "plan_adder_graph", "lut_estimate", "lane_bounds
 BLOCK_TERMS = 96
 # Among equally frequent patterns, this many are compared to pick the closest and narrowest.
 PICK = 64
-# Orders of the output trees tried besides the least-depth one (see _Planner.tree).
-TREE_ORDERS = (2, 3, 0)
+# Orders (levels, split) of the output trees tried besides the least-depth one (see _Planner.tree).
+TREE_ORDERS = ((1, True), (2, False), (2, True), (3, False), (3, True), (0, False), (0, True))
+# Layers with at most this many CSD digits are also planned with signed lanes in offset binary.
+OFFSET_DIGITS = 50_000
 # Signals summing more sources than this get interval ranges (see _Planner.form).
 FORM_SOURCES = 32
 
@@ -57,6 +63,28 @@ def csd(v: int) -> list[tuple[int, int]]:
     return out
 
 
+def _lut_cost(plo, phi, qlo, qhi, d, sp, sq, lo, hi) -> int:
+    """LUTs of ``sp * P + sq * (Q << d)`` on a carry chain, one per result bit that needs one.
+
+    An addition needs a LUT only where both operands have bits: above a non-negative operand's
+    width its bits are constant zeros, and the chain passes the other operand's bit and the carry
+    for free (a signed operand extends its sign over the whole result). A subtraction inverts one
+    operand, so it needs a LUT wherever either has bits. The bits below ``d`` of a positive base
+    are wires."""
+    w = _bits(lo, hi)[0]
+    wp, p_signed = _bits(plo, phi)
+    wq, q_signed = _bits(qlo, qhi)
+    p_end = w if p_signed else min(wp, w)
+    q_end = w if q_signed else min(d + wq, w)
+    if sp > 0 and sq > 0:
+        return max(min(p_end, q_end) - d, 1)
+    start = d if sp > 0 else 0
+    a = max(p_end - start, 0)
+    b = max(q_end - max(d, start), 0)
+    both = max(min(p_end, q_end) - max(d, start), 0)
+    return max(a + b - both, 1)
+
+
 def _bits(lo: int, hi: int) -> tuple[int, bool]:
     """(width, signed) of the narrowest two's-complement shape holding ``[lo, hi]``."""
     if lo >= 0:
@@ -70,7 +98,8 @@ class AdderGraph:
 
     Signals are numbered: first the sources (input lanes, bits of two-valued lanes, constants),
     then one per adder. Source kinds: ``("in", lane, k)`` (the lane shifted right by ``k`` bits that
-    are always zero), ``("bit", lane, bit, invert)``,
+    are always zero), ``("off", lane, k, w)`` (the same with its bit ``w - 1`` inverted: plus
+    ``2**(w-1)``, for a lane whose shifted values fit ``w`` signed bits), ``("bit", lane, bit, invert)``,
     ``("const", value)``. An adder is ``(p, sp, q, sq, d)``: ``sp * P + sq * (Q << d)`` with
     ``d >= 0``. Each output is ``None`` (zero) or ``(signal, shift, sign)``.
     """
@@ -105,6 +134,14 @@ class AdderGraph:
             total += max(self.width(s) - (d if sp > 0 else 0), 1)
         return total
 
+    def lut_cost(self) -> int:
+        """LUTs of the adders on carry chains (:func:`_lut_cost`)."""
+        g, n = self, self.n_sources
+        return sum(
+            _lut_cost(g.lo[p], g.hi[p], g.lo[q], g.hi[q], d, sp, sq, g.lo[n + k], g.hi[n + k]) if sq else 0
+            for k, (p, sp, q, sq, d) in enumerate(self.adders)
+        )
+
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         """The outputs for input mantissas ``x`` (batch, lanes) computed along the graph, exactly."""
         x = np.asarray(x).astype(object)
@@ -112,6 +149,8 @@ class AdderGraph:
         for src in self.sources:
             if src[0] == "in":
                 vals.append(x[:, src[1]] >> src[2])
+            elif src[0] == "off":
+                vals.append((x[:, src[1]] >> src[2]) + (1 << (src[3] - 1)))
             elif src[0] == "bit":
                 b = (x[:, src[1]] >> src[2]) & 1
                 vals.append(1 - b if src[3] else b)
@@ -322,16 +361,20 @@ class _Planner:
 
     # -- output trees -------------------------------------------------------------------------------
 
-    def tree(self, col: dict, levels: int, build: bool):
-        """Sum one column's terms two at a time; return ``(output, full-adder bits, depth)``.
+    def tree(self, col: dict, levels: int, build: bool, split: bool = False):
+        """Sum one column's terms two at a time; return ``(output, LUT cost, depth)``.
 
         Terms are joined in the order of (depth // ``levels``, top bit): ``levels`` 1 joins the two
         earliest ready first, the least depth; larger ``levels`` let narrow terms wait for each
         other across that many adder levels; 0 joins the two narrowest (a Huffman tree on
-        magnitudes: the fewest adder bits, and deep). Orders use interval ranges, so the cost found
-        without ``build`` is the shape ``build`` then makes (its adders get exact ranges)."""
+        magnitudes: the fewest adder bits, and deep). ``split`` sums the added and the subtracted
+        terms apart and subtracts once at the end: sums of non-negative terms stay non-negative,
+        so they need no sign extension and their adders only cover where both operands have bits
+        (:func:`_lut_cost`). Orders use interval ranges, so the cost found without ``build`` is the
+        shape ``build`` then makes (its adders get exact ranges)."""
         g = self.g
         n = [0]
+        cost = [0]
 
         def item(lo, hi, depth, sh, sign, sig):
             n[0] += 1
@@ -339,14 +382,7 @@ class _Planner:
             key = (depth // levels, top) if levels else (top, depth)
             return (*key, sh, n[0], lo, hi, depth, sign, sig)
 
-        heap = [item(g.lo[sig], g.hi[sig], g.depth[sig], sh, sign, sig) for (sig, sh), sign in col.items()]
-        heapq.heapify(heap)
-        positive = sum(1 for t in heap if t[-2] > 0)
-        bits = 0
-        while len(heap) > 1:
-            t1 = heapq.heappop(heap)
-            t2 = heapq.heappop(heap)
-            positive -= (t1[-2] > 0) + (t2[-2] > 0)
+        def join(t1, t2, positive):
             # The lower-shifted term is the base and enters positively, so the bits below the
             # other term's shift pass through; the base's sign goes outside.
             (_, _, s1, _, lo1, hi1, d1, g1, a), (_, _, s2, _, lo2, hi2, d2, g2, b) = sorted([t1, t2], key=lambda t: (t[2], t[3]))
@@ -360,39 +396,70 @@ class _Planner:
             ra = (lo1, hi1) if sp > 0 else (-hi1, -lo1)
             rb = (lo2 << d, hi2 << d) if sq > 0 else (-(hi2 << d), -(lo2 << d))
             lo, hi = ra[0] + rb[0], ra[1] + rb[1]
-            bits += max(_bits(lo, hi)[0] - (d if sp > 0 else 0), 1)
+            cost[0] += _lut_cost(lo1, hi1, lo2, hi2, d, sp, sq, lo, hi)
             new = self.add_adder(a, sp, b, sq, d) if build else None
-            positive += sign > 0
-            heapq.heappush(heap, item(lo, hi, 1 + max(d1, d2), s1, sign, new))
-        t = heap[0]
-        return (t[-1], t[2], t[-2]), bits, t[-3]
+            return item(lo, hi, 1 + max(d1, d2), s1, sign, new)
 
-    def trees(self):
+        def reduce(heap, others):
+            heapq.heapify(heap)
+            positive = sum(1 for t in heap if t[-2] > 0) + others
+            while len(heap) > 1:
+                t1 = heapq.heappop(heap)
+                t2 = heapq.heappop(heap)
+                positive -= (t1[-2] > 0) + (t2[-2] > 0)
+                t = join(t1, t2, positive)
+                positive += t[-2] > 0
+                heapq.heappush(heap, t)
+            return heap
+
+        terms = [item(g.lo[sig], g.hi[sig], g.depth[sig], sh, sign, sig) for (sig, sh), sign in col.items()]
+        if split:
+            pos = [t for t in terms if t[-2] > 0]
+            neg = [t for t in terms if t[-2] < 0]
+            heap = reduce(pos, 0) + reduce(neg, len(pos))
+            if len(heap) > 1:
+                heap = [join(heap[0], heap[1], 0)]
+        else:
+            heap = reduce(terms, 0)
+        t = heap[0]
+        return (t[-1], t[2], t[-2]), cost[0], t[-3]
+
+    def trees(self, adder_levels=None):
         """Every output's sum: of the orders of :meth:`tree`, the one with the fewest adder bits
-        that is no deeper than the deepest least-depth tree of the layer, so the layer keeps its
-        number of pipeline stages."""
+        that is no deeper than the deepest least-depth tree of the layer, rounded up to a multiple
+        of ``adder_levels`` when given, so the layer keeps its number of pipeline stages."""
         deep = [self.tree(col, 1, False) if col else None for col in self.cols]
         limit = max((t[2] for t in deep if t is not None), default=0)
+        if adder_levels:
+            # Levels up to the next register are free: the stage count is ceil(depth / levels).
+            limit = max(1, -(-limit // adder_levels)) * adder_levels
         for col, t in zip(self.cols, deep):
             if t is None:
                 self.g.outputs.append(None)
                 continue
-            best, bits = 1, t[1]
-            for levels in TREE_ORDERS:
-                _, b, depth = self.tree(col, levels, False)
+            best, bits = (1, False), t[1]
+            for order in TREE_ORDERS:
+                _, b, depth = self.tree(col, order[0], False, order[1])
                 if depth <= limit and b < bits:
-                    best, bits = levels, b
-            self.g.outputs.append(self.tree(col, best, True)[0])
+                    best, bits = order, b
+            levels, split = best
+            self.g.outputs.append(self.tree(col, levels, True, split)[0])
 
 
-def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, steps=None, cse: bool = True) -> AdderGraph:
+def plan_adder_graph(
+    weight, in_lo, in_hi, bias=None, *, values=None, steps=None, cse: bool = True, adder_levels: int | None = None
+) -> AdderGraph:
     """Plan ``x @ weight + bias`` for inputs with per-lane intervals ``[in_lo[i], in_hi[i]]``.
 
     ``values``: optional per-lane sorted tuples of the only values a lane takes; lanes with two
     values become single bits. ``steps``: optional per-lane ``k`` such that the lane only takes
     multiples of ``2**k`` (a lane quantized with fewer fractional bits than its type has); its low
-    bits are left out of the adders. Cached by content, so planning a layer twice (an estimate and
-    the hardware) costs once.
+    bits are left out of the adders. ``adder_levels``: the adder levels between two registers of
+    the pipeline; output trees may then be as deep as the stages the layer needs anyway (fewer
+    adder bits at the same latency). Signed lanes may enter in offset binary (the top bit of the
+    lane's own width inverted: ``x + 2**(w-1)``, the offset moved into the constant), which keeps
+    their sums non-negative; the plan with fewer LUTs is kept. Cached by content, so planning a
+    layer twice (an estimate and the hardware) costs once.
     """
     w = np.asarray(weight)
     n_in, n_out = w.shape
@@ -400,10 +467,26 @@ def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, steps=None
     values = [None] * n_in if values is None else [tuple(int(v) for v in vs) if vs is not None else None for vs in values]
     key = hashlib.sha1(
         repr((w.shape, [int(v) for v in w.ravel()], None if bias is None else [int(b) for b in np.asarray(bias)],
-              [int(v) for v in in_lo], [int(v) for v in in_hi], values, steps, cse)).encode()
+              [int(v) for v in in_lo], [int(v) for v in in_hi], values, steps, cse, adder_levels)).encode()
     ).hexdigest()
     if key in _CACHE:
         return _CACHE[key]
+    g = _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, False)
+    total_digits = sum(len(csd(v)) for v in w.ravel() if v)
+    if any(lo < 0 for lo in in_lo) and total_digits <= OFFSET_DIGITS:
+        # Signed lanes in offset binary as well: kept when that needs fewer LUTs, no more stages.
+        alt = _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, True)
+        levels = adder_levels or 1
+        if alt.lut_cost() < g.lut_cost() and -(-alt.max_depth // levels) <= -(-g.max_depth // levels):
+            g = alt
+    if len(_CACHE) > 64:
+        _CACHE.clear()
+    _CACHE[key] = g
+    return g
+
+
+def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset) -> AdderGraph:
+    n_in, n_out = w.shape
     g = AdderGraph()
     total_digits = sum(len(csd(v)) for v in w.ravel() if v)
     per_col = total_digits / max(n_out, 1)
@@ -451,12 +534,22 @@ def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, steps=None
                 pl.group[nb] = i // (block or n_in)
             continue
         k = steps[i]
-        s = pl.add_source(("in", i, k), lo >> k, hi >> k)
+        lo, hi = lo >> k, hi >> k
+        off = 0
+        if lo < 0 and offset:
+            # Offset binary: the lane's top bit inverted is x + 2**(w-1), never negative, so its
+            # sums need no sign extension; the offset moves into the constant.
+            wl = _bits(lo, hi)[0]
+            off = 1 << (wl - 1)
+            s = pl.add_source(("off", i, k, wl), lo + off, hi + off)
+        else:
+            s = pl.add_source(("in", i, k), lo, hi)
         pl.group[s] = i // (block or n_in)
         for o in range(n_out):
             if col_w[o]:
                 for sh, sg in csd(col_w[o]):
                     pl.cols[o][(s, sh + k)] = sg
+                const_off[o] -= col_w[o] * off << k
     # Constants are sources too (numbered before any adder) but join the sums only after sharing.
     consts = []
     for o in range(n_out):
@@ -481,10 +574,7 @@ def plan_adder_graph(weight, in_lo, in_hi, bias=None, *, values=None, steps=None
         pl.cse()
     for o, cs, tz in consts:
         pl.cols[o][(cs, tz)] = 1
-    pl.trees()
-    if len(_CACHE) > 64:
-        _CACHE.clear()
-    _CACHE[key] = g
+    pl.trees(adder_levels)
     return g
 
 
@@ -492,8 +582,8 @@ _CACHE: dict = {}
 
 
 def lut_estimate(graph: AdderGraph, stages: int = 1) -> int:
-    """Rough 7-series LUT count: one LUT per full-adder bit (carry chains)."""
-    return graph.adder_bits()
+    """Rough 7-series LUT count of the adders on carry chains (:meth:`AdderGraph.lut_cost`)."""
+    return graph.lut_cost()
 
 
 def lane_bounds(in_type, n_in: int, in_values, in_ranges=None):
