@@ -342,34 +342,12 @@ def test_conv_reuse_layer_bit_exact_with_measured_timing(kind, reuse):
     assert np.array_equal(outs2, ref)
 
 
-def _text_form_run(dut, xs, ref, tmp_path, seed):
-    """The Verilog text ``to_verilog`` writes for ``dut``, in a simulator under random stalls."""
-    from rtlgen.layers._verilog import to_verilog
-    from rtlgen.sim.runner import available_simulators, run, write_testbench
-
-    sims = available_simulators()
-    if not sims:
-        pytest.skip("no HDL simulator")
-    text = to_verilog(dut, "top")
-    (tmp_path / "rtl").mkdir()
-    (tmp_path / "rtl" / "top.v").write_text(text)
-    tin, tout = dut.in_type, dut.out_type
-    meta = dict(
-        toplevel="top", in_lanes=dut.n_in, in_width=tin.width, in_signed=tin.signed, out_lanes=dut.n_out,
-        out_width=tout.width, out_signed=tout.signed, latency=dut.latency, interval=dut.initiation_interval,
-        verilog_sources=["../rtl/top.v"],
-    )  # fmt: skip
-    write_testbench(tmp_path / "tb", xs, ref, meta)
-    sim = "icarus" if "icarus" in sims else sims[0]
-    res = run(tmp_path / "tb", simulator=sim, stall="random", seed=seed)
-    assert res["passed"] and res["mismatches"] == 0, res.get("first_mismatches")
-    return text
-
-
 @pytest.mark.parametrize("kind,reuse,signed", [("conv2d", 8, True), ("depthwise", 27, False), ("conv1d", 12, True), ("accum", 3, True), ("accum", 18, False)])
 def test_conv_reuse_text_form_is_bit_exact(kind, reuse, signed, tmp_path):
     """The Verilog text a build writes for a time-multiplexed convolution (position groups, tap
     chunks, weight tables, products rounded one by one, unsigned inputs) equals the golden model."""
+    from streams import run_text_form
+
     from rtlgen.ir import Tensor
 
     rng = np.random.default_rng(100 + reuse)
@@ -380,7 +358,7 @@ def test_conv_reuse_text_form_is_bit_exact(kind, reuse, signed, tmp_path):
     dst = Tensor("y", op.out_shape, op.accum or FixedType(16, 16, True))
     xs = rng.integers(tin.min_mantissa, tin.max_mantissa + 1, (60, src.size))
     ref = op.golden(xs, src, dst)
-    text = _text_form_run(hardware(op, [src], dst), xs, ref, tmp_path, seed=reuse)
+    text = run_text_form(hardware(op, [src], dst), xs, ref, tmp_path, seed=reuse)
     assert "module top__conv_reuse0" in text
 
 

@@ -134,8 +134,16 @@ class Conv(Op):
         cols = xp[:, np.where(win >= 0, win, xp.shape[1] - 1)]  # (N, P, T, C); padding reads the zero
         N, P, T, C = cols.shape
         if self.accum is not None and self.product_shift > 0:
-            prods = round_shift(cols[..., None] * w[None, None], self.product_shift, self.accum.rounding)
-            y = prods.sum(axis=2) if self.depthwise else prods.sum(axis=(2, 3))
+            # Every product is rounded on its own, so there is no matrix product: a few million
+            # products at a time (a whole batch's can take gigabytes and minutes of swapping).
+            flat = cols.reshape(N * P, T, C)
+            rows = max(1, (1 << 21) // max(T * C * w.shape[2], 1))
+            parts = []
+            for r0 in range(0, N * P, rows):
+                prods = round_shift(flat[r0 : r0 + rows, ..., None] * w[None], self.product_shift, self.accum.rounding)
+                parts.append(prods.sum(axis=1) if self.depthwise else prods.sum(axis=(1, 2)))
+            y = np.concatenate(parts) if parts else np.zeros((0,) + (w.shape[1:] if self.depthwise else w.shape[2:]), dtype=x.dtype)
+            y = y.reshape((N, P) + y.shape[1:])
         elif self.depthwise:
             y = np.stack([np.dot(cols[:, :, :, c], w[:, c, :]) for c in range(C)], axis=2)  # (N, P, C, M)
         else:
