@@ -170,11 +170,23 @@ def _check_inputs(proto: onnx.ModelProto) -> None:
             )
 
 
+_FOLD = object()  # the place of qonnx's FoldConstants in the cleanup
+_NOT_FOLDED = ["Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear"]
+
+
+def _foldable(model) -> bool:
+    """Whether qonnx's FoldConstants could change the model: a node other than a quantizer whose
+    inputs are all initializers, or a Shape node."""
+    return any(
+        n.op_type == "Shape" or (n.op_type not in _NOT_FOLDED and all(model.get_initializer(i) is not None for i in n.input))
+        for n in model.graph.node
+    )
+
+
 def _cleanup(proto: onnx.ModelProto) -> onnx.ModelProto:
     """qonnx's cleanup (shape inference, constant folding) keeping the model's own node and tensor
     names, so configuration keys and reports use the names the user sees in the model."""
     from qonnx.core.modelwrapper import ModelWrapper
-    from qonnx.transformation.fold_constants import FoldConstants
     from qonnx.transformation.general import (
         GiveUniqueParameterTensors,
         RemoveStaticGraphInputs,
@@ -194,7 +206,7 @@ def _cleanup(proto: onnx.ModelProto) -> onnx.ModelProto:
     steps = [
         InferShapes(),
         GiveUniqueParameterTensors(),
-        FoldConstants(exclude_op_types=["Quant", "BipolarQuant", "QuantizeLinear", "DequantizeLinear"]),
+        _FOLD,
         FoldTransposeIntoQuantInit(),
         RemoveUnusedTensors(),
         RemoveStaticGraphInputs(),
@@ -203,6 +215,13 @@ def _cleanup(proto: onnx.ModelProto) -> onnx.ModelProto:
     model = ModelWrapper(proto)
     try:
         for step in steps:
+            if step is _FOLD:
+                if not _foldable(model):
+                    continue
+                # qonnx's constant folding runs nodes in onnxruntime, which takes a while to import.
+                from qonnx.transformation.fold_constants import FoldConstants
+
+                step = FoldConstants(exclude_op_types=_NOT_FOLDED)
             model = model.transform(step)
     except Exception as e:
         if "Circular dependencies" in str(e):

@@ -1,21 +1,32 @@
 from __future__ import annotations
 
-from amaranth.hdl import Cat, Const, Shape, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Format, Shape, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from rtlgen.fixed import FixedType
 
-__all__ = ["shape_of", "vector_stream", "Layer", "drive_lanes"]
+__all__ = ["shape_of", "vector_stream", "LaneLayout", "Layer", "drive_lanes"]
 
 
 def shape_of(t: FixedType) -> Shape:
     return signed(t.width) if t.signed else unsigned(t.width)
 
 
+class LaneLayout(data.ArrayLayout):
+    """``data.ArrayLayout`` whose signals display as one value.
+
+    Amaranth gives every signal of an array layout a display format with one entry per lane and
+    a named debug field per lane in the netlist; for layers thousands of lanes wide that work
+    dominated elaboration. Lanes are still indexed as in any array layout."""
+
+    def format(self, value, format_spec):
+        return Format("{}", Value.cast(value))
+
+
 def vector_stream(t: FixedType, lanes: int) -> stream.Signature:
     """A stream carrying one whole vector of ``lanes`` fixed-point values per transfer."""
-    return stream.Signature(data.ArrayLayout(shape_of(t), lanes))
+    return stream.Signature(LaneLayout(shape_of(t), lanes))
 
 
 def drive_lanes(m, payload, values) -> None:

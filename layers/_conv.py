@@ -98,6 +98,142 @@ class ConvReuse(Layer):
         return signed(max(bound.bit_length() + 2, 2))
 
     def elaborate(self, platform):
+        from ._verilog import TextModules
+
+        if isinstance(platform, TextModules):
+            return platform.instance(self, "conv_reuse", self.verilog)
+        return self._amaranth()
+
+    def verilog(self, name: str) -> str:
+        """This layer as a Verilog module ``name``, cycle for cycle and bit for bit the same as the
+        Amaranth form (ports ``clk rst i_valid i_ready i_payload o_valid o_ready o_payload``).
+
+        Amaranth lowers every multiplexer, multiplier and adder bit by bit, which took minutes
+        for a layer of thousands of multipliers; the text is written in well under a second. Every
+        arithmetic wire is signed and as wide as its exact range, so sums and products are exact;
+        registers keep the low bits, which the accumulator's bound makes lossless."""
+        from ._verilog import round_up_bit, signed_const, signed_width
+
+        C, Gk, Q = self.cycles, self.key_chunks, self.channels
+        t_in, t_out = self.in_type, self.out_type
+        wi, wo, ni, no = t_in.width, t_out.width, self.n_in, self.n_out
+        xlo, xhi = t_in.min_mantissa, t_in.max_mantissa
+        aw = self._acc_shape().width
+        cw = max(C - 1, 1).bit_length()
+        decl, body = [], []
+        n = [0]
+
+        def wire(expr, lo, hi, at_least=1):
+            w = max(signed_width(lo, hi), at_least)
+            nm = f"w{n[0]}"
+            n[0] += 1
+            decl.append(f"  wire signed [{w - 1}:0] {nm};")
+            body.append(f"  assign {nm} = {expr};")
+            return nm, lo, hi, w
+
+        def as_signed(bits):
+            return bits if t_in.signed else f"$signed({{1'b0, {bits}}})"
+
+        selects: dict[tuple, tuple] = {}  # one multiplexer per distinct lane sequence
+
+        def select(seq):
+            if seq not in selects:
+                lo, hi = (0, 0) if all(i < 0 for i in seq) else (xlo, xhi)
+                if len(set(seq)) == 1:
+                    selects[seq] = wire(as_signed(f"x{seq[0]}") if seq[0] >= 0 else "2'sh0", lo, hi)
+                else:
+                    word = "{" + ", ".join(f"x{i}" if i >= 0 else f"{wi}'d0" for i in reversed(seq)) + "}"
+                    v = f"v{n[0]}"
+                    n[0] += 1
+                    decl.append(f"  wire [{C * wi - 1}:0] {v};")
+                    body.append(f"  assign {v} = {word};")
+                    selects[seq] = wire(as_signed(f"{v}[cnt * {wi} +: {wi}]"), lo, hi)
+            return selects[seq]
+
+        wmax = int(np.abs(self.weights).max(initial=0))
+        wb = max(wmax.bit_length() + 1, 2)
+        shift, acc = self.product_shift, self.accum
+        rounded = acc is not None and shift > 0
+        partial = {}  # (s, q) -> the slot's sum of products in the current cycle
+        for s in range(self.per_pos):
+            for q in range(Q):
+                terms = []
+                for r in range(self.per_key):
+                    seq, ws = self._slot_terms(s, q, r)
+                    used = [w for w in ws if w is not None]
+                    if not used:
+                        continue
+                    x = select(tuple(seq))
+                    lo, hi = min(min(xlo * w, xhi * w) for w in used), max(max(xlo * w, xhi * w) for w in used)
+                    lo, hi = min(lo, 0), max(hi, 0)
+                    if len(set(used)) == 1:
+                        wexpr = signed_const(used[0])
+                    else:
+                        packed = sum(((used[0] if w is None else w) & ((1 << wb) - 1)) << (k * wb) for k, w in enumerate(ws))
+                        wexpr = f"$signed(wsel{n[0]})"
+                        decl.append(f"  wire [{wb - 1}:0] wsel{n[0]};")
+                        body.append(f"  assign wsel{n[0]} = {C * wb}'h{packed:x} >> (cnt * {wb});")
+                        n[0] += 1
+                    # At least one bit above the dropped ones: the sign is read from there.
+                    p = wire(f"{x[0]} * {wexpr}", lo, hi, shift + 1 if rounded else 1)
+                    if rounded:
+                        up = round_up_bit(p[0], p[3], shift, acc.rounding)
+                        p = wire(f"({p[0]} >>> {shift}) + $signed({{1'b0, {up}}})", lo >> shift, -((-hi) >> shift))
+                    terms.append(p)
+                if terms:
+                    lo, hi = sum(t[1] for t in terms), sum(t[2] for t in terms)
+                    partial[s, q] = wire(" + ".join(t[0] for t in terms), lo, hi)
+        regs, last_regs = [], []
+        for o in range(no):
+            pos, q = divmod(o, Q)
+            g, s = divmod(pos, self.per_pos)
+            first = g * Gk
+            bias = signed_const(int(self.bias[o]) if self.bias is not None else 0)
+            base = bias if Gk == 1 else f"((cnt == {cw}'d{first}) ? {bias} : acc{o})"
+            p = partial.get((s, q))
+            value = f"{base} + {p[0]}" if p is not None else base
+            v = f"u{o}"
+            decl.append(f"  wire signed [{aw + 1}:0] {v};")
+            body.append(f"  assign {v} = {value};")
+            active = f"(cnt == {cw}'d{first})" if Gk == 1 else f"(cnt >= {first}) & (cnt < {first + Gk})"
+            regs.append(f"      if ({active}) acc{o} <= {v}[{aw - 1}:0];")
+            final = f"{v}[{aw - 1}:0]" if g == self.pos_groups - 1 else f"acc{o}"
+            last_regs.append(f"        out{o} <= {final};")
+        ow = max(wo, aw)
+        outs = []
+        for o in range(no):
+            decl.append(f"  wire signed [{ow - 1}:0] y{o};")
+            body.append(f"  assign y{o} = out{o};")
+            outs.append(f"y{o}[{wo - 1}:0]")
+        return "\n".join([
+            "/* verilator lint_off WIDTH */",
+            f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
+            "  input clk;", "  input rst;", "  input i_valid;", "  output i_ready;",
+            f"  input [{ni * wi - 1}:0] i_payload;", "  output o_valid;", "  input o_ready;",
+            f"  output [{no * wo - 1}:0] o_payload;",
+            "  reg valid = 1'b0;", "  reg busy = 1'b0;", f"  reg [{cw - 1}:0] cnt = {cw}'d0;",
+            *[f"  reg [{wi - 1}:0] x{i} = {wi}'d0;" for i in range(ni)],
+            *[f"  reg signed [{aw - 1}:0] acc{o} = {aw}'sd0;" for o in range(no)],
+            *[f"  reg signed [{aw - 1}:0] out{o} = {aw}'sd0;" for o in range(no)],
+            "  wire last, out_free, advance;", *decl,
+            f"  assign last = busy & (cnt == {cw}'d{C - 1});", "  assign out_free = ~valid | o_ready;",
+            "  assign advance = busy & (~last | out_free);", "  assign i_ready = ~busy | (last & out_free);",
+            "  assign o_valid = valid;", *body,
+            "  always @(posedge clk) begin",
+            "    if (o_ready) valid <= 1'b0;",
+            "    if (advance) begin", f"      cnt <= cnt + {cw}'d1;", *regs,
+            "      if (last) begin", *last_regs, "        valid <= 1'b1;", "        busy <= 1'b0;", f"        cnt <= {cw}'d0;", "      end",
+            "    end",
+            "    if (i_valid & i_ready) begin",
+            *[f"      x{i} <= i_payload[{i * wi + wi - 1}:{i * wi}];" for i in range(ni)],
+            "      busy <= 1'b1;", f"      cnt <= {cw}'d0;", "    end",
+            "    if (rst) begin", "      valid <= 1'b0;", "      busy <= 1'b0;", f"      cnt <= {cw}'d0;", "    end",
+            "  end",
+            f"  assign o_payload = {{{', '.join(reversed(outs))}}};",
+            "endmodule", "/* verilator lint_on WIDTH */", "",
+        ])  # fmt: skip
+
+    def _amaranth(self):
         m = Module()
         C, Gk = self.cycles, self.key_chunks
         acc_shape = self._acc_shape()

@@ -59,6 +59,60 @@ class WindowBuffer(Layer):
         return int(np.argmax(~self.pad))
 
     def elaborate(self, platform):
+        from ._verilog import TextModules
+
+        if isinstance(platform, TextModules):
+            return platform.instance(self, "window", self.verilog)
+        return self._amaranth()
+
+    def verilog(self, name: str) -> str:
+        """This line buffer as a Verilog module ``name``, cycle for cycle the same as the Amaranth
+        form (a window is tens of thousands of bits wide, which Amaranth lowers bit by bit)."""
+        (H, W, C), (kh, kw), (dy, dx), (sy, sx) = self.in_shape, self.kernel, self.dilation, self.stride
+        (pt, _), (pl, _) = self.padding
+        Hp, Wp = self.Hp, self.Wp
+        pix = C * self.in_type.width
+        offsets = [(kh - 1 - ky) * dy * Wp + (kw - 1 - kx) * dx for ky in range(kh) for kx in range(kw)]
+        depth = max(offsets)
+        ry0, rx0 = (-(kh - 1) * dy) % sy, (-(kw - 1) * dx) % sx
+        vyw, vxw = max(Hp - 1, 1).bit_length(), max(Wp - 1, 1).bit_length()
+        ryw, rxw = max(sy - 1, 1).bit_length(), max(sx - 1, 1).bit_length()
+        window = "{" + ", ".join("pixel" if d == 0 else f"line{d - 1}" for d in reversed(offsets)) + "}"
+        pad = [f"(vy < {pt})" if pt else "", f"(vy >= {pt + H})", f"(vx < {pl})" if pl else "", f"(vx >= {pl + W})"]
+        return "\n".join([
+            f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
+            "  input clk;", "  input rst;", "  input i_valid;", "  output i_ready;",
+            f"  input [{pix - 1}:0] i_payload;", "  output o_valid;", "  input o_ready;",
+            f"  output [{len(offsets) * pix - 1}:0] o_payload;",
+            "  reg valid = 1'b0;", f"  reg [{len(offsets) * pix - 1}:0] out = {len(offsets) * pix}'d0;",
+            *[f"  reg [{pix - 1}:0] line{j} = {pix}'d0;" for j in range(depth)],
+            f"  reg [{vyw - 1}:0] vy = {vyw}'d0;", f"  reg [{vxw - 1}:0] vx = {vxw}'d0;",
+            f"  reg [{ryw - 1}:0] ry = {ryw}'d{ry0};", f"  reg [{rxw - 1}:0] rx = {rxw}'d{rx0};",
+            "  wire is_pad, emit, step, step_ok;", f"  wire [{pix - 1}:0] pixel;",
+            f"  assign is_pad = {' | '.join(p for p in pad if p)};",
+            f"  assign emit = (vy >= {(kh - 1) * dy}) & (vx >= {(kw - 1) * dx}) & (ry == 0) & (rx == 0);",
+            f"  assign pixel = is_pad ? {pix}'d0 : i_payload;",
+            "  assign step_ok = ~valid | o_ready;", "  assign i_ready = step_ok & ~is_pad;",
+            "  assign step = step_ok & (is_pad | i_valid);", "  assign o_valid = valid;", "  assign o_payload = out;",
+            "  always @(posedge clk) begin",
+            "    if (step) begin",
+            *(["      line0 <= pixel;"] if depth else []), *[f"      line{j} <= line{j - 1};" for j in range(1, depth)],
+            "      valid <= emit;", f"      out <= {window};",
+            f"      if (vx == {Wp - 1}) begin",
+            f"        vx <= {vxw}'d0;", f"        rx <= {rxw}'d{rx0};",
+            f"        if (vy == {Hp - 1}) begin", f"          vy <= {vyw}'d0;", f"          ry <= {ryw}'d{ry0};",
+            "        end else begin", f"          vy <= vy + {vyw}'d1;", f"          ry <= (ry == {sy - 1}) ? {ryw}'d0 : ry + {ryw}'d1;", "        end",
+            "      end else begin",
+            f"        vx <= vx + {vxw}'d1;", f"        rx <= (rx == {sx - 1}) ? {rxw}'d0 : rx + {rxw}'d1;", "      end",
+            "    end else if (o_ready) valid <= 1'b0;",
+            "    if (rst) begin",
+            "      valid <= 1'b0;", f"      vy <= {vyw}'d0;", f"      vx <= {vxw}'d0;", f"      ry <= {ryw}'d{ry0};", f"      rx <= {rxw}'d{rx0};",
+            "    end",
+            "  end",
+            "endmodule", "",
+        ])  # fmt: skip
+
+    def _amaranth(self):
         m = Module()
         (H, W, C), (kh, kw), (dy, dx), (sy, sx) = self.in_shape, self.kernel, self.dilation, self.stride
         (pt, _), (pl, _) = self.padding
@@ -119,6 +173,36 @@ class Deserializer(Layer):
         return self.beats
 
     def elaborate(self, platform):
+        from ._verilog import TextModules
+
+        if isinstance(platform, TextModules):
+            return platform.instance(self, "deserializer", self.verilog)
+        return self._amaranth()
+
+    def verilog(self, name: str) -> str:
+        """This block as a Verilog module ``name``, cycle for cycle the same as the Amaranth form."""
+        n, w = self.beats, self.n_in * self.in_type.width
+        cw = max(n - 1, 1).bit_length()
+        return "\n".join([
+            f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
+            "  input clk;", "  input rst;", "  input i_valid;", "  output i_ready;",
+            f"  input [{w - 1}:0] i_payload;", "  output o_valid;", "  input o_ready;", f"  output [{n * w - 1}:0] o_payload;",
+            "  reg valid = 1'b0;", f"  reg [{cw - 1}:0] count = {cw}'d0;", *[f"  reg [{w - 1}:0] slot{j} = {w}'d0;" for j in range(n)],
+            "  assign o_valid = valid;", "  assign i_ready = ~valid | o_ready;",
+            "  assign o_payload = {" + ", ".join(f"slot{j}" for j in reversed(range(n))) + "};",
+            "  always @(posedge clk) begin",
+            "    if (valid & o_ready) valid <= 1'b0;",
+            "    if (i_valid & i_ready) begin",
+            *[f"      if (count == {cw}'d{j}) slot{j} <= i_payload;" for j in range(n)],
+            f"      if (count == {cw}'d{n - 1}) begin", f"        count <= {cw}'d0;", "        valid <= 1'b1;",
+            f"      end else count <= count + {cw}'d1;",
+            "    end",
+            "    if (rst) begin", "      valid <= 1'b0;", f"      count <= {cw}'d0;", "    end",
+            "  end",
+            "endmodule", "",
+        ])  # fmt: skip
+
+    def _amaranth(self):
         m = Module()
         n, w = self.beats, self.n_in * self.in_type.width
         slots = [Signal(w, name=f"slot{j}", reset_less=True) for j in range(n)]

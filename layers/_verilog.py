@@ -54,3 +54,28 @@ def to_verilog(top, name: str) -> str:
     mods = TextModules(name)
     text = verilog.convert(top, name=name, emit_src=False, platform=mods)
     return text + "".join(mods.texts.values())
+
+
+def round_up_bit(p: str, width: int, shift: int, rounding: str) -> str:
+    """The Verilog bit that rounds the signed wire ``p`` (``width`` bits) up after dropping its
+    ``shift`` low bits, in hls4ml's rounding mode ``rounding`` (the value is ``(p >>> shift) + bit``),
+    as :func:`rtlgen.layers.requantize` rounds."""
+    rem, half = f"{p}[{shift - 1}:0]", 1 << (shift - 1)
+    neg = f"{p}[{width - 1}]"
+    above, at, nz = f"({rem} > {shift}'d{half})", f"({rem} == {shift}'d{half})", f"({rem} != 0)"
+    return {
+        "TRN": "1'b0", "TRN_ZERO": f"{neg} & {nz}", "RND": f"{above} | {at}", "RND_MIN_INF": above,
+        "RND_ZERO": f"{above} | ({at} & {neg})", "RND_INF": f"{above} | ({at} & ~{neg})",
+        "RND_CONV": f"{above} | ({at} & {p}[{shift}])",
+    }[rounding]  # fmt: skip
+
+
+def signed_width(lo: int, hi: int) -> int:
+    """Bits of a signed wire holding every integer in ``[lo, hi]``."""
+    return max(lo.bit_length() if lo >= 0 else (-lo - 1).bit_length(), hi.bit_length() if hi >= 0 else (-hi - 1).bit_length()) + 1
+
+
+def signed_const(v: int) -> str:
+    """``v`` as a signed Verilog literal as wide as it needs."""
+    w = signed_width(v, v)
+    return f"{w}'sh{v % (1 << w):x}"

@@ -40,11 +40,10 @@ code{background:#f0f2f5;padding:1px 4px;border-radius:3px}
 
 
 def plots_available() -> bool:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    # Found, not imported: a build draws its plots without matplotlib (synthesis plots import it).
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _e(v) -> str:
@@ -109,33 +108,56 @@ def _figure(w, h, cols=1, **kw):
     return fig, fig.subplots(1, cols, **kw)
 
 
+def _bar_chart(labels: list[str], rows: list[list[tuple]], total: float, title: str, xlabel: str, legend=()) -> str:
+    """A horizontal bar chart as plain SVG (what a build draws: no matplotlib, which takes longer to
+    import than the rest of a small build). ``rows[i]``: per label, ``(start, length, color)``
+    bars (``length`` 0: a tick) stacked in the row; ``legend``: ``(name, color)`` pairs."""
+    left, width, row_h, top = 8 + 6.2 * max((len(s) for s in labels), default=1), 560.0, 22, 30
+    height = top + row_h * max(len(labels), 1) + 40
+    total = total or 1
+    x = lambda v: left + width * v / total  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 20:.0f}" height="{height}" '
+           f'font-family="sans-serif" font-size="11">',
+           f'<text x="{left + width / 2:.1f}" y="16" text-anchor="middle" font-size="12">{_e(title)}</text>']  # fmt: skip
+    step = next(v for v in (m * 10**e for e in range(30) for m in (1, 2, 5)) if total / v <= 10)  # at most 11 ticks
+    axis_y = top + row_h * max(len(labels), 1)
+    for t in range(0, int(total) + 1, step):
+        out.append(f'<line x1="{x(t):.1f}" y1="{top}" x2="{x(t):.1f}" y2="{axis_y}" stroke="#ddd"/>'
+                   f'<text x="{x(t):.1f}" y="{axis_y + 14}" text-anchor="middle">{t:,}</text>')  # fmt: skip
+    out.append(f'<text x="{left + width / 2:.1f}" y="{axis_y + 32}" text-anchor="middle">{_e(xlabel)}</text>')
+    for i, (label, bars) in enumerate(zip(labels, rows)):
+        y = top + row_h * i
+        out.append(f'<text x="{left - 6:.1f}" y="{y + row_h / 2 + 4:.1f}" text-anchor="end">{_e(label)}</text>')
+        n = max(len(bars), 1)
+        for k, (start, length, color) in enumerate(bars):
+            h = (row_h - 6) / n
+            y0 = y + 3 + k * h
+            if length > 0:
+                out.append(f'<rect x="{x(start):.1f}" y="{y0:.1f}" width="{max(x(start + length) - x(start), 1):.1f}" height="{h:.1f}" fill="{color}"/>')
+            else:
+                out.append(f'<line x1="{x(start):.1f}" y1="{y0:.1f}" x2="{x(start):.1f}" y2="{y0 + h:.1f}" stroke="{color}" stroke-width="2"/>')
+    for k, (name, color) in enumerate(legend):
+        lx = left + width - 150
+        out.append(f'<rect x="{lx}" y="{top + 4 + 16 * k}" width="10" height="10" fill="{color}"/>'
+                   f'<text x="{lx + 14}" y="{top + 13 + 16 * k}">{_e(name)}</text>')  # fmt: skip
+    out.append("</svg>")
+    return "".join(out)
+
+
 def timeline_svg(report: dict, fmax_mhz: float | None = None, estimated: bool = False) -> str:
     """Each layer as a bar from the cycle its input is valid to the cycle its output is."""
     layers = [lay for lay in report.get("layers", []) if "start_cycle" in lay]
-    n = max(len(layers), 1)
-    fig, ax = _figure(9, 0.9 + 0.28 * n)
     total = max([report.get("latency_cycles") or 0] + [lay["end_cycle"] for lay in layers]) or 1
-    for i, lay in enumerate(layers):
+    rows = []
+    for lay in layers:
         start, lat = lay["start_cycle"], lay["end_cycle"] - lay["start_cycle"]
-        if lat > 0:
-            ax.barh(i, lat, left=start, color="#4c72b0", height=0.6)
-        else:  # combinational: a tick where the data passes through
-            ax.plot([start], [i], marker="|", markersize=12, color="#c44e52", mew=2)
-    ax.set_yticks(range(len(layers)))
-    ax.set_yticklabels([f"{lay['name']} ({lay['op']})" for lay in layers], fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlim(0, total + 0.5)
-    ax.set_xlabel("clock cycle (bars: registered stages; ticks: combinational layers)")
-    ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.grid(axis="x", alpha=0.3)
+        rows.append([(start, lat, "#4c72b0")] if lat > 0 else [(start, 0, "#c44e52")])
     interval = report.get("interval_cycles")
     title = f"latency {report.get('latency_cycles')} cycles, a new input every {interval} cycle(s)"
     if fmax_mhz:
         title += f"; {1000.0 * total / fmax_mhz:.1f} ns at {'~' if estimated else ''}{fmax_mhz:g} MHz{' (estimate)' if estimated else ''}"
-        sec = ax.secondary_xaxis("top", functions=(lambda c: c * 1000.0 / fmax_mhz, lambda t: t * fmax_mhz / 1000.0))
-        sec.set_xlabel("ns", fontsize=8)
-    ax.set_title(title, fontsize=10)
-    return _svg(fig)
+    labels = [f"{lay['name']} ({lay['op']})" for lay in layers]
+    return _bar_chart(labels, rows, total, title, "clock cycle (bars: registered stages; ticks: combinational layers)")
 
 
 def resources_svg(result: dict, layer_names: list[str]) -> str:
@@ -185,17 +207,10 @@ def utilisation_svg(result: dict) -> str:
 def weights_svg(report: dict) -> str:
     """Weights and multipliers per layer: a picture of where the arithmetic is, before synthesis."""
     rows = [lay for lay in report.get("layers", []) if lay.get("weights")]
-    fig, ax = _figure(8, 0.9 + 0.3 * max(len(rows), 1))
-    y = range(len(rows))
-    ax.barh([i - 0.2 for i in y], [r["weights"] for r in rows], height=0.4, color="#4c72b0", label="weights")
-    ax.barh([i + 0.2 for i in y], [r.get("nonzero_weights", 0) for r in rows], height=0.4, color="#55a868", label="nonzero weights")
-    ax.set_yticks(list(y))
-    ax.set_yticklabels([f"{r['name']} (R={r.get('reuse_factor', 1)})" for r in rows], fontsize=8)
-    ax.invert_yaxis()
-    ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title("weights per layer", fontsize=10)
-    return _svg(fig)
+    bars = [[(0, r["weights"], "#4c72b0"), (0, r.get("nonzero_weights", 0), "#55a868")] for r in rows]
+    labels = [f"{r['name']} (R={r.get('reuse_factor', 1)})" for r in rows]
+    total = max((r["weights"] for r in rows), default=1)
+    return _bar_chart(labels, bars, total, "weights per layer", "weights", legend=(("weights", "#4c72b0"), ("nonzero weights", "#55a868")))
 
 
 # -- the page -----------------------------------------------------------------------------------------

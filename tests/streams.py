@@ -87,3 +87,30 @@ def _simulate(duts, bench):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+
+
+def run_text_form(dut, xs, ref, tmp_path, seed):
+    """The Verilog text ``to_verilog`` writes for the layer ``dut``, in a simulator under random
+    stalls, against ``ref``; returns the text."""
+    import pytest
+
+    from rtlgen.layers._verilog import to_verilog
+    from rtlgen.sim.runner import available_simulators, run, write_testbench
+
+    sims = available_simulators()
+    if not sims:
+        pytest.skip("no HDL simulator")
+    text = to_verilog(dut, "top")
+    (tmp_path / "rtl").mkdir()
+    (tmp_path / "rtl" / "top.v").write_text(text)
+    tin, tout = dut.in_type, dut.out_type
+    meta = dict(
+        toplevel="top", in_lanes=dut.n_in, in_width=tin.width, in_signed=tin.signed, out_lanes=dut.n_out,
+        out_width=tout.width, out_signed=tout.signed, latency=dut.latency, interval=dut.initiation_interval,
+        verilog_sources=["../rtl/top.v"],
+    )  # fmt: skip
+    write_testbench(tmp_path / "tb", xs, ref, meta)
+    sim = "icarus" if "icarus" in sims else sims[0]
+    res = run(tmp_path / "tb", simulator=sim, stall="random", seed=seed)
+    assert res["passed"] and res["mismatches"] == 0, res.get("first_mismatches")
+    return text

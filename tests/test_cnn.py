@@ -342,6 +342,26 @@ def test_conv_reuse_layer_bit_exact_with_measured_timing(kind, reuse):
     assert np.array_equal(outs2, ref)
 
 
+@pytest.mark.parametrize("kind,reuse,signed", [("conv2d", 8, True), ("depthwise", 27, False), ("conv1d", 12, True), ("accum", 3, True), ("accum", 18, False)])
+def test_conv_reuse_text_form_is_bit_exact(kind, reuse, signed, tmp_path):
+    """The Verilog text a build writes for a time-multiplexed convolution (position groups, tap
+    chunks, weight tables, products rounded one by one, unsigned inputs) equals the golden model."""
+    from streams import run_text_form
+
+    from rtlgen.ir import Tensor
+
+    rng = np.random.default_rng(100 + reuse)
+    op = _conv_case(kind, rng)
+    op.reuse_factor = reuse
+    tin = FixedType(8, 3, signed)
+    src = Tensor("x", op.in_shape, tin)
+    dst = Tensor("y", op.out_shape, op.accum or FixedType(16, 16, True))
+    xs = rng.integers(tin.min_mantissa, tin.max_mantissa + 1, (60, src.size))
+    ref = op.golden(xs, src, dst)
+    text = run_text_form(hardware(op, [src], dst), xs, ref, tmp_path, seed=reuse)
+    assert "module top__conv_reuse0" in text
+
+
 def test_conv_reuse_shares_multipliers():
     from rtlgen.layers._conv import ConvReuse
 

@@ -101,6 +101,30 @@ def test_dense_reuse_multiplier_count():
     Fragment.get(dut, None)  # it must also elaborate
 
 
+@pytest.mark.parametrize(
+    "n_in,n_out,reuse,rounding,signed",
+    [(10, 4, 3, "TRN", True), (10, 4, 20, "RND_CONV", False), (10, 4, 40, None, True), (70, 12, 70, "RND", True)],
+)
+def test_dense_reuse_text_form_is_bit_exact(n_in, n_out, reuse, rounding, signed, tmp_path):
+    """The Verilog text a build writes for a time-multiplexed dense layer (output groups, a weight
+    ROM of logic or block RAM, products rounded one by one, unsigned inputs) equals the golden model."""
+    from streams import run_text_form
+
+    rng = np.random.default_rng(reuse + 200)
+    w, b = _random_dense(rng, n_in, n_out, wbits=6)
+    tin = FixedType(8, 3, signed)
+    kw = {}
+    if rounding:
+        kw = {"accum": FixedType(10, 6, True, rounding, "WRAP"), "product_shift": 3}
+        b = b // 8
+    op = Dense(w, b, reuse_factor=reuse, **kw)
+    xs = rng.integers(tin.min_mantissa, tin.max_mantissa + 1, (40, n_in))
+    ref = op.golden(xs, None, None)
+    dut = DenseReuse(tin, kw.get("accum", FixedType(16, 10, True)), weight=w, bias=b, reuse_factor=reuse, **kw)
+    text = run_text_form(dut, xs, ref, tmp_path, seed=reuse)
+    assert "module top__dense_reuse0" in text and ('rom_style = "block"' in text) == (n_in == 70)
+
+
 def test_threshold_layer_both_directions():
     rng = np.random.default_rng(3)
     th = np.sort(rng.integers(-40, 40, (6, 3)), axis=1)

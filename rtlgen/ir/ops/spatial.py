@@ -134,8 +134,29 @@ class Conv(Op):
         cols = xp[:, np.where(win >= 0, win, xp.shape[1] - 1)]  # (N, P, T, C); padding reads the zero
         N, P, T, C = cols.shape
         if self.accum is not None and self.product_shift > 0:
-            prods = round_shift(cols[..., None] * w[None, None], self.product_shift, self.accum.rounding)
-            y = prods.sum(axis=2) if self.depthwise else prods.sum(axis=(2, 3))
+            # Every product is rounded on its own, so there is no matrix product: a few million
+            # products at a time (a whole batch's can take gigabytes and minutes of swapping).
+            flat = cols.reshape(N * P, T, C)
+            shift, mode = self.product_shift, self.accum.rounding
+            # Products that fit int32 (the usual 16-bit operands) are rounded in int32, in blocks
+            # that stay in the core's cache: half the memory traffic of int64. Floor-based modes
+            # only (truncation, half up): their rounding is one add and one shift.
+            pmax = int(np.abs(x).max(initial=0)) * int(np.abs(w).max(initial=0)) + (1 << shift)
+            narrow = x.dtype != object and pmax < 1 << 31 and mode in ("TRN", "RND")
+            if narrow:
+                flat, w = flat.astype(np.int32), w.astype(np.int32)
+            rows = max(1, (1 << (18 if narrow else 21)) // max(T * C * w.shape[2], 1))
+            parts = []
+            for r0 in range(0, N * P, rows):
+                prods = flat[r0 : r0 + rows, ..., None] * w[None]
+                if narrow:
+                    prods = (prods + (1 << (shift - 1)) if mode == "RND" else prods) >> shift
+                else:
+                    prods = round_shift(prods, shift, mode)
+                parts.append(prods.sum(axis=1, dtype=prods.dtype if prods.dtype == object else np.int64) if self.depthwise
+                             else prods.sum(axis=(1, 2), dtype=prods.dtype if prods.dtype == object else np.int64))  # fmt: skip
+            y = np.concatenate(parts) if parts else np.zeros((0,) + (w.shape[1:] if self.depthwise else w.shape[2:]), dtype=x.dtype)
+            y = y.reshape((N, P) + y.shape[1:])
         elif self.depthwise:
             y = np.stack([np.dot(cols[:, :, :, c], w[:, c, :]) for c in range(C)], axis=2)  # (N, P, C, M)
         else:
