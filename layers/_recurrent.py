@@ -22,12 +22,18 @@ from amaranth.lib.memory import Memory
 from rtlgen.fixed import FixedType
 from rtlgen.ir.ops.recurrent import GRU, LSTM, SimpleRNN, activation_op
 from rtlgen.plan.adders import _bits
-from rtlgen.plan.recurrent import ADDER_LEVELS, cell_graphs, cell_latency
+from rtlgen.plan.recurrent import (
+    ADDER_LEVELS,
+    cell_graphs,
+    cell_latency,
+    cell_reuse,
+    shared_multipliers,
+)
 
 from ._activation import PwlLayer
 from ._adders import AdderGraphLayer
 from ._common import Layer, drive_lanes, shape_of
-from ._dense import _select
+from ._dense import DenseReuse, _acc_shape, _select
 from ._elementwise import requantize
 from ._registry import register
 
@@ -65,11 +71,14 @@ class _Cell:
     """Builds the pipelined cell into a module; tables are shared ROMs created on first use.
 
     ``enable``: the stall signal of the pipeline registers (the unrolled schedule), or None for
-    registers that load every cycle (the reused schedule holds the cell's inputs instead)."""
+    registers that load every cycle (the reused schedule holds the cell's inputs instead).
+    ``start(k)``: in the reused schedule, a signal that is high in the step's cycle ``k``; at a
+    reuse factor above 1 it starts the products on shared multipliers."""
 
-    def __init__(self, op, in_type: FixedType, enable=None):
-        self.op, self.in_type, self.enable = op, in_type, enable
+    def __init__(self, op, in_type: FixedType, enable=None, start=None):
+        self.op, self.in_type, self.enable, self.start = op, in_type, enable, start
         self.graphs = cell_graphs(op, in_type)
+        self.reuse = cell_reuse(op)
         self.latency = cell_latency(op, in_type)
         self.roms: dict = {}
         self.w = None
@@ -99,28 +108,38 @@ class _Cell:
         return out
 
     def graph(self, k: int, lanes: list, *carry):
-        """Graph ``k``'s exact outputs for the input ``lanes``, and the ``carry`` groups delayed
-        by as many registers as the graph has."""
+        """Product ``k``'s exact outputs for the input ``lanes``, and the ``carry`` groups delayed
+        by as many registers as the product takes cycles."""
         cg = self.graphs[k]
-        g = cg.graph
+        n_out = cg.weight.shape[1]
         w_in = max(len(v) + (not v.shape().signed) for v in lanes)
-        bounds = [(0, 0)]
-        for ref in g.outputs:
-            if ref is not None:
-                s, sh, sign = ref
-                lo, hi = g.lo[s] << sh, g.hi[s] << sh
-                bounds.append((lo, hi) if sign > 0 else (-hi, -lo))
-        w_out = max(_bits(lo, hi)[0] + (lo >= 0) for lo, hi in bounds)
-        layer = AdderGraphLayer(FixedType(w_in, w_in, True), FixedType(w_out, w_out - cg.frac, True), g, n_in=len(lanes), adder_levels=ADDER_LEVELS)
-        assert layer.latency == cg.stages
+        t_in = FixedType(w_in, w_in, True)
+        if self.reuse > 1:
+            w_out = _acc_shape(cg.weight, t_in, cg.bias).width
+            layer = DenseReuse(t_in, FixedType(w_out, w_out - cg.frac, True), weight=cg.weight, bias=cg.bias, reuse_factor=min(self.reuse, cg.weight.size))
+            # The inputs hold from this cycle of the step on and the outputs stay registered
+            # until the next step's product completes: one start per step, no handshake.
+            valid, ready = self.start(self.stage), 1
+        else:
+            g = cg.graph
+            bounds = [(0, 0)]
+            for ref in g.outputs:
+                if ref is not None:
+                    s, sh, sign = ref
+                    lo, hi = g.lo[s] << sh, g.hi[s] << sh
+                    bounds.append((lo, hi) if sign > 0 else (-hi, -lo))
+            w_out = max(_bits(lo, hi)[0] + (lo >= 0) for lo, hi in bounds)
+            layer = AdderGraphLayer(t_in, FixedType(w_out, w_out - cg.frac, True), g, n_in=len(lanes), adder_levels=ADDER_LEVELS)
+            # The graph's own handshake always holds data and stalls with the cell: its pipeline
+            # is full from its first `stages` cycles on, long before the cell's output can stall.
+            valid, ready = 1, 1 if self.enable is None else self.enable
+        assert layer.latency == cg.stages(self.reuse)
         self.m.submodules[f"{self.prefix}graph{k}"] = layer
         drive_lanes(self.m, layer.i.payload, lanes)
-        # The graph's own handshake always holds data and stalls with the cell: its pipeline
-        # is full from its first `stages` cycles on, long before the cell's output can stall.
-        self.m.d.comb += [layer.i.valid.eq(1), layer.o.ready.eq(1 if self.enable is None else self.enable)]
-        for _ in range(cg.stages):
+        self.m.d.comb += [layer.i.valid.eq(valid), layer.o.ready.eq(ready)]
+        for _ in range(layer.latency):
             carry = self.reg(*carry)
-        return [self.w(layer.o.payload[o]) for o in range(len(g.outputs))], *carry
+        return [self.w(layer.o.payload[o]) for o in range(n_out)], *carry
 
     def _act(self, spec, key, x, src: FixedType, dst: FixedType):
         m = self.m
@@ -240,10 +259,12 @@ class RecurrentLayer(Layer):
     @property
     def multipliers(self) -> int:
         cells = self.steps if self.schedule == "unrolled" else 1
-        return cells * self.op.cell_multipliers()
+        return cells * self.op.cell_multipliers() + shared_multipliers(self.op, self.in_type)
 
     @property
     def adders(self) -> int:
+        if cell_reuse(self.op) > 1:
+            return 0
         cells = self.steps if self.schedule == "unrolled" else 1
         return cells * sum(g.graph.n_adders for g in cell_graphs(self.op, self.in_type))
 
@@ -317,7 +338,7 @@ class RecurrentLayer(Layer):
         ]
         xt = [_select([xs[t * F + f] for t in range(T)], cnt) if T > 1 else xs[f] for f in range(F)]
         # The cell's inputs hold for the L cycles of a step, so its registers need no stall.
-        new, _ = _Cell(self.op, self.in_type).step(m, xt, state, "cell_")
+        new, _ = _Cell(self.op, self.in_type, start=lambda k: busy & (phase == k)).step(m, xt, state, "cell_")
         h_out = self._out(new[0])
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)

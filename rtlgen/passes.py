@@ -14,7 +14,7 @@ from .config import Config
 from .errors import ConfigError
 from .ir import Conv, Dense, Graph, Requant, Threshold
 from .ir.ops.recurrent import Recurrent
-from .plan.recurrent import cell_latency
+from .plan.recurrent import schedule_costs
 from .plan.reuse import reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
 
 __all__ = [
@@ -122,7 +122,7 @@ def _recurrent_schedule(config: Config, graph: Graph, node) -> None:
     op.schedule = "reused" if r > 1 or config.strategy(node.name, node.kind) == "resource" else "unrolled"
     src = graph.tensors[node.inputs[0]]
     steps = op.steps_of(src)
-    costs = op.schedule_costs(steps, cell_latency(op, src.type))
+    costs = schedule_costs(op, src.type, steps)
     parts = [
         f"{k} ({c['cells']} cell{'s' if c['cells'] > 1 else ''}): {c['multipliers']} multipliers, "
         f"latency {c['latency']}, interval {c['interval']}"

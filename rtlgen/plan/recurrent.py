@@ -20,8 +20,9 @@ from rtlgen.fixed import FixedType
 from rtlgen.ir.ops.recurrent import GRU, LSTM
 
 from .adders import AdderGraph, plan_adder_graph
+from .reuse import reuse_plan
 
-__all__ = ["ADDER_LEVELS", "CellGraph", "cell_graphs", "cell_latency"]
+__all__ = ["ADDER_LEVELS", "CellGraph", "cell_graphs", "cell_latency", "cell_reuse", "schedule_costs", "shared_multipliers"]
 
 # Adder levels between the registers of a cell's adder graphs.
 ADDER_LEVELS = 3
@@ -29,15 +30,30 @@ ADDER_LEVELS = 3
 
 @dataclass
 class CellGraph:
-    """One constant matrix-vector product of the cell: ``graph`` over its input lanes, whose
-    outputs are exact mantissas with ``frac`` fractional bits."""
+    """One constant matrix-vector product of the cell, ``x @ weight + bias`` (exact mantissas
+    with ``frac`` fractional bits), and its plan as an adder graph."""
 
-    graph: AdderGraph
+    weight: np.ndarray
+    bias: np.ndarray | None
     frac: int
+    lo: list
+    hi: list
 
     @property
-    def stages(self) -> int:
-        """Register stages of the pipelined graph (the outputs are always registered)."""
+    def graph(self) -> AdderGraph:
+        return plan_adder_graph(self.weight, self.lo, self.hi, self.bias)
+
+    def reuse(self, reuse_factor: int) -> tuple[int, int, int]:
+        """``(inputs per cycle, outputs per cycle, cycles)`` of the product on shared multipliers
+        (the reuse factor capped at one weight per cycle)."""
+        n_in, n_out = self.weight.shape
+        return reuse_plan(n_in, n_out, min(reuse_factor, n_in * n_out))
+
+    def stages(self, reuse_factor: int = 1) -> int:
+        """Cycles from the inputs to the registered outputs: the pipelined adder graph's register
+        stages, or on shared multipliers the cycles plus the output register."""
+        if reuse_factor > 1:
+            return self.reuse(reuse_factor)[2] + 1
         return max(1, math.ceil(self.graph.max_depth / ADDER_LEVELS))
 
 
@@ -59,8 +75,7 @@ def cell_graphs(op, in_type: FixedType) -> list[CellGraph]:
     lo = [in_type.min_mantissa] * n + [op.state.min_mantissa] * u
     hi = [in_type.max_mantissa] * n + [op.state.max_mantissa] * u
     if not isinstance(op, GRU):
-        weight = np.concatenate([W, U])
-        return [CellGraph(plan_adder_graph(weight, lo, hi, B), F)]
+        return [CellGraph(np.concatenate([W, U]), B, F, lo, hi)]
     zr = slice(0, 2 * u)
     cand = slice(2 * u, 3 * u)
     cols = [np.concatenate([W[:, zr], U[:, zr]]), np.concatenate([W[:, cand], np.zeros((u, u), dtype=object)])]
@@ -69,22 +84,47 @@ def cell_graphs(op, in_type: FixedType) -> list[CellGraph]:
         cols.append(np.concatenate([np.zeros((n, u), dtype=object), U[:, cand]]))
         rb = op.recurrent_bias
         bias.append(_scaled(rb[cand], bf, F) if rb is not None else np.zeros(u, dtype=object))
-    graphs = [CellGraph(plan_adder_graph(np.concatenate(cols, axis=1), lo, hi, np.concatenate(bias)), F)]
+    graphs = [CellGraph(np.concatenate(cols, axis=1), np.concatenate(bias), F, lo, hi)]
     if not op.reset_after:
         s = op.state
-        graphs.append(CellGraph(plan_adder_graph(np.asarray(op.recurrent_kernel[:, cand]).astype(object), [s.min_mantissa] * u, [s.max_mantissa] * u), rf))
+        graphs.append(CellGraph(np.asarray(op.recurrent_kernel[:, cand]).astype(object), None, rf, [s.min_mantissa] * u, [s.max_mantissa] * u))
     return graphs
 
 
-def cell_latency(op, in_type: FixedType) -> int:
-    """Cycles of one pipelined cell, from ``(x, state)`` to the registered new state: the adder
-    graphs' stages, a register after the gate activations, and per op the registers between its
-    elementwise products (see :class:`rtlgen.layers._recurrent.RecurrentLayer`)."""
-    g = cell_graphs(op, in_type)
+def cell_reuse(op, schedule: str | None = None) -> int:
+    """The reuse factor of the cell's products: the op's in the reused schedule (shared
+    multipliers above 1), else 1 (adder graphs)."""
+    return op.reuse_factor if (schedule or op.schedule) == "reused" else 1
+
+
+def cell_latency(op, in_type: FixedType, schedule: str | None = None) -> int:
+    """Cycles of one pipelined cell in ``schedule`` (default the op's), from ``(x, state)`` to the
+    registered new state: the products' stages, a register after the gate activations, and per op
+    the registers between its elementwise products (see :mod:`rtlgen.layers._recurrent`)."""
+    r = cell_reuse(op, schedule)
+    g = [cg.stages(r) for cg in cell_graphs(op, in_type)]
     if isinstance(op, LSTM):
-        return g[0].stages + 3  # activations | c = f c + i g | h = o act(c)
+        return g[0] + 3  # activations | c = f c + i g | h = o act(c)
     if isinstance(op, GRU):
         if op.reset_after:
-            return g[0].stages + 3  # activations | candidate | new state
-        return g[0].stages + 2 + g[1].stages + 2  # activations | r h | graph 1 | candidate | new state
-    return g[0].stages + 1
+            return g[0] + 3  # activations | candidate | new state
+        return g[0] + 2 + g[1] + 2  # activations | r h | graph 1 | candidate | new state
+    return g[0] + 1
+
+
+def shared_multipliers(op, in_type: FixedType, schedule: str | None = None) -> int:
+    """Multipliers of the cell's products in ``schedule``: none for adder graphs."""
+    r = cell_reuse(op, schedule)
+    if r == 1:
+        return 0
+    return sum(a * b for a, b, _ in (cg.reuse(r) for cg in cell_graphs(op, in_type)))
+
+
+def schedule_costs(op, in_type: FixedType, steps: int) -> dict:
+    """Cells, multipliers, latency and interval of both schedules for ``steps`` time steps (the
+    reused one at the op's reuse factor)."""
+    out = {}
+    for schedule in ("unrolled", "reused"):
+        c = op.schedule_costs(steps, cell_latency(op, in_type, schedule))[schedule]
+        out[schedule] = {**c, "multipliers": c["multipliers"] + shared_multipliers(op, in_type, schedule)}
+    return out
