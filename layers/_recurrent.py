@@ -3,8 +3,8 @@
 The cell (one time step) computes exactly what :mod:`rtlgen.ir.ops.recurrent` specifies, as a
 pipeline: the input and recurrent products of every gate are one constant matrix-vector product,
 an adder graph with a register every few adder levels (:mod:`rtlgen.plan.recurrent`); then the
-pre-activations cast to the accumulator, activation tables as asynchronous ROM reads (one ROM per
-table, shared by every lane and step) or clipped affine activations, and the exact products of two
+pre-activations cast to the accumulator, activation tables as asynchronous ROM reads (in the
+Verilog one module per table, instantiated by every lookup) or clipped affine activations, and the exact products of two
 signals cast to the state and cell types, with registers between the elementwise products. The
 cell takes ``cell_latency`` cycles from ``(x, state)`` to the registered new state.
 
@@ -67,8 +67,47 @@ def _align(v, frac: int, to: int):
     return v << (to - frac) if to > frac else v
 
 
+class _Table(Layer):
+    """``o = table[i]``, combinational: one activation lookup of the cell (``i`` the index).
+
+    In the network's Verilog every lookup instantiates one module per table, written as text,
+    so the table's values appear once however many lanes and steps read it, and each lookup is
+    its own single-port ROM for synthesis (one shared multi-port ROM is costly to map)."""
+
+    def __init__(self, table: list, bits: int, out_type: FixedType):
+        self.table = table
+        super().__init__(FixedType(bits, bits, False), 1, out_type, 1)
+
+    def elaborate(self, platform):
+        from ._verilog import TextModules
+
+        if isinstance(platform, TextModules):
+            return platform.instance(self, "table", self.verilog)
+        m = Module()
+        mem = Memory(shape=shape_of(self.out_type), depth=len(self.table), init=self.table)
+        m.submodules.rom = mem
+        port = mem.read_port(domain="comb")
+        m.d.comb += [port.addr.eq(self.i.payload[0]), self.o.payload[0].eq(port.data)]
+        m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready)]
+        return m
+
+    def verilog(self, name: str) -> str:
+        """This lookup as a Verilog module ``name`` (the ports of every text module)."""
+        b, w, n = self.in_type.width, self.out_type.width, len(self.table)
+        init = [f"    rom[{k}] = {w}'h{v % (1 << w):x};" for k, v in enumerate(self.table)]
+        return "\n".join([
+            f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
+            "  /*verilator no_inline_module*/",
+            "  input clk;", "  input rst;", "  input i_valid;", "  output i_ready;", f"  input [{b - 1}:0] i_payload;",
+            "  output o_valid;", "  input o_ready;", f"  output [{w - 1}:0] o_payload;",
+            f"  reg [{w - 1}:0] rom [0:{n - 1}];", "  initial begin", *init, "  end",
+            "  assign i_ready = o_ready;", "  assign o_valid = i_valid;", "  assign o_payload = rom[i_payload];",
+            "endmodule", "",
+        ])  # fmt: skip
+
+
 class _Cell:
-    """Builds the pipelined cell into a module; tables are shared ROMs created on first use.
+    """Builds the pipelined cell into a module; every activation lookup is a :class:`_Table`.
 
     ``enable``: the stall signal of the pipeline registers (the unrolled schedule), or None for
     registers that load every cycle (the reused schedule holds the cell's inputs instead).
@@ -142,7 +181,6 @@ class _Cell:
         return [self.w(layer.o.payload[o]) for o in range(n_out)], *carry
 
     def _act(self, spec, key, x, src: FixedType, dst: FixedType):
-        m = self.m
         a = activation_op(spec)
         x = self.w(x)
         if spec["kind"] == "pwl":
@@ -150,22 +188,22 @@ class _Cell:
             layer = PwlLayer(src, dst, 1, const_frac=a.const_type.frac, **c)
             layer._MustUse__silence = True
             return self.w(layer.lane(x, 0))
-        if key not in self.roms:
-            table = [int(v) for v in a.table]
-            mem = Memory(shape=shape_of(dst), depth=len(table), init=table)
-            m.submodules[f"rom_{key}"] = mem
-            self.roms[key] = mem
-        mem = self.roms[key]
-        n = len(a.table)
+        table = self.roms.get(key)
+        if table is None:
+            table = self.roms[key] = [int(v) for v in a.table]
+        n = len(table)
         q = x >> a.shift if a.shift else x
         d = q - a.offset if a.offset else q
         if (src.min_mantissa >> a.shift) - a.offset < 0:
             d = Mux(d < 0, 0, d)
         if (src.max_mantissa >> a.shift) - a.offset > n - 1:
             d = Mux(d > n - 1, n - 1, d)
-        port = mem.read_port(domain="comb")
-        m.d.comb += port.addr.eq(d.as_unsigned()[: max((n - 1).bit_length(), 1)])
-        return self.w(port.data)
+        bits = max((n - 1).bit_length(), 1)
+        rom = _Table(table, bits, dst)
+        self.m.submodules[f"{self.prefix}{key}{self.nrom}"] = rom
+        self.nrom += 1
+        self.m.d.comb += [rom.i.payload[0].eq(d.as_unsigned()[:bits]), rom.i.valid.eq(1), rom.o.ready.eq(1)]
+        return self.w(rom.o.payload[0])
 
     def _c(self, v, frac, dst):
         """A cast of a named value, itself named."""
@@ -179,7 +217,7 @@ class _Cell:
         """The new state from the input lanes ``x`` and the state (a tuple of lane lists), after
         ``cell_latency - 1`` registers (the caller registers it), and the ``carry`` lane lists
         delayed alike."""
-        self.m, self.prefix, self.stage, self.nreg = m, prefix, 0, 0
+        self.m, self.prefix, self.stage, self.nreg, self.nrom = m, prefix, 0, 0, 0
         self.w = w = _Wires(m, prefix)
         x = [w(v) for v in x]
         state = tuple([v if isinstance(v, Const) else w(v) for v in vs] for vs in state)
