@@ -116,6 +116,19 @@ def test_products_on_adder_graphs_at_reuse_1_and_shared_multipliers_above():
     assert unrolled.multipliers == STEPS * 3 * UNITS and unrolled.adders == STEPS * cg.graph.n_adders > 0
 
 
+def test_verilog_writes_each_table_and_graph_once():
+    """Every step's adder graph and every lookup of a table instantiate one text module each."""
+    import re
+
+    design = rtlgen.convert(_keras_model("lstm", steps=2, return_sequences=False), CONFIG)
+    mods = re.findall(r"^module (\S+)\(", design.verilog, flags=re.M)
+    assert sum("__adder_graph" in n for n in mods) == 1
+    op = design.graph.nodes[0].op
+    tables = {tuple(a["table"]) for a in (op.activation, op.recurrent_activation, op.cell_activation)}
+    assert sum("__table" in n for n in mods) == len(tables) >= 2
+    assert design.verilog.count("__table") >= 2 * 5 * UNITS  # 2 steps, 4 gates and the cell
+
+
 def test_unsupported_settings_name_the_layer():
     keras = pytest.importorskip("keras")
     model = keras.Sequential([keras.Input((3, 2)), keras.layers.LSTM(2, go_backwards=True, name="rev")])
