@@ -3,11 +3,14 @@
     python benchmarks/recurrent_schedules.py                      # both schedules, synthesis included
     python benchmarks/recurrent_schedules.py --no-synth
     python benchmarks/recurrent_schedules.py --schedules reused --dsp
+    python benchmarks/recurrent_schedules.py --schedules reused --reuse 1   # reused cell on adder graphs
 
 The LSTM is the recurrent layer of hls4ml's published ``KERAS_lstm_model`` (20 steps of 6 features,
 16 units, relu activation, sigmoid gates), read from ``../shared/models`` and written as a model of
 that one layer (``return_sequences=False``), so the figures are the recurrent layer's alone. Default
 precision ``fixed<16,6>``; ``--dsp`` lets Yosys map multiplies to DSP48s (default: LUTs only).
+The unrolled schedule is reuse factor 1 (adder graphs); the reused one takes ``--reuse`` (default
+20: shared multipliers; 1 gives the reused schedule on adder graphs, ``Strategy: Resource``).
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--schedules", nargs="+", default=["reused", "unrolled"], choices=["reused", "unrolled"])
     ap.add_argument("--no-synth", action="store_true")
     ap.add_argument("--dsp", action="store_true")
+    ap.add_argument("--reuse", type=int, default=20, help="reuse factor of the reused schedule")
     ap.add_argument("--work", default=None, help="keep the Verilog and Yosys logs here")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -61,7 +65,8 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     model = lstm_only(work)
     for schedule in args.schedules:
-        cfg = {"Model": {"Precision": "fixed<16,6>"}, "LayerType": {"LSTM": {"ReuseFactor": 20 if schedule == "reused" else 1}}}
+        lstm = {"ReuseFactor": 1, "Strategy": "Resource"} if schedule == "reused" and args.reuse == 1 else {"ReuseFactor": args.reuse if schedule == "reused" else 1}
+        cfg = {"Model": {"Precision": "fixed<16,6>"}, "LayerType": {"LSTM": lstm}}
         t = time.time()
         design = rtlgen.convert(model, cfg)
         t_convert = time.time() - t
@@ -70,7 +75,9 @@ def main(argv=None) -> int:
         t = time.time()
         verilog = design.verilog
         t_verilog = time.time() - t
-        print(f"{schedule}: latency {design.latency}, interval {design.initiation_interval}, "
+        layer = next(lay for _, lay in design.network.layers if hasattr(lay, "cell_latency"))
+        print(f"{schedule}: cell {layer.cell_latency} cycles, {layer.multipliers} multipliers, {layer.adders} adders; "
+              f"latency {design.latency}, interval {design.initiation_interval}, "
               f"Verilog {len(verilog) // 1000} kB (convert {t_convert:.1f} s, Verilog {t_verilog:.1f} s)")  # fmt: skip
         if args.no_synth:
             continue

@@ -14,6 +14,7 @@ from .config import Config
 from .errors import ConfigError
 from .ir import Conv, Dense, Graph, Requant, Threshold
 from .ir.ops.recurrent import Recurrent
+from .plan.recurrent import schedule_costs
 from .plan.reuse import reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
 
 __all__ = [
@@ -119,8 +120,9 @@ def _recurrent_schedule(config: Config, graph: Graph, node) -> None:
     r = config.reuse_factor(node.name, node.kind)
     op.reuse_factor = r
     op.schedule = "reused" if r > 1 or config.strategy(node.name, node.kind) == "resource" else "unrolled"
-    steps = op.steps_of(graph.tensors[node.inputs[0]])
-    costs = op.schedule_costs(steps)
+    src = graph.tensors[node.inputs[0]]
+    steps = op.steps_of(src)
+    costs = schedule_costs(op, src.type, steps)
     parts = [
         f"{k} ({c['cells']} cell{'s' if c['cells'] > 1 else ''}): {c['multipliers']} multipliers, "
         f"latency {c['latency']}, interval {c['interval']}"

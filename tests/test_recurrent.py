@@ -10,6 +10,7 @@ import rtlgen
 from conftest import check_rtl, shared_model
 from rtlgen.errors import UnsupportedOpError
 from rtlgen.ir import Graph
+from rtlgen.plan.recurrent import cell_latency
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -74,12 +75,58 @@ def test_schedules_from_reuse_factor_and_strategy():
     resource = rtlgen.convert(model, {**CONFIG, "LayerType": {**CONFIG["LayerType"], "LSTM": {"Strategy": "Resource"}}})
     assert unrolled.graph.nodes[0].op.schedule == "unrolled"
     assert reused.graph.nodes[0].op.schedule == "reused" and resource.graph.nodes[0].op.schedule == "reused"
-    assert (unrolled.latency, unrolled.initiation_interval) == (STEPS, 1)
-    assert (reused.latency, reused.initiation_interval) == (STEPS + 1, STEPS)
+    # The cell is pipelined: every step takes the cell's cycles, more on shared multipliers.
+    node = unrolled.graph.nodes[0]
+    t_in = unrolled.graph.tensors[node.inputs[0]].type
+    cycles, shared = cell_latency(node.op, t_in), cell_latency(reused.graph.nodes[0].op, t_in)
+    assert 2 < cycles < shared == cell_latency(resource.graph.nodes[0].op, t_in) + 1
+    assert (unrolled.latency, unrolled.initiation_interval) == (STEPS * cycles, 1)
+    assert (reused.latency, reused.initiation_interval) == (STEPS * shared + 1, STEPS * shared)
+    assert (resource.latency, resource.initiation_interval) == (STEPS * cycles + 1, STEPS * cycles)
     note = next(n for n in reused.graph.notes if "schedule" in n)
-    assert f"LSTM over {STEPS} steps, reused schedule; unrolled ({STEPS} cells)" in note
+    assert f"LSTM over {STEPS} steps, reused schedule; unrolled ({STEPS} cells): 60 multipliers, latency {STEPS * cycles}, interval 1" in note
     m = unrolled.random_inputs(20)
     assert np.array_equal(unrolled.predict_int(m), reused.predict_int(m))
+
+
+def test_products_on_adder_graphs_at_reuse_1_and_shared_multipliers_above():
+    """The cell's products: one adder graph over ``[x, h]`` for every gate when unrolled, shared
+    multipliers in the reused schedule above reuse factor 1; the exact pre-activations either way."""
+    from rtlgen.layers._recurrent import RecurrentLayer
+    from rtlgen.plan.recurrent import cell_graphs
+
+    model = _keras_model("lstm", return_sequences=False)
+    cfg = {**CONFIG, "LayerType": {**CONFIG["LayerType"], "LSTM": {"ReuseFactor": 3}}}
+    node = rtlgen.convert(model, cfg).graph.nodes[0]
+    op, t_in = node.op, rtlgen.convert(model, CONFIG).graph.tensors[node.inputs[0]].type
+    (cg,) = cell_graphs(op, t_in)
+    assert cg.weight.shape == (FEATURES + UNITS, 4 * UNITS)
+    rng = np.random.default_rng(0)
+    x = rng.integers(t_in.min_mantissa, t_in.max_mantissa + 1, (50, FEATURES))
+    h = rng.integers(op.state.min_mantissa, op.state.max_mantissa + 1, (50, UNITS))
+    want = np.concatenate([op._pre(x, t_in.frac, h, k)[0] << (cg.frac - op._pre(x, t_in.frac, h, k)[1]) for k in range(4)], axis=1)
+    assert np.array_equal(cg.graph.evaluate(np.concatenate([x, h], axis=1)), want)
+    # (3 + 4) inputs on 3 cycles of 3 inputs, 16 outputs each: 48 shared multipliers, 4 cycles.
+    assert cg.reuse(3) == (3, 16, 3) and cg.stages(3) == 4
+    reused = RecurrentLayer(op, t_in, STEPS * FEATURES, op.state, UNITS)
+    assert reused.cell_latency == 4 + 3 and reused.initiation_interval == STEPS * 7
+    assert reused.multipliers == 48 + 3 * UNITS and reused.adders == 0
+    op.schedule, op.reuse_factor = "unrolled", 1
+    unrolled = RecurrentLayer(op, t_in, STEPS * FEATURES, op.state, UNITS)
+    assert unrolled.multipliers == STEPS * 3 * UNITS and unrolled.adders == STEPS * cg.graph.n_adders > 0
+
+
+def test_verilog_writes_each_table_and_graph_once():
+    """Every step's adder graph and every lookup of a table instantiate one text module each."""
+    import re
+
+    design = rtlgen.convert(_keras_model("lstm", steps=2, return_sequences=False), CONFIG)
+    mods = re.findall(r"^module (\S+)\(", design.verilog, flags=re.M)
+    assert sum("__adder_graph" in n for n in mods) == 1
+    op = design.graph.nodes[0].op
+    tables = {tuple(a["table"]) for a in (op.activation, op.recurrent_activation, op.cell_activation)}
+    assert sum("__table" in n for n in mods) == len(tables) >= 2
+    assert design.verilog.count("__table") >= 2 * 5 * UNITS  # 2 steps, 4 gates and the cell
 
 
 def test_unsupported_settings_name_the_layer():

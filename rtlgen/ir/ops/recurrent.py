@@ -179,17 +179,17 @@ class Recurrent(Op):
     products = 0  # products of two signals per unit and step
 
     def cell_multipliers(self) -> int:
-        """Multipliers of one cell: constant weights that are not powers of two, and the
-        elementwise products of two signals."""
-        w = np.abs(np.concatenate([self.kernel.ravel(), self.recurrent_kernel.ravel()]).astype(np.int64))
-        return int(np.count_nonzero(w & (w - 1))) + self.products * self.units
+        """Multipliers of one cell: the elementwise products of two signals (the constant weights
+        are adder graphs, :mod:`rtlgen.plan.recurrent`)."""
+        return self.products * self.units
 
-    def schedule_costs(self, steps: int) -> dict:
-        """Cells, multipliers, latency and interval of both schedules for ``steps`` time steps."""
-        cell = self.cell_multipliers()
+    def schedule_costs(self, steps: int, cell_latency: int = 1) -> dict:
+        """Cells, multipliers, latency and interval of both schedules for ``steps`` time steps of
+        a cell pipelined over ``cell_latency`` cycles."""
+        cell, n = self.cell_multipliers(), steps * cell_latency
         return {
-            "unrolled": {"cells": steps, "multipliers": steps * cell, "latency": steps, "interval": 1},
-            "reused": {"cells": 1, "multipliers": cell, "latency": steps + 1, "interval": steps},
+            "unrolled": {"cells": steps, "multipliers": steps * cell, "latency": n, "interval": 1},
+            "reused": {"cells": 1, "multipliers": cell, "latency": n + 1, "interval": n},
         }
 
     def initial(self, n):
