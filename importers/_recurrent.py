@@ -22,9 +22,10 @@ from rtlgen.ir.ops.recurrent import GRU, LSTM, SimpleRNN
 from . import _precision as precision
 from ._errors import _up
 
-__all__ = ["KERAS_RECURRENT", "recurrent_node", "keras_recurrent", "DEFAULT_TABLE"]
+__all__ = ["KERAS_RECURRENT", "HGQ_RECURRENT", "recurrent_node", "keras_recurrent", "hgq_recurrent", "DEFAULT_TABLE"]
 
 KERAS_RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+HGQ_RECURRENT = ("QSimpleRNN", "QGRU")  # HGQ2 0.2 has no quantized LSTM
 OPS = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 DEFAULT_TABLE = FixedType(18, 8)
@@ -127,10 +128,9 @@ def recurrent_node(builder, types, name: str, x: str, kind: str, *, units: int, 
     return out
 
 
-def keras_recurrent(imp, layer) -> None:
-    """A Keras SimpleRNN, LSTM or GRU layer (float) read by the Keras importer ``imp``."""
-    cls, c = layer["class_name"], layer["config"]
-    name = c["name"]
+def _sequence_shape(imp, layer) -> tuple:
+    """``(steps, features)`` of the current tensor, after checking the layer's unsupported flags."""
+    c = layer["config"]
     xt = imp.graph.tensors[imp.cur]
     shape = xt.shape[1:] if len(xt.shape) == 3 and xt.shape[0] == 1 else xt.shape
     if len(shape) != 2:
@@ -138,6 +138,14 @@ def keras_recurrent(imp, layer) -> None:
     for key, ok in (("go_backwards", False), ("stateful", False), ("return_state", False)):
         if c.get(key, False) != ok:
             imp.fail(layer, f"{key}={c.get(key)} is not supported; set {key}=False")
+    return tuple(shape)
+
+
+def keras_recurrent(imp, layer) -> None:
+    """A Keras SimpleRNN, LSTM or GRU layer (float) read by the Keras importer ``imp``."""
+    cls, c = layer["class_name"], layer["config"]
+    name = c["name"]
+    shape = _sequence_shape(imp, layer)
     units = int(c["units"])
     g = GATES[cls]
     ws = imp.weights(name)
@@ -166,6 +174,167 @@ def keras_recurrent(imp, layer) -> None:
         recurrent_bias=rbias, activation=c.get("activation", "tanh"), recurrent_activation=rec,
         return_sequences=bool(c.get("return_sequences", False)), reset_after=reset_after, keras3=keras3, source=cls,
     )  # fmt: skip
+    imp.float_layer = None
+
+
+# -- HGQ2 -----------------------------------------------------------------------------------------
+
+# Quantization points of the IR op and the HGQ2 quantizer at each.
+_HGQ_POINTS = {
+    "QSimpleRNN": {"state": "sq", "pre": "paq"},
+    "QGRU": {"state": "sq", "gate": "praq", "reset": "rhq", "cand": "paq"},
+}
+FLOAT32_BITS = 24  # significant bits of float32, in which HGQ2 sums and mixes
+
+
+def _point_range(q: dict) -> tuple:
+    """``(lo, hi, frac)``: the exact range (Fractions) and grid of a quantization point's output."""
+    from fractions import Fraction
+
+    from rtlgen.ir.ops.recurrent import affine
+
+    types = [FixedType.parse(t) if t is not None else None for t in q["lanes"]]
+    lo = min(Fraction(t.min) if t is not None else Fraction(0) for t in types)
+    hi = max(Fraction(t.max) if t is not None else Fraction(0) for t in types)
+    f = max([t.frac for t in types if t is not None] + [0])
+    aff = q.get("affine")
+    if aff is not None:
+        scale, shift = Fraction(aff[0]), Fraction(aff[1])
+        lo, hi = lo * scale + shift, hi * scale + shift
+    return lo, hi, affine(np.zeros((1, 1), dtype=np.int64), f, aff)[1]
+
+
+def _type_of(lo, hi, frac: int) -> FixedType:
+    from rtlgen.fixed import type_for_range
+
+    return type_for_range(int(lo * 2**frac), int(hi * 2**frac), frac)
+
+
+def _mul_range(a: tuple, b: tuple) -> tuple:
+    p = [x * y for x in a for y in b]
+    return min(p), max(p)
+
+
+def hgq_recurrent(imp, layer) -> None:
+    """An HGQ2 QSimpleRNN or QGRU read by the Keras importer ``imp``: its input quantizer as a
+    per-feature requantization, then the cell with every HGQ2 quantizer at its own place and
+    per-unit types (:mod:`rtlgen.ir.ops.recurrent`), exactly as HGQ2's predict computes it where
+    float32 holds its sums (a note says where it does not)."""
+    from fractions import Fraction
+
+    from . import _hgq as hgq
+    from ._precision import dyadic_frac
+
+    cls, c = layer["class_name"], layer["config"]
+    name = c["name"]
+    kind = {"QSimpleRNN": "SimpleRNN", "QGRU": "GRU"}[cls]
+    steps, features = _sequence_shape(imp, layer)
+    if c.get("enable_oq", False):
+        imp.fail(layer, "an output quantizer on a recurrent layer is not supported; set enable_oq=False")
+    acts = {"activation": c.get("activation", "linear")}
+    if kind == "GRU":
+        acts["recurrent_activation"] = c.get("recurrent_activation", "linear")
+    for key, fn in acts.items():
+        if fn not in ("linear", "relu"):
+            imp.fail(layer, f"{key} {fn!r} is not supported: HGQ2 computes it in float between its quantizers; "
+                            f"use 'linear' (the quantizers saturate) or 'relu'")  # fmt: skip
+    units = int(c["units"])
+    g = GATES[kind]
+    # .keras files keep the cell's variables in a group "cell"; Keras 3 .h5 files name them.
+    ws = [(n[len("cell/") :] if n and n.startswith("cell/") else n, a) for n, a in imp.weights(name)]
+    named = {n: a for n, a in ws if n in ("kernel", "recurrent_kernel", "bias")}
+    arrays = [named.get(k) for k in ("kernel", "recurrent_kernel", "bias")] if named else [a for n, a in ws if n == "cell"]
+    use_bias = c.get("use_bias", True)
+    if len(arrays) < 2 + use_bias or any(a is None for a in arrays[: 2 + use_bias]):
+        raise ModelFormatError(f"layer {name!r}: kernel, recurrent kernel and bias not found in the weights file")
+    kernel, rkernel = (np.asarray(a, dtype=np.float32) for a in arrays[:2])
+    if kernel.shape != (features, g * units):
+        imp.fail(layer, f"kernel of shape {kernel.shape} does not match {features} features and {units} units")
+    reset_after = bool(c.get("reset_after", True)) if kind == "GRU" else True
+    qk = hgq.quantize(kernel, *hgq.quantizer_kif(layer, ws, "kq"))
+    qr = hgq.quantize(rkernel, *hgq.quantizer_kif(layer, ws, "rkq"))
+    if use_bias:
+        qb = hgq.quantize(np.asarray(arrays[2], dtype=np.float32), *hgq.quantizer_kif(layer, ws, "bq"))
+    else:
+        qb = np.zeros((2, g * units) if kind == "GRU" and reset_after else g * units)
+    qb, qrb = (qb[0], qb[1]) if kind == "GRU" and reset_after else (qb, None)
+
+    def mantissas(v):
+        f = max([dyadic_frac(float(a)) for a in np.ravel(v)] + [0])
+        return np.array([int(Fraction(float(a)) * 2**f) for a in np.ravel(v)], dtype=np.int64).reshape(np.shape(v)), f
+
+    km, kf = mantissas(qk)
+    rm, rf = mantissas(qr)
+    bf = max(mantissas(qb)[1], mantissas(qrb)[1] if qrb is not None else 0)
+    bm = np.array([int(Fraction(float(a)) * 2**bf) for a in qb], dtype=np.int64)
+    rb = None
+    if qrb is not None:
+        rbm = np.array([int(Fraction(float(a)) * 2**bf) for a in qrb], dtype=np.int64)
+        bm[: 2 * units] += rbm[: 2 * units]  # the z and r gates add both biases
+        rb = np.zeros_like(rbm)
+        rb[2 * units :] = rbm[2 * units :]
+
+    def lanes_of(which, n):
+        k, i, f, rounding, overflow = hgq.quantizer_kif(layer, ws, which)
+        try:
+            arrays = [np.broadcast_to(np.asarray(a).reshape(-1) if np.size(a) == n else a, (n,)) for a in (k, i, f)]
+        except ValueError:
+            imp.fail(layer, f"its {which} quantizer has shape {np.shape(k)}, which does not fit {n} lanes")
+        return hgq.lane_types(*arrays, rounding, overflow)
+
+    if c.get("enable_iq", True):
+        lanes = lanes_of("iq", features) * steps
+        imp.cur = imp.b.requant_lanes(f"{name}_iq", imp.cur, lanes, attrs={"source": f"{cls} input quantizer"})
+    xt = imp.graph.tensors[imp.cur]
+    lane_types = {}
+    for point, which in _HGQ_POINTS[cls].items():
+        if point == "state" and not c.get("sq_conf"):
+            continue  # QSimpleRNN reads its (already quantized) output back by default
+        lane_types[point] = {"lanes": lanes_of(which, 2 * units if point == "gate" else units), "affine": hgq.quantizer_affine(layer, which)}
+
+    # Exact types: the new state from the quantizers' ranges, the sums from the weights.
+    lo_x, hi_x = imp.b.bounds[imp.cur]
+    x_mag = Fraction(max(max(abs(int(v)) for v in lo_x), max(abs(int(v)) for v in hi_x)), 2**xt.type.frac)
+    relu = acts["activation"] == "relu"
+    if kind == "SimpleRNN":
+        lo, hi, f = _point_range(lane_types["pre"])
+        lo, hi = (max(lo, 0), max(hi, 0)) if relu else (lo, hi)
+        state = _type_of(lo, hi, f)
+        table = state
+    else:
+        s_lo, s_hi, sf = _point_range(lane_types["state"])
+        g_lo, g_hi, gf = _point_range(lane_types["gate"])
+        c_lo, c_hi, cf = _point_range(lane_types["cand"])
+        a, b = _mul_range((g_lo, g_hi), (s_lo, s_hi)), _mul_range((1 - g_hi, 1 - g_lo), (c_lo, c_hi))
+        state = _type_of(a[0] + b[0], a[1] + b[1], gf + max(sf, cf))
+        table = _type_of(g_lo, g_hi, gf)
+    if "state" in lane_types:
+        s_lo, s_hi, hf = _point_range(lane_types["state"])
+        h_mag = max(abs(s_lo), abs(s_hi))
+    else:
+        h_mag, hf = max(abs(Fraction(state.min)), abs(Fraction(state.max))), state.frac
+    col = np.abs(km).sum(axis=0).astype(object) * Fraction(1, 2**kf) * x_mag + np.abs(rm).sum(axis=0).astype(object) * Fraction(1, 2**rf) * h_mag
+    col = col + np.abs(bm).astype(object) * Fraction(1, 2**bf)
+    if rb is not None:
+        col = col + np.abs(rb).astype(object) * Fraction(1, 2**bf)
+    top = max(col)
+    accum = _type_of(-top, top, max(xt.type.frac + kf, bf, hf + rf))
+    specs = {key: activation_spec(fn, accum, table, table_size=2, keras3=True) for key, fn in acts.items()}
+    op = OPS[kind](
+        units=units, kernel=km, recurrent_kernel=rm, bias=bm, kernel_frac=kf, recurrent_frac=rf, bias_frac=bf,
+        accum=accum, table=table, state=state, return_sequences=bool(c.get("return_sequences", False)),
+        recurrent_bias=rb, reset_after=reset_after, lane_types=lane_types, **specs,
+    )  # fmt: skip
+    shape = (steps, units) if op.return_sequences else (units,)
+    out = imp.b.tensor(name, shape, state)
+    imp.graph.add_node(Node(name, op, [imp.cur], [out], {"source": f"HGQ2 {cls}", "float_weights": False}))
+    for what, t in (("pre-activation sums", accum), ("state updates", state)):
+        if t.width > FLOAT32_BITS:
+            imp.graph.notes.append(
+                f"{name}: HGQ2 computes the {what} in float32 ({FLOAT32_BITS} significant bits); they need {t.width} bits "
+                f"here, so HGQ2's predict may round where rtlgen is exact"
+            )
+    imp.cur = out
     imp.float_layer = None
 
 
