@@ -4,7 +4,8 @@ The cell (one time step) is combinational logic that computes exactly what
 :mod:`rtlgen.ir.ops.recurrent` specifies: constant products (shifts where the weight is a power of
 two), exact sums cast once to the accumulator, activation tables as asynchronous ROM reads (one
 ROM per table, shared by every lane and step), clipped affine activations, exact products of two
-signals cast to the state and cell types.
+signals cast to the state and cell types. With the op's ``lane_types`` (HGQ2) the cell is
+:meth:`_Cell.step_lanes` instead: exact sums and products, and HGQ2's quantizers lane by lane.
 
 * ``"unrolled"``: one cell per time step with a register stage after each; ``latency`` = steps,
   ``initiation_interval`` = 1 (a new sequence every cycle).
@@ -14,11 +15,13 @@ signals cast to the state and cell types.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib.memory import Memory
 
 from rtlgen.fixed import FixedType
-from rtlgen.ir.ops.recurrent import GRU, LSTM, SimpleRNN, activation_op
+from rtlgen.ir.ops.recurrent import GRU, LSTM, SimpleRNN, activation_op, is_relu
 
 from ._activation import PwlLayer
 from ._common import Layer, shape_of
@@ -89,11 +92,12 @@ class _Cell:
         m.d.comb += port.addr.eq(d.as_unsigned()[: max((n - 1).bit_length(), 1)])
         return self.w(port.data)
 
-    def _pre(self, x, h, k: int, *, bias=True):
-        """Exact pre-activation of gate ``k``: per lane ``(value, frac)``."""
+    def _pre(self, x, h, k: int, *, bias=True, hf=None):
+        """Exact pre-activation of gate ``k``: per lane ``(value, frac)`` (``h`` at ``hf``
+        fractional bits, the state's by default)."""
         op = self.op
         u = op.units
-        xf, sf = self.in_type.frac, op.state.frac
+        xf, sf = self.in_type.frac, op.state.frac if hf is None else hf
         out = []
         for j in range(u):
             col = k * u + j
@@ -129,6 +133,8 @@ class _Cell:
         x = [v if v is None else w(v) for v in x]
         state = tuple([w(v) for v in vs] for vs in state)
         op = self.op
+        if op.lane_types is not None:
+            return self.step_lanes(x, state)
         acc, tt = op.accum, op.table
         if isinstance(op, SimpleRNN):
             (h,) = state
@@ -173,6 +179,66 @@ class _Cell:
         F = max(fs, 2 * tt.frac)
         h2 = [self._c((_align(z[j] * h[j], fs, F) + _align((one - z[j]) * hh[j], 2 * tt.frac, F), F, op.state)) for j in range(u)]
         return (h2,)
+
+
+    # -- HGQ2's per-lane quantizers: the same arithmetic as the op's golden model -------------------
+
+    def _quantize(self, point, vals):
+        """Quantizer ``point`` on lane values ``[(value, frac)]``: ``(values, frac)`` as
+        :meth:`rtlgen.ir.ops.recurrent.Recurrent.quantize_point`."""
+        q = self.op.lane_types[point]
+        types = [FixedType.parse(t) if t is not None else None for t in q["lanes"]]
+        f = max([t.frac for t in types if t is not None] + [0])
+        out = [Const(0, 1) if t is None else _align(self._c((v, vf, t)), t.frac, f) for (v, vf), t in zip(vals, types)]
+        if q.get("affine") is None:
+            return [self.w(v) for v in out], f
+        scale, shift = Fraction(q["affine"][0]), Fraction(q["affine"][1])
+        f -= scale.numerator.bit_length() - scale.denominator.bit_length()  # scale = 2**e: the grid moves
+        if f < 0:
+            out, f = [v << -f for v in out], 0
+        sf = max(shift.denominator.bit_length() - 1, f)
+        return [self.w(_align(v, f, sf) + Const(int(shift * 2**sf))) for v in out], sf
+
+    def _exact_act(self, spec, v):
+        return self.w(Mux(v < 0, 0, v)) if is_relu(spec) and v.shape().signed else v
+
+    def _read_state(self, h):
+        op = self.op
+        if "state" in op.lane_types:
+            return self._quantize("state", [(v, op.state.frac) for v in h])
+        return h, op.state.frac
+
+    def step_lanes(self, x, state):
+        """HGQ2's QSimpleRNN / QGRU cell (see :mod:`rtlgen.ir.ops.recurrent`)."""
+        op = self.op
+        u = op.units
+        (h,) = state
+        hq, hf = self._read_state(h)
+        if isinstance(op, SimpleRNN):
+            a, f = self._quantize("pre", self._pre(x, hq, 0, hf=hf))
+            return ([self._c((self._exact_act(op.activation, v), f, op.state)) for v in a],)
+        zr = self._pre(x, hq, 0, hf=hf) + self._pre(x, hq, 1, hf=hf)
+        g, fg = self._quantize("gate", [(self._exact_act(op.recurrent_activation, self.w(v)), f) for v, f in zr])
+        z, r = g[:u], g[u:]
+        if op.reset_after:
+            rh, fr = self._quantize("reset", self._pre(None, hq, 2, bias=op.recurrent_bias, hf=hf))
+            rec = [(self.w(r[j] * rh[j]), fg + fr) for j in range(u)]
+        else:
+            rh, fr = self._quantize("reset", [(self.w(r[j] * hq[j]), fg + hf) for j in range(u)])
+            rec = self._pre(None, rh, 2, bias=None, hf=fr)
+        px = self._pre(x, None, 2)
+        cand = []
+        for (mx, fx), (mr, frec) in zip(px, rec):
+            f = max(fx, frec)
+            cand.append((self._exact_act(op.activation, self.w(_align(mx, fx, f) + _align(mr, frec, f))), f))
+        hh, fc = self._quantize("cand", cand)
+        fm = max(hf, fc)
+        one = Const(1 << fg, signed(fg + 2))
+        out = []
+        for j in range(u):
+            v = z[j] * _align(hq[j], hf, fm) + (one - z[j]) * _align(hh[j], fc, fm)
+            out.append(self._c((v, fg + fm, op.state)))
+        return (out,)
 
 
 class RecurrentLayer(Layer):

@@ -47,7 +47,7 @@ from ._base import Op
 from .activation import Lut, Pwl
 from .dense import matmul_exact
 
-__all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "activation_op", "SCHEDULES"]
+__all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "activation_op", "exact_activation", "is_relu", "SCHEDULES"]
 
 SCHEDULES = ("unrolled", "reused")
 
@@ -180,7 +180,7 @@ class Recurrent(Op):
                 if scale <= 0 or scale.numerator & (scale.numerator - 1) or scale.denominator & (scale.denominator - 1):
                     raise GraphError(f"node {name!r}: quantizer {point!r} scales by {q['affine'][0]}, not a power of two")
         for spec in (self.activation, self.recurrent_activation):
-            if spec is not None and spec.get("function") not in ("linear", "relu"):
+            if spec is not None and _exact_kind(spec) is None:
                 raise GraphError(f"node {name!r}: with per-lane quantizers the activations must be linear or relu")
 
     # -- golden model ------------------------------------------------------------------------------
@@ -490,9 +490,22 @@ class GRU(Recurrent):
             s["h"] = min(top, m_z * m_h + (1 + m_z) * m_a)
 
 
+def _exact_kind(spec: dict) -> str | None:
+    """``"linear"`` or ``"relu"`` when the spec is one of them (exact on any grid), else None."""
+    if spec.get("kind") != "pwl" or spec.get("lower") is not None or spec.get("upper") is not None:
+        return None
+    if (spec["slope_hi"], spec["bias_hi"], spec["bias_lo"], spec["knot"]) != (1.0, 0.0, 0.0, 0.0):
+        return None
+    return {1.0: "linear", 0.0: "relu"}.get(spec["slope_lo"])
+
+
+def is_relu(spec: dict) -> bool:
+    return _exact_kind(spec) == "relu"
+
+
 def exact_activation(spec: dict, m):
     """``linear`` or ``relu`` on exact mantissas (any grid)."""
-    return np.maximum(m, 0) if spec["function"] == "relu" else m
+    return np.maximum(m, 0) if _exact_kind(spec) == "relu" else m
 
 
 def affine(m, frac: int, aff) -> tuple:
