@@ -28,7 +28,14 @@ from ._builder import SpatialBuilder
 from ._errors import rounding_error
 from ._hgq import is_hgq
 from ._keras_files import KerasModel, read_keras
-from ._recurrent import HGQ_RECURRENT, KERAS_RECURRENT, hgq_recurrent, keras_recurrent
+from ._recurrent import (
+    HGQ_RECURRENT,
+    KERAS_RECURRENT,
+    QKERAS_RECURRENT,
+    hgq_recurrent,
+    keras_recurrent,
+    qkeras_recurrent,
+)
 
 __all__ = ["from_keras", "parse_quantizer", "quantizer_type"]
 
@@ -418,6 +425,8 @@ class _KerasImporter:
             self.fixed_point_quantizer(layer)
         elif cls in KERAS_RECURRENT:
             keras_recurrent(self, layer)
+        elif cls in QKERAS_RECURRENT:
+            qkeras_recurrent(self, layer)
         elif cls in LATER:
             self.fail(layer, f"{LATER[cls]} are not supported yet; supported layers are {', '.join(SUPPORTED)}")
         elif cls in ("Lambda", "TFOpLambda"):

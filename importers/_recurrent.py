@@ -22,10 +22,12 @@ from rtlgen.ir.ops.recurrent import GRU, LSTM, SimpleRNN
 from . import _precision as precision
 from ._errors import _up
 
-__all__ = ["KERAS_RECURRENT", "HGQ_RECURRENT", "recurrent_node", "keras_recurrent", "hgq_recurrent", "DEFAULT_TABLE"]
+__all__ = ["KERAS_RECURRENT", "HGQ_RECURRENT", "QKERAS_RECURRENT", "recurrent_node", "keras_recurrent", "hgq_recurrent",
+           "qkeras_recurrent", "DEFAULT_TABLE"]
 
 KERAS_RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 HGQ_RECURRENT = ("QSimpleRNN", "QGRU")  # HGQ2 0.2 has no quantized LSTM
+QKERAS_RECURRENT = ("QSimpleRNN", "QLSTM", "QGRU")
 OPS = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 DEFAULT_TABLE = FixedType(18, 8)
@@ -333,6 +335,176 @@ def hgq_recurrent(imp, layer) -> None:
             imp.graph.notes.append(
                 f"{name}: HGQ2 computes the {what} in float32 ({FLOAT32_BITS} significant bits); they need {t.width} bits "
                 f"here, so HGQ2's predict may round where rtlgen is exact"
+            )
+    imp.cur = out
+    imp.float_layer = None
+
+
+# -- QKeras ---------------------------------------------------------------------------------------
+
+# QKeras's own hard_sigmoid (qkeras.quantizers.hard_sigmoid): clip(x / 2 + 1 / 2, 0, 1), exact.
+QKERAS_HARD_SIGMOID = {"kind": "pwl", "const_type": "fixed<18,8>", "function": "hard_sigmoid", "slope_hi": 0.5, "bias_hi": 0.5,
+                       "slope_lo": 0.5, "bias_lo": 0.5, "knot": 0.0, "lower": 0.0, "upper": 1.0}  # fmt: skip
+
+
+def _act_range(spec: dict, lo, hi, frac: int) -> tuple:
+    """``(lo, hi, frac)`` after an exact activation (see :func:`rtlgen.ir.ops.recurrent.exact_activation`)."""
+    from fractions import Fraction
+
+    from rtlgen.ir.ops.recurrent import exact_activation
+
+    _, f = exact_activation(spec, np.zeros((1, 1), dtype=np.int64), frac)
+    if spec["slope_lo"] == 0.0 and spec.get("lower") is None:  # relu
+        return max(lo, 0), max(hi, 0), f
+    if spec.get("lower") is None and spec.get("upper") is None:
+        return lo, hi, f
+    a, b = Fraction(spec["slope_hi"]), Fraction(spec["bias_hi"])
+    lo, hi = lo * a + b, hi * a + b
+    lo, hi = max(lo, Fraction(spec["lower"])), min(hi, Fraction(spec["upper"]))
+    return lo, hi, f
+
+
+def _through(point: str, lane_types: dict, spec: dict, rng: tuple) -> tuple:
+    """A value's range and grid after an activation and the point's quantizer (if any)."""
+    lo, hi, f = _act_range(spec, *rng)
+    if point in lane_types:
+        qlo, qhi, qf = _point_range(lane_types[point])
+        return max(lo, qlo), min(hi, qhi), qf
+    return lo, hi, f
+
+
+def _qkeras_activation(imp, layer, key: str, spec):
+    """``(activation spec, quantizer type or None)`` of a QKeras recurrent layer's activation."""
+    from ._keras import parse_quantizer, quantizer_type
+
+    parsed = parse_quantizer(spec) if spec is not None else ("linear", {})
+    name, kw = parsed
+    kw = {**kw, **dict(zip(("bits", "use_stochastic_rounding", "symmetric", "use_real_tanh"), kw.pop("__args__", [])))}
+    if name in ("linear", None):
+        return activation_spec("linear", DEFAULT_TABLE, DEFAULT_TABLE, table_size=2, keras3=False), None
+    if name == "relu":
+        return activation_spec("relu", DEFAULT_TABLE, DEFAULT_TABLE, table_size=2, keras3=False), None
+    if name == "hard_sigmoid" and key == "recurrent_activation":
+        return dict(QKERAS_HARD_SIGMOID), None
+    if name == "quantized_tanh":
+        if kw.get("use_real_tanh") or kw.get("use_stochastic_rounding"):
+            imp.fail(layer, f"{key} quantized_tanh with use_real_tanh or stochastic rounding is not supported; use quantized_tanh(bits)")
+        # QKeras's default (hard) internal sigmoid makes it clip(x, -1, 1) rounded half to even.
+        bits = int(kw.get("bits", 8))
+        t = FixedType(bits, 1, True, "RND_CONV", "SAT_SYM" if kw.get("symmetric") else "SAT")
+        return activation_spec("linear", DEFAULT_TABLE, DEFAULT_TABLE, table_size=2, keras3=False), t
+    if name in ("quantized_bits", "quantized_relu") and key == "activation":
+        t, _ = quantizer_type(spec, layer["config"]["name"])
+        return activation_spec("linear", DEFAULT_TABLE, DEFAULT_TABLE, table_size=2, keras3=False), t
+    want = "hard_sigmoid, linear or relu" if key == "recurrent_activation" else "quantized_tanh, quantized_bits, quantized_relu, linear or relu"
+    imp.fail(layer, f"{key} {name!r} is not supported in QKeras recurrent layers (it is float, not on a fixed-point grid); use {want}")
+
+
+def qkeras_recurrent(imp, layer) -> None:
+    """A QKeras QSimpleRNN, QLSTM or QGRU read by the Keras importer ``imp``: quantized weights,
+    QKeras's state quantizer on the states each step reads, the activation quantizer after the
+    activation, exact sums and products, as QKeras's predict computes them in float32."""
+    from fractions import Fraction
+
+    from ._keras import qkeras_weights, quantizer_type
+
+    cls, c = layer["class_name"], layer["config"]
+    name = c["name"]
+    kind = {"QSimpleRNN": "SimpleRNN", "QLSTM": "LSTM", "QGRU": "GRU"}[cls]
+    steps, features = _sequence_shape(imp, layer)
+    units, g = int(c["units"]), GATES[kind]
+    use_bias = c.get("use_bias", True)
+    for key in ("kernel_quantizer", "recurrent_quantizer") + (("bias_quantizer",) if use_bias else ()):
+        if c.get(key) is None:
+            # (QGRU without one even multiplies the state with the input kernel.)
+            imp.fail(layer, f"{key} is None: the weights stay float; set a quantizer such as quantized_bits(8,0,alpha=1)")
+    if kind != "SimpleRNN" and c.get("state_quantizer") is None:
+        imp.fail(layer, "state_quantizer is None: QKeras keeps the states in float32 and they leave every fixed-point grid; set one")
+    ws = {n: a for n, a in imp.weights(name)}
+    if any(k not in ws for k in ("kernel", "recurrent_kernel")) or (use_bias and "bias" not in ws):
+        raise ModelFormatError(f"layer {name!r}: kernel, recurrent kernel and bias not found in the weights file")
+    reset_after = bool(c.get("reset_after", False)) if kind == "GRU" else True
+    km, kf = qkeras_weights(c["kernel_quantizer"], ws["kernel"], name)
+    rm, rf = qkeras_weights(c["recurrent_quantizer"], ws["recurrent_kernel"], name)
+    bias = ws["bias"] if use_bias else np.zeros((2, g * units) if kind == "GRU" and reset_after else g * units)
+    bmm, bf = qkeras_weights(c["bias_quantizer"], bias, name) if use_bias else (np.zeros(np.shape(bias), dtype=np.int64), 0)
+    bmm = np.asarray(bmm, dtype=np.int64)
+    rb = None
+    if kind == "GRU" and reset_after:
+        bm, rbm = bmm[0].copy(), bmm[1]
+        bm[: 2 * units] += rbm[: 2 * units]
+        rb = np.zeros_like(rbm)
+        rb[2 * units :] = rbm[2 * units :]
+    else:
+        bm = bmm.reshape(-1)
+    act, act_q = _qkeras_activation(imp, layer, "activation", c.get("activation"))
+    specs = {"activation": act}
+    if kind != "SimpleRNN":
+        specs["recurrent_activation"], _ = _qkeras_activation(imp, layer, "recurrent_activation", c.get("recurrent_activation", "hard_sigmoid"))
+    lane_types = {}
+    if c.get("state_quantizer") is not None:
+        lane_types["state"] = {"lanes": [str(quantizer_type(c["state_quantizer"], name)[0])] * units, "affine": None}
+    if act_q is not None:
+        lane_types["pre" if kind == "SimpleRNN" else "cand"] = {"lanes": [str(act_q)] * units, "affine": None}
+
+    # Exact types from the ranges: input and read state bound the sums, quantizers bound the rest.
+    xt = imp.graph.tensors[imp.cur]
+    lo_x, hi_x = imp.b.bounds[imp.cur]
+    x_mag = Fraction(max(max(abs(int(v)) for v in lo_x), max(abs(int(v)) for v in hi_x)), 2**xt.type.frac)
+    fz = max(xt.type.frac + kf, bf)
+
+    def pre_range(h_mag, hf):
+        col = np.abs(km).sum(axis=0).astype(object) * Fraction(1, 2**kf) * x_mag + np.abs(rm).sum(axis=0).astype(object) * Fraction(1, 2**rf) * h_mag
+        col = col + np.abs(bm).astype(object) * Fraction(1, 2**bf)
+        top = max(col)
+        return -top, top, max(fz, hf + rf)
+
+    if kind == "SimpleRNN":
+        if "state" in lane_types:
+            s_lo, s_hi, hf = _point_range(lane_types["state"])
+            pre = pre_range(max(abs(s_lo), abs(s_hi)), hf)
+        elif "pre" in lane_types:
+            q_lo, q_hi, qf = _point_range(lane_types["pre"])
+            pre = pre_range(max(abs(q_lo), abs(q_hi)), qf)
+        else:
+            imp.fail(layer, "a linear QSimpleRNN without state_quantizer has no fixed-point grid for its state; quantize the activation or the state")
+        lo, hi, f = _through("pre", lane_types, act, pre)
+        state = _type_of(lo, hi, f)
+        cell, table = None, state
+    else:
+        s_lo, s_hi, sf = _point_range(lane_types["state"])
+        pre = pre_range(max(abs(s_lo), abs(s_hi)), sf)
+        g_lo, g_hi, gf = _through("gate", lane_types, specs["recurrent_activation"], pre)
+        table = _type_of(g_lo, g_hi, gf)
+        if kind == "GRU":
+            # The candidate's sum: r * (h U_h + b) or (r h) U_h, bounded by |r| <= max |gate|.
+            c_lo, c_hi, cf = _through("cand", lane_types, act, pre_range(max(abs(s_lo), abs(s_hi)) * max(abs(g_lo), abs(g_hi)), gf + sf))
+            a, b = _mul_range((g_lo, g_hi), (s_lo, s_hi)), _mul_range((1 - g_hi, 1 - g_lo), (c_lo, c_hi))
+            state = _type_of(a[0] + b[0], a[1] + b[1], gf + max(sf, cf))
+            cell = None
+        else:
+            c_lo, c_hi, cf = _through("cand", lane_types, act, pre)
+            a, b = _mul_range((g_lo, g_hi), (s_lo, s_hi)), _mul_range((g_lo, g_hi), (c_lo, c_hi))
+            cell = _type_of(a[0] + b[0], a[1] + b[1], gf + max(sf, cf))
+            n_lo, n_hi, nf = _through("cand", lane_types, act, (Fraction(cell.min), Fraction(cell.max), cell.frac))
+            o = _mul_range((g_lo, g_hi), (n_lo, n_hi))
+            state = _type_of(o[0], o[1], gf + nf)
+            specs["cell_activation"] = act
+    accum = _type_of(pre[0], pre[1], pre[2])
+    op = OPS[kind](
+        units=units, kernel=np.asarray(km, dtype=np.int64), recurrent_kernel=np.asarray(rm, dtype=np.int64), bias=bm,
+        kernel_frac=kf, recurrent_frac=rf, bias_frac=bf, accum=accum, table=table, state=state, cell=cell,
+        return_sequences=bool(c.get("return_sequences", False)), recurrent_bias=rb, reset_after=reset_after,
+        lane_types=lane_types, **specs,
+    )  # fmt: skip
+    shape = (steps, units) if op.return_sequences else (units,)
+    out = imp.b.tensor(name, shape, state)
+    imp.graph.add_node(Node(name, op, [imp.cur], [out], {"source": f"QKeras {cls}", "float_weights": False}))
+    for what, t in (("pre-activation sums", accum), ("states", state)) + ((("cell states", cell),) if cell is not None else ()):
+        if t.width > FLOAT32_BITS:
+            imp.graph.notes.append(
+                f"{name}: QKeras computes the {what} in float32 ({FLOAT32_BITS} significant bits); they need {t.width} bits "
+                f"here, so QKeras's predict may round where rtlgen is exact"
             )
     imp.cur = out
     imp.float_layer = None

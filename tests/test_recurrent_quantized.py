@@ -124,3 +124,55 @@ def test_hgq_rtl_equals_golden(kind, reuse, tmp_path):
     design = rtlgen.convert(path, cfg)
     x = np.random.default_rng(6).uniform(-3, 3, (300, 3, FEATURES)).astype(np.float32)
     check_rtl(design, x, work_dir=tmp_path / "sim")
+
+
+# -- QKeras (references stored by scripts/make_qkeras_recurrent_references.py) -------------------
+
+QKERAS = os.path.join(os.path.dirname(__file__), "data", "qkeras")
+
+
+def _qkeras_refs():
+    path = os.path.join(QKERAS, "qkeras_recurrent.npz")
+    if not os.path.exists(path):
+        pytest.skip("QKeras recurrent references not generated (scripts/make_qkeras_recurrent_references.py)")
+    return np.load(path)
+
+
+@pytest.mark.parametrize("kind, cls", [("rnn", "SimpleRNN"), ("lstm", "LSTM"), ("gru", "GRU")])
+def test_qkeras_golden_equals_stored_predict(kind, cls):
+    """2,000 sequences: golden == QKeras's predict exactly (QSimpleRNN with every step's output,
+    QLSTM and QGRU reset_after=False with QKeras's default hard_sigmoid recurrent activation)."""
+    refs = _qkeras_refs()
+    x = refs["x"].astype(np.float32) * 2.0**-3
+    ref = refs[f"y/{kind}"].astype(np.float64) * 2.0 ** -int(refs[f"y_frac/{kind}"])
+    design = rtlgen.convert(os.path.join(QKERAS, f"qkeras_{kind}.h5"))
+    node = design.graph.nodes[-1]
+    assert node.kind == cls and node.attrs["source"] == f"QKeras Q{cls}"
+    if cls != "SimpleRNN":
+        assert node.op.recurrent_activation["slope_hi"] == 0.5  # QKeras's hard_sigmoid, not Keras's 0.2
+    assert node.op.reset_after == (cls != "GRU")
+    got = design.predict(x).reshape(ref.shape)
+    assert len(x) == 2000 and np.array_equal(got, ref), f"{int((got != ref).reshape(len(x), -1).any(axis=1).sum())} sequences differ"
+    assert len(np.unique(ref)) > 100
+
+
+def test_qkeras_missing_state_quantizer_is_one_line(tmp_path):
+    """A QLSTM without state_quantizer keeps float32 states: refused in one line."""
+    import json
+    import shutil
+
+    import h5py
+
+    _qkeras_refs()
+    path = tmp_path / "lstm.h5"
+    shutil.copy(os.path.join(QKERAS, "qkeras_lstm.h5"), path)
+    with h5py.File(path, "r+") as f:
+        cfg = json.loads(f.attrs["model_config"])
+        cfg["config"]["layers"][-1]["config"]["state_quantizer"] = None
+        f.attrs["model_config"] = json.dumps(cfg)
+    with pytest.raises(UnsupportedOpError) as e:
+        rtlgen.convert(path)
+    assert str(e.value) == (
+        "node 'lstm' (QLSTM): state_quantizer is None: QKeras keeps the states in float32 and they leave every "
+        "fixed-point grid; set one"
+    )

@@ -29,7 +29,12 @@ every unit to its own type (see :meth:`Recurrent.quantize_point`):
 * SimpleRNN: ``h = act(Q_pre(x W + Q_state(h) U + b))``;
 * GRU: ``z, r = Q_gate(act_r(x W + Q_state(h) U + b))``; the candidate
   ``hh = Q_cand(act(x W_h + b_h + r * Q_reset(Q_state(h) U_h + b_rh)))`` (``reset_after``) or
-  ``act(x W_h + b_h + Q_reset(r * Q_state(h)) U_h)``; ``h = z Q_state(h) + (1 - z) hh``.
+  ``act(x W_h + b_h + Q_reset(r * Q_state(h)) U_h)``; ``h = z Q_state(h) + (1 - z) hh``;
+* LSTM (QKeras): ``i, f, o = Q_gate(act_r(...))``, ``g = Q_cand(act(...))``,
+  ``c = f Q_state(c) + i g``, ``h = o Q_cand(act(c))``.
+
+A point without a quantizer passes its exact value on; activations are ``linear``, ``relu`` or a
+clipped affine map with a power-of-two slope (QKeras's ``hard_sigmoid``).
 """
 
 from __future__ import annotations
@@ -171,7 +176,7 @@ class Recurrent(Op):
             self._verify_lanes(name)
 
     def _verify_lanes(self, name):
-        want = {"state": self.units, "pre": self.units, "gate": 2 * self.units, "reset": self.units, "cand": self.units}
+        want = {"state": self.units, "pre": self.units, "gate": (self.gates - 1) * self.units, "reset": self.units, "cand": self.units}
         for point, q in self.lane_types.items():
             if point not in want or len(q["lanes"]) != want[point]:
                 raise GraphError(f"node {name!r}: quantizer {point!r} must be one of {', '.join(want)} with one type per lane")
@@ -179,9 +184,9 @@ class Recurrent(Op):
                 scale = Fraction(q["affine"][0])
                 if scale <= 0 or scale.numerator & (scale.numerator - 1) or scale.denominator & (scale.denominator - 1):
                     raise GraphError(f"node {name!r}: quantizer {point!r} scales by {q['affine'][0]}, not a power of two")
-        for spec in (self.activation, self.recurrent_activation):
+        for spec in (self.activation, self.recurrent_activation, self.cell_activation):
             if spec is not None and _exact_kind(spec) is None:
-                raise GraphError(f"node {name!r}: with per-lane quantizers the activations must be linear or relu")
+                raise GraphError(f"node {name!r}: with per-lane quantizers the activations must be linear, relu or a clipped power-of-two affine map")
 
     # -- golden model ------------------------------------------------------------------------------
 
@@ -215,9 +220,12 @@ class Recurrent(Op):
     def quantize_point(self, point: str, m, frac: int):
         """``(mantissas, frac)`` of quantizer ``point`` on ``m`` (lanes along the last axis): each lane
         cast to its own type (``None``: zero), on the finest grid among them, then the exact
-        affine map (``x * scale + shift``, scale a power of two) HGQ2 applies after a quantizer."""
-        q = self.lane_types[point]
+        affine map (``x * scale + shift``, scale a power of two) HGQ2 applies after a quantizer.
+        A point without a quantizer passes ``m`` on exactly."""
         m = int_array(m)
+        if point not in self.lane_types:
+            return m, frac  # no quantizer there: the exact value goes on
+        q = self.lane_types[point]
         types = [FixedType.parse(t) if t is not None else None for t in q["lanes"]]
         f = max([t.frac for t in types if t is not None] + [0])
         out = np.zeros(m.shape, dtype=m.dtype)
@@ -338,8 +346,8 @@ class SimpleRNN(Recurrent):
         (h,) = state
         if self.lane_types is not None:
             hq, hf = self.read_state(h)
-            m, f = self.quantize_point("pre", *self._pre(x, xf, hq, 0, hf=hf))
-            return (cast(exact_activation(self.activation, m), f, self.state),)
+            m, f = exact_activation(self.activation, *self.quantize_point("pre", *self._pre(x, xf, hq, 0, hf=hf)))
+            return (cast(m, f, self.state),)
         a = apply_activation(self.activation, self._z(x, xf, h, 0), self.accum, self.table)
         return (cast(a, self.table, self.state),)
 
@@ -369,6 +377,8 @@ class LSTM(Recurrent):
 
     def step(self, x, xf, state):
         h, c = state
+        if self.lane_types is not None:
+            return self._step_lanes(x, xf, h, c)
         tt = self.table
         i, f, o = (apply_activation(self.recurrent_activation, self._z(x, xf, h, k), self.accum, tt) for k in (0, 1, 3))
         g = apply_activation(self.activation, self._z(x, xf, h, 2), self.accum, tt)
@@ -378,6 +388,23 @@ class LSTM(Recurrent):
         a = apply_activation(self.cell_activation, c, self.cell, tt)
         h = cast(o * a, 2 * tt.frac, self.state)
         return h, c
+
+    def _step_lanes(self, x, xf, h, c):
+        """QKeras's QLSTM cell with per-lane quantizers: ``Q_state`` reads both states, ``Q_cand``
+        follows the activation of the candidate and of the new cell state (one activation
+        quantizer in QKeras), the products and sums are exact."""
+        u = self.units
+        hq, hf = self.read_state(h)
+        cq, cf = self.quantize_point("state", c, self.cell.frac)
+        gates = [exact_activation(self.recurrent_activation, *self._pre(x, xf, hq, k, hf=hf)) for k in (0, 1, 3)]
+        f = max(p[1] for p in gates)
+        g3, fg = self.quantize_point("gate", np.concatenate([align(m, pf, f) for m, pf in gates], axis=1), f)
+        i, fo, o = g3[:, :u], g3[:, u : 2 * u], g3[:, 2 * u :]
+        g, fc = self.quantize_point("cand", *exact_activation(self.activation, *self._pre(x, xf, hq, 2, hf=hf)))
+        fn = fg + max(cf, fc)
+        c_new = align(fo * cq, fg + cf, fn) + align(i * g, fg + fc, fn)
+        a, fa = self.quantize_point("cand", *exact_activation(self.cell_activation, c_new, fn))
+        return cast(o * a, fg + fa, self.state), cast(c_new, fn, self.cell)
 
     def step_error(self, s, ez, zm):
         from ._bounds import rounding_error
@@ -448,7 +475,7 @@ class GRU(Recurrent):
         zr = [self._pre(x, xf, hq, k, hf=hf) for k in (0, 1)]
         f = max(p[1] for p in zr)
         pre = np.concatenate([align(m, pf, f) for m, pf in zr], axis=1)
-        g, fg = self.quantize_point("gate", exact_activation(self.recurrent_activation, pre), f)
+        g, fg = self.quantize_point("gate", *exact_activation(self.recurrent_activation, pre, f))
         z, r = g[:, :u], g[:, u:]
         if self.reset_after:
             rb = self.recurrent_bias
@@ -459,7 +486,7 @@ class GRU(Recurrent):
             rec, frec = self._pre(None, xf, rh, 2, bias=None, hf=fr)
         mx, fx = self._pre(x, xf, None, 2)
         f = max(fx, frec)
-        hh, fc = self.quantize_point("cand", exact_activation(self.activation, align(mx, fx, f) + align(rec, frec, f)), f)
+        hh, fc = self.quantize_point("cand", *exact_activation(self.activation, align(mx, fx, f) + align(rec, frec, f), f))
         fm = max(hf, fc)
         v = z * align(hq, hf, fm) + ((1 << fg) - z) * align(hh, fc, fm)
         return (cast(v, fg + fm, self.state),)
@@ -490,22 +517,47 @@ class GRU(Recurrent):
             s["h"] = min(top, m_z * m_h + (1 + m_z) * m_a)
 
 
+def _dyadic(v) -> bool:
+    return v is None or Fraction(v).denominator & (Fraction(v).denominator - 1) == 0
+
+
 def _exact_kind(spec: dict) -> str | None:
-    """``"linear"`` or ``"relu"`` when the spec is one of them (exact on any grid), else None."""
-    if spec.get("kind") != "pwl" or spec.get("lower") is not None or spec.get("upper") is not None:
+    """``"linear"``, ``"relu"`` or ``"affine"`` (``clip(x * slope + bias, lower, upper)``, slope a
+    power of two, the rest dyadic: QKeras's hard_sigmoid) when the spec is one of them, exact on any
+    grid; else None."""
+    if spec.get("kind") != "pwl":
         return None
-    if (spec["slope_hi"], spec["bias_hi"], spec["bias_lo"], spec["knot"]) != (1.0, 0.0, 0.0, 0.0):
-        return None
-    return {1.0: "linear", 0.0: "relu"}.get(spec["slope_lo"])
+    slope, bias = spec["slope_hi"], spec["bias_hi"]
+    if spec.get("lower") is None and spec.get("upper") is None and (bias, spec["bias_lo"], spec["knot"]) == (0.0, 0.0, 0.0) and slope == 1.0:
+        return {1.0: "linear", 0.0: "relu"}.get(spec["slope_lo"])
+    f = Fraction(slope)
+    pow2 = f > 0 and f.numerator & (f.numerator - 1) == 0 and f.denominator & (f.denominator - 1) == 0
+    if pow2 and (slope, bias) == (spec["slope_lo"], spec["bias_lo"]) and all(_dyadic(spec.get(k)) for k in ("bias_hi", "lower", "upper")):
+        return "affine"
+    return None
 
 
 def is_relu(spec: dict) -> bool:
     return _exact_kind(spec) == "relu"
 
 
-def exact_activation(spec: dict, m):
-    """``linear`` or ``relu`` on exact mantissas (any grid)."""
-    return np.maximum(m, 0) if _exact_kind(spec) == "relu" else m
+def exact_activation(spec: dict, m, frac: int) -> tuple:
+    """``(mantissas, frac)`` of a linear, relu or clipped power-of-two affine activation on exact
+    mantissas at ``frac`` fractional bits, exactly."""
+    kind = _exact_kind(spec)
+    if kind == "relu":
+        return np.maximum(m, 0), frac
+    if kind == "linear":
+        return m, frac
+    m, f = affine(m, frac, [spec["slope_hi"], spec["bias_hi"]])
+    for bound, pick in (("lower", np.maximum), ("upper", np.minimum)):
+        if spec.get(bound) is not None:
+            b = Fraction(spec[bound])
+            bf = b.denominator.bit_length() - 1
+            if bf > f:
+                m, f = align(m, f, bf), bf
+            m = pick(m, int(b * 2**f))
+    return m, f
 
 
 def affine(m, frac: int, aff) -> tuple:
