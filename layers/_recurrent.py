@@ -186,6 +186,9 @@ class _Cell:
     def _quantize(self, point, vals):
         """Quantizer ``point`` on lane values ``[(value, frac)]``: ``(values, frac)`` as
         :meth:`rtlgen.ir.ops.recurrent.Recurrent.quantize_point`."""
+        if point not in self.op.lane_types:
+            frac = max(f for _, f in vals)
+            return [_align(v, f, frac) for v, f in vals], frac  # no quantizer: exact
         q = self.op.lane_types[point]
         types = [FixedType.parse(t) if t is not None else None for t in q["lanes"]]
         f = max([t.frac for t in types if t is not None] + [0])
@@ -199,8 +202,26 @@ class _Cell:
         sf = max(shift.denominator.bit_length() - 1, f)
         return [self.w(_align(v, f, sf) + Const(int(shift * 2**sf))) for v in out], sf
 
-    def _exact_act(self, spec, v):
-        return self.w(Mux(v < 0, 0, v)) if is_relu(spec) and v.shape().signed else v
+    def _exact_act(self, spec, v, frac):
+        """``(value, frac)`` of :func:`rtlgen.ir.ops.recurrent.exact_activation`."""
+        if is_relu(spec):
+            return (self.w(Mux(v < 0, 0, v)) if v.shape().signed else v), frac
+        if spec["slope_lo"] == 1.0 and spec["bias_hi"] == 0.0 and spec.get("lower") is None and spec.get("upper") is None:
+            return v, frac  # linear
+        slope, bias = Fraction(spec["slope_hi"]), Fraction(spec["bias_hi"])
+        f = frac - (slope.numerator.bit_length() - slope.denominator.bit_length())
+        if f < 0:
+            v, f = v << -f, 0
+        bf = max(bias.denominator.bit_length() - 1, f)
+        v = self.w(_align(v, f, bf) + Const(int(bias * 2**bf)))
+        for key in ("lower", "upper"):
+            if spec.get(key) is not None:
+                b = Fraction(spec[key])
+                if b.denominator.bit_length() - 1 > bf:
+                    v, bf = _align(v, bf, b.denominator.bit_length() - 1), b.denominator.bit_length() - 1
+                c = Const(int(b * 2**bf))
+                v = self.w(Mux(v < c, c, v) if key == "lower" else Mux(v > c, c, v))
+        return v, bf
 
     def _read_state(self, h):
         op = self.op
@@ -212,13 +233,14 @@ class _Cell:
         """HGQ2's QSimpleRNN / QGRU cell (see :mod:`rtlgen.ir.ops.recurrent`)."""
         op = self.op
         u = op.units
-        (h,) = state
-        hq, hf = self._read_state(h)
+        hq, hf = self._read_state(state[0])
         if isinstance(op, SimpleRNN):
             a, f = self._quantize("pre", self._pre(x, hq, 0, hf=hf))
-            return ([self._c((self._exact_act(op.activation, v), f, op.state)) for v in a],)
+            return ([self._c(self._exact_act(op.activation, v, f) + (op.state,)) for v in a],)
+        if isinstance(op, LSTM):
+            return self._lstm_lanes(x, hq, hf, state[1])
         zr = self._pre(x, hq, 0, hf=hf) + self._pre(x, hq, 1, hf=hf)
-        g, fg = self._quantize("gate", [(self._exact_act(op.recurrent_activation, self.w(v)), f) for v, f in zr])
+        g, fg = self._quantize("gate", [self._exact_act(op.recurrent_activation, self.w(v), f) for v, f in zr])
         z, r = g[:u], g[u:]
         if op.reset_after:
             rh, fr = self._quantize("reset", self._pre(None, hq, 2, bias=op.recurrent_bias, hf=hf))
@@ -230,7 +252,7 @@ class _Cell:
         cand = []
         for (mx, fx), (mr, frec) in zip(px, rec):
             f = max(fx, frec)
-            cand.append((self._exact_act(op.activation, self.w(_align(mx, fx, f) + _align(mr, frec, f))), f))
+            cand.append(self._exact_act(op.activation, self.w(_align(mx, fx, f) + _align(mr, frec, f)), f))
         hh, fc = self._quantize("cand", cand)
         fm = max(hf, fc)
         one = Const(1 << fg, signed(fg + 2))
@@ -239,6 +261,20 @@ class _Cell:
             v = z[j] * _align(hq[j], hf, fm) + (one - z[j]) * _align(hh[j], fc, fm)
             out.append(self._c((v, fg + fm, op.state)))
         return (out,)
+
+    def _lstm_lanes(self, x, hq, hf, c):
+        op = self.op
+        u = op.units
+        cq, cf = self._quantize("state", [(v, op.cell.frac) for v in c])
+        pre = [p for k in (0, 1, 3) for p in self._pre(x, hq, k, hf=hf)]
+        g3, fg = self._quantize("gate", [self._exact_act(op.recurrent_activation, self.w(v), f) for v, f in pre])
+        i, fo, o = g3[:u], g3[u : 2 * u], g3[2 * u :]
+        g, fc = self._quantize("cand", [self._exact_act(op.activation, self.w(v), f) for v, f in self._pre(x, hq, 2, hf=hf)])
+        fn = fg + max(cf, fc)
+        c_new = [self.w(_align(fo[j] * cq[j], fg + cf, fn) + _align(i[j] * g[j], fg + fc, fn)) for j in range(u)]
+        a, fa = self._quantize("cand", [self._exact_act(op.cell_activation, v, fn) for v in c_new])
+        h = [self._c((o[j] * a[j], fg + fa, op.state)) for j in range(u)]
+        return h, [self._c((v, fn, op.cell)) for v in c_new]
 
 
 class RecurrentLayer(Layer):
