@@ -152,8 +152,8 @@ def _weight_name(path: str) -> str:
     inside a recurrent cell)."""
     parts = path.split(":")[0].split("/")
     for part in parts[:-1]:
-        # A recurrent layer's cell names its quantizers (``kq``, ``rkq``, ``sq``, ...) bare or prefixed.
-        m = re.search(r"(?:^|_)(iq|kq|rkq|bq|oq|sq|paq|praq|rhq)$", part)
+        # An HGQ2 recurrent cell names its quantizers bare (``kq``) or after the cell (``qgru_cell_rkq``).
+        m = re.search(r"_(iq|kq|bq|oq)$", part) or re.fullmatch(r"(?:\w*cell_)?(iq|kq|rkq|bq|sq|paq|praq|rhq)", part)
         if m:
             return f"{m.group(1)}/quantizer/{parts[-1]}"
     return parts[-1]
