@@ -54,10 +54,24 @@ def _hgq_rnn(kind, tmp_path, *, steps=STEPS, units=4):
     return model, path
 
 
+@pytest.fixture(scope="module")
+def hgq_model(tmp_path_factory):
+    """``_hgq_rnn`` built once per module for each set of arguments (training is the slow part)."""
+    cache = {}
+
+    def make(kind, **kw):
+        key = (kind, tuple(sorted(kw.items())))
+        if key not in cache:
+            cache[key] = _hgq_rnn(kind, tmp_path_factory.mktemp(kind), **kw)
+        return cache[key]
+
+    return make
+
+
 @pytest.mark.parametrize("kind", ["stack", "relu_reset_before"])
-def test_hgq_golden_equals_hgq_predict(kind, tmp_path):
+def test_hgq_golden_equals_hgq_predict(kind, hgq_model, tmp_path):
     """2,000 sequences: the golden model's outputs equal HGQ2's predict exactly (== on float32)."""
-    model, path = _hgq_rnn(kind, tmp_path)
+    model, path = hgq_model(kind)
     design = rtlgen.convert(path)
     nodes = {n.name: n for n in design.graph.nodes}
     assert {"rnn_iq", "rnn", "gru_iq", "gru"} <= set(nodes)
@@ -76,12 +90,12 @@ def test_hgq_golden_equals_hgq_predict(kind, tmp_path):
         assert np.array_equal(rtlgen.convert(source).predict(x[:100]).astype(np.float32).reshape(ref[:100].shape), ref[:100])
 
 
-def test_hgq_every_quantizer_counts(tmp_path):
+def test_hgq_every_quantizer_counts(hgq_model):
     """Each of the GRU's quantizers changes the result when it is dropped (widened), so the
     exact equality above checks all of them."""
     from rtlgen.fixed import FixedType
 
-    model, path = _hgq_rnn("stack", tmp_path)
+    model, path = hgq_model("stack")
     design = rtlgen.convert(path)
     x = design.random_inputs(300, seed=1)
     base = design.predict_int(x)
@@ -94,8 +108,8 @@ def test_hgq_every_quantizer_counts(tmp_path):
         assert changed, point
 
 
-def test_hgq_graph_json_round_trip(tmp_path):
-    _, path = _hgq_rnn("relu_reset_before", tmp_path)
+def test_hgq_graph_json_round_trip(hgq_model):
+    _, path = hgq_model("relu_reset_before")
     design = rtlgen.convert(path)
     g2 = Graph.from_json(design.graph.to_json())
     m = design.random_inputs(100, seed=3)
@@ -214,8 +228,8 @@ def test_qkeras_cell_hardware_equals_golden(kind, schedule):
 
 @pytest.mark.parametrize("schedule", ["unrolled", "reused"])
 @pytest.mark.parametrize("kind", ["tiny_after", "tiny_before"])
-def test_hgq_cell_hardware_equals_golden(kind, schedule, tmp_path):
-    _, path = _hgq_rnn(kind, tmp_path, steps=3, units=2)
+def test_hgq_cell_hardware_equals_golden(kind, schedule, hgq_model):
+    _, path = hgq_model(kind, steps=3, units=2)
     design = rtlgen.convert(path)
     x = np.random.default_rng(7).uniform(-3, 3, (60, 3, FEATURES)).astype(np.float32)
     assert _check_cells(design, x, schedule) == ["SimpleRNN", "GRU"]
