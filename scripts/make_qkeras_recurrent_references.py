@@ -12,8 +12,8 @@ From the repository root:
 
     /work/venvs/keras2/bin/python scripts/make_qkeras_recurrent_references.py --out tests/data/qkeras
 
-It writes ``qkeras_<kind>.h5`` (the model, saved by Keras 2) for kind in ``rnn``, ``lstm``, ``gru``
-and one ``qkeras_recurrent.npz`` with
+It writes ``qkeras_<kind>.h5`` (the model, saved by Keras 2) for kind in ``rnn``, ``lstm``, ``gru``,
+``gru_after`` (``reset_after=True``, ``quantized_relu`` activation) and one ``qkeras_recurrent.npz`` with
 
     x          int8 input mantissas on a 2**-FRAC grid (sequences, STEPS, FEATURES), shared by the models
     y/<kind>   model.predict(x) as integer mantissas: predict = y * 2**-y_frac/<kind> exactly
@@ -58,9 +58,10 @@ def make(kind, keras, q):
         "rnn": lambda: q.QSimpleRNN(UNITS, return_sequences=True, **common),
         "lstm": lambda: q.QLSTM(UNITS, **common),  # recurrent_activation: QKeras's default hard_sigmoid
         "gru": lambda: q.QGRU(UNITS, reset_after=False, **common),
+        "gru_after": lambda: q.QGRU(UNITS, reset_after=True, **{**common, "activation": "quantized_relu(6,1)"}),
     }[kind]()
     model = keras.Sequential([keras.Input((STEPS, FEATURES), name="x"), layer], name=f"qkeras_{kind}")
-    rng = np.random.default_rng({"rnn": 1, "lstm": 2, "gru": 3}[kind])
+    rng = np.random.default_rng({"rnn": 1, "lstm": 2, "gru": 3, "gru_after": 4}[kind])
     model.set_weights([rng.uniform(-1, 1, w.shape).astype("float32") for w in model.get_weights()])
     return model
 
@@ -75,12 +76,16 @@ def main():
         import tensorflow as tf
     except ImportError as e:
         sys.exit(f"{e}: run this with the Keras 2 environment's python (see the module docstring)")
+    from tensorflow.python.ops import array_ops
     from tensorflow.python.util import nest
 
-    # qkeras 0.9.0's recurrent cells call nest.is_sequence, which TensorFlow 2.14 removed after
-    # years as a deprecated alias of nest.is_nested: restore the alias.
+    # qkeras 0.9.0's recurrent cells call nest.is_sequence (a deprecated alias of nest.is_nested)
+    # and, in QGRU with reset_after, array_ops.unstack (tf.unstack): TensorFlow 2.14 has neither
+    # name any more, so the aliases are restored.
     if not hasattr(nest, "is_sequence"):
         nest.is_sequence = nest.is_nested
+    if not hasattr(array_ops, "unstack"):
+        array_ops.unstack = tf.unstack
     if not keras.__version__.startswith("2."):
         sys.exit(f"keras {keras.__version__}: QKeras needs Keras 2; use the Keras 2 environment (see the module docstring)")
     tf.random.set_seed(SEED)
@@ -93,7 +98,7 @@ def main():
                      "qkeras": getattr(q, "__version__", "?"), "numpy": np.__version__},
         "seed": SEED, "x_frac": FRAC, "command": " ".join(sys.argv), "models": {},
     }  # fmt: skip
-    for kind in ("rnn", "lstm", "gru"):
+    for kind in ("rnn", "lstm", "gru", "gru_after"):
         model = make(kind, keras, q)
         y = model.predict(x, batch_size=N, verbose=0).astype(np.float32)
         # Every output is on a fixed-point grid: stored losslessly as integers on the coarsest one.
@@ -112,7 +117,7 @@ def main():
     arrays["meta"] = np.array(json.dumps(meta, default=str))
     np.savez_compressed(args.out / "qkeras_recurrent.npz", **arrays)
     for f in sorted(args.out.glob("qkeras_*")):
-        if f.stem.split("_", 1)[-1] in ("rnn", "lstm", "gru", "recurrent"):
+        if f.stem.split("_", 1)[-1] in ("rnn", "lstm", "gru", "gru_after", "recurrent"):
             print(f, f.stat().st_size)
 
 

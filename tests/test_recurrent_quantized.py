@@ -154,10 +154,11 @@ def _qkeras_refs():
     return np.load(path)
 
 
-@pytest.mark.parametrize("kind, cls", [("rnn", "SimpleRNN"), ("lstm", "LSTM"), ("gru", "GRU")])
+@pytest.mark.parametrize("kind, cls", [("rnn", "SimpleRNN"), ("lstm", "LSTM"), ("gru", "GRU"), ("gru_after", "GRU")])
 def test_qkeras_golden_equals_stored_predict(kind, cls):
     """2,000 sequences: golden == QKeras's predict exactly (QSimpleRNN with every step's output,
-    QLSTM and QGRU reset_after=False with QKeras's default hard_sigmoid recurrent activation)."""
+    QLSTM and QGRU with QKeras's default hard_sigmoid recurrent activation, the GRU with both
+    reset_after values)."""
     refs = _qkeras_refs()
     x = refs["x"].astype(np.float32) * 2.0**-3
     ref = refs[f"y/{kind}"].astype(np.float64) * 2.0 ** -int(refs[f"y_frac/{kind}"])
@@ -166,7 +167,7 @@ def test_qkeras_golden_equals_stored_predict(kind, cls):
     assert node.kind == cls and node.attrs["source"] == f"QKeras Q{cls}"
     if cls != "SimpleRNN":
         assert node.op.recurrent_activation["slope_hi"] == 0.5  # QKeras's hard_sigmoid, not Keras's 0.2
-    assert node.op.reset_after == (cls != "GRU")
+    assert node.op.reset_after == (kind != "gru")
     got = design.predict(x).reshape(ref.shape)
     assert len(x) == 2000 and np.array_equal(got, ref), f"{int((got != ref).reshape(len(x), -1).any(axis=1).sum())} sequences differ"
     assert len(np.unique(ref)) > 100
@@ -219,7 +220,7 @@ def _check_cells(design, x, schedule):
 
 
 @pytest.mark.parametrize("schedule", ["unrolled", "reused"])
-@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru", "gru_after"])
 def test_qkeras_cell_hardware_equals_golden(kind, schedule):
     refs = _qkeras_refs()
     design = rtlgen.convert(os.path.join(QKERAS, f"qkeras_{kind}.h5"))
