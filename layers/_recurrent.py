@@ -4,8 +4,8 @@ The cell (one time step) is combinational logic that computes exactly what
 :mod:`rtlgen.ir.ops.recurrent` specifies: constant products (shifts where the weight is a power of
 two), exact sums cast once to the accumulator, activation tables as asynchronous ROM reads (one
 ROM per table, shared by every lane and step), clipped affine activations, exact products of two
-signals cast to the state and cell types. With the op's ``lane_types`` (HGQ2) the cell is
-:meth:`_Cell.step_lanes` instead: exact sums and products, and HGQ2's quantizers lane by lane.
+signals cast to the state and cell types. With the op's ``lane_types`` (HGQ2, QKeras) the cell is
+:meth:`_Cell.step_lanes` instead: exact sums and products, and the framework's quantizers lane by lane.
 
 * ``"unrolled"``: one cell per time step with a register stage after each; ``latency`` = steps,
   ``initiation_interval`` = 1 (a new sequence every cycle).
@@ -181,7 +181,7 @@ class _Cell:
         return (h2,)
 
 
-    # -- HGQ2's per-lane quantizers: the same arithmetic as the op's golden model -------------------
+    # -- per-lane quantizers (HGQ2, QKeras): the same arithmetic as the op's golden model ----------
 
     def _quantize(self, point, vals):
         """Quantizer ``point`` on lane values ``[(value, frac)]``: ``(values, frac)`` as
@@ -230,7 +230,7 @@ class _Cell:
         return h, op.state.frac
 
     def step_lanes(self, x, state):
-        """HGQ2's QSimpleRNN / QGRU cell (see :mod:`rtlgen.ir.ops.recurrent`)."""
+        """The HGQ2 / QKeras cell with per-lane quantizers (see :mod:`rtlgen.ir.ops.recurrent`)."""
         op = self.op
         u = op.units
         hq, hf = self._read_state(state[0])

@@ -21,9 +21,9 @@ exact sum of products and ``cast`` a fixed-point cast (rounding, then overflow):
 ``state`` (hls4ml's state) is separate from the output type: each output step is
 ``cast(h, output type)``. Every product of two signals is exact before its cast.
 
-With ``lane_types`` (HGQ2's heterogeneous quantizers) the cell follows HGQ2's arithmetic instead:
-sums and products are exact, activations are ``linear`` or ``relu``, and each quantizer casts
-every unit to its own type (see :meth:`Recurrent.quantize_point`):
+With ``lane_types`` (the quantizers of HGQ2, per unit, or of QKeras) the cell follows the
+framework's arithmetic instead: sums and products are exact, and each quantizer casts every unit
+to its own type (see :meth:`Recurrent.quantize_point`):
 
 * ``state`` (``sq``) reads the stored state each step; the stored state and the output are exact;
 * SimpleRNN: ``h = act(Q_pre(x W + Q_state(h) U + b))``;
@@ -117,7 +117,7 @@ class Recurrent(Op):
     ``reset_after``; else folded into ``bias``) ``bias_frac``. ``schedule``: ``"unrolled"`` (one cell
     per time step, a new sequence every cycle) or ``"reused"`` (one cell over the time steps).
 
-    ``lane_types`` (HGQ2): quantization point (``state``, ``pre``, ``gate``, ``reset``, ``cand``)
+    ``lane_types`` (HGQ2, QKeras): quantization point (``state``, ``pre``, ``gate``, ``reset``, ``cand``)
     -> ``{"lanes": [type string or None per unit], "affine": [scale, shift] or None}``; ``accum``
     and ``table`` are then only the exact types of the pre-activations and gates, and ``state``
     holds the exact new state.
@@ -215,7 +215,7 @@ class Recurrent(Op):
     def step(self, x, xf, state):
         raise NotImplementedError  # pragma: no cover
 
-    # -- per-lane quantizers (HGQ2) ----------------------------------------------------------------
+    # -- per-lane quantizers (HGQ2, QKeras) --------------------------------------------------------
 
     def quantize_point(self, point: str, m, frac: int):
         """``(mantissas, frac)`` of quantizer ``point`` on ``m`` (lanes along the last axis): each lane
@@ -241,7 +241,7 @@ class Recurrent(Op):
         return h, self.state.frac
 
     def error_bound_lanes(self, errs) -> float:
-        # HGQ2's arithmetic is reproduced exactly: no error of its own on an exact input.
+        # The framework's arithmetic is reproduced exactly: no error of its own on an exact input.
         return 0.0 if errs[0] == 0 else math.inf
 
     products = 0  # products of two signals per unit and step
