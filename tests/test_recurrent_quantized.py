@@ -48,7 +48,7 @@ def _hgq_rnn(kind, tmp_path, *, steps=STEPS, units=4):
     x = np.random.default_rng(0).uniform(-2, 2, (512, steps, FEATURES)).astype(np.float32)
     y = np.random.default_rng(1).normal(size=(512, *model.output_shape[1:])).astype(np.float32)
     model.compile("adam", "mse")
-    model.fit(x, y, epochs=2, batch_size=64, verbose=0)
+    model.fit(x, y, epochs=1, batch_size=64, verbose=0)
     path = tmp_path / f"hgq_{kind}.keras"
     model.save(path)
     return model, path
