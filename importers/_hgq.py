@@ -13,7 +13,10 @@ import numpy as np
 from rtlgen.errors import UnsupportedOpError
 from rtlgen.fixed import FixedType
 
-__all__ = ["is_hgq", "quantizer_kif", "quantize", "lane_types"]
+__all__ = ["is_hgq", "quantizer_kif", "quantizer_affine", "quantize", "lane_types"]
+
+# Quantizer configs whose saved form drops the modes they fix: both saturate.
+_SATURATING = ("HardTanhConfig", "HardSigmoidConfig")
 
 
 def is_hgq(layer: dict) -> bool:
@@ -25,9 +28,10 @@ def is_hgq(layer: dict) -> bool:
 def quantizer_kif(layer: dict, weights: list, which: str):
     """``(k, i, f, rounding, overflow)`` of the layer's ``which`` quantizer (iq, kq, bq, oq)."""
     name = layer["config"]["name"]
-    conf = (layer["config"].get(f"{which}_conf") or {}).get("config", {})
+    saved = layer["config"].get(f"{which}_conf") or {}
+    conf = saved.get("config", {})
     q_type = str(conf.get("q_type", "kbi")).lower()
-    overflow = str(conf.get("overflow_mode", "WRAP")).upper()
+    overflow = str(conf.get("overflow_mode", "SAT" if saved.get("class_name") in _SATURATING else "WRAP")).upper()
     rounding = str(conf.get("round_mode", "RND")).upper()
     if q_type not in ("kbi", "kif"):
         raise UnsupportedOpError(name, layer["class_name"], f"{which} quantizer type {q_type!r} is not supported (kbi, kif)")
@@ -48,6 +52,23 @@ def quantizer_kif(layer: dict, weights: list, which: str):
     if len(arrays) < 3:
         raise UnsupportedOpError(name, layer["class_name"], f"the {which} quantizer's variables are missing from the weights file")
     return _kif(dict(zip(names, arrays)), q_type, rounding, overflow)
+
+
+def quantizer_affine(layer: dict, which: str):
+    """``[scale, shift]`` HGQ2 applies after the layer's ``which`` quantizer, or None (a
+    HardSigmoidConfig maps ``[-2, 2)`` onto ``[0, 1)``: ``x / 4 + 1 / 2``)."""
+    saved = layer["config"].get(f"{which}_conf") or {}
+    conf = saved.get("config", {})
+    name, cls = layer["config"]["name"], layer["class_name"]
+    if conf.get("scaler") is not None:
+        raise UnsupportedOpError(name, cls, f"{which} quantizer with a scaler is not supported; use scaler=None")
+    aff = [0.25, 0.5] if saved.get("class_name") == "HardSigmoidConfig" else conf.get("affine")
+    if aff is None:
+        return None
+    scale = float(aff[0])
+    if scale <= 0 or np.log2(scale) != np.round(np.log2(scale)) or float(aff[1]) * 2**24 != np.round(float(aff[1]) * 2**24):
+        raise UnsupportedOpError(name, cls, f"{which} quantizer's affine map {list(aff)} is not supported; the scale must be a power of two")
+    return [float(aff[0]), float(aff[1])]
 
 
 def _kif(d, q_type, rounding, overflow):

@@ -28,7 +28,14 @@ from ._builder import SpatialBuilder
 from ._errors import rounding_error
 from ._hgq import is_hgq
 from ._keras_files import KerasModel, read_keras
-from ._recurrent import KERAS_RECURRENT, keras_recurrent
+from ._recurrent import (
+    HGQ_RECURRENT,
+    KERAS_RECURRENT,
+    QKERAS_RECURRENT,
+    hgq_recurrent,
+    keras_recurrent,
+    qkeras_recurrent,
+)
 
 __all__ = ["from_keras", "parse_quantizer", "quantizer_type"]
 
@@ -38,7 +45,7 @@ POOL = ("MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D", 
 HGQ_CONV = ("QConv1D", "QConv2D")
 HGQ_POOL = ("QMaxPooling1D", "QMaxPooling2D", "QAveragePooling1D", "QAveragePooling2D", "QGlobalMaxPooling1D",
             "QGlobalMaxPooling2D", "QGlobalAveragePooling1D", "QGlobalAveragePooling2D")  # fmt: skip
-HGQ_SUPPORTED = ("QDense", "QBatchNormDense", "QBatchNormalization", "QEinsumDense", "QEinsumDenseBatchnorm") + HGQ_CONV + HGQ_POOL
+HGQ_SUPPORTED = ("QDense", "QBatchNormDense", "QBatchNormalization", "QEinsumDense", "QEinsumDenseBatchnorm") + HGQ_CONV + HGQ_POOL + HGQ_RECURRENT
 LAYOUT = ("Flatten", "Reshape", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D", "Cropping2D", "UpSampling1D", "UpSampling2D", "Permute")
 LATER: dict = {}
 MERGES = {
@@ -372,6 +379,9 @@ class _KerasImporter:
             return
         if self.cur is None:
             self.fail(layer, "the input shape is unknown (no InputLayer or batch_input_shape)")
+        if is_hgq(layer) and cls in HGQ_RECURRENT:
+            hgq_recurrent(self, layer)  # activations and quantizers are the cell's own
+            return
         if is_hgq(layer):
             if cls in ("QDense", "QBatchNormDense", "QBatchNormalization", "QEinsumDense", "QEinsumDenseBatchnorm"):
                 self.hgq_dense(layer)
@@ -415,6 +425,8 @@ class _KerasImporter:
             self.fixed_point_quantizer(layer)
         elif cls in KERAS_RECURRENT:
             keras_recurrent(self, layer)
+        elif cls in QKERAS_RECURRENT:
+            qkeras_recurrent(self, layer)
         elif cls in LATER:
             self.fail(layer, f"{LATER[cls]} are not supported yet; supported layers are {', '.join(SUPPORTED)}")
         elif cls in ("Lambda", "TFOpLambda"):

@@ -148,10 +148,12 @@ def _keras2_weights(group) -> dict:
 
 def _weight_name(path: str) -> str:
     """The name a weight is looked up by: its leaf, or ``iq/quantizer/<leaf>`` for the variables
-    of an HGQ2 quantizer (saved under ``<layer>_iq/fixed_point_quantizer_.../<leaf>``)."""
+    of an HGQ2 quantizer (saved under ``<layer>_iq/fixed_point_quantizer_.../<leaf>``, or ``kq/...``
+    inside a recurrent cell)."""
     parts = path.split(":")[0].split("/")
     for part in parts[:-1]:
-        m = re.search(r"_(iq|kq|bq|oq)$", part)
+        # An HGQ2 recurrent cell names its quantizers bare (``kq``) or after the cell (``qgru_cell_rkq``).
+        m = re.search(r"_(iq|kq|bq|oq)$", part) or re.fullmatch(r"(?:\w*cell_)?(iq|kq|rkq|bq|sq|paq|praq|rhq)", part)
         if m:
             return f"{m.group(1)}/quantizer/{parts[-1]}"
     return parts[-1]

@@ -22,9 +22,12 @@ from rtlgen.ir.ops.recurrent import GRU, LSTM, SimpleRNN
 from . import _precision as precision
 from ._errors import _up
 
-__all__ = ["KERAS_RECURRENT", "recurrent_node", "keras_recurrent", "DEFAULT_TABLE"]
+__all__ = ["KERAS_RECURRENT", "HGQ_RECURRENT", "QKERAS_RECURRENT", "recurrent_node", "keras_recurrent", "hgq_recurrent",
+           "qkeras_recurrent", "DEFAULT_TABLE"]
 
 KERAS_RECURRENT = ("SimpleRNN", "LSTM", "GRU")
+HGQ_RECURRENT = ("QSimpleRNN", "QGRU")  # HGQ2 0.2 has no quantized LSTM
+QKERAS_RECURRENT = ("QSimpleRNN", "QLSTM", "QGRU")
 OPS = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
 DEFAULT_TABLE = FixedType(18, 8)
@@ -127,10 +130,9 @@ def recurrent_node(builder, types, name: str, x: str, kind: str, *, units: int, 
     return out
 
 
-def keras_recurrent(imp, layer) -> None:
-    """A Keras SimpleRNN, LSTM or GRU layer (float) read by the Keras importer ``imp``."""
-    cls, c = layer["class_name"], layer["config"]
-    name = c["name"]
+def _sequence_shape(imp, layer) -> tuple:
+    """``(steps, features)`` of the current tensor, after checking the layer's unsupported flags."""
+    c = layer["config"]
     xt = imp.graph.tensors[imp.cur]
     shape = xt.shape[1:] if len(xt.shape) == 3 and xt.shape[0] == 1 else xt.shape
     if len(shape) != 2:
@@ -138,6 +140,14 @@ def keras_recurrent(imp, layer) -> None:
     for key, ok in (("go_backwards", False), ("stateful", False), ("return_state", False)):
         if c.get(key, False) != ok:
             imp.fail(layer, f"{key}={c.get(key)} is not supported; set {key}=False")
+    return tuple(shape)
+
+
+def keras_recurrent(imp, layer) -> None:
+    """A Keras SimpleRNN, LSTM or GRU layer (float) read by the Keras importer ``imp``."""
+    cls, c = layer["class_name"], layer["config"]
+    name = c["name"]
+    shape = _sequence_shape(imp, layer)
     units = int(c["units"])
     g = GATES[cls]
     ws = imp.weights(name)
@@ -166,6 +176,337 @@ def keras_recurrent(imp, layer) -> None:
         recurrent_bias=rbias, activation=c.get("activation", "tanh"), recurrent_activation=rec,
         return_sequences=bool(c.get("return_sequences", False)), reset_after=reset_after, keras3=keras3, source=cls,
     )  # fmt: skip
+    imp.float_layer = None
+
+
+# -- HGQ2 -----------------------------------------------------------------------------------------
+
+# Quantization points of the IR op and the HGQ2 quantizer at each.
+_HGQ_POINTS = {
+    "QSimpleRNN": {"state": "sq", "pre": "paq"},
+    "QGRU": {"state": "sq", "gate": "praq", "reset": "rhq", "cand": "paq"},
+}
+FLOAT32_BITS = 24  # significant bits of float32, in which HGQ2 sums and mixes
+
+
+def _point_range(q: dict) -> tuple:
+    """``(lo, hi, frac)``: the exact range (Fractions) and grid of a quantization point's output."""
+    from fractions import Fraction
+
+    from rtlgen.ir.ops.recurrent import affine
+
+    types = [FixedType.parse(t) if t is not None else None for t in q["lanes"]]
+    lo = min(Fraction(t.min) if t is not None else Fraction(0) for t in types)
+    hi = max(Fraction(t.max) if t is not None else Fraction(0) for t in types)
+    f = max([t.frac for t in types if t is not None] + [0])
+    aff = q.get("affine")
+    if aff is not None:
+        scale, shift = Fraction(aff[0]), Fraction(aff[1])
+        lo, hi = lo * scale + shift, hi * scale + shift
+    return lo, hi, affine(np.zeros((1, 1), dtype=np.int64), f, aff)[1]
+
+
+def _type_of(lo, hi, frac: int) -> FixedType:
+    from rtlgen.fixed import type_for_range
+
+    return type_for_range(int(lo * 2**frac), int(hi * 2**frac), frac)
+
+
+def _mul_range(a: tuple, b: tuple) -> tuple:
+    p = [x * y for x in a for y in b]
+    return min(p), max(p)
+
+
+def hgq_recurrent(imp, layer) -> None:
+    """An HGQ2 QSimpleRNN or QGRU read by the Keras importer ``imp``: its input quantizer as a
+    per-feature requantization, then the cell with every HGQ2 quantizer at its own place and
+    per-unit types (:mod:`rtlgen.ir.ops.recurrent`), exactly as HGQ2's predict computes it where
+    float32 holds its sums (a note says where it does not)."""
+    from fractions import Fraction
+
+    from . import _hgq as hgq
+    from ._precision import dyadic_frac
+
+    cls, c = layer["class_name"], layer["config"]
+    name = c["name"]
+    kind = {"QSimpleRNN": "SimpleRNN", "QGRU": "GRU"}[cls]
+    steps, features = _sequence_shape(imp, layer)
+    if c.get("enable_oq", False):
+        imp.fail(layer, "an output quantizer on a recurrent layer is not supported; set enable_oq=False")
+    acts = {"activation": c.get("activation", "linear")}
+    if kind == "GRU":
+        acts["recurrent_activation"] = c.get("recurrent_activation", "linear")
+    for key, fn in acts.items():
+        if fn not in ("linear", "relu"):
+            imp.fail(layer, f"{key} {fn!r} is not supported: HGQ2 computes it in float between its quantizers; "
+                            f"use 'linear' (the quantizers saturate) or 'relu'")  # fmt: skip
+    units = int(c["units"])
+    g = GATES[kind]
+    # .keras files keep the cell's variables in a group "cell"; Keras 3 .h5 files name them.
+    ws = [(n[len("cell/") :] if n and n.startswith("cell/") else n, a) for n, a in imp.weights(name)]
+    named = {n: a for n, a in ws if n in ("kernel", "recurrent_kernel", "bias")}
+    arrays = [named.get(k) for k in ("kernel", "recurrent_kernel", "bias")] if named else [a for n, a in ws if n == "cell"]
+    use_bias = c.get("use_bias", True)
+    if len(arrays) < 2 + use_bias or any(a is None for a in arrays[: 2 + use_bias]):
+        raise ModelFormatError(f"layer {name!r}: kernel, recurrent kernel and bias not found in the weights file")
+    kernel, rkernel = (np.asarray(a, dtype=np.float32) for a in arrays[:2])
+    if kernel.shape != (features, g * units):
+        imp.fail(layer, f"kernel of shape {kernel.shape} does not match {features} features and {units} units")
+    reset_after = bool(c.get("reset_after", True)) if kind == "GRU" else True
+    qk = hgq.quantize(kernel, *hgq.quantizer_kif(layer, ws, "kq"))
+    qr = hgq.quantize(rkernel, *hgq.quantizer_kif(layer, ws, "rkq"))
+    if use_bias:
+        qb = hgq.quantize(np.asarray(arrays[2], dtype=np.float32), *hgq.quantizer_kif(layer, ws, "bq"))
+    else:
+        qb = np.zeros((2, g * units) if kind == "GRU" and reset_after else g * units)
+    qb, qrb = (qb[0], qb[1]) if kind == "GRU" and reset_after else (qb, None)
+
+    def mantissas(v):
+        f = max([dyadic_frac(float(a)) for a in np.ravel(v)] + [0])
+        return np.array([int(Fraction(float(a)) * 2**f) for a in np.ravel(v)], dtype=np.int64).reshape(np.shape(v)), f
+
+    km, kf = mantissas(qk)
+    rm, rf = mantissas(qr)
+    bf = max(mantissas(qb)[1], mantissas(qrb)[1] if qrb is not None else 0)
+    bm = np.array([int(Fraction(float(a)) * 2**bf) for a in qb], dtype=np.int64)
+    rb = None
+    if qrb is not None:
+        rbm = np.array([int(Fraction(float(a)) * 2**bf) for a in qrb], dtype=np.int64)
+        bm[: 2 * units] += rbm[: 2 * units]  # the z and r gates add both biases
+        rb = np.zeros_like(rbm)
+        rb[2 * units :] = rbm[2 * units :]
+
+    def lanes_of(which, n):
+        k, i, f, rounding, overflow = hgq.quantizer_kif(layer, ws, which)
+        try:
+            arrays = [np.broadcast_to(np.asarray(a).reshape(-1) if np.size(a) == n else a, (n,)) for a in (k, i, f)]
+        except ValueError:
+            imp.fail(layer, f"its {which} quantizer has shape {np.shape(k)}, which does not fit {n} lanes")
+        return hgq.lane_types(*arrays, rounding, overflow)
+
+    if c.get("enable_iq", True):
+        lanes = lanes_of("iq", features) * steps
+        imp.cur = imp.b.requant_lanes(f"{name}_iq", imp.cur, lanes, attrs={"source": f"{cls} input quantizer"})
+    xt = imp.graph.tensors[imp.cur]
+    lane_types = {}
+    for point, which in _HGQ_POINTS[cls].items():
+        if point == "state" and not c.get("sq_conf"):
+            continue  # QSimpleRNN reads its (already quantized) output back by default
+        lane_types[point] = {"lanes": lanes_of(which, 2 * units if point == "gate" else units), "affine": hgq.quantizer_affine(layer, which)}
+
+    # Exact types: the new state from the quantizers' ranges, the sums from the weights.
+    lo_x, hi_x = imp.b.bounds[imp.cur]
+    x_mag = Fraction(max(max(abs(int(v)) for v in lo_x), max(abs(int(v)) for v in hi_x)), 2**xt.type.frac)
+    relu = acts["activation"] == "relu"
+    if kind == "SimpleRNN":
+        lo, hi, f = _point_range(lane_types["pre"])
+        lo, hi = (max(lo, 0), max(hi, 0)) if relu else (lo, hi)
+        state = _type_of(lo, hi, f)
+        table = state
+    else:
+        s_lo, s_hi, sf = _point_range(lane_types["state"])
+        g_lo, g_hi, gf = _point_range(lane_types["gate"])
+        c_lo, c_hi, cf = _point_range(lane_types["cand"])
+        a, b = _mul_range((g_lo, g_hi), (s_lo, s_hi)), _mul_range((1 - g_hi, 1 - g_lo), (c_lo, c_hi))
+        state = _type_of(a[0] + b[0], a[1] + b[1], gf + max(sf, cf))
+        table = _type_of(g_lo, g_hi, gf)
+    if "state" in lane_types:
+        s_lo, s_hi, hf = _point_range(lane_types["state"])
+        h_mag = max(abs(s_lo), abs(s_hi))
+    else:
+        h_mag, hf = max(abs(Fraction(state.min)), abs(Fraction(state.max))), state.frac
+    col = np.abs(km).sum(axis=0).astype(object) * Fraction(1, 2**kf) * x_mag + np.abs(rm).sum(axis=0).astype(object) * Fraction(1, 2**rf) * h_mag
+    col = col + np.abs(bm).astype(object) * Fraction(1, 2**bf)
+    if rb is not None:
+        col = col + np.abs(rb).astype(object) * Fraction(1, 2**bf)
+    top = max(col)
+    accum = _type_of(-top, top, max(xt.type.frac + kf, bf, hf + rf))
+    specs = {key: activation_spec(fn, accum, table, table_size=2, keras3=True) for key, fn in acts.items()}
+    op = OPS[kind](
+        units=units, kernel=km, recurrent_kernel=rm, bias=bm, kernel_frac=kf, recurrent_frac=rf, bias_frac=bf,
+        accum=accum, table=table, state=state, return_sequences=bool(c.get("return_sequences", False)),
+        recurrent_bias=rb, reset_after=reset_after, lane_types=lane_types, **specs,
+    )  # fmt: skip
+    shape = (steps, units) if op.return_sequences else (units,)
+    out = imp.b.tensor(name, shape, state)
+    imp.graph.add_node(Node(name, op, [imp.cur], [out], {"source": f"HGQ2 {cls}", "float_weights": False}))
+    for what, t in (("pre-activation sums", accum), ("state updates", state)):
+        if t.width > FLOAT32_BITS:
+            imp.graph.notes.append(
+                f"{name}: HGQ2 computes the {what} in float32 ({FLOAT32_BITS} significant bits); they need {t.width} bits "
+                f"here, so HGQ2's predict may round where rtlgen is exact"
+            )
+    imp.cur = out
+    imp.float_layer = None
+
+
+# -- QKeras ---------------------------------------------------------------------------------------
+
+# QKeras's own hard_sigmoid (qkeras.quantizers.hard_sigmoid): clip(x / 2 + 1 / 2, 0, 1), exact.
+QKERAS_HARD_SIGMOID = {"kind": "pwl", "const_type": "fixed<18,8>", "function": "hard_sigmoid", "slope_hi": 0.5, "bias_hi": 0.5,
+                       "slope_lo": 0.5, "bias_lo": 0.5, "knot": 0.0, "lower": 0.0, "upper": 1.0}  # fmt: skip
+
+
+def _act_range(spec: dict, lo, hi, frac: int) -> tuple:
+    """``(lo, hi, frac)`` after an exact activation (see :func:`rtlgen.ir.ops.recurrent.exact_activation`)."""
+    from fractions import Fraction
+
+    from rtlgen.ir.ops.recurrent import exact_activation
+
+    _, f = exact_activation(spec, np.zeros((1, 1), dtype=np.int64), frac)
+    if spec["slope_lo"] == 0.0 and spec.get("lower") is None:  # relu
+        return max(lo, 0), max(hi, 0), f
+    if spec.get("lower") is None and spec.get("upper") is None:
+        return lo, hi, f
+    a, b = Fraction(spec["slope_hi"]), Fraction(spec["bias_hi"])
+    lo, hi = lo * a + b, hi * a + b
+    lo, hi = max(lo, Fraction(spec["lower"])), min(hi, Fraction(spec["upper"]))
+    return lo, hi, f
+
+
+def _through(point: str, lane_types: dict, spec: dict, rng: tuple) -> tuple:
+    """A value's range and grid after an activation and the point's quantizer (if any)."""
+    lo, hi, f = _act_range(spec, *rng)
+    if point in lane_types:
+        qlo, qhi, qf = _point_range(lane_types[point])
+        return max(lo, qlo), min(hi, qhi), qf
+    return lo, hi, f
+
+
+def _qkeras_activation(imp, layer, key: str, spec):
+    """``(activation spec, quantizer type or None)`` of a QKeras recurrent layer's activation."""
+    from ._keras import parse_quantizer, quantizer_type
+
+    parsed = parse_quantizer(spec) if spec is not None else ("linear", {})
+    name, kw = parsed
+    kw = {**kw, **dict(zip(("bits", "use_stochastic_rounding", "symmetric", "use_real_tanh"), kw.pop("__args__", [])))}
+    if name in ("linear", None):
+        return activation_spec("linear", DEFAULT_TABLE, DEFAULT_TABLE, table_size=2, keras3=False), None
+    if name == "relu":
+        return activation_spec("relu", DEFAULT_TABLE, DEFAULT_TABLE, table_size=2, keras3=False), None
+    if name == "hard_sigmoid" and key == "recurrent_activation":
+        return dict(QKERAS_HARD_SIGMOID), None
+    if name == "quantized_tanh":
+        if kw.get("use_real_tanh") or kw.get("use_stochastic_rounding"):
+            imp.fail(layer, f"{key} quantized_tanh with use_real_tanh or stochastic rounding is not supported; use quantized_tanh(bits)")
+        # QKeras's default (hard) internal sigmoid makes it clip(x, -1, 1) rounded half to even.
+        bits = int(kw.get("bits", 8))
+        t = FixedType(bits, 1, True, "RND_CONV", "SAT_SYM" if kw.get("symmetric") else "SAT")
+        return activation_spec("linear", DEFAULT_TABLE, DEFAULT_TABLE, table_size=2, keras3=False), t
+    if name in ("quantized_bits", "quantized_relu") and key == "activation":
+        t, _ = quantizer_type(spec, layer["config"]["name"])
+        return activation_spec("linear", DEFAULT_TABLE, DEFAULT_TABLE, table_size=2, keras3=False), t
+    want = "hard_sigmoid, linear or relu" if key == "recurrent_activation" else "quantized_tanh, quantized_bits, quantized_relu, linear or relu"
+    imp.fail(layer, f"{key} {name!r} is not supported in QKeras recurrent layers (it is float, not on a fixed-point grid); use {want}")
+
+
+def qkeras_recurrent(imp, layer) -> None:
+    """A QKeras QSimpleRNN, QLSTM or QGRU read by the Keras importer ``imp``: quantized weights,
+    QKeras's state quantizer on the states each step reads, the activation quantizer after the
+    activation, exact sums and products, as QKeras's predict computes them in float32."""
+    from fractions import Fraction
+
+    from ._keras import qkeras_weights, quantizer_type
+
+    cls, c = layer["class_name"], layer["config"]
+    name = c["name"]
+    kind = {"QSimpleRNN": "SimpleRNN", "QLSTM": "LSTM", "QGRU": "GRU"}[cls]
+    steps, features = _sequence_shape(imp, layer)
+    units, g = int(c["units"]), GATES[kind]
+    use_bias = c.get("use_bias", True)
+    for key in ("kernel_quantizer", "recurrent_quantizer") + (("bias_quantizer",) if use_bias else ()):
+        if c.get(key) is None:
+            # (QGRU without one even multiplies the state with the input kernel.)
+            imp.fail(layer, f"{key} is None: the weights stay float; set a quantizer such as quantized_bits(8,0,alpha=1)")
+    if kind != "SimpleRNN" and c.get("state_quantizer") is None:
+        imp.fail(layer, "state_quantizer is None: QKeras keeps the states in float32 and they leave every fixed-point grid; set one")
+    ws = {n: a for n, a in imp.weights(name)}
+    if any(k not in ws for k in ("kernel", "recurrent_kernel")) or (use_bias and "bias" not in ws):
+        raise ModelFormatError(f"layer {name!r}: kernel, recurrent kernel and bias not found in the weights file")
+    reset_after = bool(c.get("reset_after", False)) if kind == "GRU" else True
+    km, kf = qkeras_weights(c["kernel_quantizer"], ws["kernel"], name)
+    rm, rf = qkeras_weights(c["recurrent_quantizer"], ws["recurrent_kernel"], name)
+    bias = ws["bias"] if use_bias else np.zeros((2, g * units) if kind == "GRU" and reset_after else g * units)
+    bmm, bf = qkeras_weights(c["bias_quantizer"], bias, name) if use_bias else (np.zeros(np.shape(bias), dtype=np.int64), 0)
+    bmm = np.asarray(bmm, dtype=np.int64)
+    rb = None
+    if kind == "GRU" and reset_after:
+        bm, rbm = bmm[0].copy(), bmm[1]
+        bm[: 2 * units] += rbm[: 2 * units]
+        rb = np.zeros_like(rbm)
+        rb[2 * units :] = rbm[2 * units :]
+    else:
+        bm = bmm.reshape(-1)
+    act, act_q = _qkeras_activation(imp, layer, "activation", c.get("activation"))
+    specs = {"activation": act}
+    if kind != "SimpleRNN":
+        specs["recurrent_activation"], _ = _qkeras_activation(imp, layer, "recurrent_activation", c.get("recurrent_activation", "hard_sigmoid"))
+    lane_types = {}
+    if c.get("state_quantizer") is not None:
+        lane_types["state"] = {"lanes": [str(quantizer_type(c["state_quantizer"], name)[0])] * units, "affine": None}
+    if act_q is not None:
+        lane_types["pre" if kind == "SimpleRNN" else "cand"] = {"lanes": [str(act_q)] * units, "affine": None}
+
+    # Exact types from the ranges: input and read state bound the sums, quantizers bound the rest.
+    xt = imp.graph.tensors[imp.cur]
+    lo_x, hi_x = imp.b.bounds[imp.cur]
+    x_mag = Fraction(max(max(abs(int(v)) for v in lo_x), max(abs(int(v)) for v in hi_x)), 2**xt.type.frac)
+    fz = max(xt.type.frac + kf, bf)
+
+    def pre_range(h_mag, hf):
+        col = np.abs(km).sum(axis=0).astype(object) * Fraction(1, 2**kf) * x_mag + np.abs(rm).sum(axis=0).astype(object) * Fraction(1, 2**rf) * h_mag
+        col = col + np.abs(bm).astype(object) * Fraction(1, 2**bf)
+        top = max(col)
+        return -top, top, max(fz, hf + rf)
+
+    if kind == "SimpleRNN":
+        if "state" in lane_types:
+            s_lo, s_hi, hf = _point_range(lane_types["state"])
+            pre = pre_range(max(abs(s_lo), abs(s_hi)), hf)
+        elif "pre" in lane_types:
+            q_lo, q_hi, qf = _point_range(lane_types["pre"])
+            pre = pre_range(max(abs(q_lo), abs(q_hi)), qf)
+        else:
+            imp.fail(layer, "a linear QSimpleRNN without state_quantizer has no fixed-point grid for its state; quantize the activation or the state")
+        lo, hi, f = _through("pre", lane_types, act, pre)
+        state = _type_of(lo, hi, f)
+        cell, table = None, state
+    else:
+        s_lo, s_hi, sf = _point_range(lane_types["state"])
+        pre = pre_range(max(abs(s_lo), abs(s_hi)), sf)
+        g_lo, g_hi, gf = _through("gate", lane_types, specs["recurrent_activation"], pre)
+        table = _type_of(g_lo, g_hi, gf)
+        if kind == "GRU":
+            # The candidate's sum: r * (h U_h + b) or (r h) U_h, bounded by |r| <= max |gate|.
+            c_lo, c_hi, cf = _through("cand", lane_types, act, pre_range(max(abs(s_lo), abs(s_hi)) * max(abs(g_lo), abs(g_hi)), gf + sf))
+            a, b = _mul_range((g_lo, g_hi), (s_lo, s_hi)), _mul_range((1 - g_hi, 1 - g_lo), (c_lo, c_hi))
+            state = _type_of(a[0] + b[0], a[1] + b[1], gf + max(sf, cf))
+            cell = None
+        else:
+            c_lo, c_hi, cf = _through("cand", lane_types, act, pre)
+            a, b = _mul_range((g_lo, g_hi), (s_lo, s_hi)), _mul_range((g_lo, g_hi), (c_lo, c_hi))
+            cell = _type_of(a[0] + b[0], a[1] + b[1], gf + max(sf, cf))
+            n_lo, n_hi, nf = _through("cand", lane_types, act, (Fraction(cell.min), Fraction(cell.max), cell.frac))
+            o = _mul_range((g_lo, g_hi), (n_lo, n_hi))
+            state = _type_of(o[0], o[1], gf + nf)
+            specs["cell_activation"] = act
+    accum = _type_of(pre[0], pre[1], pre[2])
+    op = OPS[kind](
+        units=units, kernel=np.asarray(km, dtype=np.int64), recurrent_kernel=np.asarray(rm, dtype=np.int64), bias=bm,
+        kernel_frac=kf, recurrent_frac=rf, bias_frac=bf, accum=accum, table=table, state=state, cell=cell,
+        return_sequences=bool(c.get("return_sequences", False)), recurrent_bias=rb, reset_after=reset_after,
+        lane_types=lane_types, **specs,
+    )  # fmt: skip
+    shape = (steps, units) if op.return_sequences else (units,)
+    out = imp.b.tensor(name, shape, state)
+    imp.graph.add_node(Node(name, op, [imp.cur], [out], {"source": f"QKeras {cls}", "float_weights": False}))
+    for what, t in (("pre-activation sums", accum), ("states", state)) + ((("cell states", cell),) if cell is not None else ()):
+        if t.width > FLOAT32_BITS:
+            imp.graph.notes.append(
+                f"{name}: QKeras computes the {what} in float32 ({FLOAT32_BITS} significant bits); they need {t.width} bits "
+                f"here, so QKeras's predict may round where rtlgen is exact"
+            )
+    imp.cur = out
     imp.float_layer = None
 
 

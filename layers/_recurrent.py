@@ -6,7 +6,10 @@ an adder graph with a register every few adder levels (:mod:`rtlgen.plan.recurre
 pre-activations cast to the accumulator, activation tables as asynchronous ROM reads (in the
 Verilog one module per table, instantiated by every lookup) or clipped affine activations, and the exact products of two
 signals cast to the state and cell types, with registers between the elementwise products. The
-cell takes ``cell_latency`` cycles from ``(x, state)`` to the registered new state.
+cell takes ``cell_latency`` cycles from ``(x, state)`` to the registered new state. With the op's
+``lane_types`` (HGQ2, QKeras quantizers per lane) the cell is :meth:`_Cell.step_lanes` instead:
+combinational (``cell_latency`` 1), exact sums and constant products, and the framework's
+quantizers lane by lane.
 
 * ``"unrolled"``: one cell per time step, all in one pipeline with one stall signal;
   ``latency`` = steps * cell_latency, ``initiation_interval`` = 1 (a new sequence every cycle).
@@ -16,11 +19,13 @@ cell takes ``cell_latency`` cycles from ``(x, state)`` to the registered new sta
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from amaranth.hdl import Const, Module, Mux, Signal, signed
 from amaranth.lib.memory import Memory
 
 from rtlgen.fixed import FixedType
-from rtlgen.ir.ops.recurrent import GRU, LSTM, SimpleRNN, activation_op
+from rtlgen.ir.ops.recurrent import GRU, LSTM, SimpleRNN, activation_op, is_relu
 from rtlgen.plan.adders import _bits
 from rtlgen.plan.recurrent import (
     ADDER_LEVELS,
@@ -33,7 +38,7 @@ from rtlgen.plan.recurrent import (
 from ._activation import PwlLayer
 from ._adders import AdderGraphLayer
 from ._common import Layer, drive_lanes, shape_of
-from ._dense import DenseReuse, _acc_shape, _select
+from ._dense import DenseReuse, _acc_shape, _product, _select
 from ._elementwise import requantize
 from ._registry import register
 
@@ -222,6 +227,8 @@ class _Cell:
         x = [w(v) for v in x]
         state = tuple([v if isinstance(v, Const) else w(v) for v in vs] for vs in state)
         op = self.op
+        if op.lane_types is not None:
+            return self.step_lanes(x, state), carry
         u, tt = op.units, op.table
         F = self.graphs[0].frac
         if isinstance(op, SimpleRNN):
@@ -272,6 +279,127 @@ class _Cell:
         Fh = max(fs, 2 * tt.frac)
         h2 = [self._c(_align(z[j] * h[j], fs, Fh) + _align((one - z[j]) * hh[j], 2 * tt.frac, Fh), Fh, op.state) for j in range(u)]
         return (h2,), carry
+
+    # -- per-lane quantizers (HGQ2, QKeras): the same arithmetic as the op's golden model ----------
+
+    def _pre(self, x, h, k: int, *, bias=True, hf=None):
+        """Exact pre-activation of gate ``k``: per lane ``(value, frac)`` (``h`` at ``hf``
+        fractional bits, the state's by default)."""
+        op = self.op
+        u = op.units
+        xf, sf = self.in_type.frac, op.state.frac if hf is None else hf
+        out = []
+        for j in range(u):
+            col = k * u + j
+            terms = []
+            if x is not None:
+                terms.append(([_product(x[i], int(op.kernel[i, col])) for i in range(len(x))], xf + op.kernel_frac))
+            if h is not None:
+                terms.append(([_product(h[i], int(op.recurrent_kernel[i, col])) for i in range(u)], sf + op.recurrent_frac))
+            b = 0
+            if bias is True:
+                b = int(op.bias[col])
+            elif bias is not None:
+                b = int(bias[col])
+            f = max([t[1] for t in terms] + ([op.bias_frac] if b else []))
+            acc = [_align(p, pf, f) for ps, pf in terms for p in ps if p is not None]
+            if b:
+                acc.append(Const(b << (f - op.bias_frac)))
+            out.append((sum(acc[1:], acc[0]) if acc else Const(0, 2), f))
+        return out
+
+    def _quantize(self, point, vals):
+        """Quantizer ``point`` on lane values ``[(value, frac)]``: ``(values, frac)`` as
+        :meth:`rtlgen.ir.ops.recurrent.Recurrent.quantize_point`."""
+        if point not in self.op.lane_types:
+            frac = max(f for _, f in vals)
+            return [_align(v, f, frac) for v, f in vals], frac  # no quantizer: exact
+        q = self.op.lane_types[point]
+        types = [FixedType.parse(t) if t is not None else None for t in q["lanes"]]
+        f = max([t.frac for t in types if t is not None] + [0])
+        out = [Const(0, 1) if t is None else _align(self._c(v, vf, t), t.frac, f) for (v, vf), t in zip(vals, types)]
+        if q.get("affine") is None:
+            return [self.w(v) for v in out], f
+        scale, shift = Fraction(q["affine"][0]), Fraction(q["affine"][1])
+        f -= scale.numerator.bit_length() - scale.denominator.bit_length()  # scale = 2**e: the grid moves
+        if f < 0:
+            out, f = [v << -f for v in out], 0
+        sf = max(shift.denominator.bit_length() - 1, f)
+        return [self.w(_align(v, f, sf) + Const(int(shift * 2**sf))) for v in out], sf
+
+    def _exact_act(self, spec, v, frac):
+        """``(value, frac)`` of :func:`rtlgen.ir.ops.recurrent.exact_activation`."""
+        if is_relu(spec):
+            return (self.w(Mux(v < 0, 0, v)) if v.shape().signed else v), frac
+        if spec["slope_lo"] == 1.0 and spec["bias_hi"] == 0.0 and spec.get("lower") is None and spec.get("upper") is None:
+            return v, frac  # linear
+        slope, bias = Fraction(spec["slope_hi"]), Fraction(spec["bias_hi"])
+        f = frac - (slope.numerator.bit_length() - slope.denominator.bit_length())
+        if f < 0:
+            v, f = v << -f, 0
+        bf = max(bias.denominator.bit_length() - 1, f)
+        v = self.w(_align(v, f, bf) + Const(int(bias * 2**bf)))
+        for key in ("lower", "upper"):
+            if spec.get(key) is not None:
+                b = Fraction(spec[key])
+                if b.denominator.bit_length() - 1 > bf:
+                    v, bf = _align(v, bf, b.denominator.bit_length() - 1), b.denominator.bit_length() - 1
+                c = Const(int(b * 2**bf))
+                v = self.w(Mux(v < c, c, v) if key == "lower" else Mux(v > c, c, v))
+        return v, bf
+
+    def _read_state(self, h):
+        op = self.op
+        if "state" in op.lane_types:
+            return self._quantize("state", [(v, op.state.frac) for v in h])
+        return h, op.state.frac
+
+    def step_lanes(self, x, state):
+        """The HGQ2 / QKeras cell with per-lane quantizers (see :mod:`rtlgen.ir.ops.recurrent`)."""
+        op = self.op
+        u = op.units
+        hq, hf = self._read_state(state[0])
+        if isinstance(op, SimpleRNN):
+            a, f = self._quantize("pre", self._pre(x, hq, 0, hf=hf))
+            return ([self._c(*self._exact_act(op.activation, v, f), op.state) for v in a],)
+        if isinstance(op, LSTM):
+            return self._lstm_lanes(x, hq, hf, state[1])
+        zr = self._pre(x, hq, 0, hf=hf) + self._pre(x, hq, 1, hf=hf)
+        g, fg = self._quantize("gate", [self._exact_act(op.recurrent_activation, self.w(v), f) for v, f in zr])
+        z, r = g[:u], g[u:]
+        if op.reset_after:
+            rh, fr = self._quantize("reset", self._pre(None, hq, 2, bias=op.recurrent_bias, hf=hf))
+            rec = [(self.w(r[j] * rh[j]), fg + fr) for j in range(u)]
+        else:
+            rh, fr = self._quantize("reset", [(self.w(r[j] * hq[j]), fg + hf) for j in range(u)])
+            rec = self._pre(None, rh, 2, bias=None, hf=fr)
+        px = self._pre(x, None, 2)
+        cand = []
+        for (mx, fx), (mr, frec) in zip(px, rec):
+            f = max(fx, frec)
+            cand.append(self._exact_act(op.activation, self.w(_align(mx, fx, f) + _align(mr, frec, f)), f))
+        hh, fc = self._quantize("cand", cand)
+        fm = max(hf, fc)
+        one = Const(1 << fg, signed(fg + 2))
+        out = []
+        for j in range(u):
+            v = z[j] * _align(hq[j], hf, fm) + (one - z[j]) * _align(hh[j], fc, fm)
+            out.append(self._c(v, fg + fm, op.state))
+        return (out,)
+
+    def _lstm_lanes(self, x, hq, hf, c):
+        op = self.op
+        u = op.units
+        cq, cf = self._quantize("state", [(v, op.cell.frac) for v in c])
+        pre = [p for k in (0, 1, 3) for p in self._pre(x, hq, k, hf=hf)]
+        g3, fg = self._quantize("gate", [self._exact_act(op.recurrent_activation, self.w(v), f) for v, f in pre])
+        i, fo, o = g3[:u], g3[u : 2 * u], g3[2 * u :]
+        g, fc = self._quantize("cand", [self._exact_act(op.activation, self.w(v), f) for v, f in self._pre(x, hq, 2, hf=hf)])
+        fn = fg + max(cf, fc)
+        c_new = [self.w(_align(fo[j] * cq[j], fg + cf, fn) + _align(i[j] * g[j], fg + fc, fn)) for j in range(u)]
+        a, fa = self._quantize("cand", [self._exact_act(op.cell_activation, v, fn) for v in c_new])
+        h = [self._c(o[j] * a[j], fg + fa, op.state) for j in range(u)]
+        return h, [self._c(v, fn, op.cell) for v in c_new]
 
 
 class RecurrentLayer(Layer):

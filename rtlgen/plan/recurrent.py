@@ -67,6 +67,8 @@ def cell_graphs(op, in_type: FixedType) -> list[CellGraph]:
     + bias`` in the op's gate order, except for a GRU's candidate gate: with ``reset_after`` its
     ``x @ kernel + bias`` then ``h @ recurrent + recurrent_bias``, else ``x @ kernel + bias`` only,
     and graph 1 (over ``cast(r * h)``, state lanes) gives ``rh @ recurrent``."""
+    if op.lane_types is not None:
+        return []  # the per-lane cell (HGQ2, QKeras) computes its products on its own
     u, n = op.units, op.n_in
     xf, sf = in_type.frac, op.state.frac
     kf, rf, bf = xf + op.kernel_frac, sf + op.recurrent_frac, op.bias_frac
@@ -101,6 +103,8 @@ def cell_latency(op, in_type: FixedType, schedule: str | None = None) -> int:
     """Cycles of one pipelined cell in ``schedule`` (default the op's), from ``(x, state)`` to the
     registered new state: the products' stages, a register after the gate activations, and per op
     the registers between its elementwise products (see :mod:`rtlgen.layers._recurrent`)."""
+    if op.lane_types is not None:
+        return 1  # the per-lane cell is combinational, registered once per step
     r = cell_reuse(op, schedule)
     g = [cg.stages(r) for cg in cell_graphs(op, in_type)]
     if isinstance(op, LSTM):

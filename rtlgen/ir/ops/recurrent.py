@@ -20,12 +20,28 @@ exact sum of products and ``cast`` a fixed-point cast (rounding, then overflow):
 
 ``state`` (hls4ml's state) is separate from the output type: each output step is
 ``cast(h, output type)``. Every product of two signals is exact before its cast.
+
+With ``lane_types`` (the quantizers of HGQ2, per unit, or of QKeras) the cell follows the
+framework's arithmetic instead: sums and products are exact, and each quantizer casts every unit
+to its own type (see :meth:`Recurrent.quantize_point`):
+
+* ``state`` (``sq``) reads the stored state each step; the stored state and the output are exact;
+* SimpleRNN: ``h = act(Q_pre(x W + Q_state(h) U + b))``;
+* GRU: ``z, r = Q_gate(act_r(x W + Q_state(h) U + b))``; the candidate
+  ``hh = Q_cand(act(x W_h + b_h + r * Q_reset(Q_state(h) U_h + b_rh)))`` (``reset_after``) or
+  ``act(x W_h + b_h + Q_reset(r * Q_state(h)) U_h)``; ``h = z Q_state(h) + (1 - z) hh``;
+* LSTM (QKeras): ``i, f, o = Q_gate(act_r(...))``, ``g = Q_cand(act(...))``,
+  ``c = f Q_state(c) + i g``, ``h = o Q_cand(act(c))``.
+
+A point without a quantizer passes its exact value on; activations are ``linear``, ``relu`` or a
+clipped affine map with a power-of-two slope (QKeras's ``hard_sigmoid``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -36,7 +52,7 @@ from ._base import Op
 from .activation import Lut, Pwl
 from .dense import matmul_exact
 
-__all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "activation_op", "SCHEDULES"]
+__all__ = ["Recurrent", "SimpleRNN", "LSTM", "GRU", "activation_op", "exact_activation", "is_relu", "SCHEDULES"]
 
 SCHEDULES = ("unrolled", "reused")
 
@@ -100,6 +116,11 @@ class Recurrent(Op):
     ``(units, gates * units)`` ``recurrent_frac``, ``bias`` and ``recurrent_bias`` (GRU with
     ``reset_after``; else folded into ``bias``) ``bias_frac``. ``schedule``: ``"unrolled"`` (one cell
     per time step, a new sequence every cycle) or ``"reused"`` (one cell over the time steps).
+
+    ``lane_types`` (HGQ2, QKeras): quantization point (``state``, ``pre``, ``gate``, ``reset``, ``cand``)
+    -> ``{"lanes": [type string or None per unit], "affine": [scale, shift] or None}``; ``accum``
+    and ``table`` are then only the exact types of the pre-activations and gates, and ``state``
+    holds the exact new state.
     """
 
     units: int
@@ -121,6 +142,7 @@ class Recurrent(Op):
     reset_after: bool = True
     schedule: str = "unrolled"
     reuse_factor: int = 1
+    lane_types: dict | None = None
 
     gates = 1
 
@@ -150,18 +172,35 @@ class Recurrent(Op):
             raise GraphError(f"node {name!r}: output shape {out.shape} should be {want}")
         if self.schedule not in SCHEDULES:
             raise GraphError(f"node {name!r}: schedule must be one of {', '.join(SCHEDULES)}, not {self.schedule!r}")
+        if self.lane_types is not None:
+            self._verify_lanes(name)
+
+    def _verify_lanes(self, name):
+        want = {"state": self.units, "pre": self.units, "gate": (self.gates - 1) * self.units, "reset": self.units, "cand": self.units}
+        for point, q in self.lane_types.items():
+            if point not in want or len(q["lanes"]) != want[point]:
+                raise GraphError(f"node {name!r}: quantizer {point!r} must be one of {', '.join(want)} with one type per lane")
+            if q.get("affine") is not None:
+                scale = Fraction(q["affine"][0])
+                if scale <= 0 or scale.numerator & (scale.numerator - 1) or scale.denominator & (scale.denominator - 1):
+                    raise GraphError(f"node {name!r}: quantizer {point!r} scales by {q['affine'][0]}, not a power of two")
+        for spec in (self.activation, self.recurrent_activation, self.cell_activation):
+            if spec is not None and _exact_kind(spec) is None:
+                raise GraphError(f"node {name!r}: with per-lane quantizers the activations must be linear, relu or a clipped power-of-two affine map")
 
     # -- golden model ------------------------------------------------------------------------------
 
-    def _pre(self, x, xf, h, k: int, bias=True):
-        """Gate ``k``'s exact pre-activation ``(mantissas, frac)`` from ``x`` and ``h``."""
+    def _pre(self, x, xf, h, k: int, bias=True, hf=None):
+        """Gate ``k``'s exact pre-activation ``(mantissas, frac)`` from ``x`` and ``h`` (at ``hf``
+        fractional bits, the state's by default)."""
         u = self.units
+        hf = self.state.frac if hf is None else hf
         cols = slice(k * u, (k + 1) * u)
         parts = []
         if x is not None:
             parts.append((matmul_exact(x, self.kernel[:, cols]), xf + self.kernel_frac))
         if h is not None:
-            parts.append((matmul_exact(h, self.recurrent_kernel[:, cols]), self.state.frac + self.recurrent_frac))
+            parts.append((matmul_exact(h, self.recurrent_kernel[:, cols]), hf + self.recurrent_frac))
         if bias is True:
             parts.append((np.broadcast_to(int_array(self.bias[cols]), (len(parts[0][0]), u)), self.bias_frac))
         elif bias is not None:
@@ -175,6 +214,35 @@ class Recurrent(Op):
 
     def step(self, x, xf, state):
         raise NotImplementedError  # pragma: no cover
+
+    # -- per-lane quantizers (HGQ2, QKeras) --------------------------------------------------------
+
+    def quantize_point(self, point: str, m, frac: int):
+        """``(mantissas, frac)`` of quantizer ``point`` on ``m`` (lanes along the last axis): each lane
+        cast to its own type (``None``: zero), on the finest grid among them, then the exact
+        affine map (``x * scale + shift``, scale a power of two) HGQ2 applies after a quantizer.
+        A point without a quantizer passes ``m`` on exactly."""
+        m = int_array(m)
+        if point not in self.lane_types:
+            return m, frac  # no quantizer there: the exact value goes on
+        q = self.lane_types[point]
+        types = [FixedType.parse(t) if t is not None else None for t in q["lanes"]]
+        f = max([t.frac for t in types if t is not None] + [0])
+        out = np.zeros(m.shape, dtype=m.dtype)
+        for c, t in enumerate(types):
+            if t is not None:
+                out[:, c] = align(cast(m[:, c], frac, t), t.frac, f)
+        return affine(out, f, q.get("affine"))
+
+    def read_state(self, h):
+        """The state as the cell reads it: through ``Q_state`` when there is one."""
+        if "state" in self.lane_types:
+            return self.quantize_point("state", h, self.state.frac)
+        return h, self.state.frac
+
+    def error_bound_lanes(self, errs) -> float:
+        # The framework's arithmetic is reproduced exactly: no error of its own on an exact input.
+        return 0.0 if errs[0] == 0 else math.inf
 
     products = 0  # products of two signals per unit and step
 
@@ -220,6 +288,8 @@ class Recurrent(Op):
     def error_bound(self, ctx, node, errs):
         from ._bounds import rounding_error
 
+        if self.lane_types is not None:
+            return self.error_bound_lanes(errs)
         g = ctx.graph
         src, dst = g.tensors[node.inputs[0]], g.tensors[node.outputs[0]]
         e_x = errs[0]
@@ -274,6 +344,10 @@ class SimpleRNN(Recurrent):
 
     def step(self, x, xf, state):
         (h,) = state
+        if self.lane_types is not None:
+            hq, hf = self.read_state(h)
+            m, f = exact_activation(self.activation, *self.quantize_point("pre", *self._pre(x, xf, hq, 0, hf=hf)))
+            return (cast(m, f, self.state),)
         a = apply_activation(self.activation, self._z(x, xf, h, 0), self.accum, self.table)
         return (cast(a, self.table, self.state),)
 
@@ -303,6 +377,8 @@ class LSTM(Recurrent):
 
     def step(self, x, xf, state):
         h, c = state
+        if self.lane_types is not None:
+            return self._step_lanes(x, xf, h, c)
         tt = self.table
         i, f, o = (apply_activation(self.recurrent_activation, self._z(x, xf, h, k), self.accum, tt) for k in (0, 1, 3))
         g = apply_activation(self.activation, self._z(x, xf, h, 2), self.accum, tt)
@@ -312,6 +388,23 @@ class LSTM(Recurrent):
         a = apply_activation(self.cell_activation, c, self.cell, tt)
         h = cast(o * a, 2 * tt.frac, self.state)
         return h, c
+
+    def _step_lanes(self, x, xf, h, c):
+        """QKeras's QLSTM cell with per-lane quantizers: ``Q_state`` reads both states, ``Q_cand``
+        follows the activation of the candidate and of the new cell state (one activation
+        quantizer in QKeras), the products and sums are exact."""
+        u = self.units
+        hq, hf = self.read_state(h)
+        cq, cf = self.quantize_point("state", c, self.cell.frac)
+        gates = [exact_activation(self.recurrent_activation, *self._pre(x, xf, hq, k, hf=hf)) for k in (0, 1, 3)]
+        f = max(p[1] for p in gates)
+        g3, fg = self.quantize_point("gate", np.concatenate([align(m, pf, f) for m, pf in gates], axis=1), f)
+        i, fo, o = g3[:, :u], g3[:, u : 2 * u], g3[:, 2 * u :]
+        g, fc = self.quantize_point("cand", *exact_activation(self.activation, *self._pre(x, xf, hq, 2, hf=hf)))
+        fn = fg + max(cf, fc)
+        c_new = align(fo * cq, fg + cf, fn) + align(i * g, fg + fc, fn)
+        a, fa = self.quantize_point("cand", *exact_activation(self.cell_activation, c_new, fn))
+        return cast(o * a, fg + fa, self.state), cast(c_new, fn, self.cell)
 
     def step_error(self, s, ez, zm):
         from ._bounds import rounding_error
@@ -350,6 +443,8 @@ class GRU(Recurrent):
 
     def step(self, x, xf, state):
         (h,) = state
+        if self.lane_types is not None:
+            return self._step_lanes(x, xf, h)
         tt, acc = self.table, self.accum
         z, r = (apply_activation(self.recurrent_activation, self._z(x, xf, h, k), acc, tt) for k in (0, 1))
         if self.reset_after:
@@ -372,6 +467,29 @@ class GRU(Recurrent):
         f = max(fs, 2 * tt.frac)
         v = align(z * h, fs, f) + align((one - z) * hh, 2 * tt.frac, f)
         return (cast(v, f, self.state),)
+
+    def _step_lanes(self, x, xf, h):
+        """HGQ2's QGRU cell (see the module docstring), exactly."""
+        u = self.units
+        hq, hf = self.read_state(h)
+        zr = [self._pre(x, xf, hq, k, hf=hf) for k in (0, 1)]
+        f = max(p[1] for p in zr)
+        pre = np.concatenate([align(m, pf, f) for m, pf in zr], axis=1)
+        g, fg = self.quantize_point("gate", *exact_activation(self.recurrent_activation, pre, f))
+        z, r = g[:, :u], g[:, u:]
+        if self.reset_after:
+            rb = self.recurrent_bias
+            rh, fr = self.quantize_point("reset", *self._pre(None, xf, hq, 2, bias=rb if rb is not None else None, hf=hf))
+            rec, frec = r * rh, fg + fr
+        else:
+            rh, fr = self.quantize_point("reset", r * hq, fg + hf)
+            rec, frec = self._pre(None, xf, rh, 2, bias=None, hf=fr)
+        mx, fx = self._pre(x, xf, None, 2)
+        f = max(fx, frec)
+        hh, fc = self.quantize_point("cand", *exact_activation(self.activation, align(mx, fx, f) + align(rec, frec, f), f))
+        fm = max(hf, fc)
+        v = z * align(hq, hf, fm) + ((1 << fg) - z) * align(hh, fc, fm)
+        return (cast(v, fg + fm, self.state),)
 
     def step_error(self, s, ez, zm):
         from ._bounds import rounding_error
@@ -397,6 +515,63 @@ class GRU(Recurrent):
         else:
             s["e_h"] = _prod_error(m_z, e_z, m_h, e_h) + _prod_error(1 + m_z, e_z, m_a, e_a) + rounding_error(None, self.state)
             s["h"] = min(top, m_z * m_h + (1 + m_z) * m_a)
+
+
+def _dyadic(v) -> bool:
+    return v is None or Fraction(v).denominator & (Fraction(v).denominator - 1) == 0
+
+
+def _exact_kind(spec: dict) -> str | None:
+    """``"linear"``, ``"relu"`` or ``"affine"`` (``clip(x * slope + bias, lower, upper)``, slope a
+    power of two, the rest dyadic: QKeras's hard_sigmoid) when the spec is one of them, exact on any
+    grid; else None."""
+    if spec.get("kind") != "pwl":
+        return None
+    slope, bias = spec["slope_hi"], spec["bias_hi"]
+    if spec.get("lower") is None and spec.get("upper") is None and (bias, spec["bias_lo"], spec["knot"]) == (0.0, 0.0, 0.0) and slope == 1.0:
+        return {1.0: "linear", 0.0: "relu"}.get(spec["slope_lo"])
+    f = Fraction(slope)
+    pow2 = f > 0 and f.numerator & (f.numerator - 1) == 0 and f.denominator & (f.denominator - 1) == 0
+    if pow2 and (slope, bias) == (spec["slope_lo"], spec["bias_lo"]) and all(_dyadic(spec.get(k)) for k in ("bias_hi", "lower", "upper")):
+        return "affine"
+    return None
+
+
+def is_relu(spec: dict) -> bool:
+    return _exact_kind(spec) == "relu"
+
+
+def exact_activation(spec: dict, m, frac: int) -> tuple:
+    """``(mantissas, frac)`` of a linear, relu or clipped power-of-two affine activation on exact
+    mantissas at ``frac`` fractional bits, exactly."""
+    kind = _exact_kind(spec)
+    if kind == "relu":
+        return np.maximum(m, 0), frac
+    if kind == "linear":
+        return m, frac
+    m, f = affine(m, frac, [spec["slope_hi"], spec["bias_hi"]])
+    for bound, pick in (("lower", np.maximum), ("upper", np.minimum)):
+        if spec.get(bound) is not None:
+            b = Fraction(spec[bound])
+            bf = b.denominator.bit_length() - 1
+            if bf > f:
+                m, f = align(m, f, bf), bf
+            m = pick(m, int(b * 2**f))
+    return m, f
+
+
+def affine(m, frac: int, aff) -> tuple:
+    """``(mantissas, frac)`` of ``m * scale + shift`` for ``aff = [scale, shift]`` (``None``: ``m``),
+    exactly: the scale is a power of two and the shift dyadic."""
+    if aff is None:
+        return m, frac
+    scale, shift = Fraction(aff[0]), Fraction(aff[1])
+    e = scale.numerator.bit_length() - scale.denominator.bit_length()  # scale = 2**e
+    f = frac - e
+    if f < 0:
+        m, f = align(m, 0, -f), 0
+    sf = max(shift.denominator.bit_length() - 1, f)
+    return align(m, f, sf) + int(shift * 2**sf), sf
 
 
 def _range(spec: dict, dst: FixedType) -> tuple[float, float]:
