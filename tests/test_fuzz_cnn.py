@@ -22,10 +22,12 @@ The default suite runs a seeded, short slice; ``pytest -m slow tests/test_fuzz_c
 import collections
 import os
 import time
+from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
@@ -280,22 +282,39 @@ def test_cnn_rtl_equals_golden_under_stalls(io_type, tmp_path_factory):
 @pytest.mark.slow
 def test_long_cnn_fuzz_run(tmp_path_factory):
     """The long run: ``RTLGEN_FUZZ_NETWORKS`` networks (default 200), ``RTLGEN_FUZZ_VECTORS``
-    vectors each (default 5,000) against qonnx, every ``RTLGEN_FUZZ_RTL_EVERY``-th (default 10)
-    also in RTL under random stalls; prints the totals by op kind."""
+    vectors each (default 5,000) against qonnx, every ``RTLGEN_FUZZ_RTL_EVERY``-th (default 10; 0:
+    none) also in RTL under random stalls; prints the totals by op kind."""
     n = int(os.environ.get("RTLGEN_FUZZ_NETWORKS", "200"))
     per = int(os.environ.get("RTLGEN_FUZZ_VECTORS", "5000"))
     every = int(os.environ.get("RTLGEN_FUZZ_RTL_EVERY", "10"))
     TOTALS.clear()
     t0 = time.perf_counter()
 
+    # The run goes on past a failure, so the totals count every network; each failing network is
+    # saved (model and configuration) to be reproduced alone.
+    keep = Path(os.environ.get("RTLGEN_FUZZ_FAILURES") or tmp_path_factory.mktemp("failures"))
+    failures = []
+
     @seed(2027)
-    @settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=n, deadline=None, database=None, suppress_health_check=list(HealthCheck), phases=[Phase.generate])
     @given(net=cnns())
     def run(net):
-        k = TOTALS["networks"]
-        rtl = tmp_path_factory.mktemp("fuzz") if k % every == 0 else None
-        _check(net, per, rtl, np.random.default_rng(k))
+        k = TOTALS["examples"]
+        TOTALS["examples"] += 1
+        rtl = tmp_path_factory.mktemp("fuzz") if every and k % every == 0 else None
+        if k % 20 == 0:
+            print(f"[{time.perf_counter() - t0:.0f} s] {k} networks, {TOTALS['vectors']} vectors, {len(failures)} failing", flush=True)
+        try:
+            _check(net, per, rtl, np.random.default_rng(k))
+        except Exception as e:  # noqa: BLE001 - every kind of failure is recorded
+            keep.mkdir(parents=True, exist_ok=True)
+            onnx.save(net[0], keep / f"net{k}.onnx")
+            (keep / f"net{k}.txt").write_text(f"{net[3]}\n{net[4]}\n{type(e).__name__}: {e}\n")
+            failures.append((k, net[3]["IOType"], net[4], f"{type(e).__name__}: {str(e)[:300]}"))
 
     run()
     print(f"cnn fuzz totals after {time.perf_counter() - t0:.0f} s: {dict(sorted(TOTALS.items()))}")
+    for f in failures:
+        print("FAILED", *f)
+    assert not failures, f"{len(failures)} failing networks, saved in {keep}"
     assert TOTALS["networks"] >= n and TOTALS["vectors"] >= n * per
