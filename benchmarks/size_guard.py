@@ -54,6 +54,68 @@ def dense_model(path: Path):
     return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
 
+def qonnx_cnn(shape=(2, 8, 8), filters=(4, 4), n_out=5, *, bits=6, seed=0):
+    """A QONNX CNN: input Quant, per filter count a 3x3 'same' convolution + ReLU + Quant (a 2x2
+    max pooling after the first), then flatten and a dense layer (1-D kernels of 3 on a 2-D shape)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    d = "qonnx.custom_op.general"
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    one_d = len(shape) == 2
+
+    def const(v, dtype=np.float32):
+        inits.append(numpy_helper.from_array(np.asarray(v, dtype=dtype), f"c{len(inits)}"))
+        return inits[-1].name
+
+    def quant(x, scale, signed, narrow=0):
+        nodes.append(helper.make_node("Quant", [x, const(scale), const(0.0), const(bits)], [f"q{len(nodes)}"], domain=d,
+                                      signed=signed, narrow=narrow, rounding_mode="ROUND", name=f"Quant_{len(nodes)}"))
+        return nodes[-1].output[0]
+
+    x, c, sp = quant("x", 2.0**-3, 1), shape[0], list(shape[1:])
+    k = [3] * len(sp)
+    for i, f in enumerate(filters):
+        w = quant(const(rng.normal(0, 1.5 / np.sqrt(9 * c), (f, c, *k))), 2.0 ** -(bits - 2), 1, 1)
+        nodes.append(helper.make_node("Conv", [x, w, const(np.round(rng.normal(0, 0.25, f) * 16) / 16)], [f"conv{i}_out"],
+                                      name=f"conv{i}", kernel_shape=k, pads=[1] * 2 * len(k)))
+        nodes.append(helper.make_node("Relu", [f"conv{i}_out"], [f"relu{i}"], name=f"relu{i}"))
+        x, c = quant(f"relu{i}", 2.0 ** -(bits - 3), 0), f
+        if i == 0:
+            nodes.append(helper.make_node("MaxPool", [x], ["pool"], name="pool", kernel_shape=[2] * len(sp), strides=[2] * len(sp)))
+            x, sp = "pool", [s // 2 for s in sp]
+    flat = c * int(np.prod(sp))
+    nodes.append(helper.make_node("Reshape", [x, const([-1, flat], np.int64)], ["flat"], name="flatten"))
+    w = quant(const(rng.normal(0, 1.5 / np.sqrt(flat), (flat, n_out))), 2.0 ** -(bits - 2), 1, 1)
+    nodes.append(helper.make_node("MatMul", ["flat", w], ["y"], name="fc"))
+    g = helper.make_graph(nodes, "cnn" + ("1d" if one_d else "2d"), [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, *shape])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n_out])], initializer=inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(d, 1)])
+    m.ir_version = 8
+    return m
+
+
+def _mlp(sizes, bits=6):
+    from rtlgen.examples import qonnx_mlp
+
+    return qonnx_mlp(sizes, weight_bits=bits, act_bits=bits, input_bits=8, name="mlp")
+
+
+# The designs the size model is calibrated on: (model, configuration) by name.
+CALIBRATION = {
+    "dense parallel 16-32-16-5": lambda: (_mlp((16, 32, 16, 5)), {}),
+    "dense parallel 16-64-32-32-5": lambda: (_mlp((16, 64, 32, 32, 5)), {}),
+    "dense reuse 4, 16-64-32-32-5": lambda: (_mlp((16, 64, 32, 32, 5)), {"Model": {"ReuseFactor": 4, "Strategy": "Resource"}}),
+    "dense reuse 16, 64-64-10": lambda: (_mlp((64, 64, 10)), {"Model": {"ReuseFactor": 16, "Strategy": "Resource"}}),
+    "conv2d io_parallel 2x8x8": lambda: (qonnx_cnn(), {}),
+    "conv2d io_stream 2x8x8": lambda: (qonnx_cnn(), {"IOType": "io_stream"}),
+    "conv2d io_stream reuse 9, 3x16x16": lambda: (qonnx_cnn((3, 16, 16), (8, 8)), {"IOType": "io_stream", "Model": {"ReuseFactor": 9}}),
+    "conv1d io_stream 4x32": lambda: (qonnx_cnn((4, 32), (8, 8)), {"IOType": "io_stream"}),
+    "conv1d io_parallel reuse 4, 2x16": lambda: (qonnx_cnn((2, 16), (4, 4)), {"Model": {"ReuseFactor": 4}}),
+}
+
+
 def build(model, out, cfg=None, *extra):
     args = [sys.executable, "-m", "rtlgen.cli", "build", str(model), "-o", str(out), "--vectors", "100", *extra]
     if cfg is not None:

@@ -21,13 +21,13 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
+from test_fixed import ref_quantize
 
 from conftest import check_rtl
 from rtlgen.config import Config
 from rtlgen.design import Design
 from rtlgen.fixed import FixedType
 from rtlgen.ir import Concat, Graph, Merge, Node, Relu, Requant, Tensor
-from test_fixed import ref_quantize
 
 ROUNDINGS = ["TRN", "TRN_ZERO", "RND", "RND_ZERO", "RND_INF", "RND_MIN_INF", "RND_CONV"]
 OVERFLOWS = ["WRAP", "SAT", "SAT_ZERO", "SAT_SYM"]
