@@ -201,6 +201,8 @@ def test_long_types_fuzz_run(tmp_path_factory):
         rtl = k % 15 == 0
         io = ["io_parallel", "io_stream"][(k // 15) % 2]
         _check(net, 2000, np.random.default_rng(k), io_type=io, rtl_dir=tmp_path_factory.mktemp("fuzz") if rtl else None)
+        if rtl:
+            print(f"[{time.perf_counter() - t0:.0f} s] {dict(sorted(TOTALS.items()))}", flush=True)
 
     run()
     print(f"types fuzz totals after {time.perf_counter() - t0:.0f} s: {dict(sorted(TOTALS.items()))}")
