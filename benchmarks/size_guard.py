@@ -108,12 +108,60 @@ CALIBRATION = {
     "dense parallel 16-64-32-32-5": lambda: (_mlp((16, 64, 32, 32, 5)), {}),
     "dense reuse 4, 16-64-32-32-5": lambda: (_mlp((16, 64, 32, 32, 5)), {"Model": {"ReuseFactor": 4, "Strategy": "Resource"}}),
     "dense reuse 16, 64-64-10": lambda: (_mlp((64, 64, 10)), {"Model": {"ReuseFactor": 16, "Strategy": "Resource"}}),
-    "conv2d io_parallel 2x8x8": lambda: (qonnx_cnn(), {}),
+    "conv2d io_parallel 1x6x6": lambda: (qonnx_cnn((1, 6, 6), (3, 3)), {}),
     "conv2d io_stream 2x8x8": lambda: (qonnx_cnn(), {"IOType": "io_stream"}),
     "conv2d io_stream reuse 9, 3x16x16": lambda: (qonnx_cnn((3, 16, 16), (8, 8)), {"IOType": "io_stream", "Model": {"ReuseFactor": 9}}),
     "conv1d io_stream 4x32": lambda: (qonnx_cnn((4, 32), (8, 8)), {"IOType": "io_stream"}),
     "conv1d io_parallel reuse 4, 2x16": lambda: (qonnx_cnn((2, 16), (4, 4)), {"Model": {"ReuseFactor": 4}}),
 }
+
+
+def synth_layers(design, work: Path) -> dict:
+    """Yosys xc7 counts per layer instance, and of the whole design under ``"total"``: the mapped
+    netlist before the flatten (no timing analysis, which costs more than the mapping)."""
+    from rtlgen.synth import _classify, _read_stat, _run_yosys, _stage_sources, _tree_counts
+
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / f"{design.top_name}.v"
+    src.write_text(design.verilog)
+    top = design.top_name
+    (source,) = _stage_sources([src], work)
+    script = [f'read_verilog "{source}"', f"hierarchy -top {top}", "proc", "splitnets",
+              f"synth_xilinx -family xc7 -top {top} -noiopad -noclkbuf -run :check", f"tee -q -o stat.json stat -json -top {top}"]
+    (work / "synth.ys").write_text("\n".join(script) + "\n")
+    _run_yosys(work, "synth.ys", "yosys.log", ["stat.json"], top, None, None)
+    stat = _read_stat(work, "stat.json", "yosys.log")
+    _, total = _tree_counts(stat)
+    children = [k.lstrip("\\") for k in stat["modules"][f"\\{top}"]["num_cells_by_type"] if k.lstrip("\\") in total]
+    out = {c.removeprefix(top + "."): _classify("xc7", total[c]) for c in children}
+    out["total"] = _classify("xc7", total[top])
+    return out
+
+
+def calibrate(names, work: Path):
+    """The size model's estimate against Yosys for each calibration design: per layer and in all."""
+    import json
+
+    import rtlgen
+    from rtlgen.size import estimate
+
+    rows = []
+    for name in names:
+        model, cfg = CALIBRATION[name]()
+        design = rtlgen.convert(model, cfg)
+        est = estimate(design.graph, design.config.io_type)
+        t0 = time.perf_counter()
+        got = synth_layers(design, work / name.replace(" ", "_").replace(",", ""))
+        layers = {c.name: {"kind": c.kind, "lut": c.lut, "ff": c.ff, "dsp": c.dsp, "yosys": got.get(c.name)} for c in est}
+        total = got["total"]
+        row = {"design": name, "lut": sum(c.lut for c in est), "ff": sum(c.ff for c in est), "dsp": sum(c.dsp for c in est),
+               "yosys": {k: total[k] for k in ("lut", "ff", "dsp")}, "layers": layers, "seconds": round(time.perf_counter() - t0)}
+        rows.append(row)
+        y = row["yosys"]
+        print(f"{name:36s} estimate {row['lut']:7,} LUT {row['ff']:7,} FF {row['dsp']:4} DSP | yosys {y['lut']:7,} LUT "
+              f"{y['ff']:7,} FF {y['dsp']:4} DSP | LUT ratio {row['lut'] / max(y['lut'], 1):.2f}", flush=True)
+        (work / "calibration.json").write_text(json.dumps(rows, indent=1))
+    return rows
 
 
 def build(model, out, cfg=None, *extra):
@@ -130,7 +178,13 @@ def build(model, out, cfg=None, *extra):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-dense", action="store_true")
+    ap.add_argument("--calibrate", nargs="*", metavar="DESIGN", help="compare the size model with Yosys on the calibration designs (all by default)")
+    ap.add_argument("--work", type=Path, help="keep the calibration's Yosys runs here")
     a = ap.parse_args()
+    if a.calibrate is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            calibrate(a.calibrate or list(CALIBRATION), a.work or Path(tmp))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = tmp / "conv1d.keras"

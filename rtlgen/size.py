@@ -38,6 +38,7 @@ class LayerCost:
     shape: str = ""
     # Multipliers that do not fit the DSPs become logic of about this many LUTs each.
     lut_per_mult: int = 0
+    ff: int = 0
 
 
 def _csd_digits(w: np.ndarray) -> int:

@@ -188,8 +188,10 @@ def test_types_rtl_equals_golden_under_stalls(io_type, tmp_path_factory):
 @pytest.mark.slow
 def test_long_types_fuzz_run(tmp_path_factory):
     """The long run: ``RTLGEN_FUZZ_NETWORKS`` networks (default 300) of 2,000 vectors against the
-    fraction reference, every 15th also in RTL (alternating interfaces); prints the totals."""
+    fraction reference, every ``RTLGEN_FUZZ_RTL_EVERY``-th (default 15) also in RTL (alternating
+    interfaces); prints the totals."""
     n = int(os.environ.get("RTLGEN_FUZZ_NETWORKS", "300"))
+    every = int(os.environ.get("RTLGEN_FUZZ_RTL_EVERY", "15"))
     TOTALS.clear()
     t0 = time.perf_counter()
 
@@ -198,8 +200,8 @@ def test_long_types_fuzz_run(tmp_path_factory):
     @given(net=chains())
     def run(net):
         k = TOTALS["networks"]
-        rtl = k % 15 == 0
-        io = ["io_parallel", "io_stream"][(k // 15) % 2]
+        rtl = k % every == 0
+        io = ["io_parallel", "io_stream"][(k // every) % 2]
         _check(net, 2000, np.random.default_rng(k), io_type=io, rtl_dir=tmp_path_factory.mktemp("fuzz") if rtl else None)
         if rtl:
             print(f"[{time.perf_counter() - t0:.0f} s] {dict(sorted(TOTALS.items()))}", flush=True)
