@@ -67,7 +67,7 @@ def _weighted(node, graph, io_type: str, reuse: int | None = None) -> LayerCost:
         if r == 1 and getattr(op, "strategy", "latency") == "latency":
             return _adders(node.name, "Dense", _csd_digits(op.weight) * adder, shape, per_mult)
         k, s, _ = reuse_plan(op.n_in, op.n_out, r)
-        return LayerCost(node.name, "Dense", (k * s) * adder, k * s, shape, per_mult)
+        return LayerCost(node.name, "Dense", (k * s) * adder, k * s, shape, per_mult, ff=_held(node, graph) + math.ceil(PIPE_FF * k * s * adder))
     P, K = op.reuse_shape()
     Q = op.weight.shape[3] * (op.weight.shape[2] if op.depthwise else 1)
     streamed = io_type == "io_stream" and _streamed(op)
@@ -82,7 +82,21 @@ def _weighted(node, graph, io_type: str, reuse: int | None = None) -> LayerCost:
         return c
     pp, pk, _, _ = conv_reuse_plan(positions, K, min(r, positions * K))
     mult = pp * pk * Q
-    return LayerCost(node.name, "Conv", mult * adder, mult, shape, per_mult, ff=window)
+    dsp = mult
+    if pk == K:
+        # Whole positions per cycle: every multiplier has one constant weight, and Yosys builds
+        # those by a power of two (or zero) as wires.
+        a = np.abs(np.asarray(op.weight, dtype=np.int64)).ravel()
+        dsp = pp * int(np.count_nonzero(a & (a - 1)))
+    held = 0 if streamed else _held(node, graph)
+    return LayerCost(node.name, "Conv", mult * adder, dsp, shape, per_mult, ff=window + held + math.ceil(PIPE_FF * mult * adder))
+
+
+def _held(node, graph) -> int:
+    """Register bits of a layer that reuses its multipliers: the input, held for the whole
+    schedule, and the output's accumulators."""
+    a, b = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    return a.size * a.type.width + b.size * b.type.width
 
 
 def _adders(name, kind, digit_bits, shape, per_mult) -> LayerCost:
