@@ -164,6 +164,30 @@ def calibrate(names, work: Path):
     return rows
 
 
+# Yosys (xc7, synth_xilinx up to 'check', 2026-12) on the calibration designs: what
+# ``--calibrate`` printed, kept so tests/test_size.py holds the model to it without Yosys.
+YOSYS = {
+    "dense parallel 16-32-16-5": {"lut": 9230, "ff": 4044, "dsp": 0},
+    "conv2d io_stream 2x8x8": {"lut": 3758, "ff": 2126, "dsp": 0},
+    "conv1d io_parallel reuse 4, 2x16": {"lut": 4071, "ff": 2902, "dsp": 89},
+}
+
+
+def table():
+    """The size model's estimate against the stored Yosys counts (no Yosys run)."""
+    import rtlgen
+    from rtlgen.size import estimate
+
+    print(f"{'design':36s} {'LUT est/yosys':>17s} {'FF est/yosys':>17s} {'DSP est/yosys':>13s}  ratios LUT FF DSP")
+    for name, got in YOSYS.items():
+        model, cfg = CALIBRATION[name]()
+        design = rtlgen.convert(model, cfg)
+        costs = estimate(design.graph, design.config.io_type)
+        est = {k: sum(getattr(c, k) for c in costs) for k in ("lut", "ff", "dsp")}
+        ratios = " ".join(f"{est[k] / got[k]:.2f}" if got[k] else "-" for k in ("lut", "ff", "dsp"))
+        print(f"{name:36s} {est['lut']:>7,} / {got['lut']:>7,} {est['ff']:>7,} / {got['ff']:>7,} {est['dsp']:>5} / {got['dsp']:>5}  {ratios}")
+
+
 def build(model, out, cfg=None, *extra):
     args = [sys.executable, "-m", "rtlgen.cli", "build", str(model), "-o", str(out), "--vectors", "100", *extra]
     if cfg is not None:
@@ -179,8 +203,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-dense", action="store_true")
     ap.add_argument("--calibrate", nargs="*", metavar="DESIGN", help="compare the size model with Yosys on the calibration designs (all by default)")
+    ap.add_argument("--table", action="store_true", help="the size model against the stored Yosys counts")
     ap.add_argument("--work", type=Path, help="keep the calibration's Yosys runs here")
     a = ap.parse_args()
+    if a.table:
+        table()
+        return
     if a.calibrate is not None:
         with tempfile.TemporaryDirectory() as tmp:
             calibrate(a.calibrate or list(CALIBRATION), a.work or Path(tmp))
