@@ -253,6 +253,7 @@ def _check(net, n_vectors, rtl_dir, rng, n_rtl=100):
     TOTALS[cfg["IOType"]] += 1
     for k, c in kinds.items():
         TOTALS[f"op:{k}"] += c
+    TOTALS["reuse>1"] += sum(getattr(n.op, "reuse_factor", 1) > 1 for n in design.graph.nodes)
     for b in blocks:
         TOTALS["block:" + b.split(":")[0]] += 1
     if rtl_dir is not None:
