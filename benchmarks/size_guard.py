@@ -170,6 +170,7 @@ YOSYS = {
     "dense parallel 16-32-16-5": {"lut": 9230, "ff": 4044, "dsp": 0},
     "conv2d io_stream 2x8x8": {"lut": 3758, "ff": 2126, "dsp": 0},
     "conv1d io_parallel reuse 4, 2x16": {"lut": 4071, "ff": 2902, "dsp": 89},
+    "dense reuse 16, 64-64-10": {"lut": 4026, "ff": 4368, "dsp": 296},
 }
 
 
