@@ -287,11 +287,11 @@ def test_cnn_rtl_equals_golden_under_stalls(io_type, tmp_path_factory):
 @pytest.mark.slow
 def test_long_cnn_fuzz_run(tmp_path_factory):
     """The long run: ``RTLGEN_FUZZ_NETWORKS`` networks (default 200), ``RTLGEN_FUZZ_VECTORS``
-    vectors each (default 5,000) against qonnx, every ``RTLGEN_FUZZ_RTL_EVERY``-th (default 10; 0:
+    vectors each (default 5,000) against qonnx, every ``RTLGEN_FUZZ_RTL_EVERY``-th (default 25; 0:
     none) also in RTL under random stalls; prints the totals by op kind."""
     n = int(os.environ.get("RTLGEN_FUZZ_NETWORKS", "200"))
     per = int(os.environ.get("RTLGEN_FUZZ_VECTORS", "5000"))
-    every = int(os.environ.get("RTLGEN_FUZZ_RTL_EVERY", "10"))
+    every = int(os.environ.get("RTLGEN_FUZZ_RTL_EVERY", "25"))
     TOTALS.clear()
     t0 = time.perf_counter()
 
