@@ -72,6 +72,13 @@ class ApplyReuse(Pass):
             if isinstance(op, Conv):
                 P, K = op.reuse_shape()
                 r = self.config.reuse_factor(node.attrs.get("layer", node.name), "Conv")
+                if self.config.io_type == "io_stream":
+                    # io_stream computes one window at a time: the schedule splits its kernel terms only.
+                    op.reuse_factor = self._exact(
+                        graph, node, r, K, valid_conv_reuse_factors(1, K),
+                        f"{K} kernel terms per window in io_stream", "one term per cycle", f"{K} kernel terms",
+                    )  # fmt: skip
+                    continue
                 op.reuse_factor = self._exact(
                     graph, node, r, P * K, valid_conv_reuse_factors(P, K),
                     f"{P} output positions of {K} kernel terms", "one term per cycle", f"{P} positions x {K} kernel terms",

@@ -2,10 +2,16 @@
 that stops a build far beyond every part of the target family.
 
 The estimate reads only the graph (numpy on the weights, no Amaranth): a fully parallel layer
-costs one adder per non-zero canonical-signed-digit of its constant weights, repeated at every
-output position of an ``io_parallel`` convolution; a layer with a reuse factor above 1 costs one
-multiplier (a DSP) per product computed in a cycle. Other layers cost about one LUT per output
-bit. It is meant to tell millions from thousands within a second, not to replace synthesis.
+costs adders for the non-zero canonical-signed-digits of its constant weights, repeated at every
+output position of an ``io_parallel`` convolution, and pipeline registers; a layer with a reuse
+factor above 1 costs one multiplier (a DSP) per product computed in a cycle (none for a constant
+weight that is a power of two) and registers for its held input and accumulators; a streamed
+window costs its taps in registers; pooling costs comparators or adders per window value;
+gathers are wires (registers when io_stream collects a whole tensor); other layers about one LUT
+per output bit. It is meant to tell millions from thousands within a second, not to replace
+synthesis: on the calibration designs of ``benchmarks/size_guard.py`` (dense and convolutional,
+io_parallel and io_stream, reuse 1 and above) LUTs and flip-flops are within 1.5x of Yosys (xc7),
+and ``tests/test_size.py`` keeps them there.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import DesignError
-from .ir import Conv, Dense, Graph
+from .ir import Conv, Dense, Gather, Graph, Pool, Reshape
 from .plan.reuse import conv_reuse_plan, reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
 
 __all__ = ["LayerCost", "estimate", "check_size", "FAR_BEYOND", "MAX_LAYERS"]
@@ -25,6 +31,14 @@ __all__ = ["LayerCost", "estimate", "check_size", "FAR_BEYOND", "MAX_LAYERS"]
 FAR_BEYOND = 2.0
 # Deeper networks exceed what the HDL elaborator's recursion handles (not forcible).
 MAX_LAYERS = 1500
+
+# Coefficients fitted to Yosys (xc7) on the designs of ``benchmarks/size_guard.py --calibrate``
+# (the table is in that script's docstring). LUTs per bit of a constant multiplier's adders,
+# counted as CSD digits times a typical adder width: shared subexpressions and the bits below a
+# shifted operand make the real adders about half that.
+ADDER_LUT = 0.46
+# Pipeline registers of a fully parallel layer per LUT of its adders.
+PIPE_FF = 0.45
 
 
 @dataclass
@@ -38,6 +52,7 @@ class LayerCost:
     shape: str = ""
     # Multipliers that do not fit the DSPs become logic of about this many LUTs each.
     lut_per_mult: int = 0
+    ff: int = 0
 
 
 def _csd_digits(w: np.ndarray) -> int:
@@ -56,18 +71,44 @@ def _weighted(node, graph, io_type: str, reuse: int | None = None) -> LayerCost:
     if isinstance(op, Dense):
         shape = f"Dense {op.n_in}x{op.n_out}"
         if r == 1 and getattr(op, "strategy", "latency") == "latency":
-            return LayerCost(node.name, "Dense", _csd_digits(op.weight) * adder, 0, shape, per_mult)
+            return _adders(node.name, "Dense", _csd_digits(op.weight) * adder, shape, per_mult)
         k, s, _ = reuse_plan(op.n_in, op.n_out, r)
-        return LayerCost(node.name, "Dense", (k * s) * adder, k * s, shape, per_mult)
+        return LayerCost(node.name, "Dense", (k * s) * adder, k * s, shape, per_mult, ff=_held(node, graph) + math.ceil(PIPE_FF * k * s * adder))
     P, K = op.reuse_shape()
     Q = op.weight.shape[3] * (op.weight.shape[2] if op.depthwise else 1)
-    positions = 1 if io_type == "io_stream" and _streamed(op) else P
+    streamed = io_type == "io_stream" and _streamed(op)
+    positions = 1 if streamed else P
     shape = f"Conv {P} positions x {K} kernel terms x {Q} filters"
+    # A streamed convolution holds its window in registers (its line buffer's taps).
+    kh, kw, cin = op.weight.shape[:3]
+    window = kh * kw * cin * src.width if streamed else 0
     if r == 1:
-        return LayerCost(node.name, "Conv", positions * _csd_digits(op.weight) * adder, 0, shape, per_mult)
+        c = _adders(node.name, "Conv", positions * _csd_digits(op.weight) * adder, shape, per_mult)
+        c.ff += window
+        return c
     pp, pk, _, _ = conv_reuse_plan(positions, K, min(r, positions * K))
     mult = pp * pk * Q
-    return LayerCost(node.name, "Conv", mult * adder, mult, shape, per_mult)
+    dsp = mult
+    if pk == K:
+        # Whole positions per cycle: every multiplier has one constant weight, and Yosys builds
+        # those by a power of two (or zero) as wires.
+        a = np.abs(np.asarray(op.weight, dtype=np.int64)).ravel()
+        dsp = pp * int(np.count_nonzero(a & (a - 1)))
+    held = 0 if streamed else _held(node, graph)
+    return LayerCost(node.name, "Conv", mult * adder, dsp, shape, per_mult, ff=window + held + math.ceil(PIPE_FF * mult * adder))
+
+
+def _held(node, graph) -> int:
+    """Register bits of a layer that reuses its multipliers: the input, held for the whole
+    schedule, and the output's accumulators."""
+    a, b = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    return a.size * a.type.width + b.size * b.type.width
+
+
+def _adders(name, kind, digit_bits, shape, per_mult) -> LayerCost:
+    """A fully parallel layer: constant multipliers as adders, pipelined by AdderLevels."""
+    lut = math.ceil(ADDER_LUT * digit_bits)
+    return LayerCost(name, kind, lut, 0, shape, per_mult, ff=math.ceil(PIPE_FF * lut))
 
 
 def _streamed(op) -> bool:
@@ -79,11 +120,24 @@ def estimate(graph: Graph, io_type: str) -> list[LayerCost]:
     """Every node's estimated cost in ``io_type``."""
     out = []
     for node in graph.nodes:
-        if isinstance(node.op, (Dense, Conv)):
+        op = node.op
+        if isinstance(op, (Dense, Conv)):
             out.append(_weighted(node, graph, io_type))
+            continue
+        t = graph.tensors[node.outputs[0]]
+        stream = io_type == "io_stream" and len(t.shape) >= 2
+        lanes = t.shape[-1] if stream else t.size
+        if isinstance(op, (Gather, Reshape)):
+            # Wires; in io_stream a tensor gathered whole (a flatten) is collected into registers.
+            out.append(LayerCost(node.name, node.kind, 0, 0, ff=t.size * t.type.width if io_type == "io_stream" else 0))
+        elif isinstance(op, Pool):
+            # A window of n values: n - 1 comparators and multiplexers, or n - 1 adders.
+            n = op.pool[0] * op.pool[1]
+            per = 2 if op.kind == "max" else 1
+            src = graph.tensors[node.inputs[0]].type
+            window = n * op.in_shape[2] * src.width if stream else 0
+            out.append(LayerCost(node.name, node.kind, lanes * src.width * per * max(n - 1, 1), 0, ff=window))
         else:
-            t = graph.tensors[node.outputs[0]]
-            lanes = t.shape[-1] if io_type == "io_stream" and len(t.shape) >= 2 else t.size
             out.append(LayerCost(node.name, node.kind, lanes * t.type.width, 0))
     return out
 
