@@ -56,6 +56,7 @@ def main() -> int:
         same = np.array_equal(golden.run(design.graph, m), golden.run(design.graph, m, floats=False))
         row.update(int_only_per_s=len(x) / iwall, floats_per_s=len(x) / fwall, same=same)
         if not args.no_hls4ml and isinstance(model, Path):
+            import hgq  # noqa: F401 - registers HGQ2's layers with Keras before a saved model loads
             import keras
 
             with tempfile.TemporaryDirectory() as tmp:
