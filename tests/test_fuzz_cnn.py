@@ -285,6 +285,7 @@ def test_cnn_rtl_equals_golden_under_stalls(io_type, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_long_cnn_fuzz_run(tmp_path_factory):
     """The long run: ``RTLGEN_FUZZ_NETWORKS`` networks (default 200), ``RTLGEN_FUZZ_VECTORS``
     vectors each (default 5,000) against qonnx, every ``RTLGEN_FUZZ_RTL_EVERY``-th (default 25; 0:

@@ -186,6 +186,7 @@ def test_types_rtl_equals_golden_under_stalls(io_type, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_long_types_fuzz_run(tmp_path_factory):
     """The long run: ``RTLGEN_FUZZ_NETWORKS`` networks (default 300) of 2,000 vectors against the
     fraction reference, every ``RTLGEN_FUZZ_RTL_EVERY``-th (default 30) also in RTL (alternating
