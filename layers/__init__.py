@@ -103,8 +103,8 @@ class Network(wiring.Component):
     The graph may be a DAG: a tensor read by several layers goes through a fork that hands every
     sample to each reader exactly once, and a merge waits for both of its inputs. The shorter
     input of a merge gets a FIFO as deep as the latency difference, so the network still accepts
-    a vector every cycle; the FIFO's own latency fits within that difference. ``latency`` is the longest path (an idle design); ``initiation_interval``
-    the largest layer interval.
+    a vector every cycle; the FIFO's own latency fits within that difference. ``latency`` is the
+    longest path (an idle design); ``initiation_interval`` the largest layer interval.
     """
 
     def __init__(self, graph: Graph):
