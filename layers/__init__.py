@@ -64,21 +64,28 @@ def build_layer(graph: Graph, node) -> Layer:
 
 
 class StreamFifo(wiring.Component):
-    """A first-in first-out buffer of ``depth`` vectors between two streams (latency 1)."""
+    """A first-in first-out buffer of ``depth`` vectors between two streams.
 
-    latency = 1
+    ``latency`` 1 reads its memory asynchronously (registers or LUT RAM); ``latency`` 2 reads it
+    synchronously into an output register, which block RAM can hold (:class:`SyncFIFOBuffered`
+    takes a cycle more from an empty queue to its output than :class:`SyncFIFO`).
+    """
+
     initiation_interval = 1
 
-    def __init__(self, t, lanes, depth):
-        self.depth = depth
+    def __init__(self, t, lanes, depth, *, latency=1):
+        if latency not in (1, 2):
+            raise ValueError(f"a FIFO's latency is 1 or 2 cycles, not {latency}")
+        self.depth, self.latency = depth, latency
         super().__init__({"i": In(vector_stream(t, lanes)), "o": Out(vector_stream(t, lanes))})
 
     def elaborate(self, platform):
-        from amaranth.lib.fifo import SyncFIFOBuffered
+        from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 
         m = Module()
         width = Shape.cast(self.i.payload.shape()).width
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=self.depth)
+        kind = SyncFIFO if self.latency == 1 else SyncFIFOBuffered
+        m.submodules.fifo = fifo = kind(width=width, depth=self.depth)
         m.d.comb += [
             fifo.w_data.eq(self.i.payload.as_value()),
             fifo.w_en.eq(self.i.valid),
@@ -96,8 +103,8 @@ class Network(wiring.Component):
     The graph may be a DAG: a tensor read by several layers goes through a fork that hands every
     sample to each reader exactly once, and a merge waits for both of its inputs. The shorter
     input of a merge gets a FIFO as deep as the latency difference, so the network still accepts
-    a vector every cycle. ``latency`` is the longest path (an idle design); ``initiation_interval``
-    the largest layer interval.
+    a vector every cycle; the FIFO's own latency fits within that difference. ``latency`` is the
+    longest path (an idle design); ``initiation_interval`` the largest layer interval.
     """
 
     def __init__(self, graph: Graph):
@@ -158,7 +165,8 @@ class Network(wiring.Component):
                 sources = [src]
             for s, (port, slack, label) in zip(sources, uses):
                 if slack > 0:
-                    fifo = StreamFifo(tt.type, tt.size, slack + 2)
+                    # Its own latency must fit in the slack, or the merge waits for this input.
+                    fifo = StreamFifo(tt.type, tt.size, slack + 2, latency=min(slack, 2))
                     m.submodules[f"fifo_{_ident(label)}"] = fifo
                     wiring.connect(m, s, fifo.i)
                     s = fifo.o

@@ -195,7 +195,9 @@ class ConvReuse(Layer):
             v = f"u{o}"
             decl.append(f"  wire signed [{aw + 1}:0] {v};")
             body.append(f"  assign {v} = {value};")
-            active = f"(cnt == {cw}'d{first})" if Gk == 1 else f"(cnt >= {first}) & (cnt < {first + Gk})"
+            # No "cnt >= 0" for the first group: always true, which lint refuses.
+            lower = f"(cnt >= {first}) & " if first else ""
+            active = f"(cnt == {cw}'d{first})" if Gk == 1 else f"{lower}(cnt < {first + Gk})"
             regs.append(f"      if ({active}) acc{o} <= {v}[{aw - 1}:0];")
             final = f"{v}[{aw - 1}:0]" if g == self.pos_groups - 1 else f"acc{o}"
             last_regs.append(f"        out{o} <= {final};")

@@ -474,3 +474,60 @@ def test_generated_config_lists_conv_reuse_factors(tmp_path):
     assert reuse["c1"] == 5
     m = design.random_inputs(300)
     assert np.array_equal(design.predict_int(m), again.predict_int(m))
+
+
+# -- merges of branches of different latency -----------------------------------------------------
+
+
+def _branches_into_merges(reuse):
+    """x -> conv1d (``reuse``) -> max(., x) -> 1x1 conv -> add(., max): the skip input of the add
+    is one cycle early, the one of the max ``reuse + 1`` cycles."""
+    from rtlgen.ir import Conv, Graph, Merge, Node, Tensor
+
+    rng = np.random.default_rng(11)
+    g = Graph("branches")
+    t6, t14, t20, t21 = (FixedType(w, w, True) for w in (6, 14, 20, 21))
+    g.add_tensor(Tensor("x", (1, 6, 2), t6))
+    conv = Conv(rng.integers(-3, 4, (1, 3, 2, 2)), rng.integers(-9, 10, 2), padding=((0, 0), (1, 1)), in_shape=(1, 6, 2), reuse_factor=reuse)
+    point = Conv(rng.integers(-3, 4, (1, 1, 2, 2)), None, in_shape=(1, 6, 2))
+    for node, ins, t in [(conv, ["x"], t14), (Merge("max"), ["c", "x"], t14), (point, ["m"], t20), (Merge("add"), ["p", "m"], t21)]:
+        out = "cmpa"[len(g.nodes)]
+        g.add_tensor(Tensor(out, (1, 6, 2), t))
+        g.add_node(Node(out, node, ins, [out]))
+    g.inputs, g.outputs = ["x"], ["a"]
+    g.verify()
+    return g
+
+
+@pytest.mark.parametrize("reuse", [1, 2])
+def test_merge_inputs_balanced_in_rtl(reuse, tmp_path):
+    """The earlier input of a merge waits in a FIFO whose own latency fits in the difference: a
+    difference of one cycle (the 1x1 convolution) costs no cycle, with or without a reusing
+    convolution upstream, and the RTL meets the declared latency and interval."""
+    from rtlgen.config import Config
+    from rtlgen.design import Design
+    from rtlgen.layers import Network
+
+    g = _branches_into_merges(reuse)
+    net = Network(g)
+    conv_latency = dict(net.layers)["c"].latency
+    assert net.arrival["c"] - net.arrival["x"] == conv_latency and net.arrival["p"] - net.arrival["m"] == 1
+    design = Design(g, Config(io_type="io_parallel"))
+    assert design.latency == conv_latency + 1 and design.initiation_interval == reuse
+    m = design.random_inputs(200)
+    check_rtl(design, g.tensors["x"].type.to_float(m), work_dir=tmp_path, stall="random")
+
+
+@pytest.mark.slow
+def test_fuzz_network_merge_after_reusing_conv(tmp_path):
+    """A fuzzed QONNX network (a reusing conv1d and a 1x1 conv, each into a Max merge with its
+    input) whose RTL once measured one cycle more than its declared latency."""
+    import ast
+    from pathlib import Path
+
+    onnx = pytest.importorskip("onnx")
+    base = Path(__file__).parent / "data" / "fuzz_failures" / "net140"
+    config = ast.literal_eval(base.with_suffix(".txt").read_text().splitlines()[0])
+    design = rtlgen.convert(onnx.load(str(base.with_suffix(".onnx"))), config=config)
+    assert (design.latency, design.initiation_interval) == (5, 2)
+    check_rtl(design, work_dir=tmp_path, n_random=200, stall="random")
