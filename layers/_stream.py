@@ -32,7 +32,7 @@ class WindowBuffer(Layer):
     ``(ky, kx, c)`` order).
 
     A shift register as long as ``(kh - 1) * dy`` padded rows plus ``(kw - 1) * dx + 1`` pixels
-    holds the recent positions of the zero-padded image; the window taps sit at fixed offsets, so
+    holds the recent positions of the padded image; the window taps sit at fixed offsets, so
     there is no addressing, and Xilinx tools map the register to SRLs. Padding positions are
     stepped through without input, one per cycle, and hold ``pad_value`` (a mantissa) in every
     lane: 0 for convolutions and counted-padding averages, the type's minimum for max pooling, so
