@@ -32,15 +32,20 @@ class WindowBuffer(Layer):
     ``(ky, kx, c)`` order).
 
     A shift register as long as ``(kh - 1) * dy`` padded rows plus ``(kw - 1) * dx + 1`` pixels
-    holds the recent positions of the zero-padded image; the window taps sit at fixed offsets, so
+    holds the recent positions of the padded image; the window taps sit at fixed offsets, so
     there is no addressing, and Xilinx tools map the register to SRLs. Padding positions are
-    stepped through without input, one per cycle. Latency 1.
+    stepped through without input, one per cycle, and hold ``pad_value`` (a mantissa) in every
+    lane: 0 for convolutions and counted-padding averages, the type's minimum for max pooling, so
+    that padding never wins. Latency 1.
     """
 
     latency = 1
 
-    def __init__(self, t, in_shape, kernel, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1)):
+    def __init__(self, t, in_shape, kernel, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), pad_value=0):
         H, W, C = in_shape
+        if not t.min_mantissa <= pad_value <= t.max_mantissa:
+            raise ValueError(f"pad value {pad_value} does not fit {t}")
+        self.pad_value = int(pad_value)
         self.in_shape, self.kernel, self.stride = tuple(in_shape), tuple(kernel), tuple(stride)
         self.padding, self.dilation = tuple(tuple(p) for p in padding), tuple(dilation)
         (pt, pb), (pl, pr) = self.padding
@@ -48,6 +53,13 @@ class WindowBuffer(Layer):
         self.pad, self.emit = sched.window_steps((H, W), self.kernel, self.stride, self.padding, self.dilation)
         kh, kw = self.kernel
         super().__init__(t, C, t, kh * kw * C)
+
+    @property
+    def _pad_pixel(self) -> int:
+        """The padding pixel as raw bits: ``pad_value`` in two's complement in every lane."""
+        w = self.in_type.width
+        lane = self.pad_value & ((1 << w) - 1)
+        return sum(lane << (c * w) for c in range(self.n_in))
 
     @property
     def initiation_interval(self) -> int:
@@ -91,7 +103,7 @@ class WindowBuffer(Layer):
             "  wire is_pad, emit, step, step_ok;", f"  wire [{pix - 1}:0] pixel;",
             f"  assign is_pad = {' | '.join(p for p in pad if p)};",
             f"  assign emit = (vy >= {(kh - 1) * dy}) & (vx >= {(kw - 1) * dx}) & (ry == 0) & (rx == 0);",
-            f"  assign pixel = is_pad ? {pix}'d0 : i_payload;",
+            f"  assign pixel = is_pad ? {pix}'d{self._pad_pixel} : i_payload;",
             "  assign step_ok = ~valid | o_ready;", "  assign i_ready = step_ok & ~is_pad;",
             "  assign step = step_ok & (is_pad | i_valid);", "  assign o_valid = valid;", "  assign o_payload = out;",
             "  always @(posedge clk) begin",
@@ -133,7 +145,7 @@ class WindowBuffer(Layer):
                 ((vy < pt) if pt else Const(0, 1)) | (vy >= pt + H) | ((vx < pl) if pl else Const(0, 1)) | (vx >= pl + W)
             ),
             emit.eq((vy >= (kh - 1) * dy) & (vx >= (kw - 1) * dx) & (ry == 0) & (rx == 0)),
-            new.eq(Mux(is_pad, 0, self.i.payload.as_value())),
+            new.eq(Mux(is_pad, Const(self._pad_pixel, pix), self.i.payload.as_value())),
             self.i.ready.eq(step_ok & ~is_pad),
             step.eq(step_ok & (is_pad | self.i.valid)),
         ]
@@ -422,7 +434,9 @@ class StreamNetwork(wiring.Component):
             H, W, C = op.in_shape
             kernel = op.weight.shape[:2] if kind == "Conv" else op.pool
             dilation = op.dilation if kind == "Conv" else (1, 1)
-            buf = WindowBuffer(srcs[0].type, op.in_shape, kernel, op.stride, op.padding, dilation)
+            # Max pooling pads with the smallest value, so a padding tap never wins over a real one.
+            pad_value = srcs[0].type.min_mantissa if kind == "Pool" and op.kind == "max" else 0
+            buf = WindowBuffer(srcs[0].type, op.in_shape, kernel, op.stride, op.padding, dilation, pad_value)
             w = self._add(f"{node.name}_window", buf, "window", [node.inputs[0]], H * W, pad=buf.pad, emit=buf.emit)
             inner = dataclasses.replace(op, in_shape=(kernel[0], kernel[1], C), stride=(1, 1), padding=((0, 0), (0, 0)))
             if kind == "Conv":
@@ -445,6 +459,10 @@ class StreamNetwork(wiring.Component):
     @staticmethod
     def _windowed(op, in_beats, out_beats) -> bool:
         if len(op.in_shape) != 3 or op.in_shape[0] * op.in_shape[1] != in_beats:
+            return False
+        # The per-window datapath is the same at every position: an average that leaves padding
+        # out of its divisor differs between edge and inner windows, so it runs on whole tensors.
+        if type(op).__name__ == "Pool" and op.kind == "avg" and len(set(op.divisors())) > 1:
             return False
         return op.out_shape[0] * op.out_shape[1] == out_beats
 

@@ -136,6 +136,9 @@ def estimate(graph: Graph, io_type: str) -> list[LayerCost]:
             per = 2 if op.kind == "max" else 1
             src = graph.tensors[node.inputs[0]].type
             window = n * op.in_shape[2] * src.width if stream else 0
+            if stream and op.kind == "avg" and len(set(op.divisors())) > 1:
+                # Divisors that change with the position: io_stream runs it on the collected tensor.
+                lanes, window = t.size, graph.tensors[node.inputs[0]].size * src.width
             out.append(LayerCost(node.name, node.kind, lanes * src.width * per * max(n - 1, 1), 0, ff=window))
         else:
             out.append(LayerCost(node.name, node.kind, lanes * t.type.width, 0))

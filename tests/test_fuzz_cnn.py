@@ -356,3 +356,17 @@ def test_stream_conv_reuse_factor_is_per_window():
     assert "module" in design.verilog
     # io_parallel still schedules over all positions.
     assert rtlgen.convert(_pointwise_conv1d(), {"LayerName": {"conv": {"ReuseFactor": 3}}}).graph.node("conv").op.reuse_factor == 3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["net70", "net110", "net180"])
+def test_stored_stream_pooling_failures(name, tmp_path):
+    """Networks the long run saved (tests/data/fuzz_failures): io_stream max pooling with
+    asymmetric padding, whose line buffer padded with 0 so an all-negative edge window took the
+    padding. Each is rebuilt from its stored model and configuration; RTL == golden."""
+    import ast
+
+    path = Path(__file__).parent / "data" / "fuzz_failures" / name
+    cfg = ast.literal_eval(path.with_suffix(".txt").read_text().splitlines()[0])
+    design = rtlgen.convert(onnx.load(path.with_suffix(".onnx")), cfg)
+    check_rtl(design, work_dir=tmp_path, n_random=200)

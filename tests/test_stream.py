@@ -219,3 +219,41 @@ def test_synth_compares_stream_and_parallel(tmp_path, capsys):
     table = json.loads((out / "report.json").read_text())["synthesis"]["xc7"]["compare_io"]
     assert table["io_stream"]["interval"] == 12 + 2 and table["io_parallel"]["interval"] == 1
     assert table["io_stream"]["lut"] > 0 and table["io_parallel"]["lut"] > 0
+
+
+def _onnx_pool(kind, shape, kernel, stride, pads, count_include_pad=0):
+    """A quantized signed input (so whole windows can be negative) into one padded MaxPool or
+    AveragePool; ONNX ``pads`` are all begins, then all ends."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    qonnx = "qonnx.custom_op.general"
+    attrs = {"kernel_shape": list(kernel), "strides": list(stride), "pads": list(pads)}
+    if kind == "avg":
+        attrs["count_include_pad"] = count_include_pad
+    nodes = [helper.make_node("Quant", ["x", "s", "z", "b"], ["xq"], domain=qonnx, signed=1, narrow=0, rounding_mode="ROUND", name="qx"),
+             helper.make_node("MaxPool" if kind == "max" else "AveragePool", ["xq"], ["y"], name="pool", **attrs)]  # fmt: skip
+    inits = [numpy_helper.from_array(np.float32(v), n) for v, n in ((0.25, "s"), (0.0, "z"), (5.0, "b"))]
+    g = helper.make_graph(nodes, "pool", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, *shape])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializer=inits)  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(qonnx, 1)])
+    m.ir_version = 8
+    return m
+
+
+@pytest.mark.parametrize(
+    "kind, shape, kernel, stride, pads, count_include_pad",
+    [
+        ("max", (2, 7), (3,), (1,), (1, 2), 0),
+        ("max", (2, 8), (3,), (2,), (2, 0), 0),
+        ("max", (1, 4, 5), (3, 3), (1, 2), (0, 2, 2, 1), 0),
+        ("avg", (2, 7), (2,), (1,), (1, 0), 1),
+        ("avg", (2, 7), (2,), (2,), (0, 1), 0),
+        ("avg", (1, 4, 4), (2, 2), (2, 1), (1, 0, 0, 1), 0),
+    ],
+)  # fmt: skip
+def test_padded_pooling_stream(kind, shape, kernel, stride, pads, count_include_pad, tmp_path):
+    """Found by the CNN fuzzer: the line buffer padded with 0, so a max over negative values took
+    the padding, and an average leaving padding out of its divisor divided edge windows by the
+    full window. Asymmetric pads, strides 1 and 2, 1-D and 2-D; RTL == golden."""
+    design = rtlgen.convert(_onnx_pool(kind, shape, kernel, stride, pads, count_include_pad), {"IOType": "io_stream"})
+    check_rtl(design, work_dir=tmp_path, n_random=200)

@@ -12,7 +12,7 @@ the cycles at which input beats become valid, ``acc`` the cycles at which the bl
   vector valid one cycle after its last beat.
 * ``ser(n)``: one vector out as ``n`` beats on consecutive cycles, the next vector accepted in
   the cycle its predecessor's last beat leaves.
-* ``window``: the line buffer steps over the zero-padded image one position per cycle, a padding
+* ``window``: the line buffer steps over the padded image one position per cycle, a padding
   position without waiting for input; a window is valid one cycle after the step of its
   bottom-right position.
 * ``join``: a beat leaves when the same beat is valid on every input.
