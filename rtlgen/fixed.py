@@ -211,12 +211,15 @@ class FixedType:
         with np.errstate(over="ignore", under="ignore"):
             v = np.ldexp(x, self.frac)
         # Underflow: a nonzero value scaled below the float range still rounds as a tiny number
-        # of its own sign (only its sign and being nonzero matter), so keep it nonzero.
-        tiny = np.finfo(np.float64).smallest_subnormal
-        v = np.where((v == 0) & (x != 0), np.copysign(tiny, x), v)
+        # of its own sign (only its sign and being nonzero matter), so keep it nonzero. Only a
+        # negative ``frac`` scales down.
+        if self.frac < 0:
+            tiny = np.finfo(np.float64).smallest_subnormal
+            v = np.where((v == 0) & (x != 0), np.copysign(tiny, x), v)
         # Overflow: the scaled value is a huge integer (this needs frac > 0); computed below.
         huge = np.isinf(v)
-        v = np.where(huge, 0.0, v)
+        if huge.any():
+            v = np.where(huge, 0.0, v)
         fl = np.floor(v)
         big = huge | (np.abs(fl) >= 2.0**_INT64_BITS)
         if np.any(big):
@@ -228,9 +231,10 @@ class FixedType:
             q = np.array(flat, dtype=object).reshape(fl.shape)
         else:
             q = fl.astype(np.int64)
-        half = fl + 0.5
-        nonzero = v != fl
-        q = _round_from_remainder(q, v > half, nonzero & (v == half), nonzero, self.rounding)
+        if self.rounding != "TRN":
+            half = fl + 0.5
+            nonzero = v != fl
+            q = _round_from_remainder(q, v > half, nonzero & (v == half), nonzero, self.rounding)
         return overflow(q, self)
 
     def to_float(self, m) -> np.ndarray:
@@ -417,7 +421,8 @@ def float_round_shift(v: np.ndarray, shift, mode: str) -> np.ndarray:
     ``v * 2**-shift`` is exact, and so is adding one half while ``|v| < 2**(p-1)`` (what
     :func:`float_carrier` guarantees), so each mode is one exact float rounding function. Works
     in place on one new array (fresh arrays cost more than the arithmetic)."""
-    u = float_shift(v, -np.asarray(shift)) if np.any(shift) else v.copy()
+    # np.array: a new array even for one value (numpy turns 0-d results into scalars).
+    u = np.array(float_shift(v, -np.asarray(shift)) if np.any(shift) else v)
     half = v.dtype.type(0.5)
     if mode == "TRN":
         return np.floor(u, out=u)
