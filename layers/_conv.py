@@ -25,6 +25,7 @@ from rtlgen.plan.reuse import conv_reuse_plan
 from ._common import Layer, drive_lanes, shape_of
 from ._dense import SumOfProducts, _product, _round_product, _select
 from ._registry import register
+from ._verilog import stream_ports
 
 __all__ = ["ConvReuse"]
 
@@ -209,10 +210,7 @@ class ConvReuse(Layer):
             outs.append(f"y{o}[{wo - 1}:0]")
         return "\n".join([
             "/* verilator lint_off WIDTH */",
-            f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
-            "  input clk;", "  input rst;", "  input i_valid;", "  output i_ready;",
-            f"  input [{ni * wi - 1}:0] i_payload;", "  output o_valid;", "  input o_ready;",
-            f"  output [{no * wo - 1}:0] o_payload;",
+            *stream_ports(name, ni * wi, no * wo),
             "  reg valid = 1'b0;", "  reg busy = 1'b0;", f"  reg [{cw - 1}:0] cnt = {cw}'d0;",
             *[f"  reg [{wi - 1}:0] x{i} = {wi}'d0;" for i in range(ni)],
             *[f"  reg signed [{aw - 1}:0] acc{o} = {aw}'sd0;" for o in range(no)],

@@ -22,6 +22,7 @@ from rtlgen.plan.reuse import reuse_plan
 
 from ._common import Layer, shape_of
 from ._registry import register
+from ._verilog import stream_ports
 
 __all__ = ["DenseParallel", "DenseReuse", "MaxTree", "SumOfProducts", "dense_hardware"]
 
@@ -236,10 +237,7 @@ class _ProductTree(_TreeLayer):
         valid = [f"valid{s}" for s in range(stages)]
         return "\n".join([
             "/* verilator lint_off WIDTH */",
-            f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
-            "  input clk;", "  input rst;", "  input i_valid;", "  output i_ready;",
-            f"  input [{ni * wi - 1}:0] i_payload;", "  output o_valid;", "  input o_ready;",
-            f"  output [{no * wo - 1}:0] o_payload;",
+            *stream_ports(name, ni * wi, no * wo),
             *[f"  reg {v} = 1'b0;" for v in valid],
             "  wire enable;", *decl,
             f"  assign enable = ~{valid[-1]} | o_ready;", "  assign i_ready = enable;", f"  assign o_valid = {valid[-1]};",
@@ -562,10 +560,7 @@ class DenseReuse(Layer):
             outs.append(f"y{o}[{wo - 1}:0]")
         return "\n".join([
             "/* verilator lint_off WIDTH */",
-            f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
-            "  input clk;", "  input rst;", "  input i_valid;", "  output i_ready;",
-            f"  input [{ni * wi - 1}:0] i_payload;", "  output o_valid;", "  input o_ready;",
-            f"  output [{no * wo - 1}:0] o_payload;",
+            *stream_ports(name, ni * wi, no * wo),
             "  reg valid = 1'b0;", "  reg busy = 1'b0;", f"  reg [{cw - 1}:0] cnt = {cw}'d0;",
             f"  reg [{chw - 1}:0] chunk = {chw}'d0;", f"  reg [{gw - 1}:0] group = {gw}'d0;",
             *[f"  reg [{wi - 1}:0] x{i} = {wi}'d0;" for i in range(ni)],

@@ -19,6 +19,7 @@ from rtlgen.plan import stream as sched
 
 from ._common import Layer, vector_stream
 from ._elementwise import ForkLayer
+from ._verilog import stream_ports
 
 __all__ = ["WindowBuffer", "Deserializer", "Serializer", "BeatFifo", "StreamNetwork"]
 
@@ -92,10 +93,7 @@ class WindowBuffer(Layer):
         window = "{" + ", ".join("pixel" if d == 0 else f"line{d - 1}" for d in reversed(offsets)) + "}"
         pad = [f"(vy < {pt})" if pt else "", f"(vy >= {pt + H})", f"(vx < {pl})" if pl else "", f"(vx >= {pl + W})"]
         return "\n".join([
-            f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
-            "  input clk;", "  input rst;", "  input i_valid;", "  output i_ready;",
-            f"  input [{pix - 1}:0] i_payload;", "  output o_valid;", "  input o_ready;",
-            f"  output [{len(offsets) * pix - 1}:0] o_payload;",
+            *stream_ports(name, pix, len(offsets) * pix),
             "  reg valid = 1'b0;", f"  reg [{len(offsets) * pix - 1}:0] out = {len(offsets) * pix}'d0;",
             *[f"  reg [{pix - 1}:0] line{j} = {pix}'d0;" for j in range(depth)],
             f"  reg [{vyw - 1}:0] vy = {vyw}'d0;", f"  reg [{vxw - 1}:0] vx = {vxw}'d0;",
@@ -196,9 +194,7 @@ class Deserializer(Layer):
         n, w = self.beats, self.n_in * self.in_type.width
         cw = max(n - 1, 1).bit_length()
         return "\n".join([
-            f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
-            "  input clk;", "  input rst;", "  input i_valid;", "  output i_ready;",
-            f"  input [{w - 1}:0] i_payload;", "  output o_valid;", "  input o_ready;", f"  output [{n * w - 1}:0] o_payload;",
+            *stream_ports(name, w, n * w),
             "  reg valid = 1'b0;", f"  reg [{cw - 1}:0] count = {cw}'d0;", *[f"  reg [{w - 1}:0] slot{j} = {w}'d0;" for j in range(n)],
             "  assign o_valid = valid;", "  assign i_ready = ~valid | o_ready;",
             "  assign o_payload = {" + ", ".join(f"slot{j}" for j in reversed(range(n))) + "};",

@@ -56,6 +56,17 @@ def to_verilog(top, name: str) -> str:
     return text + "".join(mods.texts.values())
 
 
+def stream_ports(name: str, in_bits: int, out_bits: int) -> list[str]:
+    """The header of a text module with a layer's ports (clock, reset, one stream in, one out),
+    as every text module of the network is instantiated."""
+    return [
+        f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
+        "  input clk;", "  input rst;", "  input i_valid;", "  output i_ready;",
+        f"  input [{in_bits - 1}:0] i_payload;", "  output o_valid;", "  input o_ready;",
+        f"  output [{out_bits - 1}:0] o_payload;",
+    ]  # fmt: skip
+
+
 def round_up_bit(p: str, width: int, shift: int, rounding: str) -> str:
     """The Verilog bit that rounds the signed wire ``p`` (``width`` bits) up after dropping its
     ``shift`` low bits, in hls4ml's rounding mode ``rounding`` (the value is ``(p >>> shift) + bit``),
