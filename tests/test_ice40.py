@@ -107,14 +107,15 @@ def test_unknown_board_and_missing_build(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_dsp_shortage_names_the_reuse_factor_that_fits(tmp_path):
-    """Real Yosys estimates: 16-16-5 at reuse 16 needs 21 multipliers (8 DSPs on the UP5K) and,
-    built from logic, more cells than the device; reuse 64 needs 6."""
+    """Real Yosys estimates: 16-32-5 at reuse 16 needs about 40 multipliers (8 DSPs on the UP5K)
+    and, built from logic, far more cells than the device (about 8,400 of 5,280); reuse 128 needs
+    4 + 2 = 6."""
     _needs_boards()
-    d = rtlgen.convert(qonnx_mlp((16, 16, 5), seed=1, name="mlp16"), {"Model": {"ReuseFactor": 16}})
+    d = rtlgen.convert(qonnx_mlp((16, 32, 5), seed=1, name="mlp32"), {"Model": {"ReuseFactor": 16}})
     with pytest.raises(ice40.BoardFitError, match=(
-        r"^mlp16 does not fit the 1BitSquared iCEBreaker \(ice40up5k: 5280 logic cells, 8 DSPs, 30 block RAMs\): the Yosys "
-        r"estimate needs 21 DSPs \(with multipliers built from logic instead, about \d{4} logic cells\); .*"
-        r"--reuse 64 needs 6 multipliers, within the 8 DSPs$")):
+        r"^mlp32 does not fit the 1BitSquared iCEBreaker \(ice40up5k: 5280 logic cells, 8 DSPs, 30 block RAMs\): the Yosys "
+        r"estimate needs \d\d DSPs \(with multipliers built from logic instead, about \d{4} logic cells\); .*"
+        r"--reuse 128 needs 6 multipliers, within the 8 DSPs$")):
         ice40.check(get_board("icebreaker"), d)
 
 
