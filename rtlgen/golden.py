@@ -16,7 +16,7 @@ from .fixed import int_array
 from .ir import Graph
 from .ir.ops import Op
 
-__all__ = ["run_node", "run", "quantize_input", "dequantize_output", "map_blocks"]
+__all__ = ["run_node", "run", "quantize_input", "dequantize_output", "map_blocks", "host_input", "input_mantissas", "output_reals", "host_output"]
 
 # Rows per block: a block's widest tensor stays in the core's cache between one op and the next,
 # which matters more than numpy's per-call overhead once a block has a few thousand rows.
@@ -98,23 +98,31 @@ def _as_int(v: np.ndarray) -> np.ndarray:
 
 def quantize_input(graph: Graph, x) -> np.ndarray:
     """Float network inputs to the hardware's input mantissas, as the original network does."""
-    t = graph.tensors[graph.inputs[0]]
+    return input_mantissas(graph, host_input(graph, x))
+
+
+def host_input(graph: Graph, x) -> np.ndarray:
+    """The network inputs after the host's float stage (the inputs themselves without one)."""
     x = np.asarray(x)
-    if graph.pre is not None:
-        y = graph.pre.run(x).astype(np.float64)
-        y = _channels_last(y.reshape(y.shape[0], -1), graph)
-        m = np.ldexp(y / t.scale, t.type.frac)
-        mi = np.rint(m)
-        # The host stage ends in the input quantizer: its float32 values are whole steps of the
-        # (float32) scale, so the nearest integer is the mantissa and it gives back that value.
-        exact = np.array_equal(mi, m) or np.array_equal(
-            (np.ldexp(mi, -t.type.frac) * t.scale).astype(np.float32), y.astype(np.float32)
-        )
-        if not exact:
-            raise AssertionError("input stage did not produce values on the input type's grid")
-        return int_array(mi.astype(np.int64))
-    x = _channels_last(x.reshape(x.shape[0], -1).astype(np.float64), graph)
-    return t.type.quantize(x / t.scale)
+    return x if graph.pre is None else graph.pre.run(x)
+
+
+def input_mantissas(graph: Graph, y) -> np.ndarray:
+    """Input mantissas from :func:`host_input`'s values: row by row, so it may run block by block."""
+    t = graph.tensors[graph.inputs[0]]
+    y = _channels_last(np.asarray(y).reshape(len(y), -1).astype(np.float64), graph)
+    if graph.pre is None:
+        return t.type.quantize(y / t.scale)
+    m = np.ldexp(y / t.scale, t.type.frac)
+    mi = np.rint(m)
+    # The host stage ends in the input quantizer: its float32 values are whole steps of the
+    # (float32) scale, so the nearest integer is the mantissa and it gives back that value.
+    exact = np.array_equal(mi, m) or np.array_equal(
+        (np.ldexp(mi, -t.type.frac) * t.scale).astype(np.float32), y.astype(np.float32)
+    )
+    if not exact:
+        raise AssertionError("input stage did not produce values on the input type's grid")
+    return int_array(mi.astype(np.int64))
 
 
 def _channels_last(x, graph):
@@ -125,10 +133,18 @@ def _channels_last(x, graph):
 
 def dequantize_output(graph: Graph, y: np.ndarray) -> np.ndarray:
     """Output mantissas to the network's float outputs (through the float tail, if any)."""
+    return host_output(graph, output_reals(graph, y))
+
+
+def output_reals(graph: Graph, y: np.ndarray) -> np.ndarray:
+    """Output mantissas to their real values in the network's output order (row by row)."""
     t = graph.tensors[graph.outputs[0]]
     real = t.type.to_float(y) * t.scale
     if getattr(graph, "output_order", None) is not None:
         real = real[:, graph.output_order]
-    if graph.post is not None:
-        return graph.post.run(real.astype(np.float32))
     return real
+
+
+def host_output(graph: Graph, real: np.ndarray) -> np.ndarray:
+    """:func:`output_reals`' values through the host's float tail, if any."""
+    return real if graph.post is None else graph.post.run(real.astype(np.float32))
