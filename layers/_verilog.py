@@ -82,7 +82,8 @@ class TextModules:
     def chain(self, members: list[tuple[str, object]]) -> Module:
         """A module that runs the text modules of ``members`` (``(instance name, component)``,
         each with a text form, in stream order) one after the other, as one layer from the first
-        component's ``i`` to the last one's ``o``.
+        component's ``i`` to the last one's ``o``. Instance names take a ``u_`` prefix: a layer
+        may be named like a Verilog keyword or start with a digit.
 
         A wide stream between two text modules then never becomes an Amaranth signal: Amaranth
         lowers every bit of a connection, which cost seconds for beats tens of thousands of bits
@@ -98,7 +99,7 @@ class TextModules:
                 src = "i" if k == 0 else f"s{k - 1}"
                 dst = "o" if k == len(parts) - 1 else f"s{k}"
                 lines.append(
-                    f"  {mod} {inst}(.clk(clk), .rst(rst), .i_valid({src}_valid), .i_ready({src}_ready), "
+                    f"  {mod} u_{inst}(.clk(clk), .rst(rst), .i_valid({src}_valid), .i_ready({src}_ready), "
                     f".i_payload({src}_payload), .o_valid({dst}_valid), .o_ready({dst}_ready), .o_payload({dst}_payload));"
                 )
             return "\n".join([*lines, "endmodule", ""])
