@@ -5,6 +5,8 @@ which costs seconds for the thousands of adders of a dense layer. An adder graph
 list of additions, so it writes itself as a Verilog module directly (milliseconds), and the network
 instantiates that module. Amaranth's own form of the same component stays what simulation and
 tests in Python use; the generated testbenches check the text form against the golden model.
+Connections cost Amaranth as much per bit, so in io_stream a run of text modules (a line buffer,
+its FIFO and the convolution it feeds) becomes one text module whose wide streams are plain wires.
 """
 
 from __future__ import annotations
