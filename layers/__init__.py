@@ -82,8 +82,12 @@ class StreamFifo(wiring.Component):
     def elaborate(self, platform):
         from amaranth.lib.fifo import SyncFIFO, SyncFIFOBuffered
 
-        m = Module()
+        from ._verilog import TextModules, fifo_verilog
+
         width = Shape.cast(self.i.payload.shape()).width
+        if isinstance(platform, TextModules):
+            return platform.instance(self, "fifo", lambda name: fifo_verilog(name, width, self.depth, buffered=self.latency == 2))
+        m = Module()
         kind = SyncFIFO if self.latency == 1 else SyncFIFOBuffered
         m.submodules.fifo = fifo = kind(width=width, depth=self.depth)
         m.d.comb += [

@@ -117,10 +117,44 @@ class GatherLayer(Layer):
         super().__init__(in_type, n_in, out_type, len(self.index))
 
     def elaborate(self, platform):
+        from ._verilog import TextModules
+
+        if isinstance(platform, TextModules):
+            return platform.instance(self, "gather", self.verilog)
         m = Module()
         m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready)]
         drive_lanes(m, self.o.payload, [self.i.payload[i] if i >= 0 else Const(0, 1) for i in self.index])
         return m
+
+    def verilog(self, name: str) -> str:
+        """This layer as a Verilog module ``name``, bit for bit the same as the Amaranth form (a
+        flatten moves thousands of lanes, which Amaranth lowers bit by bit). Lanes that read
+        consecutive input lanes are written as one slice, and zero lanes as one constant."""
+        from ._verilog import stream_ports
+
+        wi, wo = self.in_type.width, self.out_type.width
+        runs: list[list[int]] = []  # [first input lane or -1, lanes]
+        for i in self.index:
+            last = runs[-1] if runs else None
+            if last and ((i < 0 and last[0] < 0) or (i >= 0 and wi == wo and last[0] >= 0 and last[0] + last[1] == i)):
+                last[1] += 1
+            else:
+                runs.append([i, 1])
+        parts = []
+        for i, n in runs:
+            if i < 0:
+                parts.append(f"{n * wo}'d0")
+            elif wo <= wi:
+                parts.append(f"i_payload[{i * wi + n * wo - 1}:{i * wi}]")
+            else:  # a wider lane: extended as the input type's sign says
+                fill = f"{{{wo - wi}{{i_payload[{i * wi + wi - 1}]}}}}" if self.in_type.signed else f"{wo - wi}'d0"
+                parts.append(f"{{{fill}, i_payload[{i * wi + wi - 1}:{i * wi}]}}")
+        payload = "{" + ", ".join(reversed(parts)) + "}" if parts else f"{self.n_out * wo}'d0"
+        return "\n".join([
+            *stream_ports(name, self.n_in * wi, self.n_out * wo),
+            "  assign o_valid = i_valid;", "  assign i_ready = o_ready;", f"  assign o_payload = {payload};",
+            "endmodule", "",
+        ])  # fmt: skip
 
 
 class MergeLayer(wiring.Component):

@@ -92,6 +92,9 @@ class WindowBuffer(Layer):
         ryw, rxw = max(sy - 1, 1).bit_length(), max(sx - 1, 1).bit_length()
         window = "{" + ", ".join("pixel" if d == 0 else f"line{d - 1}" for d in reversed(offsets)) + "}"
         pad = [f"(vy < {pt})" if pt else "", f"(vy >= {pt + H})", f"(vx < {pl})" if pl else "", f"(vx >= {pl + W})"]
+        # No comparison with 0 (a 1-D kernel's row): always true, which lint refuses.
+        emit = [f"(vy >= {(kh - 1) * dy})" if kh > 1 else "", f"(vx >= {(kw - 1) * dx})" if kw > 1 else "", "(ry == 0)", "(rx == 0)"]
+        emit = [e for e in emit if e]
         return "\n".join([
             *stream_ports(name, pix, len(offsets) * pix),
             "  reg valid = 1'b0;", f"  reg [{len(offsets) * pix - 1}:0] out = {len(offsets) * pix}'d0;",
@@ -100,7 +103,7 @@ class WindowBuffer(Layer):
             f"  reg [{ryw - 1}:0] ry = {ryw}'d{ry0};", f"  reg [{rxw - 1}:0] rx = {rxw}'d{rx0};",
             "  wire is_pad, emit, step, step_ok;", f"  wire [{pix - 1}:0] pixel;",
             f"  assign is_pad = {' | '.join(p for p in pad if p)};",
-            f"  assign emit = (vy >= {(kh - 1) * dy}) & (vx >= {(kw - 1) * dx}) & (ry == 0) & (rx == 0);",
+            f"  assign emit = {' & '.join(emit)};",
             f"  assign pixel = is_pad ? {pix}'d{self._pad_pixel} : i_payload;",
             "  assign step_ok = ~valid | o_ready;", "  assign i_ready = step_ok & ~is_pad;",
             "  assign step = step_ok & (is_pad | i_valid);", "  assign o_valid = valid;", "  assign o_payload = out;",
@@ -268,21 +271,32 @@ class Serializer(Layer):
 
 class BeatFifo(Layer):
     """``depth`` beats of buffering; a beat written in cycle ``t`` is readable from ``t + 1``, and
-    a full FIFO refuses writes (the rule :func:`rtlgen.stream.fifo_depth` assumes)."""
+    a full FIFO refuses writes (the rule :func:`rtlgen.stream.fifo_depth` assumes). ``level``
+    (unless ``level=False``): the number of stored beats, for simulations that measure it."""
 
     latency = 1
 
-    def __init__(self, t, lanes, depth):
+    def __init__(self, t, lanes, depth, *, level=True):
         self.depth = depth
         super().__init__(t, lanes, t, lanes)
-        self.level = Signal(range(depth + 1))
+        self.level = Signal(range(depth + 1)) if level else None
+
+    def verilog(self, name: str) -> str:
+        """This FIFO as a Verilog module ``name`` (see :func:`._verilog.fifo_verilog`)."""
+        from ._verilog import fifo_verilog
+
+        return fifo_verilog(name, self.n_in * self.in_type.width, self.depth, level=self.level is not None)
 
     def elaborate(self, platform):
-        m = Module()
+        from ._verilog import TextModules
+
+        if isinstance(platform, TextModules):
+            ports = {} if self.level is None else {"o_level": self.level}
+            return platform.instance(self, "fifo", self.verilog, **ports)
         width = Shape.cast(self.i.payload.shape()).width
+        m = Module()
         m.submodules.fifo = fifo = SyncFIFO(width=width, depth=self.depth)
         m.d.comb += [
-            self.level.eq(fifo.level),
             fifo.w_data.eq(self.i.payload.as_value()),
             fifo.w_en.eq(self.i.valid),
             self.i.ready.eq(fifo.w_rdy),
@@ -290,6 +304,8 @@ class BeatFifo(Layer):
             self.o.valid.eq(fifo.r_rdy),
             fifo.r_en.eq(self.o.ready),
         ]
+        if self.level is not None:
+            m.d.comb += self.level.eq(fifo.level)
         return m
 
 
@@ -622,12 +638,24 @@ class StreamNetwork(wiring.Component):
         return self.interval
 
     def elaborate(self, platform):
+        from ._verilog import TextModules
+
         m = Module()
         alive = Signal()
         m.d.sync += alive.eq(1)
         g = self.graph
-        for b in self.blocks:
-            m.submodules[_ident(b.name)] = b.layer
+        fifos = {key: BeatFifo(ftype, rec["lanes"], rec["depth"], level=self.monitor) for key, (rec, ftype) in self.edge_fifo.items()}
+        chains = self._chains(platform, fifos) if isinstance(platform, TextModules) else []
+        chained = {bi for blocks, _ in chains for bi in blocks}
+        inner, head_fifos = set(), set()  # block inputs fed inside their chain; FIFOs that start one
+        for blocks, members in chains:
+            inner.update((bi, 0) for bi in blocks[1:])
+            if members[0][1] is fifos.get((blocks[0], 0)):
+                head_fifos.add((blocks[0], 0))
+            m.submodules[_ident(self.blocks[blocks[-1]].name)] = platform.chain(members)
+        for bi, b in enumerate(self.blocks):
+            if bi not in chained:
+                m.submodules[_ident(b.name)] = b.layer
         ports = {}
         for bi, b in enumerate(self.blocks):
             lay = b.layer
@@ -655,9 +683,13 @@ class StreamNetwork(wiring.Component):
                     sources[(bi, p)] = self.blocks[src].layer.o
         for key, src in sources.items():
             dst = wiring.flipped(self.o) if key[0] == "out" else ports[key]
-            if key in self.edge_fifo:
-                rec, ftype = self.edge_fifo[key]
-                fifo = BeatFifo(ftype, rec["lanes"], rec["depth"])
+            if key in inner:
+                continue
+            if key in head_fifos:
+                wiring.connect(m, src, fifos[key].i)
+                continue
+            if key in fifos:
+                rec, fifo = self.edge_fifo[key][0], fifos[key]
                 m.submodules[rec["name"]] = fifo
                 if self.monitor:
                     m.d.comb += getattr(self, f"level_{rec['name']}").eq(fifo.level)
@@ -665,6 +697,43 @@ class StreamNetwork(wiring.Component):
                 src = fifo.o
             wiring.connect(m, src, dst)
         return m
+
+    def _chains(self, platform, fifos) -> list[tuple[list[int], list[tuple[str, object]]]]:
+        """Runs of blocks with text forms where each feeds the next alone (through its FIFO, if
+        any), each as ``(blocks, members)`` with ``members`` the ``(instance name, component)``
+        of its blocks and FIFOs in stream order; runs of one component are left out. A run becomes
+        one text module (:meth:`._verilog.TextModules.chain`), so the wide streams inside it (a line
+        buffer's windows, a deserialized tensor) never become Amaranth signals. It is instantiated
+        under its last block's name, which per-instance synthesis counts then give the whole run."""
+        text = [len(b.sources) == 1 and platform.text_form(b.layer) is not None for b in self.blocks]
+        fifo_text = {key: platform.text_form(f) is not None for key, f in fifos.items()}
+        follows = {}  # block -> the block it reads from, when both are text and nothing else reads that
+        for bi, b in enumerate(self.blocks):
+            src = b.sources[0]
+            if not text[bi] or isinstance(src, str) and (len(self.readers[src]) > 1 or src == self.graph.inputs[0]):
+                continue
+            src = src if isinstance(src, int) else self.out_block[src]
+            if text[src] and fifo_text.get((bi, 0), True):
+                follows[bi] = src
+        nxt = {src: bi for bi, src in follows.items()}
+        runs = []
+        for head in range(len(self.blocks)):
+            if not text[head] or head in follows:
+                continue
+            blocks = [head]
+            while blocks[-1] in nxt:
+                blocks.append(nxt[blocks[-1]])
+            members = []
+            for bi in blocks:
+                if (bi, 0) in fifos and fifo_text[(bi, 0)]:
+                    members.append((self.edge_fifo[(bi, 0)][0]["name"], fifos[(bi, 0)]))
+                members.append((_ident(self.blocks[bi].name), self.blocks[bi].layer))
+            if len(members) > 1:
+                runs.append((blocks, members))
+        for _, members in runs:
+            for _, c in members:
+                c._MustUse__silence = True  # inside a text module: never elaborated
+        return runs
 
 
 def _ident(name: str) -> str:

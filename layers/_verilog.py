@@ -5,14 +5,18 @@ which costs seconds for the thousands of adders of a dense layer. An adder graph
 list of additions, so it writes itself as a Verilog module directly (milliseconds), and the network
 instantiates that module. Amaranth's own form of the same component stays what simulation and
 tests in Python use; the generated testbenches check the text form against the golden model.
+Connections cost Amaranth as much per bit, so in io_stream a run of text modules (a line buffer,
+its FIFO and the convolution it feeds) becomes one text module whose wide streams are plain wires.
 """
 
 from __future__ import annotations
 
-from amaranth.back import verilog
-from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal
+from types import SimpleNamespace
 
-__all__ = ["TextModules", "to_verilog"]
+from amaranth.back import verilog
+from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Shape
+
+__all__ = ["TextModules", "to_verilog", "fifo_verilog"]
 
 
 class TextModules:
@@ -23,16 +27,28 @@ class TextModules:
         self.prefix = prefix
         self.texts: dict[str, str] = {}  # module name -> text
         self._by_body: dict[str, str] = {}
+        self._probing = False
+        self._named: dict[int, tuple] = {}  # id(layer) -> (layer, module name): each text written once
 
-    def instance(self, layer, stem: str, write) -> Module:
-        """A module that instantiates ``write(name)``'s text for ``layer`` (a :class:`Layer`: one
-        ``i`` and one ``o`` vector stream, ``clk`` and ``rst``)."""
+    def module(self, stem: str, write) -> str:
+        """The name of the module ``write(name)`` writes (added unless the same text already is)."""
         body = write("MODULE_NAME")
         name = self._by_body.get(body)
         if name is None:
             name = f"{self.prefix}__{stem}{len(self.texts)}"
             self._by_body[body] = name
             self.texts[name] = body.replace("MODULE_NAME", name, 1)
+        return name
+
+    def instance(self, layer, stem: str, write, **ports) -> Module:
+        """A module that instantiates ``write(name)``'s text for ``layer`` (a :class:`Layer`: one
+        ``i`` and one ``o`` vector stream, ``clk`` and ``rst``; ``ports``: more connections, in
+        :class:`~amaranth.hdl.Instance`'s ``o_name=signal`` form)."""
+        known = self._named.get(id(layer))
+        name = known[1] if known else self.module(stem, write)
+        self._named[id(layer)] = (layer, name)
+        if self._probing:
+            return _TextForm(name, bool(ports))
         m = Module()
         m.submodules.text = Instance(
             name,
@@ -44,8 +60,61 @@ class TextModules:
             o_o_valid=layer.o.valid,
             i_o_ready=layer.o.ready,
             o_o_payload=layer.o.payload.as_value(),
+            **ports,
         )
         return m
+
+    def text_form(self, layer) -> str | None:
+        """The name of ``layer``'s text module when it has one with a layer's ports and no more,
+        else None (Amaranth elaborates it). Text forms are the components with a ``verilog``
+        method, whose ``elaborate`` only instantiates it; a sum of products is its ``impl``'s."""
+        from ._dense import SumOfProducts
+
+        if isinstance(layer, SumOfProducts):
+            layer = layer.impl
+        if not callable(getattr(layer, "verilog", None)):
+            return None
+        self._probing = True
+        try:
+            form = layer.elaborate(self)
+        finally:
+            self._probing = False
+        return form.name if isinstance(form, _TextForm) and not form.more_ports else None
+
+    def chain(self, members: list[tuple[str, object]]) -> Module:
+        """A module that runs the text modules of ``members`` (``(instance name, component)``,
+        each with a text form, in stream order) one after the other, as one layer from the first
+        component's ``i`` to the last one's ``o``. Instance names take a ``u_`` prefix: a layer
+        may be named like a Verilog keyword or start with a digit.
+
+        A wide stream between two text modules then never becomes an Amaranth signal: Amaranth
+        lowers every bit of a connection, which cost seconds for beats tens of thousands of bits
+        wide."""
+        parts = [(inst, self.text_form(c), Shape.cast(c.o.payload.shape()).width) for inst, c in members]
+        in_bits = Shape.cast(members[0][1].i.payload.shape()).width
+
+        def write(name):
+            lines = stream_ports(name, in_bits, parts[-1][2])
+            for k, (_, _, bits) in enumerate(parts[:-1]):
+                lines += [f"  wire s{k}_valid;", f"  wire s{k}_ready;", f"  wire [{bits - 1}:0] s{k}_payload;"]
+            for k, (inst, mod, _) in enumerate(parts):
+                src = "i" if k == 0 else f"s{k - 1}"
+                dst = "o" if k == len(parts) - 1 else f"s{k}"
+                lines.append(
+                    f"  {mod} u_{inst}(.clk(clk), .rst(rst), .i_valid({src}_valid), .i_ready({src}_ready), "
+                    f".i_payload({src}_payload), .o_valid({dst}_valid), .o_ready({dst}_ready), .o_payload({dst}_payload));"
+                )
+            return "\n".join([*lines, "endmodule", ""])
+
+        ends = SimpleNamespace(i=members[0][1].i, o=members[-1][1].o)
+        return self.instance(ends, "chain", write)
+
+
+class _TextForm:
+    """What :meth:`TextModules.instance` returns while :meth:`TextModules.text_form` asks."""
+
+    def __init__(self, name: str, more_ports: bool):
+        self.name, self.more_ports = name, more_ports
 
 
 def to_verilog(top, name: str) -> str:
@@ -56,15 +125,67 @@ def to_verilog(top, name: str) -> str:
     return text + "".join(mods.texts.values())
 
 
-def stream_ports(name: str, in_bits: int, out_bits: int) -> list[str]:
+def stream_ports(name: str, in_bits: int, out_bits: int, outputs: dict[str, int] | None = None) -> list[str]:
     """The header of a text module with a layer's ports (clock, reset, one stream in, one out),
-    as every text module of the network is instantiated."""
+    as every text module of the network is instantiated; ``outputs`` adds output ports by name
+    and width."""
+    extra = outputs or {}
     return [
-        f"module {name}(clk, rst, i_valid, i_ready, i_payload, o_valid, o_ready, o_payload);",
+        f"module {name}({', '.join(['clk', 'rst', 'i_valid', 'i_ready', 'i_payload', 'o_valid', 'o_ready', 'o_payload', *extra])});",
         "  input clk;", "  input rst;", "  input i_valid;", "  output i_ready;",
         f"  input [{in_bits - 1}:0] i_payload;", "  output o_valid;", "  input o_ready;",
-        f"  output [{out_bits - 1}:0] o_payload;",
+        f"  output [{out_bits - 1}:0] o_payload;", *[f"  output [{w - 1}:0] {k};" for k, w in extra.items()],
     ]  # fmt: skip
+
+
+def fifo_verilog(name: str, width: int, depth: int, *, buffered: bool = False, level: bool = False) -> str:
+    """A first-in first-out queue of ``depth`` words of ``width`` bits as a Verilog module ``name``
+    with a layer's ports (``level``: also an output ``level``, the number of stored words), cycle
+    for cycle the same as Amaranth's ``SyncFIFO`` (``buffered``: ``SyncFIFOBuffered``).
+
+    ``SyncFIFO`` reads its memory asynchronously: a word written in cycle ``t`` leaves from
+    ``t + 1``. ``SyncFIFOBuffered`` keeps ``depth - 1`` words in a synchronously read memory and
+    one in its output register, a cycle later from an empty queue. A full queue refuses writes
+    even while it is read. Stream FIFOs carry beats thousands of bits wide, which Amaranth lowers
+    bit by bit; this text is written in microseconds."""
+    if buffered and depth < 2:
+        raise ValueError(f"a buffered FIFO's depth must be at least 2, not {depth}")
+    if depth < 1:
+        raise ValueError(f"a FIFO's depth must be at least 1, not {depth}")
+    store = depth - 1 if buffered else depth  # words in the memory
+    pw, sw, lw = max(store - 1, 1).bit_length(), store.bit_length(), depth.bit_length()
+    if buffered:
+        # The output register holds the oldest word; it is refilled whenever it is free or read.
+        reads = [
+            f"  reg [{width - 1}:0] data = {width}'d0;", "  reg full_out = 1'b0;",
+            "  assign o_valid = full_out;", "  assign o_payload = data;",
+            f"  assign take = (count != {sw}'d0) & (~full_out | o_ready);",
+            "  always @(posedge clk) if (take) data <= mem[consume];",
+        ]
+        levels = [f"  assign level = {{{lw - sw}'d0, count}} + {{{lw - 1}'d0, full_out}};" if lw > sw else
+                  f"  assign level = count + {{{lw - 1}'d0, full_out}};"]  # fmt: skip
+        out_reg = ["    if (take) full_out <= 1'b1;", "    else if (o_ready) full_out <= 1'b0;"]
+    else:
+        reads = [f"  assign o_valid = count != {sw}'d0;", "  assign o_payload = mem[consume];", "  assign take = o_valid & o_ready;"]
+        levels, out_reg = ["  assign level = count;"], []
+    return "\n".join([
+        *stream_ports(name, width, width, {"level": lw} if level else None),
+        f"  reg [{width - 1}:0] mem [0:{store - 1}];",
+        f"  reg [{pw - 1}:0] produce = {pw}'d0;", f"  reg [{pw - 1}:0] consume = {pw}'d0;", f"  reg [{sw - 1}:0] count = {sw}'d0;",
+        "  wire put, take;", f"  assign i_ready = count != {sw}'d{store};", "  assign put = i_valid & i_ready;",
+        *reads, *(levels if level else []),
+        "  always @(posedge clk) if (put) mem[produce] <= i_payload;",
+        "  always @(posedge clk) begin",
+        f"    if (put) produce <= (produce == {pw}'d{store - 1}) ? {pw}'d0 : produce + {pw}'d1;",
+        f"    if (take) consume <= (consume == {pw}'d{store - 1}) ? {pw}'d0 : consume + {pw}'d1;",
+        f"    if (put & ~take) count <= count + {sw}'d1;", f"    else if (take & ~put) count <= count - {sw}'d1;",
+        *out_reg,
+        "    if (rst) begin",
+        f"      produce <= {pw}'d0;", f"      consume <= {pw}'d0;", f"      count <= {sw}'d0;", *(["      full_out <= 1'b0;"] if buffered else []),
+        "    end",
+        "  end",
+        "endmodule", "",
+    ])  # fmt: skip
 
 
 def round_up_bit(p: str, width: int, shift: int, rounding: str) -> str:

@@ -247,10 +247,11 @@ class Design:
             (tmp / "rtl").mkdir()
             (tmp / "rtl" / f"{self.top_name}.v").write_text(self.verilog)
             x = self.random_inputs(n_vectors, seed)
-            write_testbench(tmp / "tb", x, self.predict_int(x), self.tb_meta())
+            y = self.predict_int(x)
+            write_testbench(tmp / "tb", x, y, self.tb_meta())
             from .ipxact import write_package
 
-            write_package(self, tmp, n_vectors=n_vectors, seed=seed)
+            write_package(self, tmp, n_vectors=n_vectors, seed=seed, vectors=(x, y))
             report = self.report()
             (tmp / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
             from .report_html import write_html

@@ -549,12 +549,15 @@ def write_package(
     vendor: str = DEFAULT_VENDOR,
     library: str = DEFAULT_LIBRARY,
     version: str = DEFAULT_VERSION,
+    vectors: tuple | None = None,
 ) -> dict[str, Path]:
     """Write the AXI top level, ``ip/``, the FuseSoC core and the AXI testbench into ``out_dir``.
 
     ``rtl/<top>.v`` is written too when absent (the FuseSoC core's ``core`` target uses it).
     The testbench's vectors are ``design.random_inputs(n_vectors, seed)`` with their golden
-    outputs, the same as :meth:`Design.write` puts in ``tb/vectors.npz``. Returns the paths written.
+    outputs, the same as :meth:`Design.write` puts in ``tb/vectors.npz``; ``vectors``: those
+    inputs and outputs when the caller has them already (the golden model of a large network
+    takes seconds). Returns the paths written.
     """
     from .sim.axis import write_axis_testbench
 
@@ -583,8 +586,10 @@ def write_package(
     write("synth_tcl", "ip/synth_ooc.tcl", synth_ooc_tcl(design))
     write("core", f"{top}.core", fusesoc_core(design, **kw))
 
-    x = design.random_inputs(n_vectors, seed)
-    y = design.predict_int(x)
+    if vectors is None:
+        x = design.random_inputs(n_vectors, seed)
+        vectors = (x, design.predict_int(x))
+    x, y = vectors
     tb = write_axis_testbench(
         out / "tb", x, y, axis_meta(design, [f"../rtl/{axis}.v", f"../rtl/{top}.v"])
     )

@@ -66,6 +66,23 @@ def _activations():
     return _float_model(nodes, {"w": rng.normal(0, 0.5, (6, 5))}, (1, 6), "acts")
 
 
+def _conv1d():
+    """KERAS_conv1d's form, small: two 'same' Conv1D with ReLU, flatten, dense."""
+    rng = np.random.default_rng(5)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="c1", kernel_shape=[5], pads=[2, 2]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="r1"),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], name="c2", kernel_shape=[5], pads=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="r2"),
+        helper.make_node("Flatten", ["r2"], ["f"], name="fl"),
+        helper.make_node("Gemm", ["f", "wd"], ["y"], name="fc"),
+    ]
+    inits = {"w1": rng.normal(0, 0.5, (3, 2, 5)), "w2": rng.normal(0, 0.5, (3, 3, 5)), "wd": rng.normal(0, 0.5, (24, 2))}
+    return _float_model(nodes, inits, (1, 2, 8), "conv1d")
+
+
+_REUSE = {"LayerName": {"c1": {"ReuseFactor": 2}, "c2": {"ReuseFactor": 3}, "fc": {"ReuseFactor": 4}}}
+
 CASES = {
     "dense_latency": (lambda: qonnx_mlp((6, 5, 3), seed=1, name="mlp"), {}),
     "dense_resource": (lambda: qonnx_mlp((6, 5, 3), seed=1, name="mlp"), {"Model": {"ReuseFactor": 3, "Strategy": "Resource"}}),
@@ -75,6 +92,8 @@ CASES = {
     "stream_cnn": (lambda: _cnn("MaxPool"), {"IOType": "io_stream"}),
     "stream_reuse_cnn": (lambda: _cnn("AveragePool"), {"IOType": "io_stream", "Model": {"ReuseFactor": 2}}),
     "stream_mlp": (lambda: qonnx_mlp((6, 5, 3), seed=1, name="mlp"), {"IOType": "io_stream"}),
+    "conv1d_flatten": (_conv1d, _REUSE),
+    "stream_conv1d": (_conv1d, {"IOType": "io_stream", **_REUSE}),
 }
 
 
@@ -111,3 +130,23 @@ def test_yosys_check(tmp_path):
     log = (tmp_path / "check.log").read_text() if (tmp_path / "check.log").exists() else ""
     assert p.returncode == 0, log[-3000:] + p.stdout + p.stderr
     assert log.count("Found and reported 0 problems.") == len(CASES), log[-3000:]
+
+
+def test_fifo_text_lint(tmp_path):
+    """Every form of the FIFO text (one word, two, a buffered pair, with and without a level port)."""
+    from rtlgen.layers._verilog import fifo_verilog
+
+    exe, env = _verilator()
+    forms = [(1, False, True), (2, False, False), (5, False, True), (2, True, False), (3, True, True), (8, True, True)]
+    names = [f"fifo_{d}_{int(b)}_{int(lv)}" for d, b, lv in forms]
+    wrapper = ["module top(input clk, input rst, input v, input r, input [11:0] d, output [12 * %d - 1:0] q);" % len(forms)]
+    for k, (name, (depth, _, level)) in enumerate(zip(names, forms)):
+        lw = depth.bit_length()
+        wrapper += [f"  wire [{lw - 1}:0] l{k};" if level else "", f"  wire ir{k}, ov{k};",
+                    f"  {name} u{k}(.clk(clk), .rst(rst), .i_valid(v), .i_ready(ir{k}), .i_payload(d), .o_valid(ov{k}), "
+                    f".o_ready(r), .o_payload(q[{12 * k + 11}:{12 * k}]){f', .level(l{k})' if level else ''});"]  # fmt: skip
+    text = "".join(fifo_verilog(n, 12, d, buffered=b, level=lv) for n, (d, b, lv) in zip(names, forms))
+    (tmp_path / "fifos.v").write_text(text + "\n".join([*wrapper, "endmodule", ""]))
+    p = subprocess.run([exe, "--lint-only", "-Wall", *WAIVED, "--top-module", "top", "fifos.v"],
+                       cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert p.returncode == 0 and "%Warning" not in p.stderr, p.stderr[-3000:]

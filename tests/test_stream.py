@@ -257,3 +257,82 @@ def test_padded_pooling_stream(kind, shape, kernel, stride, pads, count_include_
     full window. Asymmetric pads, strides 1 and 2, 1-D and 2-D; RTL == golden."""
     design = rtlgen.convert(_onnx_pool(kind, shape, kernel, stride, pads, count_include_pad), {"IOType": "io_stream"})
     check_rtl(design, work_dir=tmp_path, n_random=200)
+
+
+@pytest.mark.parametrize("kind,depth", [("beat", 2), ("beat", 5), ("merge", 3), ("merge_buffered", 3), ("merge_buffered", 6)])
+def test_fifo_text_form_is_bit_exact(kind, depth, tmp_path):
+    """The Verilog text of the stream FIFOs (:class:`BeatFifo`, and the merge FIFO of io_parallel
+    with its synchronous, buffered form) under random stalls: every beat out in order, latency and
+    interval as declared. A changed expected value fails the same check."""
+    from streams import run_text_form
+
+    from rtlgen.fixed import FixedType
+    from rtlgen.layers import BeatFifo, StreamFifo
+
+    t, lanes = FixedType(6, 2, True), 40
+    if kind == "beat":
+        dut = BeatFifo(t, lanes, depth)
+    else:
+        dut = StreamFifo(t, lanes, depth, latency=2 if kind == "merge_buffered" else 1)
+        # The testbench reads a layer's lane types and counts.
+        dut.in_type = dut.out_type = t
+        dut.n_in = dut.n_out = lanes
+    xs = np.random.default_rng(depth).integers(t.min_mantissa, t.max_mantissa + 1, (60, lanes))
+    text = run_text_form(dut, xs, xs, tmp_path, seed=depth)
+    assert "module top__fifo0" in text and "reg [239:0] mem" in text
+    if kind == "merge_buffered" and depth == 3:
+        bad = xs.copy()
+        bad[7, 3] = bad[7, 3] + 1 if bad[7, 3] < t.max_mantissa else bad[7, 3] - 1
+        (tmp_path / "bad").mkdir()
+        with pytest.raises(AssertionError, match="'sample': 7"):
+            run_text_form(dut, xs, bad, tmp_path / "bad", seed=depth)
+
+
+@pytest.mark.parametrize("out", ["same", "wider_signed", "wider_unsigned"])
+def test_gather_text_form_is_bit_exact(out, tmp_path):
+    """A gather's Verilog text (runs of consecutive lanes, a permutation, zero lanes, lanes
+    widened with their sign) against the golden model."""
+    from streams import run_text_form
+
+    from rtlgen.fixed import FixedType
+    from rtlgen.ir.ops import Gather
+    from rtlgen.layers import GatherLayer
+
+    tin = FixedType(5, 1, out != "wider_unsigned")
+    tout = tin if out == "same" else FixedType(9, 1, tin.signed)
+    index = np.array([0, 1, 2, 3, 9, 8, -1, -1, 4, 5, 11, -1, 6, 7, 10, 10])
+    xs = np.random.default_rng(5).integers(tin.min_mantissa, tin.max_mantissa + 1, (50, 12))
+    ref = Gather(index).golden(xs, None, None)
+    dut = GatherLayer(tin, 12, tout, index=index)
+    text = run_text_form(dut, xs, ref, tmp_path, seed=3)
+    if out == "same":
+        assert "i_payload[19:0]" in text and "10'd0" in text  # lanes 0-3 as one slice, two zero lanes as one
+
+
+def test_conv1d_network_runs_as_text_chains(tmp_path):
+    """A small network of KERAS_conv1d's form (Conv1D 'same' with reuse, flatten, dense) in
+    io_stream: each line buffer with the FIFOs around it and the reusing convolution, and the
+    flatten's deserializer and gather with the dense layer, run as text modules inside one module
+    each (the wide streams between them are Verilog wires); RTL == golden under random stalls."""
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(6)
+    L = keras.layers
+    model = keras.Sequential(
+        [keras.Input((10, 3)), L.Conv1D(4, 7, padding="same", activation="relu", name="c1"),
+         L.Conv1D(4, 7, padding="same", activation="relu", name="c2"), L.Flatten(name="fl"), L.Dense(3, name="fc")]
+    )  # fmt: skip
+    cfg = _config("fixed<10,4>", LayerName={"c1": {"ReuseFactor": 3}, "c2": {"ReuseFactor": 3}, "fc": {"ReuseFactor": 8}})
+    d = rtlgen.convert(model, cfg)
+    kinds = [type(b.layer).__name__ for b in d.network.blocks]
+    assert kinds.count("ConvReuse") == 2 and "DenseReuse" in kinds and "GatherLayer" in kinds
+    v = d.verilog
+    chains = {}
+    for part in v.split("\nmodule ")[1:]:
+        name = part.split("(", 1)[0]
+        if "__chain" in name:
+            chains[name] = [ln.split()[0].split("__")[-1].rstrip("0123456789") for ln in part.splitlines() if "(.clk(clk)" in ln]
+    assert sorted(map(tuple, chains.values())) == [
+        ("deserializer", "gather", "dense_reuse"), ("fifo", "window", "fifo", "conv_reuse"), ("window", "fifo", "conv_reuse")
+    ], chains  # fmt: skip
+    x = np.random.default_rng(6).uniform(-2, 2, (60, 10, 3)).astype(np.float32)
+    _sim(d, x, tmp_path)
