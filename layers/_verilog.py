@@ -24,15 +24,20 @@ class TextModules:
         self.texts: dict[str, str] = {}  # module name -> text
         self._by_body: dict[str, str] = {}
 
-    def instance(self, layer, stem: str, write) -> Module:
-        """A module that instantiates ``write(name)``'s text for ``layer`` (a :class:`Layer`: one
-        ``i`` and one ``o`` vector stream, ``clk`` and ``rst``)."""
+    def module(self, stem: str, write) -> str:
+        """The name of ``write(name)``'s module (for a text module that instantiates others)."""
         body = write("MODULE_NAME")
         name = self._by_body.get(body)
         if name is None:
             name = f"{self.prefix}__{stem}{len(self.texts)}"
             self._by_body[body] = name
             self.texts[name] = body.replace("MODULE_NAME", name, 1)
+        return name
+
+    def instance(self, layer, stem: str, write) -> Module:
+        """A module that instantiates ``write(name)``'s text for ``layer`` (a :class:`Layer`: one
+        ``i`` and one ``o`` vector stream, ``clk`` and ``rst``)."""
+        name = self.module(stem, write)
         m = Module()
         m.submodules.text = Instance(
             name,

@@ -66,6 +66,18 @@ def _activations():
     return _float_model(nodes, {"w": rng.normal(0, 0.5, (6, 5))}, (1, 6), "acts")
 
 
+def _recurrent(kind):
+    keras = pytest.importorskip("keras")
+    layer = {
+        "lstm": lambda: keras.layers.LSTM(3, recurrent_activation="hard_sigmoid", return_sequences=True),
+        "gru": lambda: keras.layers.GRU(3, reset_after=False),
+    }[kind]()
+    model = keras.Sequential([keras.Input((3, 2)), layer])
+    rng = np.random.default_rng(5)
+    model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
 CASES = {
     "dense_latency": (lambda: qonnx_mlp((6, 5, 3), seed=1, name="mlp"), {}),
     "dense_resource": (lambda: qonnx_mlp((6, 5, 3), seed=1, name="mlp"), {"Model": {"ReuseFactor": 3, "Strategy": "Resource"}}),
@@ -75,6 +87,8 @@ CASES = {
     "stream_cnn": (lambda: _cnn("MaxPool"), {"IOType": "io_stream"}),
     "stream_reuse_cnn": (lambda: _cnn("AveragePool"), {"IOType": "io_stream", "Model": {"ReuseFactor": 2}}),
     "stream_mlp": (lambda: qonnx_mlp((6, 5, 3), seed=1, name="mlp"), {"IOType": "io_stream"}),
+    "lstm_unrolled": (lambda: _recurrent("lstm"), {}),
+    "gru_unrolled": (lambda: _recurrent("gru"), {}),
 }
 
 
