@@ -4,6 +4,7 @@
     python benchmarks/recurrent_schedules.py --no-synth
     python benchmarks/recurrent_schedules.py --schedules reused --dsp
     python benchmarks/recurrent_schedules.py --schedules reused --reuse 1   # reused cell on adder graphs
+    python benchmarks/recurrent_schedules.py --steps 2 --schedules unrolled   # the same cell over 2 steps
 
 The LSTM is the recurrent layer of hls4ml's published ``KERAS_lstm_model`` (20 steps of 6 features,
 16 units, relu activation, sigmoid gates), read from ``../shared/models`` and written as a model of
@@ -29,10 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "models" / "hls4ml-history" / "keras"
 
 
-def lstm_only(out: Path) -> Path:
-    """The published model's LSTM layer alone, as Keras JSON + weights."""
+def lstm_only(out: Path, steps: int = 20) -> Path:
+    """The published model's LSTM layer alone, as Keras JSON + weights (over its first ``steps``
+    time steps: the same cell)."""
     cfg = json.loads((SHARED / "KERAS_lstm_model.json").read_text())
     layers = cfg["config"]["layers"]
+    shape = layers[0]["config"]["batch_input_shape"]
+    layers[0]["config"]["batch_input_shape"] = [shape[0], steps, *shape[2:]]
     lstm = next(layer for layer in layers if layer["class_name"] == "LSTM")
     lstm = {**lstm, "config": {**lstm["config"], "return_sequences": False}}
     cfg["config"]["layers"] = [layers[0], lstm]
@@ -53,6 +57,7 @@ def main(argv=None) -> int:
     ap.add_argument("--no-synth", action="store_true")
     ap.add_argument("--dsp", action="store_true")
     ap.add_argument("--reuse", type=int, default=20, help="reuse factor of the reused schedule")
+    ap.add_argument("--steps", type=int, default=20, help="time steps (the published model has 20)")
     ap.add_argument("--work", default=None, help="keep the Verilog and Yosys logs here")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
@@ -63,7 +68,7 @@ def main(argv=None) -> int:
         return 1
     work = Path(args.work or tempfile.mkdtemp(prefix="rtlgen-rnn-"))
     work.mkdir(parents=True, exist_ok=True)
-    model = lstm_only(work)
+    model = lstm_only(work, args.steps)
     for schedule in args.schedules:
         lstm = {"ReuseFactor": 1, "Strategy": "Resource"} if schedule == "reused" and args.reuse == 1 else {"ReuseFactor": args.reuse if schedule == "reused" else 1}
         cfg = {"Model": {"Precision": "fixed<16,6>"}, "LayerType": {"LSTM": lstm}}

@@ -16,6 +16,13 @@ size model's estimate beside the counts; ``--table`` prints the model against th
     dense reuse 16, 64-64-10            5,112 /  4,026     3,756 / 4,368    296 / 296            1.27  0.86  1.00
     conv2d io_parallel 1x6x6           18,669 / 13,632     6,908 / 5,733      0 / 0              1.37  1.20  -
     conv1d io_stream 4x32               5,235 /  5,220     3,268 / 2,959      0 / 0              1.00  1.10  -
+    lstm unrolled, 2 steps of 6x16     40,497 / 37,755    21,989 / 21,086    96 / 80             1.07  1.04  1.20
+    lstm reused 20, 20 steps of 6x16    2,816 /  2,927     6,336 / 6,643    176 / 176            0.96  0.95  1.00
+    lstm unrolled, 20 steps of 6x16   529,909 / 594,661  272,213 / 311,840  960 / 960           0.89  0.87  1.00
+
+The first two LSTM rows are the full ``synth_xilinx`` with DSPs of rtlgen.synth (benchmarks/recurrent_schedules.py
+``--dsp``), the third ``--calibrate``'s (7 minutes, 3 GB); the unrolled cell alone (general state, no zero first step) is 26,072 LUTs, 13,931 FFs,
+48 DSPs, 24 BRAM36, from which the recurrent coefficients were fitted.
 
 Before the fit the LUT estimates were 2.2x (dense parallel), 2.1x and 2.2x (conv io_stream) and
 2.6x (conv io_parallel) too high, the DSPs of the reusing convolution 2.6x, and flip-flops were not
@@ -119,6 +126,20 @@ def _mlp(sizes, bits=6):
     return qonnx_mlp(sizes, weight_bits=bits, act_bits=bits, input_bits=8, name="mlp")
 
 
+def _published_lstm(steps):
+    """hls4ml's published LSTM(16) alone over ``steps`` time steps (benchmarks/recurrent_schedules.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recurrent_schedules", Path(__file__).with_name("recurrent_schedules.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.lstm_only(Path(tempfile.mkdtemp(prefix="rtlgen-lstm-")), steps)
+
+
+# hls4ml's published models (the recurrent calibration designs read their LSTM).
+SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
+LSTM_CONFIG = {"Model": {"Precision": "fixed<16,6>"}}
+
 # The designs the size model is calibrated on: (model, configuration) by name.
 CALIBRATION = {
     "dense parallel 16-32-16-5": lambda: (_mlp((16, 32, 16, 5)), {}),
@@ -130,6 +151,9 @@ CALIBRATION = {
     "conv2d io_stream reuse 9, 3x16x16": lambda: (qonnx_cnn((3, 16, 16), (8, 8)), {"IOType": "io_stream", "Model": {"ReuseFactor": 9}}),
     "conv1d io_stream 4x32": lambda: (qonnx_cnn((4, 32), (8, 8)), {"IOType": "io_stream"}),
     "conv1d io_parallel reuse 4, 2x16": lambda: (qonnx_cnn((2, 16), (4, 4)), {"Model": {"ReuseFactor": 4}}),
+    "lstm unrolled, 2 steps of 6x16": lambda: (_published_lstm(2), LSTM_CONFIG),
+    "lstm unrolled, 20 steps of 6x16": lambda: (_published_lstm(20), LSTM_CONFIG),
+    "lstm reused 20, 20 steps of 6x16": lambda: (_published_lstm(20), {**LSTM_CONFIG, "LayerType": {"LSTM": {"ReuseFactor": 20}}}),
 }
 
 
@@ -190,6 +214,12 @@ YOSYS = {
     "dense reuse 16, 64-64-10": {"lut": 4026, "ff": 4368, "dsp": 296},
     "conv2d io_parallel 1x6x6": {"lut": 13632, "ff": 5733, "dsp": 0},
     "conv1d io_stream 4x32": {"lut": 5220, "ff": 2959, "dsp": 0},
+    # Full synth_xilinx with DSPs (rtlgen.synth, benchmarks/recurrent_schedules.py --dsp), 2026-12.
+    "lstm unrolled, 2 steps of 6x16": {"lut": 37755, "ff": 21086, "dsp": 80},
+    "lstm reused 20, 20 steps of 6x16": {"lut": 2927, "ff": 6643, "dsp": 176},
+    # --calibrate's flow (per module, not flattened: the flattened run needs ~100 GB): the cell's
+    # tables are ROMs of logic, not block RAM, and the first cell's zero state is not folded.
+    "lstm unrolled, 20 steps of 6x16": {"lut": 594661, "ff": 311840, "dsp": 960},
 }
 
 

@@ -450,6 +450,12 @@ class RecurrentLayer(Layer):
         return [_cast(v, self.op.state.frac, self.out_type) for v in h]
 
     def elaborate(self, platform):
+        from ._verilog import TextModules
+
+        if isinstance(platform, TextModules) and self.schedule == "unrolled" and self.op.lane_types is None:
+            from ._recurrent_text import unrolled_verilog
+
+            return platform.instance(self, "rnn", lambda name: unrolled_verilog(self, platform, name))
         m = Module()
         if self.schedule == "unrolled":
             self._unrolled(m)

@@ -7,11 +7,12 @@ output position of an ``io_parallel`` convolution, and pipeline registers; a lay
 factor above 1 costs one multiplier (a DSP) per product computed in a cycle (none for a constant
 weight that is a power of two) and registers for its held input and accumulators; a streamed
 window costs its taps in registers; pooling costs comparators or adders per window value;
-gathers are wires (registers when io_stream collects a whole tensor); other layers about one LUT
-per output bit. It is meant to tell millions from thousands within a second, not to replace
+gathers are wires (registers when io_stream collects a whole tensor); a recurrent layer costs its
+cell once per time step (unrolled) or once (reused), see :func:`_recurrent`; other layers about
+one LUT per output bit. It is meant to tell millions from thousands within a second, not to replace
 synthesis: on the calibration designs of ``benchmarks/size_guard.py`` (dense and convolutional,
-io_parallel and io_stream, reuse 1 and above) LUTs and flip-flops are within 1.5x of Yosys (xc7),
-and ``tests/test_size.py`` keeps them there.
+io_parallel and io_stream, reuse 1 and above, an LSTM in both schedules) LUTs and flip-flops are
+within 1.5x of Yosys (xc7), and ``tests/test_size.py`` keeps them there.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import numpy as np
 
 from .errors import DesignError
 from .ir import Conv, Dense, Gather, Graph, Pool, Reshape
+from .ir.ops.recurrent import GRU, LSTM, Recurrent
+from .plan.recurrent import cell_graphs
 from .plan.reuse import conv_reuse_plan, reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
 
 __all__ = ["LayerCost", "estimate", "check_size", "FAR_BEYOND", "MAX_LAYERS"]
@@ -39,6 +42,17 @@ MAX_LAYERS = 1500
 ADDER_LUT = 0.46
 # Pipeline registers of a fully parallel layer per LUT of its adders.
 PIPE_FF = 0.45
+# Recurrent layers (fitted to Yosys on the LSTM(16) of benchmarks/recurrent_schedules.py, both
+# schedules): the cell's adder graph and its pipeline registers against a dense layer's, LUTs per
+# activation lookup, per elementwise product and per shared multiplier, values per unit
+# registered between the cell's stages, and per gate output of the shared multipliers.
+RNN_ADDER = 0.72
+RNN_PIPE = 1.08
+RNN_LOOKUP_LUT = 20
+RNN_PRODUCT_LUT = 4
+RNN_SHARED_LUT = 8
+RNN_STAGE_VALUES = 6
+RNN_ACC_VALUES = 1
 
 
 @dataclass
@@ -98,6 +112,59 @@ def _weighted(node, graph, io_type: str, reuse: int | None = None) -> LayerCost:
     return LayerCost(node.name, "Conv", mult * adder, dsp, shape, per_mult, ff=window + held + math.ceil(PIPE_FF * mult * adder))
 
 
+def _recurrent(node, graph, schedule: str | None = None, reuse: int | None = None) -> LayerCost:
+    """A SimpleRNN, LSTM or GRU: its cell once (the reused schedule) or once per time step
+    (unrolled). A cell costs its products (adders for the constant weights at reuse factor 1,
+    else shared multipliers), its elementwise multipliers (DSPs), its activation lookups and its
+    pipeline registers. Unrolled, the first cell's state is zero, so only the input kernel's adders
+    remain there, and the later steps' inputs and the earlier steps' outputs travel along the
+    pipeline in shift registers (one LUT per bit and step); reused, the sequence is held and the
+    shared multipliers accumulate."""
+    op = node.op
+    x, y = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    src = x.type
+    schedule = schedule or op.schedule
+    r = (op.reuse_factor if reuse is None else reuse) if schedule == "reused" else 1
+    steps, u, F = x.size // op.n_in, op.units, op.n_in
+    cells = steps if schedule == "unrolled" else 1
+    kernel = np.asarray(op.kernel, dtype=np.int64)
+    w = np.concatenate([kernel, np.asarray(op.recurrent_kernel, dtype=np.int64)])
+    wbits = max(int(np.abs(w).max(initial=0)).bit_length() + 1, 2)
+    adder = max(src.width, op.state.width) + wbits  # bits of a typical adder: one LUT each
+    gates = w.shape[1]
+    # Registers between the cell's elementwise stages (a few values per unit, as wide as the
+    # accumulator) and the new state (and cell state).
+    state = u * (op.state.width + (op.cell.width if op.cell is not None else 0))
+    ff = cells * (RNN_STAGE_VALUES * u * op.accum.width + state)
+    lookups = {LSTM: 5, GRU: 3}.get(type(op), 1) * u
+    lut = cells * (lookups * RNN_LOOKUP_LUT + op.cell_multipliers() * RNN_PRODUCT_LUT)
+    dsp = cells * op.cell_multipliers()
+    if r == 1:
+        full = _csd_digits(w)
+        digits = _csd_digits(kernel) + (cells - 1) * full if schedule == "unrolled" else full
+        add = ADDER_LUT * RNN_ADDER * digits * adder
+        lut += add
+        ff += PIPE_FF * RNN_PIPE * add
+    else:
+        graphs = cell_graphs(op, src) or []
+        mults = sum(a * b for a, b, _ in (cg.reuse(r) for cg in graphs)) if graphs else reuse_plan(w.shape[0], gates, min(r, w.size))[0]
+        dsp += mults
+        lut += mults * RNN_SHARED_LUT
+        # The products' accumulators and registered results.
+        ff += RNN_ACC_VALUES * gates * (adder + max(w.shape[0], 2).bit_length())
+    if schedule == "unrolled":
+        carried = sum((steps - 1 - t) * F * src.width for t in range(steps))
+        if op.return_sequences:
+            carried += sum(t * u * y.type.width for t in range(steps))
+        lut += carried
+    else:
+        ff += x.size * src.width + y.size * y.type.width * (2 if op.return_sequences else 1)
+    kind = type(op).__name__
+    shape = f"{kind} {u} units over {steps} steps of {F}, {schedule} schedule"
+    per_mult = max(op.table.width * op.state.width // 2, 1)
+    return LayerCost(node.name, kind, math.ceil(lut), math.ceil(dsp), shape, per_mult, ff=math.ceil(ff))
+
+
 def _held(node, graph) -> int:
     """Register bits of a layer that reuses its multipliers: the input, held for the whole
     schedule, and the output's accumulators."""
@@ -123,6 +190,9 @@ def estimate(graph: Graph, io_type: str) -> list[LayerCost]:
         op = node.op
         if isinstance(op, (Dense, Conv)):
             out.append(_weighted(node, graph, io_type))
+            continue
+        if isinstance(op, Recurrent):
+            out.append(_recurrent(node, graph))
             continue
         t = graph.tensors[node.outputs[0]]
         stream = io_type == "io_stream" and len(t.shape) >= 2
@@ -181,6 +251,17 @@ def _fitting_reuse(node, graph, io_type: str, lut_budget: float, dsp_budget: flo
     return None
 
 
+def _fitting_recurrent_reuse(node, graph, lut_budget: float, dsp_budget: float) -> int | None:
+    """The smallest reuse factor with which a recurrent layer's reused schedule fits."""
+    op = node.op
+    n_in, n_out = op.n_in + op.units, op.recurrent_kernel.shape[1]
+    for r in valid_reuse_factors(n_in, n_out):
+        c = _recurrent(node, graph, "reused", r)
+        if c.dsp <= dsp_budget and c.lut <= lut_budget:
+            return r
+    return None
+
+
 def check_size(graph: Graph, config, *, factor: float = FAR_BEYOND) -> list[LayerCost]:
     """The estimate, or a :class:`DesignError` naming the costliest layer and settings that would
     fit when the design is more than ``factor`` times the family's largest part (or deeper than
@@ -215,6 +296,13 @@ def check_size(graph: Graph, config, *, factor: float = FAR_BEYOND) -> list[Laye
             advice.append(f"IOType {io} with reuse factor {picks[worst.name]} for {worst.name!r}{rest}")
     node = nodes[worst.name]
     what = f"reuse factor {node.op.reuse_factor}" if isinstance(node.op, (Dense, Conv)) else "its size"
+    if isinstance(node.op, Recurrent):
+        op = node.op
+        what = f"the {op.schedule} schedule" + (f" at reuse factor {op.reuse_factor}" if op.schedule == "reused" else "")
+        r = _fitting_recurrent_reuse(node, graph, part.lut / 2, part.dsp)
+        # Reuse factor 1 is the unrolled schedule unless the strategy is Resource.
+        setting = f"ReuseFactor {r}" if r and r > 1 else "Strategy Resource"
+        advice = [f"{setting} for {worst.name!r} (the reused schedule: one cell over the time steps)"] if r else []
     fits = "; ".join(advice) if advice else "no reuse factor makes it fit: a smaller network or narrower types"
     raise DesignError(
         f"layer {worst.name!r} ({worst.shape or worst.kind}) needs about {_m(worst.lut)} LUTs"

@@ -83,6 +83,18 @@ def _conv1d():
 
 _REUSE = {"LayerName": {"c1": {"ReuseFactor": 2}, "c2": {"ReuseFactor": 3}, "fc": {"ReuseFactor": 4}}}
 
+def _recurrent(kind):
+    keras = pytest.importorskip("keras")
+    layer = {
+        "lstm": lambda: keras.layers.LSTM(3, recurrent_activation="hard_sigmoid", return_sequences=True),
+        "gru": lambda: keras.layers.GRU(3, reset_after=False),
+    }[kind]()
+    model = keras.Sequential([keras.Input((3, 2)), layer])
+    rng = np.random.default_rng(5)
+    model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
 CASES = {
     "dense_latency": (lambda: qonnx_mlp((6, 5, 3), seed=1, name="mlp"), {}),
     "dense_resource": (lambda: qonnx_mlp((6, 5, 3), seed=1, name="mlp"), {"Model": {"ReuseFactor": 3, "Strategy": "Resource"}}),
@@ -94,6 +106,8 @@ CASES = {
     "stream_mlp": (lambda: qonnx_mlp((6, 5, 3), seed=1, name="mlp"), {"IOType": "io_stream"}),
     "conv1d_flatten": (_conv1d, _REUSE),
     "stream_conv1d": (_conv1d, {"IOType": "io_stream", **_REUSE}),
+    "lstm_unrolled": (lambda: _recurrent("lstm"), {}),
+    "gru_unrolled": (lambda: _recurrent("gru"), {}),
 }
 
 

@@ -117,16 +117,39 @@ def test_products_on_adder_graphs_at_reuse_1_and_shared_multipliers_above():
 
 
 def test_verilog_writes_each_table_and_graph_once():
-    """Every step's adder graph and every lookup of a table instantiate one text module each."""
+    """The cell is one text module instantiated at every step; in it the adder graph and every
+    lookup of a table instantiate one text module each."""
     import re
 
     design = rtlgen.convert(_keras_model("lstm", steps=2, return_sequences=False), CONFIG)
     mods = re.findall(r"^module (\S+)\(", design.verilog, flags=re.M)
     assert sum("__adder_graph" in n for n in mods) == 1
+    (cell,) = [n for n in mods if "__rnn_cell" in n]
+    assert len(re.findall(rf"^  {cell} cell\d+\(", design.verilog, flags=re.M)) == 2
     op = design.graph.nodes[0].op
     tables = {tuple(a["table"]) for a in (op.activation, op.recurrent_activation, op.cell_activation)}
     assert sum("__table" in n for n in mods) == len(tables) >= 2
-    assert design.verilog.count("__table") >= 2 * 5 * UNITS  # 2 steps, 4 gates and the cell
+    assert len(re.findall(r"^  \S+__table\d+ t\d+\(", design.verilog, flags=re.M)) == 5 * UNITS  # 4 gates and the cell
+
+
+@pytest.mark.parametrize("kind", KINDS + ["lstm_relu"])
+def test_unrolled_text_form_is_bit_exact(kind, tmp_path):
+    """The unrolled schedule as the network's Verilog writes it (one cell module instantiated at
+    every step, its tables, adder graphs, casts and the chain around it) equals the golden model
+    under random stalls, with the reported latency and interval."""
+    from streams import run_text_form
+
+    from rtlgen.layers import hardware
+
+    design = rtlgen.convert(_keras_model(kind, steps=3), CONFIG)
+    (node,) = [n for n in design.graph.nodes if n.kind in ("LSTM", "GRU", "SimpleRNN")]
+    src, dst = (design.graph.tensors[t] for t in (node.inputs[0], node.outputs[0]))
+    rng = np.random.default_rng(5)
+    # Inputs over the whole input type: the casts saturate and the tables clamp their indices.
+    xs = rng.integers(src.type.min_mantissa, src.type.max_mantissa + 1, (80, src.size))
+    ref = node.op.golden(xs, src, dst)
+    text = run_text_form(hardware(node.op, [src], dst), xs, ref, tmp_path, seed=3)
+    assert text.count("top__rnn_cell") == 1 + 3  # written once, instantiated at every step
 
 
 def test_unsupported_settings_name_the_layer():

@@ -4,6 +4,7 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import rtlgen
@@ -26,6 +27,8 @@ SG = _size_guard()
 
 @pytest.mark.parametrize("name", sorted(SG.YOSYS))
 def test_estimate_within_factor_of_yosys(name):
+    if name.startswith("lstm") and not SG.SHARED_MODELS.exists():
+        pytest.skip("the published models (../shared/models) are absent")
     model, cfg = SG.CALIBRATION[name]()
     design = rtlgen.convert(model, cfg)
     costs = estimate(design.graph, design.config.io_type)
@@ -36,3 +39,49 @@ def test_estimate_within_factor_of_yosys(name):
             assert est[k] == 0, (k, est, got)
         else:
             assert 1 / FACTOR <= est[k] / got[k] <= FACTOR, (k, est, got)
+
+
+def _lstm(units, steps, features, cfg=None):
+    """A Keras LSTM with random weights, as the design ``cfg`` converts it."""
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((steps, features)), keras.layers.LSTM(units, name="lstm")])
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype("float32") for w in model.get_weights()])
+    return rtlgen.convert(model, {"Model": {"Precision": "fixed<16,6>"}, **(cfg or {})})
+
+
+@pytest.mark.parametrize("lstm", [{}, {"ReuseFactor": 4}, {"Strategy": "Resource"}])
+def test_recurrent_estimate_counts_the_layers_multipliers(lstm):
+    """A recurrent layer's DSPs are its multipliers (the elementwise products of every cell, and
+    the shared ones of the reused schedule); the unrolled schedule costs about a cell per step."""
+    from rtlgen.layers import hardware
+
+    design = _lstm(8, 6, 3, {"LayerType": {"LSTM": lstm}})
+    (node,) = design.graph.nodes
+    src, dst = (design.graph.tensors[t] for t in (node.inputs[0], node.outputs[0]))
+    (cost,) = estimate(design.graph, "io_parallel")
+    layer = hardware(node.op, [src], dst)
+    layer._MustUse__silence = True
+    assert cost.dsp == layer.multipliers > 0 and cost.kind == "LSTM" and cost.ff > 0
+    if node.op.schedule == "reused":
+        node.op.schedule, node.op.reuse_factor = "unrolled", 1
+        (unrolled,) = estimate(design.graph, "io_parallel")
+        assert unrolled.dsp == 6 * 3 * 8 and unrolled.lut > 4 * cost.lut
+
+
+def test_size_guard_suggests_the_reused_schedule_for_a_huge_unrolled_lstm():
+    from rtlgen.errors import DesignError
+    from rtlgen.size import check_size
+
+    design = _lstm(16, 1000, 4)
+    assert design.graph.nodes[0].op.schedule == "unrolled"
+    with pytest.raises(DesignError, match=r"layer 'lstm' \(LSTM 16 units over 1000 steps of 4, unrolled schedule\)") as e:
+        check_size(design.graph, design.config)
+    msg = str(e.value)
+    assert "at the unrolled schedule in io_parallel" in msg and "(the reused schedule: one cell over the time steps)" in msg
+    setting = msg.split("settings that fit: ")[1].split(" for ")[0]
+    key, value = setting.split()
+    # The suggestion fits: the same network with that setting passes the guard.
+    fixed = _lstm(16, 1000, 4, {"LayerType": {"LSTM": {key: int(value) if key == "ReuseFactor" else value}}})
+    assert fixed.graph.nodes[0].op.schedule == "reused"
+    check_size(fixed.graph, fixed.config)
