@@ -132,7 +132,12 @@ def test_verilog_writes_each_table_and_graph_once():
     assert len(re.findall(r"^  \S+__table\d+ t\d+\(", design.verilog, flags=re.M)) == 5 * UNITS  # 4 gates and the cell
 
 
-@pytest.mark.parametrize("kind", KINDS + ["lstm_relu"])
+# Narrow types whose casts wrap, saturate (symmetric too) and round in each mode.
+NARROW = {"accum": "fixed<7,1>", "state": "fixed<7,0,RND_CONV,SAT>", "cell": "fixed<7,0,RND,SAT_SYM>", "table": "fixed<8,1,RND_ZERO>",
+          "result": "fixed<6,0,RND_INF,SAT_ZERO>"}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", KINDS + ["lstm_relu", "lstm narrow", "gru narrow", "gru_reset_before narrow"])
 def test_unrolled_text_form_is_bit_exact(kind, tmp_path):
     """The unrolled schedule as the network's Verilog writes it (one cell module instantiated at
     every step, its tables, adder graphs, casts and the chain around it) equals the golden model
@@ -141,7 +146,10 @@ def test_unrolled_text_form_is_bit_exact(kind, tmp_path):
 
     from rtlgen.layers import hardware
 
-    design = rtlgen.convert(_keras_model(kind, steps=3), CONFIG)
+    kind, *narrow = kind.split()
+    layer = {"Precision": NARROW} if narrow else {}
+    cfg = {**CONFIG, "LayerType": {**CONFIG["LayerType"], "LSTM": layer, "GRU": layer}}
+    design = rtlgen.convert(_keras_model(kind, steps=3), cfg)
     (node,) = [n for n in design.graph.nodes if n.kind in ("LSTM", "GRU", "SimpleRNN")]
     src, dst = (design.graph.tensors[t] for t in (node.inputs[0], node.outputs[0]))
     rng = np.random.default_rng(5)
