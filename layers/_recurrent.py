@@ -26,7 +26,6 @@ from amaranth.lib.memory import Memory
 
 from rtlgen.fixed import FixedType
 from rtlgen.ir.ops.recurrent import GRU, LSTM, SimpleRNN, activation_op, is_relu
-from rtlgen.plan.adders import _bits
 from rtlgen.plan.recurrent import (
     ADDER_LEVELS,
     cell_graphs,
@@ -40,6 +39,7 @@ from ._adders import AdderGraphLayer
 from ._common import Layer, drive_lanes, shape_of
 from ._dense import DenseReuse, _acc_shape, _product, _select
 from ._elementwise import requantize
+from ._recurrent_text import _graph_out_width
 from ._registry import register
 
 __all__ = ["RecurrentLayer"]
@@ -166,13 +166,7 @@ class _Cell:
             valid, ready = self.start(self.stage), 1
         else:
             g = cg.graph
-            bounds = [(0, 0)]
-            for ref in g.outputs:
-                if ref is not None:
-                    s, sh, sign = ref
-                    lo, hi = g.lo[s] << sh, g.hi[s] << sh
-                    bounds.append((lo, hi) if sign > 0 else (-hi, -lo))
-            w_out = max(_bits(lo, hi)[0] + (lo >= 0) for lo, hi in bounds)
+            w_out = _graph_out_width(cg)
             layer = AdderGraphLayer(t_in, FixedType(w_out, w_out - cg.frac, True), g, n_in=len(lanes), adder_levels=ADDER_LEVELS)
             # The graph's own handshake always holds data and stalls with the cell: its pipeline
             # is full from its first `stages` cycles on, long before the cell's output can stall.

@@ -39,7 +39,7 @@ def _lit(v: int) -> _V:
 
 
 def _graph_out_width(cg) -> int:
-    """The lane width of a cell graph's outputs, as :meth:`_Cell.graph` sizes them."""
+    """The lane width of a cell graph's outputs: signed, as wide as their exact range needs."""
     from rtlgen.plan.adders import _bits
 
     g = cg.graph
