@@ -97,11 +97,10 @@ def bridge_sources(design, link: Link, *, divisor: int | None = None) -> dict[st
     """Verilog of the complete board top: ``{file name: text}`` for the core, its AXI4-Stream top
     and the bridge top ``<top>_uart`` (ports ``clk``, ``rst``, ``rx``, ``tx``). ``divisor``
     overrides the link's clock cycles per bit (simulations use a few)."""
-    from amaranth.back import verilog
-
     from rtlgen.ipxact import axis_name, axis_verilog
+    from rtlgen.layers._verilog import amaranth_verilog
 
-    top = verilog.convert(_bridged(design, link, divisor), name=uart_name(design), emit_src=False)
+    top = amaranth_verilog(_bridged(design, link, divisor), uart_name(design))
     return {
         f"{design.top_name}.v": design.verilog,
         f"{axis_name(design)}.v": axis_verilog(design),
@@ -136,11 +135,11 @@ def _yosys_available() -> bool:
 def _bridge_cost(in_tdata_width, in_beats, out_tdata_width, out_beats, divisor, window, part) -> dict:
     """Yosys counts of the bridge alone (its core replaced by a register stage of the same
     widths, so that nothing of the bridge is optimised away)."""
-    from amaranth.back import verilog
     from amaranth.hdl import Module, Signal
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
 
+    from rtlgen.layers._verilog import amaranth_verilog
     from rtlgen.synth import synthesize_layers
 
     from ._uart import BridgedCore
@@ -162,10 +161,10 @@ def _bridge_cost(in_tdata_width, in_beats, out_tdata_width, out_beats, divisor, 
 
     with tempfile.TemporaryDirectory(prefix="rtlgen-bridge-") as tmp:
         work = Path(tmp)
-        (work / "stage.v").write_text(verilog.convert(Stage(), name="stage", emit_src=False))
+        (work / "stage.v").write_text(amaranth_verilog(Stage(), "stage"))
         top = BridgedCore("stage", in_tdata_width=in_tdata_width, in_beats=in_beats, out_tdata_width=out_tdata_width,
                           out_beats=out_beats, divisor=divisor, window=window)  # fmt: skip
-        (work / "bridge.v").write_text(verilog.convert(top, name="bridge_top", emit_src=False))
+        (work / "bridge.v").write_text(amaranth_verilog(top, "bridge_top"))
         res = synthesize_layers([work / "bridge.v", work / "stage.v"], "bridge_top", target="ice40", workdir=work, part=part)
     core = res["layers"].get("core", {})
     return {k: res[k] - core.get(k, 0) for k in ("lut", "ff", "dsp", "bram", "carry")}

@@ -61,13 +61,51 @@ class _Elementwise(Layer):
         raise NotImplementedError  # pragma: no cover - every subclass defines it
 
     def elaborate(self, platform):
+        from ._verilog import TextModules
+
+        if isinstance(platform, TextModules) and callable(getattr(self, "verilog", None)):
+            return platform.instance(self, type(self).__name__.lower().removesuffix("layer"), self.verilog)
         m = Module()
         m.d.comb += [self.o.valid.eq(self.i.valid), self.i.ready.eq(self.o.ready)]
         drive_lanes(m, self.o.payload, [self.lane(self.i.payload[k], k) for k in range(self.n_out)])
         return m
 
 
-class ReluLayer(_Elementwise):
+class _ElementwiseText:
+    """The text form of an element-wise layer whose ``lane_text`` writes one lane (bit for bit its
+    ``lane``): Amaranth lowers every bit of every lane, which took most of a dense network's
+    build time."""
+
+    def verilog(self, name: str) -> str:
+        from ._recurrent_text import _Text
+        from ._verilog import stream_ports
+
+        t = _Text()
+        wi, wo = self.in_type.width, self.out_type.width
+        lanes = []
+        for k in range(self.n_out):
+            v = self.lane_text(t, t.bits(f"i_payload[{(k + 1) * wi - 1}:{k * wi}]", wi, self.in_type.signed), k)
+            lanes.append(_fit(v, wo))
+        return "\n".join([
+            "/* verilator lint_off WIDTH */",
+            *stream_ports(name, self.n_in * wi, self.n_out * wo), *t.decl, *t.body,
+            "  assign o_valid = i_valid;", "  assign i_ready = o_ready;",
+            f"  assign o_payload = {{{', '.join(reversed(lanes))}}};",
+            "endmodule", "/* verilator lint_on WIDTH */", "",
+        ])  # fmt: skip
+
+
+def _fit(v, width: int) -> str:
+    """The low ``width`` bits of the signed value ``v`` (sign-extended when narrower), as
+    :func:`._common.drive_lanes` drives a lane."""
+    if not v.e[0].isalpha():  # a literal
+        return f"{width}'d{v.lo % (1 << width)}"
+    if v.w >= width:
+        return f"{v.e}[{width - 1}:0]"
+    return f"{{{{{width - v.w}{{{v.e}[{v.w - 1}]}}}}, {v.e}}}"
+
+
+class ReluLayer(_ElementwiseText, _Elementwise):
     """``max(x, 0)`` per lane."""
 
     def __init__(self, in_type, out_type, n):
@@ -76,8 +114,11 @@ class ReluLayer(_Elementwise):
     def lane(self, x, k):
         return Mux(x < 0, 0, x)
 
+    def lane_text(self, t, x, k):
+        return t.clamp(x, 0, None)
 
-class RequantLayer(_Elementwise):
+
+class RequantLayer(_ElementwiseText, _Elementwise):
     """Cast every lane from ``in_type`` to ``out_type``, or each to its own type in ``lanes``
     (then re-expressed on ``out_type``'s grid; ``None`` lanes are zero)."""
 
@@ -92,6 +133,16 @@ class RequantLayer(_Elementwise):
         if t is None:
             return Const(0, 1)
         return requantize(x, self.in_type, t) << (self.out_type.frac - t.frac)
+
+    def lane_text(self, t, x, k):
+        if self.lanes is None:
+            return t.cast(x, self.in_type.frac, self.out_type)
+        lt = self.lanes[k]
+        if lt is None:
+            from ._recurrent_text import _lit
+
+            return _lit(0)
+        return t.shl(t.cast(x, self.in_type.frac, lt), self.out_type.frac - lt.frac)
 
 
 class ThresholdLayer(_Elementwise):

@@ -11,12 +11,56 @@ its FIFO and the convolution it feeds) becomes one text module whose wide stream
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
-from amaranth.back import verilog
+from amaranth.back import rtlil, verilog
 from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Shape
 
-__all__ = ["TextModules", "to_verilog", "fifo_verilog"]
+__all__ = ["TextModules", "to_verilog", "fifo_verilog", "amaranth_verilog"]
+
+
+def amaranth_verilog(top, name: str, platform=None) -> str:
+    """``amaranth.back.verilog.convert(top, name=name, emit_src=False, platform=platform)``, with
+    the RTLIL turned into Verilog by the native Yosys (``pyosys``) when it is installed.
+
+    Amaranth's built-in Yosys is WebAssembly: starting it costs about half a second per call, which
+    was a third of a small network's build (the core and its AXI wrapper are two calls). The native
+    library runs the same passes in milliseconds, in a forked child: a Yosys error ends the process
+    it runs in, so it must not be this one. ``RTLGEN_YOSYS=yowasp`` keeps Amaranth's own path."""
+    text = rtlil.convert(top, name=name, emit_src=False, platform=platform)
+    if (
+        not hasattr(os, "fork")
+        or os.environ.get("RTLGEN_YOSYS", "").strip().lower() == "yowasp"
+        or importlib.util.find_spec("pyosys") is None
+    ):
+        return verilog._convert_rtlil_text(text)
+    with tempfile.TemporaryDirectory(prefix="rtlgen-verilog-") as tmp:
+        work = Path(tmp)
+        (work / "in.il").write_text(text)
+        # Amaranth's own script (amaranth.back.verilog._convert_rtlil_text).
+        (work / "run.ys").write_text("read_rtlil in.il\nproc -nomux -norom\nmemory_collect\nwrite_verilog -norename out.v\n")
+        pid = os.fork()
+        if pid == 0:  # the child: relative paths, so no quoting of the directory's name
+            code = 1
+            try:
+                os.chdir(work)
+                from pyosys import libyosys as ys
+
+                ys.Pass.call(ys.Design(), "tee -q -o log.txt script run.ys")
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        out = work / "out.v"
+        if os.waitstatus_to_exitcode(status) != 0 or not out.is_file():
+            log = (work / "log.txt").read_text(errors="replace") if (work / "log.txt").is_file() else ""
+            tail = "\n".join(log.strip().splitlines()[-5:]) or "no log"
+            raise verilog.YosysError(f"Yosys could not write Verilog for {name!r}: {tail}")
+        return out.read_text()
 
 
 class TextModules:
@@ -121,7 +165,7 @@ def to_verilog(top, name: str) -> str:
     """Verilog of the Amaranth component ``top`` as module ``name``, with the text modules of its
     components appended."""
     mods = TextModules(name)
-    text = verilog.convert(top, name=name, emit_src=False, platform=mods)
+    text = amaranth_verilog(top, name, mods)
     return text + "".join(mods.texts.values())
 
 

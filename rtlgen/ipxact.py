@@ -168,10 +168,10 @@ def axis_name(design, variant: str = "axis") -> str:
 
 
 def axis_verilog(design, variant: str = "axis") -> str:
-    from amaranth.back import verilog
+    from .layers._verilog import amaranth_verilog
 
     top = axis_top(design, instance=True, variant=variant)
-    return verilog.convert(top, name=axis_name(design, variant), emit_src=False)
+    return amaranth_verilog(top, axis_name(design, variant))
 
 
 def axis_meta(design, verilog_sources, variant: str = "axis") -> dict:

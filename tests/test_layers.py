@@ -56,6 +56,51 @@ def test_requantize_hardware_equals_cast_exhaustively(src_signed):
         assert np.array_equal(np.array(g), exp), str(dst)
 
 
+def _cast_cases():
+    cases = []
+    for rnd, ovf in itertools.product(ROUNDING_MODES, OVERFLOW_MODES):
+        for width, integer, signed_ in [(4, 2, True), (3, 1, False), (5, 4, True), (8, 5, True), (2, 3, False), (4, 10, True), (3, 12, False)]:
+            cases.append(FixedType(width, integer, signed_, rnd, ovf))
+    return cases
+
+
+@pytest.mark.parametrize("src_signed", [True, False])
+def test_requant_text_form_equals_cast_exhaustively(src_signed, tmp_path):
+    """The Verilog text of a per-lane requantization (one lane per rounding/overflow mode and
+    shift, as HGQ2's heterogeneous quantizers build it), every source mantissa in every lane,
+    under random stalls, equals :func:`cast`."""
+    from streams import run_text_form
+
+    from rtlgen.layers import RequantLayer
+
+    src = FixedType(7, 3, src_signed)
+    cases = _cast_cases()
+    out = FixedType(20, 17, True)  # frac 3: every case's grid, wide enough for all of them
+    ms = np.arange(src.min_mantissa, src.max_mantissa + 1)
+    xs = np.stack([np.roll(ms, -k) for k in range(len(cases))], axis=1)
+    ref = np.stack([cast(xs[:, k], src, t) << (out.frac - t.frac) for k, t in enumerate(cases)], axis=1)
+    dut = RequantLayer(src, out, len(cases), lanes=cases)
+    assert "module top__requant0" in run_text_form(dut, xs, ref, tmp_path, seed=7)
+
+
+@pytest.mark.parametrize(
+    "src,dst", [(FixedType(9, 4, True), FixedType(5, 2, False, "RND_CONV", "SAT")), (FixedType(9, 4, False), FixedType(6, 4, True, "TRN", "WRAP"))]
+)
+def test_relu_and_requant_text_forms(src, dst, tmp_path):
+    """ReLU and one-type requantization as text under random stalls against the golden model."""
+    from streams import run_text_form
+
+    from rtlgen.layers import ReluLayer, RequantLayer
+
+    rng = np.random.default_rng(src.width + dst.width)
+    xs = rng.integers(src.min_mantissa, src.max_mantissa + 1, (60, 12))
+    relu_out = FixedType(src.width, src.integer, src.signed)
+    (tmp_path / "relu").mkdir()
+    (tmp_path / "requant").mkdir()
+    run_text_form(ReluLayer(src, relu_out, 12), xs, np.maximum(xs, 0), tmp_path / "relu", seed=1)
+    run_text_form(RequantLayer(src, dst, 12), xs, cast(xs, src, dst), tmp_path / "requant", seed=2)
+
+
 def _random_dense(rng, n_in, n_out, wbits=4):
     w = rng.integers(-(1 << (wbits - 1)), 1 << (wbits - 1), (n_in, n_out))
     w[rng.random(w.shape) < 0.2] = 0
