@@ -202,6 +202,9 @@ class FixedType:
     def quantize(self, x) -> np.ndarray:
         """Real values (floats, exactly as given) to mantissas of this type."""
         x = np.asarray(x, dtype=np.float64)
+        fast = self._quantize_float(x)
+        if fast is not None:
+            return fast
         if not np.all(np.isfinite(x)):
             raise FixedTypeError(f"Cannot quantize non-finite values to {self}")
         # Every finite float is a dyadic rational, so scaling by 2**frac is exact unless it leaves
@@ -236,6 +239,28 @@ class FixedType:
             nonzero = v != fl
             q = _round_from_remainder(q, v > half, nonzero & (v == half), nonzero, self.rounding)
         return overflow(q, self)
+
+    def _quantize_float(self, x: np.ndarray):
+        """:meth:`quantize` in a few float64 passes (the network inputs of every prediction go
+        through it), or None when the general path is needed: other rounding modes, a type too
+        wide for float64, scaling down (tiny values could underflow), values beyond 2**52 or not
+        finite. Scaling up by 2**frac is exact; ``floor``, ``trunc`` and ``rint`` round the exact
+        value; ``floor(v) + 0.5`` is exact below 2**52, so comparing with it decides the ties."""
+        if self.frac < 0 or self.width > 52 or self.rounding not in ("TRN", "TRN_ZERO", "RND_CONV", "RND", "RND_MIN_INF"):
+            return None
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = np.ldexp(x.reshape(-1), self.frac)  # 1-d: numpy makes 0-d results scalars
+            if not v.size or not (max(v.max(), -v.min()) < 2.0**52):  # also False for NaN
+                return None
+        r = self.rounding
+        if r in ("TRN", "RND", "RND_MIN_INF"):
+            q = np.floor(v)
+            if r != "TRN":
+                half = q + 0.5
+                q += (v >= half) if r == "RND" else (v > half)
+        else:
+            q = np.trunc(v) if r == "TRN_ZERO" else np.rint(v)
+        return float_overflow(q, self.min_mantissa, self.max_mantissa, self.overflow, self.signed).astype(np.int64).reshape(x.shape)
 
     def to_float(self, m) -> np.ndarray:
         """Mantissas to float64 values (exact when ``width <= 53``)."""
@@ -421,8 +446,9 @@ def float_round_shift(v: np.ndarray, shift, mode: str) -> np.ndarray:
     ``v * 2**-shift`` is exact, and so is adding one half while ``|v| < 2**(p-1)`` (what
     :func:`float_carrier` guarantees), so each mode is one exact float rounding function. Works
     in place on one new array (fresh arrays cost more than the arithmetic)."""
-    # np.array: a new array even for one value (numpy turns 0-d results into scalars).
-    u = np.array(float_shift(v, -np.asarray(shift)) if np.any(shift) else v)
+    # A new array (float_shift's product is one; np.array copies v), even for one value (numpy
+    # turns 0-d results into scalars).
+    u = np.asarray(float_shift(v, -np.asarray(shift))) if np.any(shift) else np.array(v)
     half = v.dtype.type(0.5)
     if mode == "TRN":
         return np.floor(u, out=u)

@@ -369,6 +369,26 @@ def test_quantize_float_edge_cases(width, integer, rounding):
                 assert g == e, f"{t}.quantize({v!r}) = {g}, expected {e}"
 
 
+@pytest.mark.parametrize("rounding", ROUNDINGS)
+@pytest.mark.parametrize("width, integer", [(8, 4), (4, 4), (3, 1), (1, 1), (16, 6), (52, 20), (40, 40)])
+def test_quantize_float_path_on_edge_values(width, integer, rounding):
+    """The float path of quantize (values below 2**52 once scaled, the usual network inputs)
+    against exact rational rounding, on the edge values it can take: ties, their neighbours,
+    subnormals."""
+    frac = width - integer
+    values = [v for v in _float_edge_values() if abs(v) * 2.0**frac < 2.0**52]
+    for signed in (True, False):
+        for overflow_mode in OVERFLOWS:
+            t = FixedType(width, integer, signed, rounding, overflow_mode)
+            fast = t._quantize_float(np.array(values))
+            if rounding in ("RND_ZERO", "RND_INF"):
+                assert fast is None  # these take the general path
+                continue
+            assert fast is not None
+            for v, g in zip(values, fast.tolist(), strict=True):
+                assert g == ref_quantize(Fraction(v), t), f"{t}: {v!r} -> {g}"
+
+
 # ------------------------------------------------------------------------------------------------
 # round_shift()
 # ------------------------------------------------------------------------------------------------

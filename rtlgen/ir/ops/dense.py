@@ -81,14 +81,19 @@ class Dense(Op):
         if plan is None:
             return None
         colsum, bmax, weights = plan
-        x = xs[0]
+        x, src = xs[0], srcs[0].type
         # The float type must hold max|x| * max column sum |w| + max|b| (every partial sum, in any
-        # order) exactly; max|x| of the data at hand, which is often far below its type's range.
-        mag = max(float(x.max(initial=0)), -float(x.min(initial=0)))
-        bound = int(mag) * colsum + bmax
-        # A plain sum only needs its integers exact (below 2**24); wrapping also subtracts the
-        # accumulator's lower bound, which needs float_carrier's margin.
-        ft = float_carrier(bound if self.accum is not None else bound // 2)
+        # order) exactly; max|x| from the input's type, or when that is too wide from the data
+        # at hand (two reductions), which is often far below its type's range.
+        for mag in (max(src.max_mantissa, -src.min_mantissa), None):
+            if mag is None:
+                mag = int(max(float(x.max(initial=0)), -float(x.min(initial=0))))
+            bound = mag * colsum + bmax
+            # A plain sum only needs its integers exact (below 2**24); wrapping also subtracts the
+            # accumulator's lower bound, which needs float_carrier's margin.
+            ft = float_carrier(bound if self.accum is not None else bound // 2)
+            if ft is not None:
+                break
         if ft is None:
             return None
         if ft not in weights:

@@ -47,6 +47,11 @@ class Relu(Op):
         return min(own, m_in)
 
 
+def _data_magnitude(x: np.ndarray) -> int:
+    """The largest magnitude in ``x`` (integer-valued)."""
+    return int(max(float(x.max(initial=0)), -float(x.min(initial=0))))
+
+
 @register_op
 @dataclass
 class Requant(Op):
@@ -92,19 +97,27 @@ class Requant(Op):
 
     def evaluate_float(self, xs, srcs, dst):
         src, x = srcs[0].type, xs[0]
-        # The float type must hold the input, shifted left, and the output: the input's magnitude
-        # is taken from the data at hand (two reductions), often far below its type's range.
-        mag = int(max(float(x.max(initial=0)), -float(x.min(initial=0))))
+        # The float type must hold the input, shifted left, and the output. The input's type
+        # bounds its magnitude; only when that is too wide is the data at hand measured (two
+        # reductions), as it is often far below its type's range.
+        mags = (max(src.max_mantissa, -src.min_mantissa), None)
         if self.lanes is None:
             t, s = self.type, src.frac - self.type.frac
-            ft = float_carrier(max(mag << max(-s, 0), t.max_mantissa, -t.min_mantissa))
+            for mag in mags:
+                mag = _data_magnitude(x) if mag is None else mag
+                ft = float_carrier(max(mag << max(-s, 0), t.max_mantissa, -t.min_mantissa))
+                if ft is not None:
+                    break
             if ft is None:
                 return None
             v = x.astype(ft, copy=False)
             # Each branch makes a new array, which float_overflow may then change in place.
             v = float_round_shift(v, s, t.rounding) if s > 0 else float_shift(v, -s) if s < 0 else v.copy()
             return float_overflow(v, t.min_mantissa, t.max_mantissa, t.overflow, t.signed)
-        plan = self._float_lane_plan(src, mag)
+        for mag in mags:
+            plan = self._float_lane_plan(src, _data_magnitude(x) if mag is None else mag)
+            if plan is not None:
+                break
         if plan is None:
             return None
         ft, rounding, mode, signed, down, left, up, lo, hi, mod, inv = plan
