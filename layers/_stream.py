@@ -704,7 +704,8 @@ class StreamNetwork(wiring.Component):
         of its blocks and FIFOs in stream order; runs of one component are left out. A run becomes
         one text module (:meth:`._verilog.TextModules.chain`), so the wide streams inside it (a line
         buffer's windows, a deserialized tensor) never become Amaranth signals. It is instantiated
-        under its last block's name, which per-instance synthesis counts then give the whole run."""
+        under its last block's name; per-layer synthesis splits it into its members again
+        (:func:`rtlgen.synth.synthesize_layers`)."""
         text = [len(b.sources) == 1 and platform.text_form(b.layer) is not None for b in self.blocks]
         fifo_text = {key: platform.text_form(f) is not None for key, f in fifos.items()}
         follows = {}  # block -> the block it reads from, when both are text and nothing else reads that

@@ -592,6 +592,34 @@ def _tree_counts(stat: dict) -> tuple[dict, dict]:
     return own, total
 
 
+# An instance inside a run of layers joined into one text module (layers._verilog.TextModules.chain).
+_CHAIN_MEMBER_RE = re.compile(r"^\s+(\S+) u_(\w+)\(\.clk\(clk\)", re.M)
+
+
+def _split_chains(rows: dict, children, prefix, stat, own, total, target, verilog_files) -> None:
+    """Rows of ``rows`` that are a run of layers joined into one text module (io_stream writes a
+    run of text blocks as one module, instantiated under its last block's name) replaced by one row
+    per member, named as the member would be at the top level (its layer, FIFO or line buffer).
+    A member's count is its module's: members with the same text share a module and cost alike."""
+    chains: dict[str, list] = {}
+    for f in verilog_files:
+        text = pathlib.Path(f).read_text(errors="replace")
+        for m in re.finditer(r"^module (\S+__chain\d+)\(", text, re.M):
+            end = text.find("endmodule", m.end())
+            chains[m.group(1)] = [(inst, mod) for mod, inst in _CHAIN_MEMBER_RE.findall(text[m.end() : end])]
+    if not chains:
+        return
+    for c in children:
+        subs = [k.lstrip("\\") for k in stat["modules"][f"\\{c}"].get("num_cells_by_type", {}) if k.lstrip("\\") in total]
+        members = chains.get(subs[0]) if len(subs) == 1 else None
+        # Only when the members' counts add up to the row's (the wrappers hold no cells of their own).
+        if not members or own[c] or own[subs[0]] or any(mod not in total for _, mod in members):
+            continue
+        del rows[c[len(prefix) :] if c.startswith(prefix) else c]
+        for inst, mod in members:
+            rows[inst] = _classify(target, total[mod])
+
+
 def synthesize_layers(
     verilog_files: list[pathlib.Path],
     top: str,
@@ -666,6 +694,7 @@ def synthesize_layers(
     result["layers"] = {
         c[len(prefix) :] if c.startswith(prefix) else c: _classify(target, total[c]) for c in sorted(children)
     }
+    _split_chains(result["layers"], children, prefix, stat, own, total, target, [workdir / s for s in sources])
     result["toplevel"] = _classify(target, own[top])
     result["part"] = dev.name
     result["available"] = {k: v for k, v in asdict(dev).items() if k in ("lut", "ff", "dsp", "bram", "carry")}

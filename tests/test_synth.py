@@ -230,3 +230,27 @@ def test_reuse_weights_go_to_block_ram_when_large(reuse, in_bram, tmp_path):
     res = synthesize([src], "top", target="xc7", workdir=tmp_path / "synth")
     assert (res["bram"] > 0) == in_bram
     assert res["dsp"] == dut.multipliers
+
+
+def test_joined_stream_run_counted_per_layer(tmp_path):
+    """An io_stream network whose blocks run as one text module still gets one row per layer,
+    line buffer and FIFO in the per-layer synthesis, and the rows add up to the whole."""
+    keras = pytest.importorskip("keras")
+    import rtlgen
+    from rtlgen.synth import synthesize_layers
+
+    keras.utils.set_random_seed(3)
+    L = keras.layers
+    model = keras.Sequential([keras.Input((8, 2)), L.Conv1D(3, 3, padding="same", activation="relu", name="c1"), L.Flatten(name="fl"), L.Dense(2, name="fc")])
+    cfg = {"IOType": "io_stream", "Model": {"Precision": "fixed<8,3>"}, "LayerName": {"c1": {"ReuseFactor": 3}, "fc": {"ReuseFactor": 8}}}
+    d = rtlgen.convert(model, cfg)
+    src = tmp_path / "net.v"
+    src.write_text(d.verilog)
+    assert "__chain" in d.verilog
+    res = synthesize_layers([src], d.top_name, target="ice40", workdir=tmp_path / "w", dsp=False)
+    rows = res["layers"]
+    names = {b.name for b in d.network.blocks}
+    assert {"c1", "fc"} <= set(rows) and len(set(rows) & names) >= 4, rows
+    for key in ("lut", "ff", "carry"):
+        assert sum(r[key] for r in rows.values()) + res["toplevel"][key] == res[key], key
+    assert rows["c1"]["lut"] > 0 and rows["fc"]["lut"] > 0
