@@ -232,6 +232,7 @@ def test_reuse_weights_go_to_block_ram_when_large(reuse, in_bram, tmp_path):
     assert res["dsp"] == dut.multipliers
 
 
+@pytest.mark.slow
 def test_joined_stream_run_counted_per_layer(tmp_path):
     """An io_stream network whose blocks run as one text module still gets one row per layer,
     line buffer and FIFO in the per-layer synthesis, and the rows add up to the whole."""
