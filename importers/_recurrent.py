@@ -47,8 +47,8 @@ def activation_spec(function: str, src: FixedType, dst: FixedType, *, table_size
     elif function == "linear":
         op = act.Pwl(function="linear")
     elif function in TABLES:
-        # Only the window where the function changes on dst's grid: over a wide accumulator a table
-        # spread over the whole input would be coarse exactly where sigmoid and tanh are steep.
+        # The window of least error, not the whole input: over a wide accumulator a table spread
+        # over every input would be coarse exactly where sigmoid and tanh are steep.
         lut = act.make_lut(function, src, dst, table_size=table_size, span="best")
         return {
             "kind": "lut", "table": [int(v) for v in lut.table], "shift": lut.shift, "offset": lut.offset,

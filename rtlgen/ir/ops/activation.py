@@ -217,9 +217,9 @@ def make_lut(
 
     ``span="best"``: the table covers only the window of at most ``table_size`` buckets (its
     bucket width a power of two mantissas, its place balancing the two tails) with the smallest
-    ``fit_error``, then ``max_error``, over the whole input type; inputs outside it clamp to the end entries, whose
-    ``midrange`` then spans those inputs too. A saturating function (sigmoid, tanh) on a wide
-    input type gets fine buckets where it changes instead of coarse ones over its flat tails.
+    ``fit_error``, then ``max_error``, over the whole input type; inputs outside it clamp to the
+    end entries, whose ``midrange`` then spans those inputs too. A saturating function (sigmoid,
+    tanh) on a wide input type gets fine buckets where it changes, not coarse ones over its tails.
 
     ``fit_error`` is the same maximum over the inputs where ``f(x)`` lies within ``out_type``'s range
     (what is left when no output overflows or saturates).
