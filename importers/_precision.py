@@ -28,7 +28,8 @@ import numpy as np
 from rtlgen.config import Config
 from rtlgen.fixed import FixedType, cast
 
-__all__ = ["Precisions", "FloatWeights", "input_type", "float_weights", "result_type", "relu_type", "hls4ml_text", "dyadic_frac"]
+__all__ = ["Precisions", "FloatWeights", "input_type", "float_weights", "result_type", "relu_type", "hls4ml_text", "dyadic_frac",
+           "table_type"]
 
 
 def input_type(config: Config, name: str) -> FixedType:
@@ -208,6 +209,15 @@ def relu_type(config: Config, relu_name: str) -> FixedType | None:
     return config.precision(relu_name, "result", "Activation", auto=True)
 
 
+def table_type(accum: FixedType) -> FixedType:
+    """A recurrent layer's activation output type where ``table`` is not set: hls4ml's cell casts
+    every activation into ``accum_t``, so its grid follows the precision (a fixed ``fixed<18,8>``
+    would cap a wider model at 10 fractional bits); signed, with at least one integer bit, so
+    tanh's and sigmoid's outputs fit."""
+    integer = max(accum.integer, 1)
+    return FixedType(accum.frac + integer, integer, True, accum.rounding, accum.overflow)
+
+
 class Precisions:
     """The configuration as the importers see it: the type (or table, or softmax choice) a layer
     gets, asked by the layer's name and hls4ml kind. Wraps one :class:`Config`."""
@@ -264,11 +274,11 @@ class Precisions:
             return None
 
         weight, bias = c.precision(name, "weight", layer_type), c.precision(name, "bias", layer_type)
-        result = c.precision(name, "result", layer_type)
+        result, accum = c.precision(name, "result", layer_type), c.precision(name, "accum", layer_type)
         return {
             "weight": weight, "recurrent_weight": explicit("recurrent_weight") or weight,
             "bias": bias, "recurrent_bias": explicit("recurrent_bias") or bias,
-            "accum": c.precision(name, "accum", layer_type), "table": explicit("table") or FixedType(18, 8),
+            "accum": accum, "table": explicit("table") or table_type(accum),
             "result": result, "state": explicit("state") or result, "cell": explicit("cell") or result,
             "table_size": self.table_size(name, layer_type),
         }  # fmt: skip

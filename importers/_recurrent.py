@@ -2,11 +2,12 @@
 
 Float layers take hls4ml's configuration keys (layer types ``SimpleRNN``, ``LSTM``, ``GRU``):
 ``weight``, ``recurrent_weight`` (default: ``weight``), ``bias``, ``recurrent_bias`` (default:
-``bias``), ``accum`` (the gates' pre-activations), ``table`` (activation outputs; default
-``fixed<18,8>`` as hls4ml's ``table_t``), ``result`` (the output), and rtlgen's ``state`` (the
-recurrent state ``h``) and ``cell`` (the LSTM cell state ``c``), both ``result`` unless set.
+``bias``), ``accum`` (the gates' pre-activations), ``table`` (activation outputs; default the
+``accum`` grid, :func:`._precision.table_type`), ``result`` (the output), and rtlgen's ``state``
+(the recurrent state ``h``) and ``cell`` (the LSTM cell state ``c``), both ``result`` unless set.
 Weights are printed and read back as hls4ml writes them (:mod:`._precision`). ``TableSize``
-sets the tables' size (default 1024).
+sets the tables' largest size (default 1024); each table covers the window of its input where it
+errs least (``make_lut``'s ``span="best"``), inputs outside it clamp.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from . import _precision as precision
 from ._errors import _up
 
 __all__ = ["KERAS_RECURRENT", "HGQ_RECURRENT", "QKERAS_RECURRENT", "recurrent_node", "keras_recurrent", "hgq_recurrent",
-           "qkeras_recurrent", "DEFAULT_TABLE"]
+           "qkeras_recurrent"]
 
 KERAS_RECURRENT = ("SimpleRNN", "LSTM", "GRU")
 HGQ_RECURRENT = ("QSimpleRNN", "QGRU")  # HGQ2 0.2 has no quantized LSTM
 QKERAS_RECURRENT = ("QSimpleRNN", "QLSTM", "QGRU")
 OPS = {"SimpleRNN": SimpleRNN, "LSTM": LSTM, "GRU": GRU}
 GATES = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}
-DEFAULT_TABLE = FixedType(18, 8)
+# Any type: a piecewise-linear spec does not depend on its input and output types.
+PWL_TYPE = FixedType(18, 8)
 # Activations computed exactly as clipped affine functions; the others are tables.
 PIECEWISE = ("relu", "linear", "hard_sigmoid")
 TABLES = ("sigmoid", "tanh", "softsign", "softplus", "elu", "selu")
@@ -45,7 +47,9 @@ def activation_spec(function: str, src: FixedType, dst: FixedType, *, table_size
     elif function == "linear":
         op = act.Pwl(function="linear")
     elif function in TABLES:
-        lut = act.make_lut(function, src, dst, table_size=table_size)
+        # The window of least error, not the whole input: over a wide accumulator a table spread
+        # over every input would be coarse exactly where sigmoid and tanh are steep.
+        lut = act.make_lut(function, src, dst, table_size=table_size, span="best")
         return {
             "kind": "lut", "table": [int(v) for v in lut.table], "shift": lut.shift, "offset": lut.offset,
             "function": lut.function, "max_error": lut.max_error, "fit_error": lut.fit_error,
@@ -381,9 +385,9 @@ def _qkeras_activation(imp, layer, key: str, spec):
     name, kw = parsed
     kw = {**kw, **dict(zip(("bits", "use_stochastic_rounding", "symmetric", "use_real_tanh"), kw.pop("__args__", [])))}
     if name in ("linear", None):
-        return activation_spec("linear", DEFAULT_TABLE, DEFAULT_TABLE, table_size=2, keras3=False), None
+        return activation_spec("linear", PWL_TYPE, PWL_TYPE, table_size=2, keras3=False), None
     if name == "relu":
-        return activation_spec("relu", DEFAULT_TABLE, DEFAULT_TABLE, table_size=2, keras3=False), None
+        return activation_spec("relu", PWL_TYPE, PWL_TYPE, table_size=2, keras3=False), None
     if name == "hard_sigmoid" and key == "recurrent_activation":
         return dict(QKERAS_HARD_SIGMOID), None
     if name == "quantized_tanh":
@@ -392,10 +396,10 @@ def _qkeras_activation(imp, layer, key: str, spec):
         # QKeras's default (hard) internal sigmoid makes it clip(x, -1, 1) rounded half to even.
         bits = int(kw.get("bits", 8))
         t = FixedType(bits, 1, True, "RND_CONV", "SAT_SYM" if kw.get("symmetric") else "SAT")
-        return activation_spec("linear", DEFAULT_TABLE, DEFAULT_TABLE, table_size=2, keras3=False), t
+        return activation_spec("linear", PWL_TYPE, PWL_TYPE, table_size=2, keras3=False), t
     if name in ("quantized_bits", "quantized_relu") and key == "activation":
         t, _ = quantizer_type(spec, layer["config"]["name"])
-        return activation_spec("linear", DEFAULT_TABLE, DEFAULT_TABLE, table_size=2, keras3=False), t
+        return activation_spec("linear", PWL_TYPE, PWL_TYPE, table_size=2, keras3=False), t
     want = "hard_sigmoid, linear or relu" if key == "recurrent_activation" else "quantized_tanh, quantized_bits, quantized_relu, linear or relu"
     imp.fail(layer, f"{key} {name!r} is not supported in QKeras recurrent layers (it is float, not on a fixed-point grid); use {want}")
 

@@ -220,6 +220,27 @@ def test_wide_input_error_from_bucket_ends_is_exact():
     assert abs(lut.max_error - true) <= 1e-12
 
 
+@pytest.mark.parametrize("function,src", [("sigmoid", FixedType(16, 6)), ("tanh", FixedType(16, 6)), ("sigmoid", FixedType(22, 8)),
+                                          ("elu", FixedType(16, 6))])
+def test_best_span_windows_the_steep_part_and_its_error_is_exact(function, src):
+    """``span="best"`` on a wide input: a window of at most ``table_size`` fine buckets where the
+    function changes, the rest clamped to the end entries; its error, over every input (the
+    clamped ones too), is exact and no worse than the table over the whole input."""
+    out_type = FixedType(16, 6, True, "RND", "SAT")
+    whole = make_lut(function, src, out_type, table_size=256)
+    lut = make_lut(function, src, out_type, table_size=256, span="best")
+    assert len(lut.table) <= 256 and lut.max_error <= whole.max_error
+    m = np.arange(src.min_mantissa, src.max_mantissa + 1)
+    f = {"sigmoid": lambda v: 1 / (1 + np.exp(-v)), "tanh": np.tanh, "elu": lambda v: np.where(v > 0, v, np.expm1(np.minimum(v, 0)))}[function]
+    true = np.abs(out_type.to_float(lut.table[lut.index(m)]) - f(src.to_float(m))).max()
+    assert abs(lut.max_error - true) <= 1e-12
+    if function == "elu":  # linear above 0: no tail to drop
+        assert lut.shift == whole.shift
+    else:  # sigmoid flat beyond +-8 on this grid, tanh beyond +-4: both clamp
+        assert lut.shift < whole.shift and lut.max_error < whole.max_error / 3
+        assert ((m >> lut.shift) - lut.offset < 0).any() and ((m >> lut.shift) - lut.offset >= len(lut.table)).any()
+
+
 def test_make_lut_validation():
     with pytest.raises(ValueError, match="table size must be a power of two, not 1000"):
         make_lut("sigmoid", SRC, "fixed<8,2>", table_size=1000)
@@ -231,6 +252,8 @@ def test_make_lut_validation():
         make_lut("hard_sigmoid", SRC, "fixed<8,2>", params={"variant": "keras1"})
     with pytest.raises(ValueError, match="sample must be one of"):
         make_lut("tanh", SRC, "fixed<8,2>", sample="middle")
+    with pytest.raises(ValueError, match="span must be one of input, best, not 'some'"):
+        make_lut("tanh", SRC, "fixed<8,2>", span="some")
     with pytest.raises(ValueError, match="not finite"):
         make_lut("exp", "fixed<20,20>", "fixed<16,6>")
     with pytest.raises(ValueError, match="table entry 200 does not fit the output type fixed<8,2>"):

@@ -52,6 +52,49 @@ def test_golden_within_printed_bound_of_keras(kind):
     assert 0 < err <= bound
 
 
+def _config(precision, input_type, **layer):
+    layer = {"Precision": layer} if layer else {}
+    return {"Model": {"Precision": precision}, "LayerType": {"InputLayer": {"Precision": {"result": input_type}}, "LSTM": layer, "GRU": layer}}
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_wider_model_precision_is_more_accurate(kind):
+    """A wider model-wide precision reaches the cell's tables: their outputs take its grid and
+    their inputs the window where sigmoid and tanh change, so the error against Keras falls (with
+    the tables over the whole accumulator and a fixed fixed<18,8> it grew tenfold)."""
+    model = _keras_model(kind)
+    x = np.random.default_rng(1).uniform(-1, 1, (300, STEPS, FEATURES)).astype("float32")
+    ref = model.predict(x, verbose=0).reshape(len(x), -1)
+    err = {}
+    for precision, input_type in (("fixed<16,6>", "fixed<16,1>"), ("fixed<24,10>", "fixed<24,1>")):
+        design = rtlgen.convert(model, _config(precision, input_type))
+        err[precision] = np.abs(design.predict(x) - ref).max()
+        assert err[precision] <= design.graph.error_bound
+    assert err["fixed<24,10>"] < err["fixed<16,6>"] and err["fixed<24,10>"] < 0.01, err
+
+
+def test_table_types_follow_the_accumulator():
+    """The activation outputs default to the accumulator's grid (hls4ml's cell casts them into
+    accum_t); the tables cover sigmoid's [-8, 8) and tanh's [-4, 4) in 1,024 entries whatever
+    the accumulator's range; a ``table`` type set in the configuration is kept."""
+    from rtlgen.fixed import FixedType
+    from rtlgen.ir.ops.recurrent import activation_op
+
+    model = _keras_model("lstm")
+    for accum in ("fixed<16,6>", "fixed<24,10>", "fixed<32,12>"):
+        op = rtlgen.convert(model, _config(accum, "fixed<16,1>")).graph.nodes[0].op
+        t = FixedType.parse(accum)
+        assert op.accum == op.table == op.cell == op.state == t
+        for spec, lo in ((op.recurrent_activation, -8), (op.activation, -4), (op.cell_activation, -4)):
+            lut = activation_op(spec)
+            step = 2.0 ** (lut.shift - t.frac)
+            assert (len(lut.table), lut.offset * step, len(lut.table) * step) == (1024, lo, -2 * lo), (accum, spec["function"])
+    op = rtlgen.convert(model, _config("fixed<24,10>", "fixed<16,1>", table="fixed<18,8>")).graph.nodes[0].op
+    assert op.table == FixedType(18, 8) and op.accum == FixedType(24, 10)
+    # At least one integer bit, so that sigmoid and tanh reach +-1.
+    assert rtlgen.convert(model, _config("fixed<8,0>", "fixed<8,0>")).graph.nodes[0].op.table == FixedType(9, 1)
+
+
 def test_hard_sigmoid_is_exact_affine_not_table():
     """Keras 3's hard_sigmoid is computed as relu6(x + 3) / 6 with its slope quantized, not a table."""
     model = _keras_model("lstm_hard_sigmoid")
@@ -137,24 +180,33 @@ NARROW = {"accum": "fixed<7,1>", "state": "fixed<7,0,RND_CONV,SAT>", "cell": "fi
           "result": "fixed<6,0,RND_INF,SAT_ZERO>"}  # fmt: skip
 
 
-@pytest.mark.parametrize("kind", KINDS + ["lstm_relu", "lstm narrow", "gru narrow", "gru_reset_before narrow"])
+@pytest.mark.parametrize("kind", KINDS + ["lstm_relu", "lstm narrow", "gru narrow", "gru_reset_before narrow", "lstm clamp", "gru clamp"])
 def test_unrolled_text_form_is_bit_exact(kind, tmp_path):
     """The unrolled schedule as the network's Verilog writes it (one cell module instantiated at
     every step, its tables, adder graphs, casts and the chain around it) equals the golden model
     under random stalls, with the reported latency and interval."""
     from streams import run_text_form
 
+    from rtlgen.ir.ops.recurrent import activation_op
     from rtlgen.layers import hardware
 
-    kind, *narrow = kind.split()
-    layer = {"Precision": NARROW} if narrow else {}
+    kind, *variant = kind.split()
+    layer = {"Precision": NARROW} if variant == ["narrow"] else {}
     cfg = {**CONFIG, "LayerType": {**CONFIG["LayerType"], "LSTM": layer, "GRU": layer}}
-    design = rtlgen.convert(_keras_model(kind, steps=3), cfg)
+    model = _keras_model(kind, steps=3)
+    if variant == ["clamp"]:  # pre-activations past the tables' windows on both sides
+        model.set_weights([8 * w for w in model.get_weights()])
+    design = rtlgen.convert(model, cfg)
     (node,) = [n for n in design.graph.nodes if n.kind in ("LSTM", "GRU", "SimpleRNN")]
     src, dst = (design.graph.tensors[t] for t in (node.inputs[0], node.outputs[0]))
     rng = np.random.default_rng(5)
     # Inputs over the whole input type: the casts saturate and the tables clamp their indices.
     xs = rng.integers(src.type.min_mantissa, src.type.max_mantissa + 1, (80, src.size))
+    if variant == ["clamp"]:
+        op = node.op
+        lut = activation_op(op.recurrent_activation)
+        first = (op._z(xs[:, : op.n_in], src.type.frac, np.zeros((len(xs), op.units), dtype=np.int64), 0) >> lut.shift) - lut.offset
+        assert (first < 0).any() and (first >= len(lut.table)).any()
     ref = node.op.golden(xs, src, dst)
     text = run_text_form(hardware(node.op, [src], dst), xs, ref, tmp_path, seed=3)
     assert text.count("top__rnn_cell") == 1 + 3  # written once, instantiated at every step

@@ -77,6 +77,7 @@ LUT_FUNCTIONS = {
 
 _HARD_SIGMOID_VARIANTS = ("keras3", "keras2", "hls4ml")
 _SAMPLES = ("midrange", "midpoint", "lowest")
+_SPANS = ("input", "best")
 _ROMS = ("memory", "logic")
 
 
@@ -197,6 +198,7 @@ def make_lut(
     table_size: int = 1024,
     params: dict | None = None,
     sample: str = "midrange",
+    span: str = "input",
 ) -> Lut:
     """A :class:`Lut` for ``function`` from inputs of ``src_type`` to outputs of ``out_type``.
 
@@ -212,6 +214,12 @@ def make_lut(
     * ``"lowest"``: ``f(a)``, as hls4ml's tables.
 
     When a bucket is a single input all three are ``f(x)``: the table is then ``f`` rounded.
+
+    ``span="best"``: the table covers only the window of at most ``table_size`` buckets (its
+    bucket width a power of two mantissas, its place balancing the two tails) with the smallest
+    ``fit_error``, then ``max_error``, over the whole input type; inputs outside it clamp to the
+    end entries, whose ``midrange`` then spans those inputs too. A saturating function (sigmoid,
+    tanh) on a wide input type gets fine buckets where it changes, not coarse ones over its tails.
 
     ``fit_error`` is the same maximum over the inputs where ``f(x)`` lies within ``out_type``'s range
     (what is left when no output overflows or saturates).
@@ -236,28 +244,19 @@ def make_lut(
         raise ValueError(f"table size must be a power of two, not {table_size}")
     if sample not in _SAMPLES:
         raise ValueError(f"sample must be one of {', '.join(_SAMPLES)}, not {sample!r}")
+    if span not in _SPANS:
+        raise ValueError(f"span must be one of {', '.join(_SPANS)}, not {span!r}")
     _check_float_type(src_type, "input")
     _check_float_type(out_type, "output")
 
     lo, hi = src_type.min_mantissa, src_type.max_mantissa
-    shift = max(0, src_type.width - (int(table_size).bit_length() - 1))
-    offset = lo >> shift
-    k = np.arange((hi >> shift) - offset + 1, dtype=np.int64)
-    first = np.maximum((k + offset) << shift, lo)  # lowest and highest input of each bucket
-    last = np.minimum(((k + offset + 1) << shift) - 1, hi)
-    fa, fb = f(src_type.to_float(first)), f(src_type.to_float(last))
-    if sample == "midrange":
-        v = 0.5 * fa + 0.5 * fb  # halves first: no overflow for huge values
-    elif sample == "midpoint":
-        v = f(src_type.to_float(first) * 0.5 + src_type.to_float(last) * 0.5)
+    if span == "best":
+        shift, offset, n = _best_window(f, src_type, out_type, int(table_size), sample)
     else:
-        v = fa
-    if not np.all(np.isfinite(v)):
-        raise ValueError(f"{name} is not finite in float64 over the range of {src_type}")
-    # Entries saturate at the output range whatever its overflow mode: a bucket whose function
-    # leaves the range (or straddles its edge) holds the nearest representable value, never a wrap.
-    v = np.clip(v, float(out_type.min), float(out_type.max))
-    lut = Lut(out_type.quantize(v), shift=shift, offset=offset, function=name)
+        shift = max(0, src_type.width - (int(table_size).bit_length() - 1))
+        offset = lo >> shift
+        n = (hi >> shift) - offset + 1
+    lut, fa, fb, err = _table(f, name, src_type, out_type, shift, offset, n, sample)
 
     top, bottom = float(out_type.max), float(out_type.min)
     if src_type.width <= _EXHAUSTIVE_BITS:
@@ -266,15 +265,83 @@ def make_lut(
         err = np.abs(out_type.to_float(lut.table[lut.index(x)]) - fx)
         fit = err[(fx >= bottom) & (fx <= top)]
     else:
-        y = out_type.to_float(lut.table)
-        err = np.maximum(np.abs(y - fa), np.abs(y - fb))
-        # Over a bucket's fitting inputs f lies between its ends clipped to the output range.
-        ca, cb = np.clip(fa, bottom, top), np.clip(fb, bottom, top)
-        some = ~(((fa > top) & (fb > top)) | ((fa < bottom) & (fb < bottom)))
-        fit = np.maximum(np.abs(y - ca), np.abs(y - cb))[some]
+        fit = _fit_errors(out_type.to_float(lut.table), fa, fb, out_type)
     lut.max_error = float(err.max())
     lut.fit_error = float(fit.max(initial=0.0))
     return lut
+
+
+def _table(f, name, src: FixedType, out: FixedType, shift: int, offset: int, n: int, sample: str):
+    """``(lut, fa, fb, err)``: the table of ``n`` buckets from bucket ``offset`` on, ``f`` at the
+    lowest and highest input reaching each entry (the end entries take every input clamped to
+    them), and each entry's worst error over those inputs (exact: ``f`` is monotonic)."""
+    lo, hi = src.min_mantissa, src.max_mantissa
+    k = np.arange(n, dtype=np.int64)
+    first = np.maximum((k + offset) << shift, lo)  # lowest and highest input of each bucket
+    last = np.minimum(((k + offset + 1) << shift) - 1, hi)
+    a, b = first.copy(), last.copy()
+    a[0], b[-1] = lo, hi
+    fa, fb = f(src.to_float(a)), f(src.to_float(b))
+    if sample == "midrange":
+        v = 0.5 * fa + 0.5 * fb  # halves first: no overflow for huge values
+    elif sample == "midpoint":
+        v = f(src.to_float(first) * 0.5 + src.to_float(last) * 0.5)
+    else:
+        v = f(src.to_float(first))
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} is not finite in float64 over the range of {src}")
+    # Entries saturate at the output range whatever its overflow mode: a bucket whose function
+    # leaves the range (or straddles its edge) holds the nearest representable value, never a wrap.
+    v = np.clip(v, float(out.min), float(out.max))
+    lut = Lut(out.quantize(v), shift=shift, offset=offset, function=name)
+    y = out.to_float(lut.table)
+    return lut, fa, fb, np.maximum(np.abs(y - fa), np.abs(y - fb))
+
+
+def _fit_errors(y, fa, fb, out: FixedType) -> np.ndarray:
+    """Each entry's worst error over its inputs whose ``f`` lies within ``out``'s range."""
+    bottom, top = float(out.min), float(out.max)
+    # Over a bucket's fitting inputs f lies between its ends clipped to the output range.
+    ca, cb = np.clip(fa, bottom, top), np.clip(fb, bottom, top)
+    some = ~(((fa > top) & (fb > top)) | ((fa < bottom) & (fb < bottom)))
+    return np.maximum(np.abs(y - ca), np.abs(y - cb))[some]
+
+
+def _best_window(f, src: FixedType, out: FixedType, size: int, sample: str) -> tuple[int, int, int]:
+    """``(shift, offset, entries)`` of the table of at most ``size`` entries with the smallest
+    worst-case error over ``src`` (see :func:`make_lut`'s ``span``)."""
+    lo, hi = src.min_mantissa, src.max_mantissa
+    bottom, top = float(out.min), float(out.max)
+
+    def g(m):
+        return float(np.clip(f(src.to_float(np.int64(m))), bottom, top))
+
+    best = None
+    for shift in range(max(0, src.width - (size.bit_length() - 1)) + 1):
+        b_lo, b_hi = lo >> shift, hi >> shift
+        n = min(size, b_hi - b_lo + 1)
+        starts = {b_lo}
+        if n < b_hi - b_lo + 1:
+            # The first entry spans f from the lowest input to its bucket's top, the last from its
+            # bucket's bottom to the highest input: the smallest start where the first's spread
+            # reaches the last's, or the one before it.
+            a, z = b_lo, b_hi - n + 1
+            while a < z:
+                m = (a + z) // 2
+                if abs(g(((m + 1) << shift) - 1) - g(lo)) >= abs(g(hi) - g((m + n - 1) << shift)):
+                    z = m
+                else:
+                    a = m + 1
+            starts = {a, max(a - 1, b_lo)}
+        for start in sorted(starts):
+            lut, fa, fb, err = _table(f, "", src, out, shift, start, n, sample)
+            # Where f leaves the output range every table saturates alike: judge the rest first.
+            key = (float(_fit_errors(out.to_float(lut.table), fa, fb, out).max(initial=0.0)), float(err.max()))
+            if best is None or key < best[0]:
+                best = (key, shift, start, n)
+        if n == b_hi - b_lo + 1:
+            break  # the whole input fits: coarser buckets only lose
+    return best[1:]
 
 
 # -- piecewise-linear activations -----------------------------------------------------------------
