@@ -121,9 +121,9 @@ class Requant(Op):
         if plan is None:
             return None
         ft, rounding, mode, signed, down, left, up, lo, hi, mod, inv = plan
-        # In place on one copy: a fresh array per step costs more (page faults) than the step.
-        v = x.astype(ft)
-        v *= down  # exact: powers of two
+        # In place on one new array (the scaled copy): a fresh array per step costs more (page
+        # faults) than the step. Exact: powers of two, on values the carrier holds.
+        v = np.multiply(x, down, dtype=ft)
         if rounding == "TRN":
             np.floor(v, out=v)
         elif rounding == "RND":
