@@ -112,7 +112,8 @@ class AdderGraphLayer(Layer):
             P, Q = at(p, here), at(q, here)
             v = Signal(_shape(g.lo[s], g.hi[s]), name=f"a{s}")
             if sq == 0:
-                comb.append(v.eq(P))
+                # P's top bit (of its own d bits) inverted: P + 2**(d-1), never negative.
+                comb.append(v.eq(Cat(_low_bits(P, d - 1), ~_low_bits(P, d)[d - 1]) if d > 1 else ~Value.cast(P)[0]))
             elif sp > 0 and d > 0:
                 # The low d bits are P's own; only the bits above them need adding.
                 hi_part = P.shift_right(d) + Q if sq > 0 else P.shift_right(d) - Q
@@ -230,8 +231,12 @@ class AdderGraphLayer(Layer):
             P, Q = op(at(p, here)), op(at(q, here))
             w, sgn = _bits(g.lo[s], g.hi[s])
             v = f"a{s}"
-            if sq == 0 or (sp > 0 and d >= w):
-                wire(v, w, sgn, P)  # (the second: Q only reaches bits above the result)
+            if sq == 0:
+                # P's top bit (of its own d bits) inverted: P + 2**(d-1), never negative.
+                x = at(p, here)
+                wire(v, w, False, f"{{~{x}[{d - 1}], {x}[{d - 2}:0]}}" if d > 1 else f"~{x}[0]")
+            elif sp > 0 and d >= w:
+                wire(v, w, sgn, P)  # Q only reaches bits above the result
             elif sp > 0 and d > 0:
                 # The low d bits are P's own; only the bits above them need adding.
                 wire(f"{v}_l", d, False, P)

@@ -91,7 +91,8 @@ def _node_values(g, x):
         else:
             vals.append(np.full(len(x), src[1], dtype=object))
     for p, sp, q, sq, d in g.adders:
-        vals.append(sp * vals[p] + sq * (vals[q] << d))
+        # sq == 0: the low d bits of P with the top one inverted, as the hardware does.
+        vals.append(sp * vals[p] + sq * (vals[q] << d) if sq else (vals[p] & ((1 << d) - 1)) ^ (1 << (d - 1)))
     return vals
 
 
@@ -386,7 +387,7 @@ def test_output_trees_use_depth_slack_for_narrower_adders(monkeypatch):
     x = np.stack([rng.integers(lo[i], hi[i] + 1, 200) for i in range(12)], 1)
     g = plan_adder_graph(w, lo, hi, cse=False)
     tree = adders._Planner.tree
-    monkeypatch.setattr(adders._Planner, "tree", lambda self, col, levels, build, split=False: tree(self, col, 1, build))
+    monkeypatch.setattr(adders._Planner, "tree", lambda self, col, levels, build, split=False, flip=False: tree(self, col, 1, build))
     adders._CACHE.clear()
     least_depth = plan_adder_graph(w, lo, hi, cse=False)
     assert g.max_depth == least_depth.max_depth

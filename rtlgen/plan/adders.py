@@ -101,7 +101,10 @@ class AdderGraph:
     are always zero), ``("off", lane, k, w)`` (the same with its bit ``w - 1`` inverted: plus
     ``2**(w-1)``, for a lane whose shifted values fit ``w`` signed bits), ``("bit", lane, bit, invert)``,
     ``("const", value)``. An adder is ``(p, sp, q, sq, d)``: ``sp * P + sq * (Q << d)`` with
-    ``d >= 0``. Each output is ``None`` (zero) or ``(signal, shift, sign)``.
+    ``d >= 0``; with ``sq == 0`` it is no adder but ``P`` with its bit ``d - 1`` inverted (``P``
+    fits ``d`` signed bits: ``P + 2**(d-1)``, never negative; the inversion costs nothing, as it
+    merges into the LUT of the adder that reads it). Each output is ``None`` (zero) or
+    ``(signal, shift, sign)``.
     """
 
     sources: list = field(default_factory=list)
@@ -117,7 +120,7 @@ class AdderGraph:
 
     @property
     def n_adders(self) -> int:
-        return len(self.adders)
+        return sum(1 for a in self.adders if a[3])
 
     @property
     def max_depth(self) -> int:
@@ -129,9 +132,9 @@ class AdderGraph:
     def adder_bits(self) -> int:
         """Full-adder bits over all adders (the bits below a shifted operand are wires)."""
         total = 0
-        for k, (_, sp, _, _, d) in enumerate(self.adders):
+        for k, (_, sp, _, sq, d) in enumerate(self.adders):
             s = self.n_sources + k
-            total += max(self.width(s) - (d if sp > 0 else 0), 1)
+            total += max(self.width(s) - (d if sp > 0 else 0), 1) if sq else 0
         return total
 
     def lut_cost(self) -> int:
@@ -157,7 +160,7 @@ class AdderGraph:
             else:
                 vals.append(np.full(len(x), src[1], dtype=object))
         for p, sp, q, sq, d in self.adders:
-            vals.append(sp * vals[p] + sq * (vals[q] << d))
+            vals.append(sp * vals[p] + sq * (vals[q] << d) if sq else vals[p] + (1 << (d - 1)))
         out = np.zeros((len(x), len(self.outputs)), dtype=object)
         for o, ref in enumerate(self.outputs):
             if ref is not None:
@@ -241,6 +244,29 @@ class _Planner:
             g.hi.append(hi)
             self.form.append(form if len(form[0]) <= FORM_SOURCES else None)
         g.depth.append(1 + max(g.depth[p], g.depth[q]))
+        return len(g.lo) - 1
+
+    def add_flip(self, p) -> int:
+        """``P`` with its top bit inverted: ``P + 2**(w-1)`` for ``P`` of ``w`` signed bits."""
+        g = self.g
+        w = _bits(g.lo[p], g.hi[p])[0]
+        off = 1 << (w - 1)
+        g.adders.append((p, 1, p, 0, w))
+        g.lo.append(g.lo[p] + off)
+        g.hi.append(g.hi[p] + off)
+        g.depth.append(g.depth[p])
+        f = self.form[p]
+        self.form.append(None if f is None else (f[0], f[1] + off))
+        return len(g.lo) - 1
+
+    def add_late_const(self, c) -> int:
+        """A constant made after the adders: numbered as one until :func:`_hoist_constants`."""
+        g = self.g
+        g.adders.append(("const", c))
+        g.lo.append(c)
+        g.hi.append(c)
+        g.depth.append(0)
+        self.form.append(({}, c))
         return len(g.lo) - 1
 
     # -- pair patterns ------------------------------------------------------------------------------
@@ -361,7 +387,7 @@ class _Planner:
 
     # -- output trees -------------------------------------------------------------------------------
 
-    def tree(self, col: dict, levels: int, build: bool, split: bool = False):
+    def tree(self, col: dict, levels: int, build: bool, split: bool = False, flip: bool = False):
         """Sum one column's terms two at a time; return ``(output, LUT cost, depth)``.
 
         Terms are joined in the order of (depth // ``levels``, top bit): ``levels`` 1 joins the two
@@ -370,7 +396,10 @@ class _Planner:
         magnitudes: the fewest adder bits, and deep). ``split`` sums the added and the subtracted
         terms apart and subtracts once at the end: sums of non-negative terms stay non-negative,
         so they need no sign extension and their adders only cover where both operands have bits
-        (:func:`_lut_cost`). Orders use interval ranges, so the cost found without ``build`` is the
+        (:func:`_lut_cost`). ``flip`` makes the signed terms non-negative as well (their top bits
+        inverted, :meth:`add_flip`) and moves the offsets into the column's constant: a signed
+        operand extends its sign over the whole sum, a non-negative one only costs where both
+        operands have bits. Orders use interval ranges, so the cost found without ``build`` is the
         shape ``build`` then makes (its adders get exact ranges)."""
         g = self.g
         n = [0]
@@ -412,7 +441,27 @@ class _Planner:
                 heapq.heappush(heap, t)
             return heap
 
-        terms = [item(g.lo[sig], g.hi[sig], g.depth[sig], sh, sign, sig) for (sig, sh), sign in col.items()]
+        terms = []
+        off = 0
+        consts = []
+        for (sig, sh), sign in col.items():
+            lo, hi = g.lo[sig], g.hi[sig]
+            if flip and sig < g.n_sources and g.sources[sig][0] == "const":
+                consts.append(sign * lo << sh)
+                continue
+            if flip and lo < 0:
+                top = 1 << (_bits(lo, hi)[0] - 1)
+                off += sign * top << sh
+                lo, hi = lo + top, hi + top
+                if build:
+                    sig = self.add_flip(sig)
+            terms.append(item(lo, hi, g.depth[sig], sh, sign, sig))
+        if flip:
+            c = sum(consts) - off
+            if c:
+                tz = (abs(c) & -abs(c)).bit_length() - 1
+                v = abs(c) >> tz
+                terms.append(item(v, v, 0, tz, 1 if c > 0 else -1, self.add_late_const(v) if build else None))
         if split:
             pos = [t for t in terms if t[-2] > 0]
             neg = [t for t in terms if t[-2] < 0]
@@ -437,13 +486,13 @@ class _Planner:
             if t is None:
                 self.g.outputs.append(None)
                 continue
-            best, bits = (1, False), t[1]
+            best, bits = (1, False, False), t[1]
             for order in TREE_ORDERS:
-                _, b, depth = self.tree(col, order[0], False, order[1])
-                if depth <= limit and b < bits:
-                    best, bits = order, b
-            levels, split = best
-            self.g.outputs.append(self.tree(col, levels, True, split)[0])
+                for flip in (False, True):
+                    _, b, depth = self.tree(col, order[0], False, order[1], flip)
+                    if depth <= limit and b < bits:
+                        best, bits = (*order, flip), b
+            self.g.outputs.append(self.tree(col, best[0], True, best[1], best[2])[0])
 
 
 def plan_adder_graph(
@@ -575,7 +624,29 @@ def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset) -> Ad
     for o, cs, tz in consts:
         pl.cols[o][(cs, tz)] = 1
     pl.trees(adder_levels)
+    _hoist_constants(g)
     return g
+
+
+def _hoist_constants(g: AdderGraph):
+    """Number the constants the output trees made (:meth:`_Planner.add_late_const`) with the
+    sources, before every adder, and drop the constants nothing reads any more."""
+    n = g.n_sources
+    used = {s for ref in g.outputs if ref is not None for s in (ref[0],)}
+    for a in g.adders:
+        if not isinstance(a[0], str):
+            used.update((a[0], a[2]))
+    late = {n + k for k, a in enumerate(g.adders) if isinstance(a[0], str)}
+    keep = [s for s in range(n) if g.sources[s][0] != "const" or s in used]
+    keep += [s for s in sorted(late) if s in used]
+    keep += [n + k for k, a in enumerate(g.adders) if not isinstance(a[0], str)]
+    new = {old: i for i, old in enumerate(keep)}
+    sources = [g.sources[s] if s < n else ("const", g.lo[s]) for s in keep if s < n or s in late]
+    adders = [g.adders[s - n] for s in keep if s >= n and s not in late]
+    g.adders = [(new[p], sp, new[q], sq, d) for p, sp, q, sq, d in adders]
+    g.sources = sources
+    g.outputs = [None if ref is None else (new[ref[0]], *ref[1:]) for ref in g.outputs]
+    g.lo, g.hi, g.depth = ([v[s] for s in keep] for v in (g.lo, g.hi, g.depth))
 
 
 _CACHE: dict = {}
