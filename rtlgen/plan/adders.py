@@ -182,6 +182,7 @@ class _Planner:
         # overestimate a sum whose two sides share a source (x * 3 - x * 4 is not in
         # [3 lo - 4 hi, 3 hi - 4 lo]); the form gives the exact range, so the adder is narrower.
         self.form: list = []
+        self.flips: dict = {}  # signal -> the signal with its top bit inverted
 
     # -- signals ------------------------------------------------------------------------------------
 
@@ -258,6 +259,20 @@ class _Planner:
         f = self.form[p]
         self.form.append(None if f is None else (f[0], f[1] + off))
         return len(g.lo) - 1
+
+    def flip_of(self, p) -> int:
+        f = self.flips.get(p)
+        if f is None:
+            f = self.flips[p] = self.add_flip(p)
+        return f
+
+    def is_const(self, s) -> bool:
+        g = self.g
+        return g.sources[s][0] == "const" if s < g.n_sources else isinstance(g.adders[s - g.n_sources][0], str)
+
+    def const(self, v) -> int:
+        """A constant source (a late one once there are adders: their numbers are taken)."""
+        return self.add_late_const(v) if self.g.adders else self.add_source(("const", v), v, v)
 
     def add_late_const(self, c) -> int:
         """A constant made after the adders: numbered as one until :func:`_hoist_constants`."""
@@ -343,6 +358,7 @@ class _Planner:
                 idx.setdefault(sig, set()).add(sh)
                 cols_of.setdefault(sig, set()).add(c)
             index.append(idx)
+        self.adj = [0] * len(self.cols)
         while self.top >= 2:
             bucket = self.buckets.get(self.top)
             if not bucket:
@@ -366,9 +382,18 @@ class _Planner:
                 if not hits:
                     continue
                 if new is None:
-                    new = self.add_adder(a, 1, b, s, d)
+                    # Signed operands enter with their top bits inverted (no sign extension);
+                    # the columns' constants take the offset back.
+                    pa, pb = a, b
+                    if self.g.lo[a] < 0:
+                        pa = self.flip_of(a)
+                    if self.g.lo[b] < 0:
+                        pb = self.flip_of(b)
+                    new = self.add_adder(pa, 1, pb, s, d)
+                    new_off = self.g.lo[pa] - self.g.lo[a] + s * (self.g.lo[pb] - self.g.lo[b] << d)
                 for t1, t2 in hits:
                     g, g2 = col.pop(t1), col.pop(t2)
+                    self.adj[c] -= g * new_off << t1[1]
                     for sig, sh in (t1, t2):
                         idx[sig].discard(sh)
                         if not idx[sig]:
@@ -446,7 +471,7 @@ class _Planner:
         consts = []
         for (sig, sh), sign in col.items():
             lo, hi = g.lo[sig], g.hi[sig]
-            if flip and sig < g.n_sources and g.sources[sig][0] == "const":
+            if flip and self.is_const(sig):
                 consts.append(sign * lo << sh)
                 continue
             if flip and lo < 0:
@@ -599,13 +624,8 @@ def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset) -> Ad
                 for sh, sg in csd(col_w[o]):
                     pl.cols[o][(s, sh + k)] = sg
                 const_off[o] -= col_w[o] * off << k
-    # Constants are sources too (numbered before any adder) but join the sums only after sharing.
-    consts = []
-    for o in range(n_out):
-        c = const_off[o] + (int(np.asarray(bias)[o]) if bias is not None else 0)
-        if c:
-            tz = (c & -c).bit_length() - 1
-            consts.append((o, pl.add_source(("const", c >> tz), c >> tz, c >> tz), tz))
+    # Constants join the sums only after sharing, which moves the offsets of inverted top bits
+    # into them (:func:`_hoist_constants` numbers them with the sources).
     if cse and block is not None:
         full = pl.cols
         parts: dict = {}
@@ -616,13 +636,18 @@ def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset) -> Ad
         pl.cols = [parts[k] for k in keys]
         pl.cse()
         merged = [dict() for _ in range(n_out)]
-        for (o, _), col in zip(keys, pl.cols):
+        for (o, _), col, adj in zip(keys, pl.cols, pl.adj):
             merged[o].update(col)
+            const_off[o] += adj
         pl.cols = merged
     elif cse:
         pl.cse()
-    for o, cs, tz in consts:
-        pl.cols[o][(cs, tz)] = 1
+        const_off = [c + adj for c, adj in zip(const_off, pl.adj)]
+    for o in range(n_out):
+        c = const_off[o] + (int(np.asarray(bias)[o]) if bias is not None else 0)
+        if c:
+            tz = (c & -c).bit_length() - 1
+            pl.cols[o][(pl.const(c >> tz), tz)] = 1
     pl.trees(adder_levels)
     _hoist_constants(g)
     return g
