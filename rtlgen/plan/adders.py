@@ -40,8 +40,14 @@ __all__ = ["AdderGraph", "csd", "plan_adder_graph", "lut_estimate", "lane_bounds
 BLOCK_TERMS = 96
 # Among equally frequent patterns, this many are compared to pick the closest and narrowest.
 PICK = 64
-# Orders (levels, split) of the output trees tried besides the least-depth one (see _Planner.tree).
-TREE_ORDERS = ((1, True), (2, False), (2, True), (3, False), (3, True), (0, False), (0, True))
+# Orders (levels, split, pair) of the output trees tried besides the least-depth one (see _Planner.tree).
+TREE_ORDERS = (
+    (1, True, False), (2, False, False), (2, True, False), (3, True, False), (1, True, True), (2, True, True),
+    (3, True, True),
+)  # fmt: skip
+# Columns with more terms than this are not summed in the cheapest-pair orders (their time grows
+# with the square of the terms).
+PAIR_TERMS = 96
 # Layers with at most this many CSD digits are also planned with signed lanes in offset binary.
 OFFSET_DIGITS = 50_000
 # Signals summing more sources than this get interval ranges (see _Planner.form).
@@ -412,7 +418,7 @@ class _Planner:
 
     # -- output trees -------------------------------------------------------------------------------
 
-    def tree(self, col: dict, levels: int, build: bool, split: bool = False, flip: bool = False):
+    def tree(self, col: dict, levels: int, build: bool, split: bool = False, flip: bool = False, pair: bool = False):
         """Sum one column's terms two at a time; return ``(output, LUT cost, depth)``.
 
         Terms are joined in the order of (depth // ``levels``, top bit): ``levels`` 1 joins the two
@@ -424,7 +430,8 @@ class _Planner:
         (:func:`_lut_cost`). ``flip`` makes the signed terms non-negative as well (their top bits
         inverted, :meth:`add_flip`) and moves the offsets into the column's constant: a signed
         operand extends its sign over the whole sum, a non-negative one only costs where both
-        operands have bits. Orders use interval ranges, so the cost found without ``build`` is the
+        operands have bits. ``pair`` joins the first term in that order with the partner, of the
+        terms ready as early, that makes the cheapest adder. Orders use interval ranges, so the cost found without ``build`` is the
         shape ``build`` then makes (its adders get exact ranges)."""
         g = self.g
         n = [0]
@@ -454,12 +461,40 @@ class _Planner:
             new = self.add_adder(a, sp, b, sq, d) if build else None
             return item(lo, hi, 1 + max(d1, d2), s1, sign, new)
 
+        def partner(t1, heap):
+            """The index of the term whose adder with ``t1`` is the cheapest, of those ready as
+            early as ``t1`` if any."""
+            best, best_c = -1, None
+            c0, top1, sh1, lo1, g1 = t1[0], t1[1], t1[2], t1[4], t1[7]
+            for j, u in enumerate(heap):
+                if u[0] != c0 and best_c is not None and best_c[0] == 0:
+                    continue
+                if g1 == u[7] and lo1 >= 0 and u[4] >= 0:
+                    # Non-negative terms added: from the higher shift up to the lower top bit.
+                    c = min(top1, u[1]) - max(sh1, u[2])
+                else:
+                    (_, _, s1, _, lo_a, hi_a, *_), (_, _, s2, _, lo_b, hi_b, *_) = sorted([t1, u], key=lambda t: (t[2], t[3]))
+                    d, sq = s2 - s1, g1 * u[7]
+                    rb = (lo_b << d, hi_b << d) if sq > 0 else (-(hi_b << d), -(lo_b << d))
+                    c = _lut_cost(lo_a, hi_a, lo_b, hi_b, d, 1, sq, lo_a + rb[0], hi_a + rb[1])
+                c = (u[0] != c0, c)
+                if best_c is None or c < best_c:
+                    best, best_c = j, c
+            return best
+
         def reduce(heap, others):
             heapq.heapify(heap)
             positive = sum(1 for t in heap if t[-2] > 0) + others
             while len(heap) > 1:
                 t1 = heapq.heappop(heap)
-                t2 = heapq.heappop(heap)
+                if not pair:
+                    t2 = heapq.heappop(heap)
+                else:
+                    j = partner(t1, heap)
+                    t2 = heap[j]
+                    heap[j] = heap[-1]
+                    heap.pop()
+                    heapq.heapify(heap)
                 positive -= (t1[-2] > 0) + (t2[-2] > 0)
                 t = join(t1, t2, positive)
                 positive += t[-2] > 0
@@ -511,13 +546,18 @@ class _Planner:
             if t is None:
                 self.g.outputs.append(None)
                 continue
-            best, bits = (1, False, False), t[1]
-            for order in TREE_ORDERS:
-                for flip in (False, True):
-                    _, b, depth = self.tree(col, order[0], False, order[1], flip)
+            best, bits = (1, False, False, False), t[1]
+            # Inverted top bits only change columns with signed terms.
+            signed = any(self.g.lo[sig] < 0 and not self.is_const(sig) for sig, _ in col)
+            flips = (False, True) if signed else (False,)
+            for levels, split, pair in TREE_ORDERS:
+                if pair and len(col) > PAIR_TERMS:
+                    continue
+                for flip in flips:
+                    _, b, depth = self.tree(col, levels, False, split, flip, pair)
                     if depth <= limit and b < bits:
-                        best, bits = (*order, flip), b
-            self.g.outputs.append(self.tree(col, best[0], True, best[1], best[2])[0])
+                        best, bits = (levels, split, flip, pair), b
+            self.g.outputs.append(self.tree(col, best[0], True, *best[1:])[0])
 
 
 def plan_adder_graph(
