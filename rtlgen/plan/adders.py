@@ -50,6 +50,11 @@ TREE_ORDERS = (
 PAIR_TERMS = 96
 # Layers with at most this many CSD digits are also planned with signed lanes in offset binary.
 OFFSET_DIGITS = 50_000
+# LUTs an operand with an inverted top bit costs: the inversion merges into the LUT of an adder
+# bit where both operands have bits, but a bit passed alone to the carry chain (or to its DI
+# input) needs a LUT of its own.
+FLIP_LUTS = 1
+CSE_FLIP = True
 # Signals summing more sources than this get interval ranges (see _Planner.form).
 FORM_SOURCES = 32
 
@@ -143,13 +148,42 @@ class AdderGraph:
             total += max(self.width(s) - (d if sp > 0 else 0), 1) if sq else 0
         return total
 
+    def merged_flips(self) -> set:
+        """The adders ``k`` whose results are only read with inverted top bits (by one flip):
+        the flip is then the adder itself with one operand's top bit inverted, which merges
+        into that bit's LUT."""
+        n = self.n_sources
+        readers: dict = {}
+        for k, (p, _, q, sq, _) in enumerate(self.adders):
+            for x in {p, q} if sq else {p}:
+                readers.setdefault(x, []).append(k)
+        for ref in self.outputs:
+            if ref is not None:
+                readers.setdefault(ref[0], []).append(None)
+        out = set()
+        for p, _, _, sq, _ in self.adders:
+            if sq == 0 and p >= n and len(readers.get(p, ())) == 1 and self.adders[p - n][1] > 0:
+                out.add(p - n)
+        return out
+
+    def inverters(self) -> list:
+        """The flips ``k`` that are inverters of their own (of a source, or of an adder read
+        elsewhere as well)."""
+        merged = self.merged_flips()
+        n = self.n_sources
+        return [k for k, a in enumerate(self.adders) if a[3] == 0 and a[0] - n not in merged]
+
     def lut_cost(self) -> int:
-        """LUTs of the adders on carry chains (:func:`_lut_cost`)."""
+        """LUTs of the adders on carry chains (:func:`_lut_cost`), and one per operand with an
+        inverted top bit (:data:`FLIP_LUTS`)."""
         g, n = self, self.n_sources
+        flipped = {n + k for k in self.inverters()}
         return sum(
-            _lut_cost(g.lo[p], g.hi[p], g.lo[q], g.hi[q], d, sp, sq, g.lo[n + k], g.hi[n + k]) if sq else 0
+            _lut_cost(g.lo[p], g.hi[p], g.lo[q], g.hi[q], d, sp, sq, g.lo[n + k], g.hi[n + k])
+            + FLIP_LUTS * ((p in flipped) + (q in flipped))
+            if sq else 0
             for k, (p, sp, q, sq, d) in enumerate(self.adders)
-        )
+        )  # fmt: skip
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         """The outputs for input mantissas ``x`` (batch, lanes) computed along the graph, exactly."""
@@ -391,9 +425,9 @@ class _Planner:
                     # Signed operands enter with their top bits inverted (no sign extension);
                     # the columns' constants take the offset back.
                     pa, pb = a, b
-                    if self.g.lo[a] < 0:
+                    if CSE_FLIP and self.g.lo[a] < 0:
                         pa = self.flip_of(a)
-                    if self.g.lo[b] < 0:
+                    if CSE_FLIP and self.g.lo[b] < 0:
                         pb = self.flip_of(b)
                     new = self.add_adder(pa, 1, pb, s, d)
                     new_off = self.g.lo[pa] - self.g.lo[a] + s * (self.g.lo[pb] - self.g.lo[b] << d)
@@ -436,6 +470,7 @@ class _Planner:
         g = self.g
         n = [0]
         cost = [0]
+        flipped = set()  # the terms with inverted top bits
 
         def item(lo, hi, depth, sh, sign, sig):
             n[0] += 1
@@ -457,7 +492,7 @@ class _Planner:
             ra = (lo1, hi1) if sp > 0 else (-hi1, -lo1)
             rb = (lo2 << d, hi2 << d) if sq > 0 else (-(hi2 << d), -(lo2 << d))
             lo, hi = ra[0] + rb[0], ra[1] + rb[1]
-            cost[0] += _lut_cost(lo1, hi1, lo2, hi2, d, sp, sq, lo, hi)
+            cost[0] += _lut_cost(lo1, hi1, lo2, hi2, d, sp, sq, lo, hi) + FLIP_LUTS * ((t1[3] in flipped) + (t2[3] in flipped))
             new = self.add_adder(a, sp, b, sq, d) if build else None
             return item(lo, hi, 1 + max(d1, d2), s1, sign, new)
 
@@ -513,8 +548,13 @@ class _Planner:
                 top = 1 << (_bits(lo, hi)[0] - 1)
                 off += sign * top << sh
                 lo, hi = lo + top, hi + top
+                source = sig < g.n_sources
                 if build:
-                    sig = self.add_flip(sig)
+                    sig = self.flip_of(sig)
+                terms.append(item(lo, hi, g.depth[sig], sh, sign, sig))
+                if source:
+                    flipped.add(terms[-1][3])
+                continue
             terms.append(item(lo, hi, g.depth[sig], sh, sign, sig))
         if flip:
             c = sum(consts) - off
