@@ -10,7 +10,9 @@ added and subtracted terms apart), the one that needs the fewest LUTs on carry c
 pipeline stages than the layer needs anyway. On a carry chain an addition costs a LUT only where
 both operands have bits, so sums of non-negative terms are cheap and sign extension is not; signed
 input lanes may therefore enter in offset binary (their top bit inverted, the offset moved into
-the output's constant).
+the output's constant), and so may every signed intermediate sum where it is read (a shared
+``x_i - (x_j << k)`` of non-negative lanes is signed): the offsets go into the outputs' constants,
+and an inversion read alone is made inside the adder that computes the sum, at no cost.
 
 Zero weights and zero digits never appear, so pruning and narrow per-weight widths (HGQ2) make the
 graph smaller by themselves. Every node knows the exact integer interval it can take, so each adder
