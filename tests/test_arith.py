@@ -478,3 +478,27 @@ def test_signed_terms_enter_with_inverted_top_bits(monkeypatch):
     assert np.array_equal(plain.evaluate(x).astype(np.int64), x @ w + b)
     assert g.lut_cost() < 0.95 * plain.lut_cost()
     assert -(-g.max_depth // 3) <= -(-plain.max_depth // 3)
+
+
+def test_offsets_of_shared_patterns_never_cost_a_stage(monkeypatch):
+    """The constant that takes back the offsets of shared patterns is one more term in an output
+    that had none; where that would need one more pipeline stage, the layer is planned without
+    those offsets: never more stages than without them, and the same sums."""
+    from rtlgen.plan import adders
+
+    rng = np.random.default_rng(30)
+    for _ in range(12):
+        n_in, n_out = int(rng.integers(3, 12)), int(rng.integers(2, 8))
+        w = rng.integers(-40, 40, (n_in, n_out))
+        lo = [int(v) for v in rng.integers(-64, 1, n_in)]
+        hi = [v + 100 for v in lo]
+        levels = int(rng.integers(1, 4))
+        adders._CACHE.clear()
+        g = plan_adder_graph(w, lo, hi, adder_levels=levels)
+        x = np.stack([rng.integers(lo[i], hi[i] + 1, 200) for i in range(n_in)], 1)
+        assert np.array_equal(g.evaluate(x).astype(np.int64), x @ w)
+        with monkeypatch.context() as m:
+            m.setattr(adders, "CSE_FLIP", False)
+            adders._CACHE.clear()
+            plain = plan_adder_graph(w, lo, hi, adder_levels=levels)
+        assert -(-g.max_depth // levels) <= max(1, -(-plain.max_depth // levels))

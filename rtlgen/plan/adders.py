@@ -222,6 +222,9 @@ class _Planner:
         # [3 lo - 4 hi, 3 hi - 4 lo]); the form gives the exact range, so the adder is narrower.
         self.form: list = []
         self.flips: dict = {}  # signal -> the signal with its top bit inverted
+        self.offset: dict = {}  # shared pattern -> its value less the value it stands for
+        self.cse_flip = CSE_FLIP
+        self.offset_only: dict = {}  # output -> its constant term, there only for the offsets
 
     # -- signals ------------------------------------------------------------------------------------
 
@@ -311,7 +314,8 @@ class _Planner:
 
     def const(self, v) -> int:
         """A constant source (a late one once there are adders: their numbers are taken)."""
-        return self.add_late_const(v) if self.g.adders else self.add_source(("const", v), v, v)
+        self.const_sig = self.add_late_const(v) if self.g.adders else self.add_source(("const", v), v, v)
+        return self.const_sig
 
     def add_late_const(self, c) -> int:
         """A constant made after the adders: numbered as one until :func:`_hoist_constants`."""
@@ -366,13 +370,16 @@ class _Planner:
     def pick(self, bucket):
         """Among equally frequent patterns (the first few), the one with the closest shifts and the
         narrowest values: its adder is the cheapest, and what is left to sum stays narrow."""
-        g = self.g
+        g, off = self.g, self.offset
         best, best_w = None, None
         for n, k in enumerate(bucket):
             if n >= PICK:
                 break
             a, b, d, s = k
-            hi = max(abs(g.lo[a]), abs(g.hi[a])) + (max(abs(g.lo[b]), abs(g.hi[b])) << d)
+            # The values the patterns stand for, before any offset: inverted top bits change
+            # what an adder costs, not which patterns are shared (nor so the depth).
+            oa, ob = off.get(a, 0), off.get(b, 0)
+            hi = max(abs(g.lo[a] - oa), abs(g.hi[a] - oa)) + (max(abs(g.lo[b] - ob), abs(g.hi[b] - ob)) << d)
             w = (d, hi.bit_length())
             if best is None or w < best_w:
                 best, best_w = k, w
@@ -424,12 +431,13 @@ class _Planner:
                     # Signed operands enter with their top bits inverted (no sign extension);
                     # the columns' constants take the offset back.
                     pa, pb = a, b
-                    if CSE_FLIP and self.g.lo[a] < 0:
+                    if self.cse_flip and self.g.lo[a] < 0:
                         pa = self.flip_of(a)
-                    if CSE_FLIP and self.g.lo[b] < 0:
+                    if self.cse_flip and self.g.lo[b] < 0:
                         pb = self.flip_of(b)
                     new = self.add_adder(pa, 1, pb, s, d)
                     new_off = self.g.lo[pa] - self.g.lo[a] + s * (self.g.lo[pb] - self.g.lo[b] << d)
+                    self.offset[new] = new_off + self.offset.get(a, 0) + s * (self.offset.get(b, 0) << d)
                 for t1, t2 in hits:
                     g, g2 = col.pop(t1), col.pop(t2)
                     self.adj[c] -= g * new_off << t1[1]
@@ -578,6 +586,17 @@ class _Planner:
         of ``adder_levels`` when given, so the layer keeps its number of pipeline stages."""
         deep = [self.tree(col, 1, False) if col else None for col in self.cols]
         limit = max((t[2] for t in deep if t is not None), default=0)
+        if self.offset_only:
+            # A constant that only takes back the offsets of shared patterns is one more term: if
+            # that costs a pipeline stage, the caller plans again without those offsets.
+            ref = max(
+                (self.tree({t: v for t, v in col.items() if t != self.offset_only[o]}, 1, False)[2] if o in self.offset_only else t[2]
+                 for o, (col, t) in enumerate(zip(self.cols, deep)) if t is not None),
+                default=0,
+            )  # fmt: skip
+            levels = adder_levels or 1
+            if -(-limit // levels) > max(1, -(-ref // levels)):
+                raise _Deeper
         if adder_levels:
             # Levels up to the next register are free: the stage count is ceil(depth / levels).
             limit = max(1, -(-limit // adder_levels)) * adder_levels
@@ -623,11 +642,17 @@ def plan_adder_graph(
     ).hexdigest()
     if key in _CACHE:
         return _CACHE[key]
-    g = _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, False)
+    def plan(offset):
+        try:
+            return _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset)
+        except _Deeper:
+            return _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_flip=False)
+
+    g = plan(False)
     total_digits = sum(len(csd(v)) for v in w.ravel() if v)
     if any(lo < 0 for lo in in_lo) and total_digits <= OFFSET_DIGITS:
         # Signed lanes in offset binary as well: kept when that needs fewer LUTs, no more stages.
-        alt = _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, True)
+        alt = plan(True)
         levels = adder_levels or 1
         if alt.lut_cost() < g.lut_cost() and -(-alt.max_depth // levels) <= -(-g.max_depth // levels):
             g = alt
@@ -637,7 +662,11 @@ def plan_adder_graph(
     return g
 
 
-def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset) -> AdderGraph:
+class _Deeper(Exception):
+    """The plan needs one pipeline stage more than it would without offsets in shared patterns."""
+
+
+def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_flip=True) -> AdderGraph:
     n_in, n_out = w.shape
     g = AdderGraph()
     total_digits = sum(len(csd(v)) for v in w.ravel() if v)
@@ -704,6 +733,8 @@ def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset) -> Ad
                 const_off[o] -= col_w[o] * off << k
     # Constants join the sums only after sharing, which moves the offsets of inverted top bits
     # into them (:func:`_hoist_constants` numbers them with the sources).
+    pl.cse_flip = CSE_FLIP and cse_flip
+    adj_of: dict = {}
     if cse and block is not None:
         full = pl.cols
         parts: dict = {}
@@ -717,6 +748,7 @@ def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset) -> Ad
         for (o, _), col, adj in zip(keys, pl.cols, pl.adj):
             merged[o].update(col)
             const_off[o] += adj
+            adj_of[o] = adj_of.get(o, 0) + adj
         pl.cols = merged
     elif cse:
         pl.cse()
@@ -726,6 +758,8 @@ def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset) -> Ad
         if c:
             tz = (c & -c).bit_length() - 1
             pl.cols[o][(pl.const(c >> tz), tz)] = 1
+            if c == (pl.adj[o] if cse and block is None else adj_of.get(o, 0)):
+                pl.offset_only[o] = (pl.const_sig, tz)
     pl.trees(adder_levels)
     _hoist_constants(g)
     return g
