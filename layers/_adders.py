@@ -112,7 +112,8 @@ class AdderGraphLayer(Layer):
             P, Q = at(p, here), at(q, here)
             v = Signal(_shape(g.lo[s], g.hi[s]), name=f"a{s}")
             if sq == 0:
-                comb.append(v.eq(P))
+                # P's top bit (of its own d bits) inverted: P + 2**(d-1), never negative.
+                comb.append(v.eq(Cat(_low_bits(P, d - 1), ~_low_bits(P, d)[d - 1]) if d > 1 else ~Value.cast(P)[0]))
             elif sp > 0 and d > 0:
                 # The low d bits are P's own; only the bits above them need adding.
                 hi_part = P.shift_right(d) + Q if sq > 0 else P.shift_right(d) - Q
@@ -224,24 +225,58 @@ class AdderGraphLayer(Layer):
                 base[s] = f"s{s}"
             else:
                 base[s] = int(src[1])
+        n = g.n_sources
+
+        def flipped(v, x, m):
+            """The operand ``x`` as ``m`` bits with the top one inverted (plus ``2**(m-1)`` modulo
+            ``2**m``)."""
+            wire(f"{v}_e", m, True, x)
+            wire(f"{v}_f", m, True, f"{{~{v}_e[{m - 1}], {v}_e[{m - 2}:0]}}" if m > 1 else f"~{v}_e[0]")
+            return f"{v}_f"
+
+        def mergeable(k):
+            p, sp, q, sq, d = g.adders[k]
+            return sq != 0 and ((sp > 0 and d < g.width(n + k)) or (sp < 0 and sq > 0))
+
+        # Adders only read with their top bits inverted compute that directly: the inversion
+        # goes on one operand's top bit (modulo the width, the same sum), inside that bit's LUT.
+        merged = {k for k in g.merged_flips() if mergeable(k)}
         for k, (p, sp, q, sq, d) in enumerate(g.adders):
-            s = g.n_sources + k
+            s = n + k
             here = seg(s)
-            P, Q = op(at(p, here)), op(at(q, here))
-            w, sgn = _bits(g.lo[s], g.hi[s])
             v = f"a{s}"
-            if sq == 0 or (sp > 0 and d >= w):
-                wire(v, w, sgn, P)  # (the second: Q only reaches bits above the result)
+            if k in merged:
+                continue
+            w, sgn = _bits(g.lo[s], g.hi[s])
+            m = None  # the result's bits whose top one is inverted
+            if sq == 0 and p - n in merged:
+                m = d
+                p, sp, q, sq, d = g.adders[p - n]
+                sgn = False
+            elif sq == 0:
+                # P's top bit (of its own d bits) inverted: P + 2**(d-1), never negative.
+                x = at(p, here)
+                wire(v, w, False, f"{{~{x}[{d - 1}], {x}[{d - 2}:0]}}" if d > 1 else f"~{x}[0]")
+                base[s] = v
+                continue
+            P, Q = op(at(p, here)), op(at(q, here))
+            if sp > 0 and d >= w:
+                wire(v, w, sgn, P)  # Q only reaches bits above the result
             elif sp > 0 and d > 0:
                 # The low d bits are P's own; only the bits above them need adding.
                 wire(f"{v}_l", d, False, P)
-                wire(f"{v}_h", w - d, False, f"({P} >>> {d}) {'+' if sq > 0 else '-'} {Q}")
+                Qf = Q if m is None else flipped(v, Q, m - d)
+                wire(f"{v}_h", (m or w) - d, False, f"({P} >>> {d}) {'+' if sq > 0 else '-'} {Qf}")
                 wire(v, w, sgn, f"{{{v}_h, {v}_l}}")
             elif sp > 0:
-                wire(v, w, sgn, f"{P} {'+' if sq > 0 else '-'} ({Q} <<< {d})")
+                Qf = Q if m is None else flipped(v, Q, m)
+                wire(v, w, sgn, f"{P} {'+' if sq > 0 else '-'} ({Qf} <<< {d})")
             else:
                 Qd = f"({Q} <<< {d})" if d else Q
-                wire(v, w, sgn, f"{Qd} - {P}" if sq > 0 else f"-{P} - {Qd}")
+                if m is not None:
+                    wire(v, w, sgn, f"{Qd} - {flipped(v, P, m)}")
+                else:
+                    wire(v, w, sgn, f"{Qd} - {P}" if sq > 0 else f"-{P} - {Qd}")
             base[s] = v
         outs = []
         for o, ref in enumerate(g.outputs):

@@ -91,7 +91,8 @@ def _node_values(g, x):
         else:
             vals.append(np.full(len(x), src[1], dtype=object))
     for p, sp, q, sq, d in g.adders:
-        vals.append(sp * vals[p] + sq * (vals[q] << d))
+        # sq == 0: the low d bits of P with the top one inverted, as the hardware does.
+        vals.append(sp * vals[p] + sq * (vals[q] << d) if sq else (vals[p] & ((1 << d) - 1)) ^ (1 << (d - 1)))
     return vals
 
 
@@ -261,6 +262,7 @@ def _text_form_cases():
     wb = rng.choice([-1, 0, 1], (24, 6), p=[0.45, 0.1, 0.45])
     ranges = [[-(8 << k), (7 << k), k] for k in range(9)] + [[0, 0, 0]]
     b, w2, w3, bb = rng.integers(-100, 100, 7), rng.integers(-200, 200, (9, 4)), rng.integers(-50, 50, (10, 6)), rng.integers(-3, 4, 6)
+    u8, w4, b4 = FixedType(8, 8, False), rng.integers(-48, 48, (16, 10)), rng.integers(-500, 500, 10)
     return {
         "signed-3-levels": (lambda: DenseParallel(s7, wide, weight=w, bias=b, adder_levels=1), s7),
         "unsigned-wrapping": (lambda: DenseParallel(u6, wrap, weight=w2, accum=wrap, adder_levels=2), u6),
@@ -268,6 +270,8 @@ def _text_form_cases():
         "lane-ranges": (lambda: DenseParallel(t12, FixedType(24, 16, True), weight=w3, in_ranges=ranges, adder_levels=3), t12),
         "relu-fused": (lambda: _relu_fused(DenseParallel(s7, wide, weight=w, bias=b, adder_levels=2)), s7),
         "relu-wrapping": (lambda: _relu_fused(DenseParallel(s7, wrap, weight=w, bias=b, accum=wrap, adder_levels=2)), s7),
+        # Non-negative lanes whose shared patterns are signed: top bits inverted, some inside adders.
+        "inverted-top-bits": (lambda: DenseParallel(u8, FixedType(24, 24, True), weight=w4, bias=b4, adder_levels=2), u8),
     }
 
 
@@ -276,7 +280,9 @@ def _relu_fused(dut):
     return dut
 
 
-@pytest.mark.parametrize("case", ["signed-3-levels", "unsigned-wrapping", "bipolar", "lane-ranges", "relu-fused", "relu-wrapping"])
+@pytest.mark.parametrize(
+    "case", ["signed-3-levels", "unsigned-wrapping", "bipolar", "lane-ranges", "relu-fused", "relu-wrapping", "inverted-top-bits"]
+)  # fmt: skip
 def test_verilog_text_form_is_bit_exact(case, tmp_path):
     """The adder graph's own Verilog text (what builds write) against its plan, under random stalls
     in a simulator: the same figures Amaranth's form of it is tested for above."""
@@ -290,6 +296,8 @@ def test_verilog_text_form_is_bit_exact(case, tmp_path):
     dut = make()
     rng = np.random.default_rng(3)
     g = dut.impl.graph
+    if case == "inverted-top-bits":
+        assert g.merged_flips()
     if case == "bipolar":
         xs = rng.choice([-1, 1], (300, dut.n_in))
     elif case == "lane-ranges":
@@ -386,7 +394,7 @@ def test_output_trees_use_depth_slack_for_narrower_adders(monkeypatch):
     x = np.stack([rng.integers(lo[i], hi[i] + 1, 200) for i in range(12)], 1)
     g = plan_adder_graph(w, lo, hi, cse=False)
     tree = adders._Planner.tree
-    monkeypatch.setattr(adders._Planner, "tree", lambda self, col, levels, build, split=False: tree(self, col, 1, build))
+    monkeypatch.setattr(adders._Planner, "tree", lambda self, col, levels, build, *a: tree(self, col, 1, build))
     adders._CACHE.clear()
     least_depth = plan_adder_graph(w, lo, hi, cse=False)
     assert g.max_depth == least_depth.max_depth
@@ -441,3 +449,56 @@ def test_lut_cost_counts_where_the_operands_have_bits():
     assert _lut_cost(0, 255, -8, 7, 2, 1, 1, -32, 255 + 28) == 6  # a sign bit alone is a wire
     assert _lut_cost(-128, 127, -8, 7, 2, 1, 1, -160, 155) == 7  # two signs: up to the top
     assert _lut_cost(-128, 127, 0, 15, 2, -1, 1, -127, 188) == 9  # no wires below a negated base
+
+
+def test_signed_terms_enter_with_inverted_top_bits(monkeypatch):
+    """Shared patterns ``x_i - (x_j << k)`` of non-negative lanes are signed, and a signed term
+    extends its sign over the whole sum it joins. With its top bit inverted (``+ 2**(w-1)``, the
+    offset moved into the column's constant) it is non-negative, and its adders only cost where
+    both operands have bits: fewer LUTs than the same plan without, as many stages, the same sums,
+    and every node's interval still holds its values."""
+    from rtlgen.plan import adders
+
+    rng = np.random.default_rng(12)
+    w = rng.integers(-48, 48, (24, 16))
+    b = rng.integers(-500, 500, 16)
+    lo, hi = [0] * 24, [255] * 24
+    g = plan_adder_graph(w, lo, hi, b, adder_levels=3)
+    assert any(a[3] == 0 for a in g.adders) and g.merged_flips()
+    x = rng.integers(0, 256, (500, 24))
+    assert np.array_equal(g.evaluate(x).astype(np.int64), x @ w + b)
+    for s, v in enumerate(_node_values(g, x)):
+        assert g.lo[s] <= v.min() and v.max() <= g.hi[s], s
+    tree = adders._Planner.tree
+    monkeypatch.setattr(adders, "CSE_FLIP", False)
+    monkeypatch.setattr(adders._Planner, "tree", lambda self, col, lv, build, split=False, flip=False, pair=False: tree(self, col, lv, build, split, False, pair))
+    adders._CACHE.clear()
+    plain = plan_adder_graph(w, lo, hi, b, adder_levels=3)
+    assert not any(a[3] == 0 for a in plain.adders)
+    assert np.array_equal(plain.evaluate(x).astype(np.int64), x @ w + b)
+    assert g.lut_cost() < 0.95 * plain.lut_cost()
+    assert -(-g.max_depth // 3) <= -(-plain.max_depth // 3)
+
+
+def test_offsets_of_shared_patterns_never_cost_a_stage(monkeypatch):
+    """The constant that takes back the offsets of shared patterns is one more term in an output
+    that had none; where that would need one more pipeline stage, the layer is planned without
+    those offsets: never more stages than without them, and the same sums."""
+    from rtlgen.plan import adders
+
+    rng = np.random.default_rng(30)
+    for _ in range(12):
+        n_in, n_out = int(rng.integers(3, 12)), int(rng.integers(2, 8))
+        w = rng.integers(-40, 40, (n_in, n_out))
+        lo = [int(v) for v in rng.integers(-64, 1, n_in)]
+        hi = [v + 100 for v in lo]
+        levels = int(rng.integers(1, 4))
+        adders._CACHE.clear()
+        g = plan_adder_graph(w, lo, hi, adder_levels=levels)
+        x = np.stack([rng.integers(lo[i], hi[i] + 1, 200) for i in range(n_in)], 1)
+        assert np.array_equal(g.evaluate(x).astype(np.int64), x @ w)
+        with monkeypatch.context() as m:
+            m.setattr(adders, "CSE_FLIP", False)
+            adders._CACHE.clear()
+            plain = plan_adder_graph(w, lo, hi, adder_levels=levels)
+        assert -(-g.max_depth // levels) <= max(1, -(-plain.max_depth // levels))

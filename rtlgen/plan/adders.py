@@ -10,7 +10,9 @@ added and subtracted terms apart), the one that needs the fewest LUTs on carry c
 pipeline stages than the layer needs anyway. On a carry chain an addition costs a LUT only where
 both operands have bits, so sums of non-negative terms are cheap and sign extension is not; signed
 input lanes may therefore enter in offset binary (their top bit inverted, the offset moved into
-the output's constant).
+the output's constant), and so may every signed intermediate sum where it is read (a shared
+``x_i - (x_j << k)`` of non-negative lanes is signed): the offsets go into the outputs' constants,
+and an inversion read alone is made inside the adder that computes the sum, at no cost.
 
 Zero weights and zero digits never appear, so pruning and narrow per-weight widths (HGQ2) make the
 graph smaller by themselves. Every node knows the exact integer interval it can take, so each adder
@@ -40,10 +42,18 @@ __all__ = ["AdderGraph", "csd", "plan_adder_graph", "lut_estimate", "lane_bounds
 BLOCK_TERMS = 96
 # Among equally frequent patterns, this many are compared to pick the closest and narrowest.
 PICK = 64
-# Orders (levels, split) of the output trees tried besides the least-depth one (see _Planner.tree).
-TREE_ORDERS = ((1, True), (2, False), (2, True), (3, False), (3, True), (0, False), (0, True))
+# Orders (levels, split, pair) of the output trees tried besides the least-depth one (see _Planner.tree).
+TREE_ORDERS = ((1, True, False), (2, True, False), (1, True, True), (2, True, True), (3, True, True))
+# Columns with more terms than this are not summed in the cheapest-pair orders (their time grows
+# with the square of the terms).
+PAIR_TERMS = 96
 # Layers with at most this many CSD digits are also planned with signed lanes in offset binary.
 OFFSET_DIGITS = 50_000
+# LUTs an operand with an inverted top bit costs: the inversion merges into the LUT of an adder
+# bit where both operands have bits, but a bit passed alone to the carry chain (or to its DI
+# input) needs a LUT of its own.
+FLIP_LUTS = 1
+CSE_FLIP = True
 # Signals summing more sources than this get interval ranges (see _Planner.form).
 FORM_SOURCES = 32
 
@@ -101,7 +111,10 @@ class AdderGraph:
     are always zero), ``("off", lane, k, w)`` (the same with its bit ``w - 1`` inverted: plus
     ``2**(w-1)``, for a lane whose shifted values fit ``w`` signed bits), ``("bit", lane, bit, invert)``,
     ``("const", value)``. An adder is ``(p, sp, q, sq, d)``: ``sp * P + sq * (Q << d)`` with
-    ``d >= 0``. Each output is ``None`` (zero) or ``(signal, shift, sign)``.
+    ``d >= 0``; with ``sq == 0`` it is no adder but ``P`` with its bit ``d - 1`` inverted (``P``
+    fits ``d`` signed bits: ``P + 2**(d-1)``, never negative; the inversion costs nothing, as it
+    merges into the LUT of the adder that reads it). Each output is ``None`` (zero) or
+    ``(signal, shift, sign)``.
     """
 
     sources: list = field(default_factory=list)
@@ -117,7 +130,7 @@ class AdderGraph:
 
     @property
     def n_adders(self) -> int:
-        return len(self.adders)
+        return sum(1 for a in self.adders if a[3])
 
     @property
     def max_depth(self) -> int:
@@ -129,18 +142,47 @@ class AdderGraph:
     def adder_bits(self) -> int:
         """Full-adder bits over all adders (the bits below a shifted operand are wires)."""
         total = 0
-        for k, (_, sp, _, _, d) in enumerate(self.adders):
+        for k, (_, sp, _, sq, d) in enumerate(self.adders):
             s = self.n_sources + k
-            total += max(self.width(s) - (d if sp > 0 else 0), 1)
+            total += max(self.width(s) - (d if sp > 0 else 0), 1) if sq else 0
         return total
 
+    def merged_flips(self) -> set:
+        """The adders ``k`` whose results are only read with inverted top bits (by one flip):
+        the flip is then the adder itself with one operand's top bit inverted, which merges
+        into that bit's LUT."""
+        n = self.n_sources
+        readers: dict = {}
+        for k, (p, _, q, sq, _) in enumerate(self.adders):
+            for x in {p, q} if sq else {p}:
+                readers.setdefault(x, []).append(k)
+        for ref in self.outputs:
+            if ref is not None:
+                readers.setdefault(ref[0], []).append(None)
+        out = set()
+        for p, _, _, sq, _ in self.adders:
+            if sq == 0 and p >= n and len(readers.get(p, ())) == 1 and self.adders[p - n][1] > 0:
+                out.add(p - n)
+        return out
+
+    def inverters(self) -> list:
+        """The flips ``k`` that are inverters of their own (of a source, or of an adder read
+        elsewhere as well)."""
+        merged = self.merged_flips()
+        n = self.n_sources
+        return [k for k, a in enumerate(self.adders) if a[3] == 0 and a[0] - n not in merged]
+
     def lut_cost(self) -> int:
-        """LUTs of the adders on carry chains (:func:`_lut_cost`)."""
+        """LUTs of the adders on carry chains (:func:`_lut_cost`), and one per operand with an
+        inverted top bit (:data:`FLIP_LUTS`)."""
         g, n = self, self.n_sources
+        flipped = {n + k for k in self.inverters()}
         return sum(
-            _lut_cost(g.lo[p], g.hi[p], g.lo[q], g.hi[q], d, sp, sq, g.lo[n + k], g.hi[n + k]) if sq else 0
+            _lut_cost(g.lo[p], g.hi[p], g.lo[q], g.hi[q], d, sp, sq, g.lo[n + k], g.hi[n + k])
+            + FLIP_LUTS * ((p in flipped) + (q in flipped))
+            if sq else 0
             for k, (p, sp, q, sq, d) in enumerate(self.adders)
-        )
+        )  # fmt: skip
 
     def evaluate(self, x: np.ndarray) -> np.ndarray:
         """The outputs for input mantissas ``x`` (batch, lanes) computed along the graph, exactly."""
@@ -157,7 +199,7 @@ class AdderGraph:
             else:
                 vals.append(np.full(len(x), src[1], dtype=object))
         for p, sp, q, sq, d in self.adders:
-            vals.append(sp * vals[p] + sq * (vals[q] << d))
+            vals.append(sp * vals[p] + sq * (vals[q] << d) if sq else vals[p] + (1 << (d - 1)))
         out = np.zeros((len(x), len(self.outputs)), dtype=object)
         for o, ref in enumerate(self.outputs):
             if ref is not None:
@@ -179,6 +221,10 @@ class _Planner:
         # overestimate a sum whose two sides share a source (x * 3 - x * 4 is not in
         # [3 lo - 4 hi, 3 hi - 4 lo]); the form gives the exact range, so the adder is narrower.
         self.form: list = []
+        self.flips: dict = {}  # signal -> the signal with its top bit inverted
+        self.offset: dict = {}  # shared pattern -> its value less the value it stands for
+        self.cse_flip = CSE_FLIP
+        self.offset_only: dict = {}  # output -> its constant term, there only for the offsets
 
     # -- signals ------------------------------------------------------------------------------------
 
@@ -243,6 +289,44 @@ class _Planner:
         g.depth.append(1 + max(g.depth[p], g.depth[q]))
         return len(g.lo) - 1
 
+    def add_flip(self, p) -> int:
+        """``P`` with its top bit inverted: ``P + 2**(w-1)`` for ``P`` of ``w`` signed bits."""
+        g = self.g
+        w = _bits(g.lo[p], g.hi[p])[0]
+        off = 1 << (w - 1)
+        g.adders.append((p, 1, p, 0, w))
+        g.lo.append(g.lo[p] + off)
+        g.hi.append(g.hi[p] + off)
+        g.depth.append(g.depth[p])
+        f = self.form[p]
+        self.form.append(None if f is None else (f[0], f[1] + off))
+        return len(g.lo) - 1
+
+    def flip_of(self, p) -> int:
+        f = self.flips.get(p)
+        if f is None:
+            f = self.flips[p] = self.add_flip(p)
+        return f
+
+    def is_const(self, s) -> bool:
+        g = self.g
+        return g.sources[s][0] == "const" if s < g.n_sources else isinstance(g.adders[s - g.n_sources][0], str)
+
+    def const(self, v) -> int:
+        """A constant source (a late one once there are adders: their numbers are taken)."""
+        self.const_sig = self.add_late_const(v) if self.g.adders else self.add_source(("const", v), v, v)
+        return self.const_sig
+
+    def add_late_const(self, c) -> int:
+        """A constant made after the adders: numbered as one until :func:`_hoist_constants`."""
+        g = self.g
+        g.adders.append(("const", c))
+        g.lo.append(c)
+        g.hi.append(c)
+        g.depth.append(0)
+        self.form.append(({}, c))
+        return len(g.lo) - 1
+
     # -- pair patterns ------------------------------------------------------------------------------
 
     @staticmethod
@@ -286,13 +370,16 @@ class _Planner:
     def pick(self, bucket):
         """Among equally frequent patterns (the first few), the one with the closest shifts and the
         narrowest values: its adder is the cheapest, and what is left to sum stays narrow."""
-        g = self.g
+        g, off = self.g, self.offset
         best, best_w = None, None
         for n, k in enumerate(bucket):
             if n >= PICK:
                 break
             a, b, d, s = k
-            hi = max(abs(g.lo[a]), abs(g.hi[a])) + (max(abs(g.lo[b]), abs(g.hi[b])) << d)
+            # The values the patterns stand for, before any offset: inverted top bits change
+            # what an adder costs, not which patterns are shared (nor so the depth).
+            oa, ob = off.get(a, 0), off.get(b, 0)
+            hi = max(abs(g.lo[a] - oa), abs(g.hi[a] - oa)) + (max(abs(g.lo[b] - ob), abs(g.hi[b] - ob)) << d)
             w = (d, hi.bit_length())
             if best is None or w < best_w:
                 best, best_w = k, w
@@ -317,6 +404,7 @@ class _Planner:
                 idx.setdefault(sig, set()).add(sh)
                 cols_of.setdefault(sig, set()).add(c)
             index.append(idx)
+        self.adj = [0] * len(self.cols)
         while self.top >= 2:
             bucket = self.buckets.get(self.top)
             if not bucket:
@@ -340,9 +428,19 @@ class _Planner:
                 if not hits:
                     continue
                 if new is None:
-                    new = self.add_adder(a, 1, b, s, d)
+                    # Signed operands enter with their top bits inverted (no sign extension);
+                    # the columns' constants take the offset back.
+                    pa, pb = a, b
+                    if self.cse_flip and self.g.lo[a] < 0:
+                        pa = self.flip_of(a)
+                    if self.cse_flip and self.g.lo[b] < 0:
+                        pb = self.flip_of(b)
+                    new = self.add_adder(pa, 1, pb, s, d)
+                    new_off = self.g.lo[pa] - self.g.lo[a] + s * (self.g.lo[pb] - self.g.lo[b] << d)
+                    self.offset[new] = new_off + self.offset.get(a, 0) + s * (self.offset.get(b, 0) << d)
                 for t1, t2 in hits:
                     g, g2 = col.pop(t1), col.pop(t2)
+                    self.adj[c] -= g * new_off << t1[1]
                     for sig, sh in (t1, t2):
                         idx[sig].discard(sh)
                         if not idx[sig]:
@@ -361,7 +459,7 @@ class _Planner:
 
     # -- output trees -------------------------------------------------------------------------------
 
-    def tree(self, col: dict, levels: int, build: bool, split: bool = False):
+    def tree(self, col: dict, levels: int, build: bool, split: bool = False, flip: bool = False, pair: bool = False):
         """Sum one column's terms two at a time; return ``(output, LUT cost, depth)``.
 
         Terms are joined in the order of (depth // ``levels``, top bit): ``levels`` 1 joins the two
@@ -370,11 +468,16 @@ class _Planner:
         magnitudes: the fewest adder bits, and deep). ``split`` sums the added and the subtracted
         terms apart and subtracts once at the end: sums of non-negative terms stay non-negative,
         so they need no sign extension and their adders only cover where both operands have bits
-        (:func:`_lut_cost`). Orders use interval ranges, so the cost found without ``build`` is the
+        (:func:`_lut_cost`). ``flip`` makes the signed terms non-negative as well (their top bits
+        inverted, :meth:`add_flip`) and moves the offsets into the column's constant: a signed
+        operand extends its sign over the whole sum, a non-negative one only costs where both
+        operands have bits. ``pair`` joins the first term in that order with the partner, of the
+        terms ready as early, that makes the cheapest adder. Orders use interval ranges, so the cost found without ``build`` is the
         shape ``build`` then makes (its adders get exact ranges)."""
         g = self.g
         n = [0]
         cost = [0]
+        flipped = set()  # the terms with inverted top bits
 
         def item(lo, hi, depth, sh, sign, sig):
             n[0] += 1
@@ -396,23 +499,76 @@ class _Planner:
             ra = (lo1, hi1) if sp > 0 else (-hi1, -lo1)
             rb = (lo2 << d, hi2 << d) if sq > 0 else (-(hi2 << d), -(lo2 << d))
             lo, hi = ra[0] + rb[0], ra[1] + rb[1]
-            cost[0] += _lut_cost(lo1, hi1, lo2, hi2, d, sp, sq, lo, hi)
+            cost[0] += _lut_cost(lo1, hi1, lo2, hi2, d, sp, sq, lo, hi) + FLIP_LUTS * ((t1[3] in flipped) + (t2[3] in flipped))
             new = self.add_adder(a, sp, b, sq, d) if build else None
             return item(lo, hi, 1 + max(d1, d2), s1, sign, new)
+
+        def partner(t1, heap):
+            """The index of the term whose adder with ``t1`` is the cheapest, of those ready as
+            early as ``t1`` if any."""
+            best, best_c = -1, None
+            c0, top1, sh1, lo1, g1 = t1[0], t1[1], t1[2], t1[4], t1[7]
+            for j, u in enumerate(heap):
+                if u[0] != c0 and best_c is not None and best_c[0] == 0:
+                    continue
+                if g1 == u[7] and lo1 >= 0 and u[4] >= 0:
+                    # Non-negative terms added: from the higher shift up to the lower top bit.
+                    c = min(top1, u[1]) - max(sh1, u[2])
+                else:
+                    (_, _, s1, _, lo_a, hi_a, *_), (_, _, s2, _, lo_b, hi_b, *_) = sorted([t1, u], key=lambda t: (t[2], t[3]))
+                    d, sq = s2 - s1, g1 * u[7]
+                    rb = (lo_b << d, hi_b << d) if sq > 0 else (-(hi_b << d), -(lo_b << d))
+                    c = _lut_cost(lo_a, hi_a, lo_b, hi_b, d, 1, sq, lo_a + rb[0], hi_a + rb[1])
+                c = (u[0] != c0, c)
+                if best_c is None or c < best_c:
+                    best, best_c = j, c
+            return best
 
         def reduce(heap, others):
             heapq.heapify(heap)
             positive = sum(1 for t in heap if t[-2] > 0) + others
             while len(heap) > 1:
                 t1 = heapq.heappop(heap)
-                t2 = heapq.heappop(heap)
+                if not pair:
+                    t2 = heapq.heappop(heap)
+                else:
+                    j = partner(t1, heap)
+                    t2 = heap[j]
+                    heap[j] = heap[-1]
+                    heap.pop()
+                    heapq.heapify(heap)
                 positive -= (t1[-2] > 0) + (t2[-2] > 0)
                 t = join(t1, t2, positive)
                 positive += t[-2] > 0
                 heapq.heappush(heap, t)
             return heap
 
-        terms = [item(g.lo[sig], g.hi[sig], g.depth[sig], sh, sign, sig) for (sig, sh), sign in col.items()]
+        terms = []
+        off = 0
+        consts = []
+        for (sig, sh), sign in col.items():
+            lo, hi = g.lo[sig], g.hi[sig]
+            if flip and self.is_const(sig):
+                consts.append(sign * lo << sh)
+                continue
+            if flip and lo < 0:
+                top = 1 << (_bits(lo, hi)[0] - 1)
+                off += sign * top << sh
+                lo, hi = lo + top, hi + top
+                source = sig < g.n_sources
+                if build:
+                    sig = self.flip_of(sig)
+                terms.append(item(lo, hi, g.depth[sig], sh, sign, sig))
+                if source:
+                    flipped.add(terms[-1][3])
+                continue
+            terms.append(item(lo, hi, g.depth[sig], sh, sign, sig))
+        if flip:
+            c = sum(consts) - off
+            if c:
+                tz = (abs(c) & -abs(c)).bit_length() - 1
+                v = abs(c) >> tz
+                terms.append(item(v, v, 0, tz, 1 if c > 0 else -1, self.add_late_const(v) if build else None))
         if split:
             pos = [t for t in terms if t[-2] > 0]
             neg = [t for t in terms if t[-2] < 0]
@@ -430,6 +586,17 @@ class _Planner:
         of ``adder_levels`` when given, so the layer keeps its number of pipeline stages."""
         deep = [self.tree(col, 1, False) if col else None for col in self.cols]
         limit = max((t[2] for t in deep if t is not None), default=0)
+        if self.offset_only:
+            # A constant that only takes back the offsets of shared patterns is one more term: if
+            # that costs a pipeline stage, the caller plans again without those offsets.
+            ref = max(
+                (self.tree({t: v for t, v in col.items() if t != self.offset_only[o]}, 1, False)[2] if o in self.offset_only else t[2]
+                 for o, (col, t) in enumerate(zip(self.cols, deep)) if t is not None),
+                default=0,
+            )  # fmt: skip
+            levels = adder_levels or 1
+            if -(-limit // levels) > max(1, -(-ref // levels)):
+                raise _Deeper
         if adder_levels:
             # Levels up to the next register are free: the stage count is ceil(depth / levels).
             limit = max(1, -(-limit // adder_levels)) * adder_levels
@@ -437,13 +604,17 @@ class _Planner:
             if t is None:
                 self.g.outputs.append(None)
                 continue
-            best, bits = (1, False), t[1]
-            for order in TREE_ORDERS:
-                _, b, depth = self.tree(col, order[0], False, order[1])
+            best, bits = (1, False, False, False), t[1]
+            # Inverted top bits only change columns with signed terms, and there (besides the
+            # least-depth tree) they are about always the cheaper: tried alone, in half the time.
+            signed = any(self.g.lo[sig] < 0 and not self.is_const(sig) for sig, _ in col)
+            for levels, split, pair in TREE_ORDERS:
+                if pair and len(col) > PAIR_TERMS:
+                    continue
+                _, b, depth = self.tree(col, levels, False, split, signed, pair)
                 if depth <= limit and b < bits:
-                    best, bits = order, b
-            levels, split = best
-            self.g.outputs.append(self.tree(col, levels, True, split)[0])
+                    best, bits = (levels, split, signed, pair), b
+            self.g.outputs.append(self.tree(col, best[0], True, *best[1:])[0])
 
 
 def plan_adder_graph(
@@ -471,11 +642,17 @@ def plan_adder_graph(
     ).hexdigest()
     if key in _CACHE:
         return _CACHE[key]
-    g = _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, False)
+    def plan(offset):
+        try:
+            return _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset)
+        except _Deeper:
+            return _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_flip=False)
+
+    g = plan(False)
     total_digits = sum(len(csd(v)) for v in w.ravel() if v)
     if any(lo < 0 for lo in in_lo) and total_digits <= OFFSET_DIGITS:
         # Signed lanes in offset binary as well: kept when that needs fewer LUTs, no more stages.
-        alt = _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, True)
+        alt = plan(True)
         levels = adder_levels or 1
         if alt.lut_cost() < g.lut_cost() and -(-alt.max_depth // levels) <= -(-g.max_depth // levels):
             g = alt
@@ -485,7 +662,11 @@ def plan_adder_graph(
     return g
 
 
-def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset) -> AdderGraph:
+class _Deeper(Exception):
+    """The plan needs one pipeline stage more than it would without offsets in shared patterns."""
+
+
+def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_flip=True) -> AdderGraph:
     n_in, n_out = w.shape
     g = AdderGraph()
     total_digits = sum(len(csd(v)) for v in w.ravel() if v)
@@ -550,13 +731,10 @@ def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset) -> Ad
                 for sh, sg in csd(col_w[o]):
                     pl.cols[o][(s, sh + k)] = sg
                 const_off[o] -= col_w[o] * off << k
-    # Constants are sources too (numbered before any adder) but join the sums only after sharing.
-    consts = []
-    for o in range(n_out):
-        c = const_off[o] + (int(np.asarray(bias)[o]) if bias is not None else 0)
-        if c:
-            tz = (c & -c).bit_length() - 1
-            consts.append((o, pl.add_source(("const", c >> tz), c >> tz, c >> tz), tz))
+    # Constants join the sums only after sharing, which moves the offsets of inverted top bits
+    # into them (:func:`_hoist_constants` numbers them with the sources).
+    pl.cse_flip = CSE_FLIP and cse_flip
+    adj_of: dict = {}
     if cse and block is not None:
         full = pl.cols
         parts: dict = {}
@@ -567,15 +745,45 @@ def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset) -> Ad
         pl.cols = [parts[k] for k in keys]
         pl.cse()
         merged = [dict() for _ in range(n_out)]
-        for (o, _), col in zip(keys, pl.cols):
+        for (o, _), col, adj in zip(keys, pl.cols, pl.adj):
             merged[o].update(col)
+            const_off[o] += adj
+            adj_of[o] = adj_of.get(o, 0) + adj
         pl.cols = merged
     elif cse:
         pl.cse()
-    for o, cs, tz in consts:
-        pl.cols[o][(cs, tz)] = 1
+        const_off = [c + adj for c, adj in zip(const_off, pl.adj)]
+    for o in range(n_out):
+        c = const_off[o] + (int(np.asarray(bias)[o]) if bias is not None else 0)
+        if c:
+            tz = (c & -c).bit_length() - 1
+            pl.cols[o][(pl.const(c >> tz), tz)] = 1
+            if c == (pl.adj[o] if cse and block is None else adj_of.get(o, 0)):
+                pl.offset_only[o] = (pl.const_sig, tz)
     pl.trees(adder_levels)
+    _hoist_constants(g)
     return g
+
+
+def _hoist_constants(g: AdderGraph):
+    """Number the constants the output trees made (:meth:`_Planner.add_late_const`) with the
+    sources, before every adder, and drop the constants nothing reads any more."""
+    n = g.n_sources
+    used = {s for ref in g.outputs if ref is not None for s in (ref[0],)}
+    for a in g.adders:
+        if not isinstance(a[0], str):
+            used.update((a[0], a[2]))
+    late = {n + k for k, a in enumerate(g.adders) if isinstance(a[0], str)}
+    keep = [s for s in range(n) if g.sources[s][0] != "const" or s in used]
+    keep += [s for s in sorted(late) if s in used]
+    keep += [n + k for k, a in enumerate(g.adders) if not isinstance(a[0], str)]
+    new = {old: i for i, old in enumerate(keep)}
+    sources = [g.sources[s] if s < n else ("const", g.lo[s]) for s in keep if s < n or s in late]
+    adders = [g.adders[s - n] for s in keep if s >= n and s not in late]
+    g.adders = [(new[p], sp, new[q], sq, d) for p, sp, q, sq, d in adders]
+    g.sources = sources
+    g.outputs = [None if ref is None else (new[ref[0]], *ref[1:]) for ref in g.outputs]
+    g.lo, g.hi, g.depth = ([v[s] for s in keep] for v in (g.lo, g.hi, g.depth))
 
 
 _CACHE: dict = {}
