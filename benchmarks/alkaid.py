@@ -115,10 +115,11 @@ def bench(name: str, levels: int, args, work: Path) -> dict:
     res["golden_exact"] = bool(np.array_equal(design.predict(x).astype(np.float32), ref.astype(np.float32)))
     if levels == first_levels(args):
         res.update(speed(name, path, design, model, args, mdir))
-    alk = alkaid_rtl(path, design.latency - 1, mdir / "alkaid")
+    # Keyed by the stage count: a planner change may change rtlgen's latency, and so alkaid's.
+    alk = alkaid_rtl(path, design.latency - 1, mdir / f"alkaid{design.latency - 1}")
     res["alkaid_cycles"], res["alkaid_exact"] = alk["cycles"], alk["exact"]
     if not args.no_sim:
-        sim = cached(mdir / "cache.json", "sim", lambda: design.simulate(x[: args.vectors], work_dir=mdir / "sim"))
+        sim = cached(mdir / "cache.json", f"sim-{rtlgen_key(design)}-{args.vectors}", lambda: design.simulate(x[: args.vectors], work_dir=mdir / "sim"))
         res["rtl_exact"] = bool(sim["passed"] and sim["mismatches"] == 0)
     if not args.no_synth:
         from rtlgen.synth import synthesize
@@ -127,7 +128,7 @@ def bench(name: str, levels: int, args, work: Path) -> dict:
         r = cached(mdir / "cache.json", f"synth-rtlgen-{args.target}-{rtlgen_key(design)}",
                    lambda: {k: v for k, v in design.synthesize(target=args.target, work_dir=mdir / "synth_rtlgen").items() if k in keys})  # fmt: skip
         res.update({f"rtlgen_{k}": r[k] for k in keys})
-        r = cached(mdir / "cache.json", f"synth-alkaid-{args.target}",
+        r = cached(mdir / "cache.json", f"synth-alkaid-{args.target}-{design.latency - 1}",
                    lambda: {k: v for k, v in synthesize(alk["files"], "model", target=args.target, workdir=mdir / "synth_alkaid").items() if k in keys})  # fmt: skip
         res.update({f"alkaid_{k}": r[k] for k in keys})
     print(json.dumps(res), flush=True)
