@@ -25,10 +25,11 @@ import numpy as np
 from .errors import DesignError
 from .ir import Conv, Dense, Gather, Graph, Pool, Reshape
 from .ir.ops.recurrent import GRU, LSTM, Recurrent
+from .plan.adders import csd_digits as _csd_digits
 from .plan.recurrent import cell_graphs
 from .plan.reuse import conv_reuse_plan, reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
 
-__all__ = ["LayerCost", "estimate", "check_size", "FAR_BEYOND", "MAX_LAYERS"]
+__all__ = ["LayerCost", "estimate", "check_size", "far_beyond", "FAR_BEYOND", "MAX_LAYERS"]
 
 # A design this many times larger than the largest part of the family is refused (unless forced).
 FAR_BEYOND = 2.0
@@ -67,12 +68,6 @@ class LayerCost:
     # Multipliers that do not fit the DSPs become logic of about this many LUTs each.
     lut_per_mult: int = 0
     ff: int = 0
-
-
-def _csd_digits(w: np.ndarray) -> int:
-    """Non-zero canonical-signed-digit digits of every weight (the constant multipliers' adders)."""
-    a = np.abs(np.asarray(w, dtype=np.int64)).ravel()
-    return int(np.bitwise_count(((3 * a) ^ a) >> 1).sum())
 
 
 def _weighted(node, graph, io_type: str, reuse: int | None = None) -> LayerCost:
@@ -260,6 +255,15 @@ def _fitting_recurrent_reuse(node, graph, lut_budget: float, dsp_budget: float) 
         if c.dsp <= dsp_budget and c.lut <= lut_budget:
             return r
     return None
+
+
+def far_beyond(graph: Graph, config, *, factor: float = FAR_BEYOND) -> bool:
+    """Whether :func:`check_size` refuses the design. The passes ask before planning adder graphs
+    (minutes for a large layer), so that a design the guard refuses is refused in seconds."""
+    if len(graph.nodes) > MAX_LAYERS:
+        return True
+    _, part = _family(config)
+    return _lut_equivalent(estimate(graph, config.io_type), part.dsp) > factor * part.lut
 
 
 def check_size(graph: Graph, config, *, factor: float = FAR_BEYOND) -> list[LayerCost]:
