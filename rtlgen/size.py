@@ -11,8 +11,8 @@ gathers are wires (registers when io_stream collects a whole tensor); a recurren
 cell once per time step (unrolled) or once (reused), see :func:`_recurrent`; other layers about
 one LUT per output bit. It is meant to tell millions from thousands within a second, not to replace
 synthesis: on the calibration designs of ``benchmarks/size_guard.py`` (dense and convolutional,
-io_parallel and io_stream, reuse 1 and above, an LSTM in both schedules) LUTs and flip-flops are
-within 1.5x of Yosys (xc7), and ``tests/test_size.py`` keeps them there.
+io_parallel and io_stream, reuse 1 and above, an LSTM and a GRU in both schedules, a SimpleRNN)
+LUTs and flip-flops are within 1.5x of Yosys (xc7), and ``tests/test_size.py`` keeps them there.
 """
 
 from __future__ import annotations
