@@ -21,7 +21,9 @@ size model's estimate beside the counts; ``--table`` prints the model against th
     lstm unrolled, 20 steps of 6x16   574,709 / 594,661  272,213 / 311,840  960 / 960           0.97  0.87  1.00
     gru unrolled, 3 steps of 4x8       24,388 / 23,174    12,628 / 11,310    72 / 64             1.05  1.12  1.13
     gru reused 6, 3 steps of 4x8        1,760 /  1,500     1,960 / 2,141     88 / 88             1.17  0.92  1.00
+    gru reset before, unrolled, ...    24,388 / 23,437    13,780 / 11,218    72 / 56             1.04  1.23  1.29
     gru reset before, reused 6, ...     1,760 /  1,752     2,344 / 2,496     88 / 88             1.00  0.94  1.00
+    simplernn unrolled, 3 steps of 4x16 24,003 / 25,735  11,989 / 11,721     0 / 0              0.93  1.02  -
     simplernn reused 5, 3 steps of 4x16 7,238 /  7,254     1,472 / 1,484     64 / 64             1.00  0.99  1.00
 
 The LSTM, GRU and SimpleRNN rows are the full ``synth_xilinx`` with DSPs of rtlgen.synth
@@ -30,8 +32,8 @@ The LSTM, GRU and SimpleRNN rows are the full ``synth_xilinx`` with DSPs of rtlg
 no zero first step) is 26,072 LUTs, 13,931 FFs, 48 DSPs, 24 BRAM36, from which the recurrent
 coefficients were fitted. The unrolled LSTM rows predate the activation tables' window (each lookup
 now clamps its index: about 28 LUTs more, measured on the reused LSTM and the GRUs). The GRUs
-and the SimpleRNN have random weights (``_keras_rnn``); the SimpleRNN's table is logic, not a block
-RAM (its cast to the state sits between the table and the register).
+and the SimpleRNN have random weights (``_keras_rnn``); the reused SimpleRNN's table is logic, not a
+block RAM (its cast to the state sits between the table and the register).
 
 Before the fit the LUT estimates were 2.2x (dense parallel), 2.1x and 2.2x (conv io_stream) and
 2.6x (conv io_parallel) too high, the DSPs of the reusing convolution 2.6x, and flip-flops were not
@@ -249,7 +251,9 @@ YOSYS = {
     "lstm reused 20, 20 steps of 6x16": {"lut": 5195, "ff": 6675, "dsp": 176},
     "gru unrolled, 3 steps of 4x8": {"lut": 23174, "ff": 11310, "dsp": 64},
     "gru reused 6, 3 steps of 4x8": {"lut": 1500, "ff": 2141, "dsp": 88},
+    "gru reset before, unrolled, 3 steps of 4x8": {"lut": 23437, "ff": 11218, "dsp": 56},
     "gru reset before, reused 6, 3 steps of 4x8": {"lut": 1752, "ff": 2496, "dsp": 88},
+    "simplernn unrolled, 3 steps of 4x16": {"lut": 25735, "ff": 11721, "dsp": 0},
     "simplernn reused 5, 3 steps of 4x16": {"lut": 7254, "ff": 1484, "dsp": 64},
     # --calibrate's flow (per module, not flattened: the flattened run needs ~100 GB): the cell's
     # tables are ROMs of logic, not block RAM, and the first cell's zero state is not folded.

@@ -54,8 +54,8 @@ RNN_LOOKUP_LUT = 48
 RNN_PRODUCT_LUT = 4
 RNN_SHARED_LUT = 8
 RNN_ACC_VALUES = 1
-# A SimpleRNN's table feeds the cast to the state, not a register, so Yosys builds it as logic
-# instead of a block RAM: about this many table bits per LUT.
+# A reused SimpleRNN's table feeds the cast to the state, not a register, so Yosys builds it as
+# logic instead of a block RAM (unrolled, it is a block RAM): about this many table bits per LUT.
 RNN_ROM_BITS = 44
 
 
@@ -136,8 +136,8 @@ def _recurrent(node, graph, schedule: str | None = None, reuse: int | None = Non
     ff = cells * (_stage_values(op) * u * op.accum.width + state)
     lookups = {LSTM: 5, GRU: 3}.get(type(op), 1) * u
     lut = cells * (lookups * RNN_LOOKUP_LUT + op.cell_multipliers() * RNN_PRODUCT_LUT)
-    if isinstance(op, SimpleRNN) and op.activation.get("kind") == "lut":
-        lut += cells * u * len(op.activation["table"]) * op.table.width / RNN_ROM_BITS
+    if isinstance(op, SimpleRNN) and op.activation.get("kind") == "lut" and schedule == "reused":
+        lut += u * len(op.activation["table"]) * op.table.width / RNN_ROM_BITS
     dsp = cells * op.cell_multipliers()
     if r == 1:
         full = _csd_digits(w)
