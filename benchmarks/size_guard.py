@@ -16,13 +16,24 @@ size model's estimate beside the counts; ``--table`` prints the model against th
     dense reuse 16, 64-64-10            5,112 /  4,026     3,756 / 4,368    296 / 296            1.27  0.86  1.00
     conv2d io_parallel 1x6x6           18,669 / 13,632     6,908 / 5,733      0 / 0              1.37  1.20  -
     conv1d io_stream 4x32               5,235 /  5,220     3,268 / 2,959      0 / 0              1.00  1.10  -
-    lstm unrolled, 2 steps of 6x16     40,497 / 37,755    21,989 / 21,086    96 / 80             1.07  1.04  1.20
-    lstm reused 20, 20 steps of 6x16    2,816 /  2,927     6,336 / 6,643    176 / 176            0.96  0.95  1.00
-    lstm unrolled, 20 steps of 6x16   529,909 / 594,661  272,213 / 311,840  960 / 960           0.89  0.87  1.00
+    lstm unrolled, 2 steps of 6x16     44,977 / 37,755    21,989 / 21,086    96 / 80             1.19  1.04  1.20
+    lstm reused 20, 20 steps of 6x16    5,056 /  5,195     6,336 / 6,675    176 / 176            0.97  0.95  1.00
+    lstm unrolled, 20 steps of 6x16   574,709 / 594,661  272,213 / 311,840  960 / 960           0.97  0.87  1.00
+    gru unrolled, 3 steps of 4x8       24,388 / 23,174    12,628 / 11,310    72 / 64             1.05  1.12  1.13
+    gru reused 6, 3 steps of 4x8        1,760 /  1,500     1,960 / 2,141     88 / 88             1.17  0.92  1.00
+    gru reset before, unrolled, ...    24,388 / 23,437    13,780 / 11,218    72 / 56             1.04  1.23  1.29
+    gru reset before, reused 6, ...     1,760 /  1,752     2,344 / 2,496     88 / 88             1.00  0.94  1.00
+    simplernn unrolled, 3 steps of 4x16 24,003 / 25,735  11,989 / 11,721     0 / 0              0.93  1.02  -
+    simplernn reused 5, 3 steps of 4x16 7,238 /  7,254     1,472 / 1,484     64 / 64             1.00  0.99  1.00
 
-The first two LSTM rows are the full ``synth_xilinx`` with DSPs of rtlgen.synth (benchmarks/recurrent_schedules.py
-``--dsp``), the third ``--calibrate``'s (7 minutes, 3 GB); the unrolled cell alone (general state, no zero first step) is 26,072 LUTs, 13,931 FFs,
-48 DSPs, 24 BRAM36, from which the recurrent coefficients were fitted.
+The LSTM, GRU and SimpleRNN rows are the full ``synth_xilinx`` with DSPs of rtlgen.synth
+(``Design.synthesize``; benchmarks/recurrent_schedules.py ``--dsp`` for the LSTM), except the
+20-step unrolled LSTM, ``--calibrate``'s (7 minutes, 3 GB); the unrolled cell alone (general state,
+no zero first step) is 26,072 LUTs, 13,931 FFs, 48 DSPs, 24 BRAM36, from which the recurrent
+coefficients were fitted. The unrolled LSTM rows predate the activation tables' window (each lookup
+now clamps its index: about 28 LUTs more, measured on the reused LSTM and the GRUs). The GRUs
+and the SimpleRNN have random weights (``_keras_rnn``); the reused SimpleRNN's table is logic, not a
+block RAM (its cast to the state sits between the table and the register).
 
 Before the fit the LUT estimates were 2.2x (dense parallel), 2.1x and 2.2x (conv io_stream) and
 2.6x (conv io_parallel) too high, the DSPs of the reusing convolution 2.6x, and flip-flops were not
@@ -136,6 +147,18 @@ def _published_lstm(steps):
     return mod.lstm_only(Path(tempfile.mkdtemp(prefix="rtlgen-lstm-")), steps)
 
 
+def _keras_rnn(kind, units, steps, features, **kw):
+    """A Keras ``kind`` (GRU, SimpleRNN) with seeded random weights, alone in a model."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import numpy as np
+
+    model = keras.Sequential([keras.Input((steps, features)), getattr(keras.layers, kind)(units, name="rnn", **kw)])
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.uniform(-0.6, 0.6, w.shape).astype("float32") for w in model.get_weights()])
+    return model
+
+
 # hls4ml's published models (the recurrent calibration designs read their LSTM).
 SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models"
 LSTM_CONFIG = {"Model": {"Precision": "fixed<16,6>"}}
@@ -154,6 +177,13 @@ CALIBRATION = {
     "lstm unrolled, 2 steps of 6x16": lambda: (_published_lstm(2), LSTM_CONFIG),
     "lstm unrolled, 20 steps of 6x16": lambda: (_published_lstm(20), LSTM_CONFIG),
     "lstm reused 20, 20 steps of 6x16": lambda: (_published_lstm(20), {**LSTM_CONFIG, "LayerType": {"LSTM": {"ReuseFactor": 20}}}),
+    "gru unrolled, 3 steps of 4x8": lambda: (_keras_rnn("GRU", 8, 3, 4), LSTM_CONFIG),
+    "gru reused 6, 3 steps of 4x8": lambda: (_keras_rnn("GRU", 8, 3, 4), {**LSTM_CONFIG, "Model": {**LSTM_CONFIG["Model"], "ReuseFactor": 6}}),
+    "gru reset before, unrolled, 3 steps of 4x8": lambda: (_keras_rnn("GRU", 8, 3, 4, reset_after=False), LSTM_CONFIG),
+    "gru reset before, reused 6, 3 steps of 4x8": lambda: (
+        _keras_rnn("GRU", 8, 3, 4, reset_after=False), {**LSTM_CONFIG, "Model": {**LSTM_CONFIG["Model"], "ReuseFactor": 6}}),
+    "simplernn unrolled, 3 steps of 4x16": lambda: (_keras_rnn("SimpleRNN", 16, 3, 4), LSTM_CONFIG),
+    "simplernn reused 5, 3 steps of 4x16": lambda: (_keras_rnn("SimpleRNN", 16, 3, 4), {**LSTM_CONFIG, "Model": {**LSTM_CONFIG["Model"], "ReuseFactor": 5}}),
 }
 
 
@@ -214,9 +244,17 @@ YOSYS = {
     "dense reuse 16, 64-64-10": {"lut": 4026, "ff": 4368, "dsp": 296},
     "conv2d io_parallel 1x6x6": {"lut": 13632, "ff": 5733, "dsp": 0},
     "conv1d io_stream 4x32": {"lut": 5220, "ff": 2959, "dsp": 0},
-    # Full synth_xilinx with DSPs (rtlgen.synth, benchmarks/recurrent_schedules.py --dsp), 2026-12.
+    # Full synth_xilinx with DSPs (rtlgen.synth, benchmarks/recurrent_schedules.py --dsp), 2026-12;
+    # the unrolled LSTM with the activation tables over the whole accumulator, the others with
+    # their tables' windows.
     "lstm unrolled, 2 steps of 6x16": {"lut": 37755, "ff": 21086, "dsp": 80},
-    "lstm reused 20, 20 steps of 6x16": {"lut": 2927, "ff": 6643, "dsp": 176},
+    "lstm reused 20, 20 steps of 6x16": {"lut": 5195, "ff": 6675, "dsp": 176},
+    "gru unrolled, 3 steps of 4x8": {"lut": 23174, "ff": 11310, "dsp": 64},
+    "gru reused 6, 3 steps of 4x8": {"lut": 1500, "ff": 2141, "dsp": 88},
+    "gru reset before, unrolled, 3 steps of 4x8": {"lut": 23437, "ff": 11218, "dsp": 56},
+    "gru reset before, reused 6, 3 steps of 4x8": {"lut": 1752, "ff": 2496, "dsp": 88},
+    "simplernn unrolled, 3 steps of 4x16": {"lut": 25735, "ff": 11721, "dsp": 0},
+    "simplernn reused 5, 3 steps of 4x16": {"lut": 7254, "ff": 1484, "dsp": 64},
     # --calibrate's flow (per module, not flattened: the flattened run needs ~100 GB): the cell's
     # tables are ROMs of logic, not block RAM, and the first cell's zero state is not folded.
     "lstm unrolled, 20 steps of 6x16": {"lut": 594661, "ff": 311840, "dsp": 960},

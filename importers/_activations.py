@@ -1,7 +1,8 @@
 """Activation functions and softmax, shared by the importers.
 
 Types follow hls4ml's configuration: an activation's output is its layer's ``result`` precision
-(the model default unless configured); lookup tables have ``TableSize`` entries (default 1024); a
+(the model default unless configured); lookup tables have ``TableSize`` entries (default 1024) over
+the window of their input where their worst-case error is smallest (inputs outside clamp); a
 softmax takes ``Strategy`` (stable, latency, argmax) and ``exp_table``/``inv_table`` precisions.
 The build reports each table's worst-case error against the float function.
 """
@@ -34,7 +35,9 @@ def build_activation(builder, precisions, name: str, x: str, function: str, para
     if function == "exponential":
         function = "exp"
     if FUNCTIONS.get(function) == "lut":
-        op = act.make_lut(function, src.type, out_type, table_size=precisions.table_size(name, layer_type), params=params or None)
+        # The window of the input with the smallest worst-case error, not the whole input: on a
+        # wide input type a saturating function gets fine buckets where it changes.
+        op = act.make_lut(function, src.type, out_type, table_size=precisions.table_size(name, layer_type), params=params or None, span="best")
         fits = "" if op.fit_error >= op.max_error else f" ({_up(op.fit_error)} where {function} stays within {out_type})"
         builder.graph.notes.append(f"{name}: {function} table of {len(op.table)} entries into {out_type}, worst-case error {_up(op.max_error)}{fits}")
     else:

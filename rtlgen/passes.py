@@ -10,11 +10,13 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+
 from .config import Config
 from .errors import ConfigError
 from .ir import Conv, Dense, Graph, Requant, Threshold
-from .ir.ops.recurrent import Recurrent
-from .plan.recurrent import schedule_costs
+from .ir.ops.recurrent import SCHEDULES, Recurrent
+from .plan.recurrent import cell_digits, cell_reuse, schedule_costs
 from .plan.reuse import reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
 
 __all__ = [
@@ -30,6 +32,19 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# An adder graph the hardware does not use (another schedule's or strategy's) is planned for a
+# note only up to this many non-zero CSD digits: planning takes seconds per 10,000 digits, and
+# minutes for a large layer.
+NOTE_PLAN_DIGITS = 10_000
+
+
+def _far_beyond(graph: Graph, config: Config) -> bool:
+    """Whether the size guard (:func:`rtlgen.size.check_size`) will refuse the design: its adder
+    graphs are then not planned here, so that the refusal comes in seconds."""
+    from .size import far_beyond
+
+    return far_beyond(graph, config)
 
 
 class Pass:
@@ -67,6 +82,7 @@ class ApplyReuse(Pass):
         self.check = check
 
     def run(self, graph):
+        recurrent = []
         for node in graph.nodes:
             op = node.op
             if isinstance(op, Conv):
@@ -91,12 +107,17 @@ class ApplyReuse(Pass):
                 )  # fmt: skip
                 op.strategy = self.config.strategy(node.name, "Dense")
             elif isinstance(op, Recurrent):
-                _recurrent_schedule(self.config, graph, node)
+                _recurrent_schedule(self.config, node)
+                recurrent.append(node)
         for node in graph.nodes:
             if hasattr(node.op, "adder_levels"):
                 levels = self.config.adder_levels(node.name, node.kind)
                 if levels is not None:
                     node.op.adder_levels = levels
+        # Once every layer's schedule is set: the size guard's verdict needs them all.
+        big = _far_beyond(graph, self.config) if recurrent else False
+        for node in recurrent:
+            _schedule_note(graph, node, big)
         return graph
 
     def _exact(self, graph, node, r, most, valid, shape, slowest, split) -> int:
@@ -119,23 +140,38 @@ class ApplyReuse(Pass):
         return near
 
 
-def _recurrent_schedule(config: Config, graph: Graph, node) -> None:
+def _recurrent_schedule(config: Config, node) -> None:
     """A recurrent layer is unrolled (one cell per time step) at reuse factor 1 with the latency
     strategy, and reuses one cell over the time steps at any reuse factor above 1 or with
-    ``Strategy: Resource``; the note gives both schedules' costs."""
+    ``Strategy: Resource``."""
     op = node.op
     r = config.reuse_factor(node.name, node.kind)
     op.reuse_factor = r
     op.schedule = "reused" if r > 1 or config.strategy(node.name, node.kind) == "resource" else "unrolled"
+
+
+def _schedule_note(graph: Graph, node, big: bool) -> None:
+    """The note with both schedules' costs. The cell's adder graph (reuse factor 1) is planned
+    when the chosen schedule uses it and the design is not ``big`` (beyond the size guard), or
+    when it is small; otherwise the latencies that depend on it are left out."""
+    op = node.op
     src = graph.tensors[node.inputs[0]]
     steps = op.steps_of(src)
-    costs = schedule_costs(op, src.type, steps)
+    digits = cell_digits(op)
+    plan = SCHEDULES if digits <= NOTE_PLAN_DIGITS or (not big and cell_reuse(op) == 1) else ()
+    costs = schedule_costs(op, src.type, steps, plan)
     parts = [
         f"{k} ({c['cells']} cell{'s' if c['cells'] > 1 else ''}): {c['multipliers']} multipliers, "
-        f"latency {c['latency']}, interval {c['interval']}"
+        f"latency {_or_unplanned(c['latency'])}, interval {_or_unplanned(c['interval'])}"
         for k, c in costs.items()
     ]
+    if any(c["latency"] is None for c in costs.values()):
+        parts.append(f"? needs the cell's adder graph ({digits:,} CSD digits) planned")
     graph.notes.append(f"{node.name}: {node.kind} over {steps} steps, {op.schedule} schedule; " + "; ".join(parts))
+
+
+def _or_unplanned(v) -> str:
+    return "?" if v is None else str(v)
 
 
 class InferValueSets(Pass):
@@ -187,28 +223,33 @@ class EstimateArithmetic(Pass):
     between the multiplier-free adder graph, DSP multipliers and time multiplexing is visible in
     the build output. The adder graph planned here is the one the hardware uses (cached)."""
 
-    # Layers with more non-zero CSD digits than this are estimated without planning the graph.
+    # Layers with more non-zero CSD digits than this are estimated without planning the graph
+    # (:data:`NOTE_PLAN_DIGITS` when the hardware does not use it or the size guard will refuse
+    # the design).
     PLAN_LIMIT = 400_000
 
     def __init__(self, config: Config):
         self.config = config
 
     def run(self, graph):
-        from .plan.adders import csd, lane_bounds, plan_adder_graph
+        from .plan.adders import csd_digits, lane_bounds, plan_adder_graph
 
+        big = any(isinstance(n.op, Dense) for n in graph.nodes) and _far_beyond(graph, self.config)
         for node in graph.nodes:
             op = node.op
             if not isinstance(op, Dense):
                 continue
+            latency = op.reuse_factor == 1 and op.strategy == "latency"
+            limit = self.PLAN_LIMIT if latency and not big else NOTE_PLAN_DIGITS
             src = graph.tensors[node.inputs[0]].type
             w = op.weight
-            nz = [int(v) for v in w.ravel() if v]
-            digits = sum(len(csd(v)) for v in nz)
-            n_mul = sum(1 for v in nz if abs(v) & (abs(v) - 1))
+            a = np.abs(np.asarray(w, dtype=np.int64))
+            nz, digits = int(np.count_nonzero(a)), csd_digits(a)
+            n_mul = int(np.count_nonzero(a & (a - 1)))
             parts = []
             if op.accum is not None and op.product_shift > 0:
-                parts.append(f"products rounded one by one: {len(nz)} constant products")
-            elif digits <= self.PLAN_LIMIT:
+                parts.append(f"products rounded one by one: {nz} constant products")
+            elif digits <= limit:
                 wt = w.astype(object) * (1 << -op.product_shift) if op.accum is not None and op.product_shift < 0 else w
                 lo, hi, values, steps = lane_bounds(src, op.n_in, op.in_values, op.in_ranges)
                 g = plan_adder_graph(wt, lo, hi, op.bias, values=values, steps=steps, adder_levels=op.adder_levels)
@@ -223,9 +264,9 @@ class EstimateArithmetic(Pass):
             for r in sorted({r for r in (op.n_in, 4 * op.n_in) if 1 < r <= op.n_in * op.n_out} | ({op.reuse_factor} - {1})):
                 k, s, c = reuse_plan(op.n_in, op.n_out, r)
                 parts.append(f"resource R={r}: {k * s} DSP, interval {c}")
-            chosen = "latency" if op.reuse_factor == 1 and op.strategy == "latency" else f"resource R={op.reuse_factor}"
+            chosen = "latency" if latency else f"resource R={op.reuse_factor}"
             graph.notes.append(
-                f"{node.name}: Dense {op.n_in}x{op.n_out} ({len(nz)} non-zero weights, {digits} CSD digits) "
+                f"{node.name}: Dense {op.n_in}x{op.n_out} ({nz} non-zero weights, {digits} CSD digits) "
                 f"[{chosen}] " + "; ".join(parts)
             )
         return graph

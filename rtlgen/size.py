@@ -11,8 +11,8 @@ gathers are wires (registers when io_stream collects a whole tensor); a recurren
 cell once per time step (unrolled) or once (reused), see :func:`_recurrent`; other layers about
 one LUT per output bit. It is meant to tell millions from thousands within a second, not to replace
 synthesis: on the calibration designs of ``benchmarks/size_guard.py`` (dense and convolutional,
-io_parallel and io_stream, reuse 1 and above, an LSTM in both schedules) LUTs and flip-flops are
-within 1.5x of Yosys (xc7), and ``tests/test_size.py`` keeps them there.
+io_parallel and io_stream, reuse 1 and above, an LSTM and a GRU in both schedules, a SimpleRNN)
+LUTs and flip-flops are within 1.5x of Yosys (xc7), and ``tests/test_size.py`` keeps them there.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ import numpy as np
 
 from .errors import DesignError
 from .ir import Conv, Dense, Gather, Graph, Pool, Reshape
-from .ir.ops.recurrent import GRU, LSTM, Recurrent
+from .ir.ops.recurrent import GRU, LSTM, Recurrent, SimpleRNN
+from .plan.adders import csd_digits as _csd_digits
 from .plan.recurrent import cell_graphs
 from .plan.reuse import conv_reuse_plan, reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
 
-__all__ = ["LayerCost", "estimate", "check_size", "FAR_BEYOND", "MAX_LAYERS"]
+__all__ = ["LayerCost", "estimate", "check_size", "far_beyond", "FAR_BEYOND", "MAX_LAYERS"]
 
 # A design this many times larger than the largest part of the family is refused (unless forced).
 FAR_BEYOND = 2.0
@@ -43,16 +44,19 @@ ADDER_LUT = 0.46
 # Pipeline registers of a fully parallel layer per LUT of its adders.
 PIPE_FF = 0.45
 # Recurrent layers (fitted to Yosys on the LSTM(16) of benchmarks/recurrent_schedules.py, both
-# schedules): the cell's adder graph and its pipeline registers against a dense layer's, LUTs per
-# activation lookup, per elementwise product and per shared multiplier, values per unit
-# registered between the cell's stages, and per gate output of the shared multipliers.
+# schedules, and small GRUs and SimpleRNNs): the cell's adder graph and its pipeline registers
+# against a dense layer's, LUTs per activation lookup (its window's clamp and index; the table a
+# block RAM), per elementwise product and per shared multiplier, values per unit registered
+# between the cell's stages, and per gate output of the shared multipliers.
 RNN_ADDER = 0.72
 RNN_PIPE = 1.08
-RNN_LOOKUP_LUT = 20
+RNN_LOOKUP_LUT = 48
 RNN_PRODUCT_LUT = 4
 RNN_SHARED_LUT = 8
-RNN_STAGE_VALUES = 6
 RNN_ACC_VALUES = 1
+# A reused SimpleRNN's table feeds the cast to the state, not a register, so Yosys builds it as
+# logic instead of a block RAM (unrolled, it is a block RAM): about this many table bits per LUT.
+RNN_ROM_BITS = 44
 
 
 @dataclass
@@ -67,12 +71,6 @@ class LayerCost:
     # Multipliers that do not fit the DSPs become logic of about this many LUTs each.
     lut_per_mult: int = 0
     ff: int = 0
-
-
-def _csd_digits(w: np.ndarray) -> int:
-    """Non-zero canonical-signed-digit digits of every weight (the constant multipliers' adders)."""
-    a = np.abs(np.asarray(w, dtype=np.int64)).ravel()
-    return int(np.bitwise_count(((3 * a) ^ a) >> 1).sum())
 
 
 def _weighted(node, graph, io_type: str, reuse: int | None = None) -> LayerCost:
@@ -135,9 +133,11 @@ def _recurrent(node, graph, schedule: str | None = None, reuse: int | None = Non
     # Registers between the cell's elementwise stages (a few values per unit, as wide as the
     # accumulator) and the new state (and cell state).
     state = u * (op.state.width + (op.cell.width if op.cell is not None else 0))
-    ff = cells * (RNN_STAGE_VALUES * u * op.accum.width + state)
+    ff = cells * (_stage_values(op) * u * op.accum.width + state)
     lookups = {LSTM: 5, GRU: 3}.get(type(op), 1) * u
     lut = cells * (lookups * RNN_LOOKUP_LUT + op.cell_multipliers() * RNN_PRODUCT_LUT)
+    if isinstance(op, SimpleRNN) and op.activation.get("kind") == "lut" and schedule == "reused":
+        lut += u * len(op.activation["table"]) * op.table.width / RNN_ROM_BITS
     dsp = cells * op.cell_multipliers()
     if r == 1:
         full = _csd_digits(w)
@@ -163,6 +163,15 @@ def _recurrent(node, graph, schedule: str | None = None, reuse: int | None = Non
     shape = f"{kind} {u} units over {steps} steps of {F}, {schedule} schedule"
     per_mult = max(op.table.width * op.state.width // 2, 1)
     return LayerCost(node.name, kind, math.ceil(lut), math.ceil(dsp), shape, per_mult, ff=math.ceil(ff))
+
+
+def _stage_values(op) -> int:
+    """Values per unit registered between the cell's elementwise stages (fitted): an LSTM's and a
+    GRU's gates and products; a GRU that resets before its recurrent product holds the state and
+    ``r * h`` over the second product's stages too; a SimpleRNN registers its new state only."""
+    if isinstance(op, SimpleRNN):
+        return 1
+    return 9 if isinstance(op, GRU) and not op.reset_after else 6
 
 
 def _held(node, graph) -> int:
@@ -260,6 +269,15 @@ def _fitting_recurrent_reuse(node, graph, lut_budget: float, dsp_budget: float) 
         if c.dsp <= dsp_budget and c.lut <= lut_budget:
             return r
     return None
+
+
+def far_beyond(graph: Graph, config, *, factor: float = FAR_BEYOND) -> bool:
+    """Whether :func:`check_size` refuses the design. The passes ask before planning adder graphs
+    (minutes for a large layer), so that a design the guard refuses is refused in seconds."""
+    if len(graph.nodes) > MAX_LAYERS:
+        return True
+    _, part = _family(config)
+    return _lut_equivalent(estimate(graph, config.io_type), part.dsp) > factor * part.lut
 
 
 def check_size(graph: Graph, config, *, factor: float = FAR_BEYOND) -> list[LayerCost]:

@@ -85,3 +85,46 @@ def test_size_guard_suggests_the_reused_schedule_for_a_huge_unrolled_lstm():
     fixed = _lstm(16, 1000, 4, {"LayerType": {"LSTM": {key: int(value) if key == "ReuseFactor" else value}}})
     assert fixed.graph.nodes[0].op.schedule == "reused"
     check_size(fixed.graph, fixed.config)
+
+
+@pytest.fixture
+def no_planning(monkeypatch):
+    """Planning any adder graph fails: it takes minutes for the layers below."""
+    import rtlgen.plan.adders as adders
+    import rtlgen.plan.recurrent as recurrent
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an adder graph was planned")
+
+    monkeypatch.setattr(adders, "plan_adder_graph", refuse)
+    monkeypatch.setattr(recurrent, "plan_adder_graph", refuse)
+
+
+def test_a_too_large_recurrent_model_is_refused_before_its_cell_is_planned(no_planning, tmp_path):
+    from rtlgen.errors import DesignError
+
+    design = _lstm(64, 20, 8)
+    note = next(n for n in design.graph.notes if "schedule" in n)
+    assert "unrolled (20 cells): 3840 multipliers, latency ?, interval 1" in note and "CSD digits) planned" in note
+    with pytest.raises(DesignError, match=r"LSTM 64 units over 20 steps of 8, unrolled schedule.*settings that fit: Strategy Resource"):
+        design.write(tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_reused_schedule_does_not_plan_a_large_unrolled_cell_for_its_note(no_planning):
+    design = _lstm(64, 20, 8, {"LayerType": {"LSTM": {"ReuseFactor": 4}}})
+    note = next(n for n in design.graph.notes if "schedule" in n)
+    assert "unrolled (20 cells): 3840 multipliers, latency ?, interval 1; reused (1 cell)" in note
+    design.check_size()
+
+
+def test_too_large_dense_layers_are_refused_before_they_are_planned(no_planning, tmp_path):
+    """Five layers under EstimateArithmetic's planning limit (about 147,000 CSD digits each),
+    together beyond the guard."""
+    from rtlgen.errors import DesignError
+    from rtlgen.examples import qonnx_mlp
+
+    design = rtlgen.convert(qonnx_mlp((320,) * 6, weight_bits=8, act_bits=8, input_bits=8, name="mlp"), {})
+    assert sum("latency: at most" in n for n in design.graph.notes) == 5
+    with pytest.raises(DesignError, match=r"\(Dense 320x320\) needs about .* at reuse factor 1 in io_parallel.*reuse factor 46"):
+        design.write(tmp_path / "out")

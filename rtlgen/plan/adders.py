@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["AdderGraph", "csd", "plan_adder_graph", "lut_estimate", "lane_bounds"]
+__all__ = ["AdderGraph", "csd", "csd_digits", "plan_adder_graph", "lut_estimate", "lane_bounds"]
 
 # Columns with more terms than this are shared within blocks of inputs of about this many terms.
 BLOCK_TERMS = 96
@@ -71,6 +71,13 @@ def csd(v: int) -> list[tuple[int, int]]:
         v >>= 1
         k += 1
     return out
+
+
+def csd_digits(w) -> int:
+    """Non-zero canonical-signed-digit digits of all of ``w`` (integers), without listing them:
+    the size of the adder graph before sharing, and what planning it costs."""
+    a = np.abs(np.asarray(w, dtype=np.int64)).ravel()
+    return int(np.bitwise_count(((3 * a) ^ a) >> 1).sum())
 
 
 def _lut_cost(plo, phi, qlo, qhi, d, sp, sq, lo, hi) -> int:

@@ -19,10 +19,10 @@ import numpy as np
 from rtlgen.fixed import FixedType
 from rtlgen.ir.ops.recurrent import GRU, LSTM
 
-from .adders import AdderGraph, plan_adder_graph
+from .adders import AdderGraph, csd_digits, plan_adder_graph
 from .reuse import reuse_plan
 
-__all__ = ["ADDER_LEVELS", "CellGraph", "cell_graphs", "cell_latency", "cell_reuse", "schedule_costs", "shared_multipliers"]
+__all__ = ["ADDER_LEVELS", "CellGraph", "cell_digits", "cell_graphs", "cell_latency", "cell_reuse", "schedule_costs", "shared_multipliers"]
 
 # Adder levels between the registers of a cell's adder graphs.
 ADDER_LEVELS = 3
@@ -99,13 +99,22 @@ def cell_reuse(op, schedule: str | None = None) -> int:
     return op.reuse_factor if (schedule or op.schedule) == "reused" else 1
 
 
-def cell_latency(op, in_type: FixedType, schedule: str | None = None) -> int:
+def cell_digits(op) -> int:
+    """Non-zero CSD digits of the cell's constant products: the size of its adder graphs before
+    sharing, and what planning them costs (a few seconds per 10,000 digits, growing faster)."""
+    return csd_digits(op.kernel) + csd_digits(op.recurrent_kernel)
+
+
+def cell_latency(op, in_type: FixedType, schedule: str | None = None, *, plan: bool = True) -> int | None:
     """Cycles of one pipelined cell in ``schedule`` (default the op's), from ``(x, state)`` to the
     registered new state: the products' stages, a register after the gate activations, and per op
-    the registers between its elementwise products (see :mod:`rtlgen.layers._recurrent`)."""
+    the registers between its elementwise products (see :mod:`rtlgen.layers._recurrent`).
+    Products on adder graphs have the depth of their plan: without ``plan``, ``None`` instead."""
     if op.lane_types is not None:
         return 1  # the per-lane cell is combinational, registered once per step
     r = cell_reuse(op, schedule)
+    if r == 1 and not plan:
+        return None
     g = [cg.stages(r) for cg in cell_graphs(op, in_type)]
     if isinstance(op, LSTM):
         return g[0] + 3  # activations | c = f c + i g | h = o act(c)
@@ -124,11 +133,15 @@ def shared_multipliers(op, in_type: FixedType, schedule: str | None = None) -> i
     return sum(a * b for a, b, _ in (cg.reuse(r) for cg in cell_graphs(op, in_type)))
 
 
-def schedule_costs(op, in_type: FixedType, steps: int) -> dict:
+def schedule_costs(op, in_type: FixedType, steps: int, plan=("unrolled", "reused")) -> dict:
     """Cells, multipliers, latency and interval of both schedules for ``steps`` time steps (the
-    reused one at the op's reuse factor)."""
+    reused one at the op's reuse factor). Adder graphs are planned for the schedules in ``plan``
+    only; the others' latency (and a reused schedule's interval) is ``None`` when it needs them."""
     out = {}
     for schedule in ("unrolled", "reused"):
-        c = op.schedule_costs(steps, cell_latency(op, in_type, schedule))[schedule]
+        lat = cell_latency(op, in_type, schedule, plan=schedule in plan)
+        c = op.schedule_costs(steps, lat or 1)[schedule]
+        if lat is None:
+            c = {**c, "latency": None, "interval": None if schedule == "reused" else c["interval"]}
         out[schedule] = {**c, "multipliers": c["multipliers"] + shared_multipliers(op, in_type, schedule)}
     return out
