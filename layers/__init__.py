@@ -153,11 +153,20 @@ class Network(wiring.Component):
                 readers.setdefault(t, []).append((port, slack, f"{node.name}_in{k}"))
         readers.setdefault(g.outputs[0], []).append((wiring.flipped(self.o), 0, "out"))
         producers = {g.inputs[0]: wiring.flipped(self.i)}
-        for name, layer in self.layers:
-            m.submodules[name] = layer
+        runs = self._runs(platform, readers)
+        inner = {g.nodes[k].outputs[0] for run in runs for k in run[:-1]}  # tensors inside a run
+        chained = {k for run in runs for k in run}
+        for run in runs:
+            members = [(_ident(self.layers[k][0]), self.layers[k][1]) for k in run]
+            m.submodules[self.layers[run[-1]][0]] = platform.chain(members)
+        for k, (name, layer) in enumerate(self.layers):
+            if k not in chained:
+                m.submodules[name] = layer
         for node, (_, layer) in zip(g.nodes, self.layers):
             producers[node.outputs[0]] = layer.o
         for t, uses in readers.items():
+            if t in inner:
+                continue
             src = producers[t]
             tt = g.tensors[t]
             if len(uses) > 1:
@@ -176,6 +185,30 @@ class Network(wiring.Component):
                     s = fifo.o
                 wiring.connect(m, s, port)
         return m
+
+    def _runs(self, platform, readers) -> list[list[int]]:
+        """Runs of consecutive layers (indices) with text forms, each reading the one before it alone,
+        as :meth:`StreamNetwork._chains` finds them: each becomes one text module, so the vectors
+        between its layers are Verilog wires, which Amaranth would lower bit by bit."""
+        from ._verilog import TextModules
+
+        if not isinstance(platform, TextModules):
+            return []
+        g = self.graph
+        text = [len(node.inputs) == 1 and platform.text_form(layer) is not None for node, (_, layer) in zip(g.nodes, self.layers)]
+        made = {node.outputs[0]: k for k, node in enumerate(g.nodes)}
+        runs: list[list[int]] = []
+        for k, node in enumerate(g.nodes):
+            src = made.get(node.inputs[0])
+            if text[k] and src is not None and runs and runs[-1][-1] == src and len(readers[node.inputs[0]]) == 1:
+                runs[-1].append(k)
+            elif text[k]:
+                runs.append([k])
+        runs = [r for r in runs if len(r) > 1]
+        for r in runs:
+            for k in r:
+                self.layers[k][1]._MustUse__silence = True  # inside a text module: never elaborated
+        return runs
 
 
 def _fuse_relus(graph: Graph, layers: dict):
