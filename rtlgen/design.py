@@ -129,7 +129,7 @@ class Design:
         # per call); the core runs block by block, each block staying in its core's cache.
         g = self.graph
         y = golden.host_input(g, x)
-        real = golden.map_blocks(lambda b: golden.output_reals(g, self.predict_int(golden.input_mantissas(g, b))), y)
+        real = golden.map_blocks(lambda b: golden.output_reals(g, self.predict_int(golden.input_mantissas(g, b))), y, rows=golden.block_rows(g))
         return golden.host_output(g, real)
 
     def trace(self, x) -> dict:
