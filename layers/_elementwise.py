@@ -77,8 +77,7 @@ class _ElementwiseText:
     build time."""
 
     def verilog(self, name: str) -> str:
-        from ._recurrent_text import _Text
-        from ._verilog import stream_ports
+        from ._verilog import _Text, stream_ports
 
         t = _Text()
         wi, wo = self.in_type.width, self.out_type.width
@@ -139,7 +138,7 @@ class RequantLayer(_ElementwiseText, _Elementwise):
             return t.cast(x, self.in_type.frac, self.out_type)
         lt = self.lanes[k]
         if lt is None:
-            from ._recurrent_text import _lit
+            from ._verilog import _lit
 
             return _lit(0)
         return t.shl(t.cast(x, self.in_type.frac, lt), self.out_type.frac - lt.frac)

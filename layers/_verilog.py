@@ -16,9 +16,13 @@ import os
 import tempfile
 from pathlib import Path
 from types import SimpleNamespace
+from typing import TYPE_CHECKING, NamedTuple
 
 from amaranth.back import rtlil, verilog
 from amaranth.hdl import ClockSignal, Instance, Module, ResetSignal, Shape
+
+if TYPE_CHECKING:
+    from rtlgen.fixed import FixedType
 
 __all__ = ["TextModules", "to_verilog", "fifo_verilog", "amaranth_verilog"]
 
@@ -255,3 +259,110 @@ def signed_const(v: int) -> str:
     """``v`` as a signed Verilog literal as wide as it needs."""
     w = signed_width(v, v)
     return f"{w}'sh{v % (1 << w):x}"
+
+
+class _V(NamedTuple):
+    """A value: a signed wire (or literal) ``e`` of ``w`` bits holding an integer in ``[lo, hi]``."""
+
+    e: str
+    lo: int
+    hi: int
+    w: int
+
+
+def _lit(v: int) -> _V:
+    return _V(signed_const(v), v, v, signed_width(v, v))
+
+
+class _Text:
+    """Declarations, assignments and registers (loaded on the stall signal) of one module."""
+
+    def __init__(self):
+        self.decl: list[str] = []
+        self.body: list[str] = []
+        self.regs: list[str] = []
+        self.n = 0
+
+    def name(self, stem: str) -> str:
+        self.n += 1
+        return f"{stem}{self.n}"
+
+    def wire(self, expr: str, lo: int, hi: int, at_least: int = 1) -> _V:
+        w = max(signed_width(lo, hi), at_least)
+        nm = self.name("w")
+        self.decl.append(f"  wire signed [{w - 1}:0] {nm};")
+        self.body.append(f"  assign {nm} = {expr};")
+        return _V(nm, lo, hi, w)
+
+    def bits(self, expr: str, width: int, signed: bool) -> _V:
+        """A value from raw bits (a port slice), read as ``signed`` or not."""
+        lo, hi = (-(1 << (width - 1)), (1 << (width - 1)) - 1) if signed else (0, (1 << width) - 1)
+        return self.wire(expr if signed else f"{{1'b0, {expr}}}", lo, hi)
+
+    def reg(self, *groups):
+        """Every value of the groups registered once (literals pass through)."""
+        out = []
+        for vs in groups:
+            row = []
+            for v in vs:
+                if v.lo == v.hi and not v.e[0].isalpha():
+                    row.append(v)
+                    continue
+                nm = self.name("p")
+                self.decl.append(f"  reg signed [{v.w - 1}:0] {nm} = {v.w}'sd0;")
+                self.regs.append(f"      {nm} <= {v.e};")
+                row.append(_V(nm, v.lo, v.hi, v.w))
+            out.append(row)
+        return out
+
+    def add(self, a: _V, b: _V) -> _V:
+        return self.wire(f"{a.e} + {b.e}", a.lo + b.lo, a.hi + b.hi)
+
+    def sub(self, a: _V, b: _V) -> _V:
+        return self.wire(f"{a.e} - {b.e}", a.lo - b.hi, a.hi - b.lo)
+
+    def mul(self, a: _V, b: _V) -> _V:
+        p = [a.lo * b.lo, a.lo * b.hi, a.hi * b.lo, a.hi * b.hi]
+        return self.wire(f"{a.e} * {b.e}", min(p), max(p))
+
+    def shl(self, a: _V, k: int) -> _V:
+        return self.wire(f"{a.e} <<< {k}", a.lo << k, a.hi << k) if k > 0 else a
+
+    def align(self, v: _V, frac: int, to: int) -> _V:
+        return self.shl(v, to - frac)
+
+    def clamp(self, v: _V, lo: int | None, hi: int | None) -> _V:
+        """``v`` limited to ``[lo, hi]`` (None: no limit); comparisons that cannot hold are left out."""
+        e, nlo, nhi = v.e, v.lo, v.hi
+        if hi is not None and v.hi > hi:
+            e, nlo, nhi = f"{v.e} > {signed_const(hi)} ? {signed_const(hi)} : {e}", min(nlo, hi), hi
+        if lo is not None and v.lo < lo:
+            e, nlo, nhi = f"{v.e} < {signed_const(lo)} ? {signed_const(lo)} : ({e})", lo, max(nhi, lo)
+        return v if e == v.e else self.wire(e, nlo, nhi)
+
+    def cast(self, v: _V, frac: int, dst: FixedType) -> _V:
+        """:func:`rtlgen.layers.requantize` of ``v`` (``frac`` fractional bits) into ``dst``."""
+        shift = frac - dst.frac
+        if shift <= 0:
+            q = self.shl(v, -shift)
+        else:
+            # At least one bit above the dropped ones: the sign and the rounding read it.
+            p = v if v.w > shift and v.e[0].isalpha() else self.wire(v.e, v.lo, v.hi, shift + 1)
+            up = round_up_bit(p.e, p.w, shift, dst.rounding)
+            if up == "1'b0":
+                q = self.wire(f"{p.e} >>> {shift}", p.lo >> shift, p.hi >> shift)
+            else:
+                q = self.wire(f"({p.e} >>> {shift}) + $signed({{1'b0, {up}}})", p.lo >> shift, (p.hi >> shift) + 1)
+        lo, hi = dst.min_mantissa, dst.max_mantissa
+        if lo <= q.lo and q.hi <= hi:
+            return q
+        if dst.overflow == "WRAP":
+            if not q.e[0].isalpha() or q.w < dst.width:
+                q = self.wire(q.e, q.lo, q.hi, dst.width)
+            return self.bits(f"{q.e}[{dst.width - 1}:0]", dst.width, dst.signed)
+        if dst.overflow == "SAT_SYM" and dst.signed:
+            lo = -hi
+        if dst.overflow in ("SAT", "SAT_SYM"):
+            return self.clamp(q, lo, hi)
+        out = " | ".join(c for c, need in ((f"({q.e} < {signed_const(lo)})", q.lo < lo), (f"({q.e} > {signed_const(hi)})", q.hi > hi)) if need)
+        return self.wire(f"{out} ? 2'sd0 : {q.e}", min(max(q.lo, lo), 0), max(min(q.hi, hi), 0))  # SAT_ZERO
