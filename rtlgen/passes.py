@@ -23,6 +23,7 @@ __all__ = [
     "Pass",
     "CheckConfigNames",
     "ApplyReuse",
+    "FoldRounding",
     "InferValueSets",
     "EstimateArithmetic",
     "CheckParameterRanges",
@@ -174,6 +175,82 @@ def _or_unplanned(v) -> str:
     return "?" if v is None else str(v)
 
 
+class FoldRounding(Pass):
+    """Move a requantization's round-half-up into the bias of the dense layer before it.
+
+    ``round(y / 2**s) = floor((y + 2**(s-1)) / 2**s)``, and with a ReLU between them as well:
+    for ``y < 0`` both sides are 0, as ``y + 2**(s-1) < 2**s``. The requantization then only
+    drops bits (wires, no incrementer after the adder tree), and the half is one more constant
+    in the column's sum, where a bias usually is already. Per lane (HGQ2's heterogeneous
+    quantizers), only for an exact dense output (no hls4ml accumulator) read by the ReLU or the
+    requantization alone, and only when the shifted sums still fit their tensors' types. Values
+    are unchanged: the golden model and the hardware both compute the rewritten graph. The
+    requantization keeps its original rounding in ``attrs["rounding_folded"]`` for the error
+    bound and the reports.
+    """
+
+    _HALF = {"RND": 0, "RND_MIN_INF": -1}  # round half up: + 2**(s-1); half down: one less
+
+    def run(self, graph):
+        for node in graph.nodes:
+            if isinstance(node.op, Requant) and "rounding_folded" not in node.attrs:
+                self._fold(graph, node)
+        return graph
+
+    def _fold(self, graph, req):
+        chain = [req]
+        prod = graph.producer(req.inputs[0])
+        if prod is not None and type(prod.op).__name__ == "Relu":
+            chain.append(prod)
+            prod = graph.producer(prod.inputs[0])
+        if prod is None or not isinstance(prod.op, Dense) or prod.op.accum is not None:
+            return
+        dense = prod.op
+        for n in chain[1:] + [prod]:
+            t = n.outputs[0]
+            if t in graph.outputs or len(graph.consumers(t)) != 1:
+                return
+        src = graph.tensors[req.inputs[0]].type
+        mid = [graph.tensors[n.outputs[0]].type for n in chain[1:] + [prod]]
+        if any(t.frac != src.frac for t in mid):
+            return
+        op = req.op
+        types = op.lane_types() if op.lanes else [op.type] * dense.n_out
+        if len(types) != dense.n_out:
+            return
+        adds, new = [], []
+        for t in types:
+            s = src.frac - t.frac if t is not None else 0
+            if t is None or s < 1 or t.rounding not in self._HALF:
+                adds.append(0)
+                new.append(t)
+                continue
+            adds.append((1 << (s - 1)) + self._HALF[t.rounding])
+            new.append(t.with_modes(rounding="TRN"))
+        if not any(adds):
+            return
+        bias = np.zeros(dense.n_out, dtype=np.int64) if dense.bias is None else np.asarray(dense.bias)
+        folded = bias.astype(object) + np.array(adds, dtype=object)
+        # The shifted sums must still fit every tensor of the chain (their widths are the hardware's).
+        x = graph.tensors[prod.inputs[0]].type
+        xlo, xhi = np.full(dense.n_in, x.min_mantissa, dtype=object), np.full(dense.n_in, x.max_mantissa, dtype=object)
+        feed = graph.producer(prod.inputs[0])
+        if feed is not None and isinstance(feed.op, Requant) and feed.op.lanes and len(feed.op.lanes) == dense.n_in:
+            for i, r in enumerate(_lane_ranges(feed.op)):
+                if r is not None:
+                    xlo[i], xhi[i] = r[0], r[1]
+        w = np.asarray(dense.weight, dtype=object)
+        hi = np.where(w > 0, w * xhi[:, None], w * xlo[:, None]).sum(axis=0) + folded
+        lo = np.where(w > 0, w * xlo[:, None], w * xhi[:, None]).sum(axis=0) + folded
+        if any(int(v) > t.max_mantissa for v in hi for t in mid) or any(int(v) < mid[-1].min_mantissa for v in lo):
+            return
+        dense.bias = folded.astype(np.int64) if all(abs(int(v)) < 1 << 62 for v in folded) else folded
+        # Per-lane types even for one type: ``type`` keeps its rounding (the tensor's, which
+        # reports and generated configurations show, and what error bounds assume).
+        op.lanes = [None if t is None else str(t) for t in new]
+        req.attrs["rounding_folded"] = prod.name
+
+
 class InferValueSets(Pass):
     """Give each dense layer the value sets or ranges of its input lanes where the producer fixes them.
 
@@ -297,7 +374,7 @@ def default_passes(config: Config, *, reuse_check: bool = True, strict: bool = F
     parameters outside their configured types, :class:`CheckParameterRanges`)."""
     return [
         CheckConfigNames(config), CheckParameterRanges(strict=strict), ApplyReuse(config, check=reuse_check),
-        InferValueSets(), EstimateArithmetic(config),
+        FoldRounding(), InferValueSets(), EstimateArithmetic(config),
     ]  # fmt: skip
 
 

@@ -502,3 +502,34 @@ def test_offsets_of_shared_patterns_never_cost_a_stage(monkeypatch):
             adders._CACHE.clear()
             plain = plan_adder_graph(w, lo, hi, adder_levels=levels)
         assert -(-g.max_depth // levels) <= max(1, -(-plain.max_depth // levels))
+
+
+def test_minimal_signed_digit_forms():
+    """Every form :func:`msd` lists sums to the weight with as few digits as CSD, and CSD's own
+    form is among them."""
+    from rtlgen.plan.adders import msd
+
+    for v in range(-300, 301):
+        forms = msd(v)
+        assert tuple(sorted(csd(v))) in {tuple(sorted(f)) for f in forms}
+        for f in forms:
+            assert sum(s << k for k, s in f) == v and len(f) == len(csd(v))
+    assert len(msd(3)) == 2  # 4 - 1 and 2 + 1
+
+
+def test_other_digit_forms_share_more_and_keep_the_stages(monkeypatch):
+    """Weights with several minimal forms (3 = 2 + 1 = 4 - 1) take the one whose pairs other
+    columns have too: fewer LUTs, the same pipeline stages, the same integers."""
+    from rtlgen.plan import adders
+
+    rng = np.random.default_rng(3)
+    w = rng.choice([3, -3, 6, 5, 11, -13, 0], size=(20, 16))
+    lo, hi = [0] * 20, [255] * 20
+    x = rng.integers(0, 256, (300, 20))
+    g = plan_adder_graph(w, lo, hi, adder_levels=3)
+    monkeypatch.setattr(adders, "MSD", False)
+    adders._CACHE.clear()
+    canonical = plan_adder_graph(w, lo, hi, adder_levels=3)
+    assert g.lut_cost() < canonical.lut_cost()
+    assert -(-g.max_depth // 3) <= -(-canonical.max_depth // 3)
+    assert np.array_equal(g.evaluate(x).astype(np.int64), x @ w)

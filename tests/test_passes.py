@@ -13,13 +13,15 @@ import pytest
 from conftest import shared_model
 from rtlgen import golden
 from rtlgen.config import Config
+from rtlgen.fixed import FixedType
 from rtlgen.importers import from_keras, from_onnx
-from rtlgen.ir import Conv, Dense
+from rtlgen.ir import Conv, Dense, Graph, Node, Relu, Requant, Tensor
 from rtlgen.passes import (
     ApplyReuse,
     CheckConfigNames,
     CheckParameterRanges,
     EstimateArithmetic,
+    FoldRounding,
     InferValueSets,
     default_passes,
 )
@@ -40,7 +42,7 @@ def _run_each(graph, config, x):
         graph.verify()
         assert np.array_equal(_outputs(graph, x), y0), f"{p} changed the network's output"
         seen.append(type(p))
-    assert seen == [CheckConfigNames, CheckParameterRanges, ApplyReuse, InferValueSets, EstimateArithmetic]
+    assert seen == [CheckConfigNames, CheckParameterRanges, ApplyReuse, FoldRounding, InferValueSets, EstimateArithmetic]
     return graph
 
 
@@ -73,6 +75,63 @@ def test_heterogeneous_lanes_passes_keep_outputs():
     graph = from_keras(path)
     out = _run_each(graph, Config(), _inputs(graph))
     assert any(isinstance(n.op, Dense) and n.op.in_ranges for n in out.nodes)
+
+
+def _fold_graph(rounding, relu, lanes, bias):
+    """x (int<6>, 3 lanes) -> Dense -> [Relu] -> Requant dropping 1..3 bits with ``rounding``."""
+    src = FixedType(6, 6, True)
+    acc = FixedType(12, 9, True)
+    w = np.array([[1, -2, 3], [2, 1, -1], [-3, 1, 2]])
+    g = Graph("g")
+    g.tensors["x"] = Tensor("x", (3,), src)
+    g.tensors["y"] = Tensor("y", (3,), acc)
+    g.add_node(Node("d", Dense(w, None if bias is None else np.array(bias)), ["x"], ["y"]))
+    last = "y"
+    if relu:
+        g.tensors["r"] = Tensor("r", (3,), FixedType(11, 8, False))
+        g.add_node(Node("relu", Relu(), ["y"], ["r"]))
+        last = "r"
+    if lanes:
+        types = [str(FixedType(8, 8 - f, False, rounding)) for f in (2, 1, 0)]
+        op = Requant(FixedType(9, 7, True), types)
+    else:
+        op = Requant(FixedType(8, 7, True, rounding, "SAT"))
+    g.tensors["q"] = Tensor("q", (3,), op.type)
+    g.add_node(Node("q", op, [last], ["q"]))
+    g.inputs, g.outputs = ["x"], ["q"]
+    return g
+
+
+@pytest.mark.parametrize("rounding", ["RND", "RND_MIN_INF"])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("lanes", [True, False])
+def test_fold_rounding_exhaustive(rounding, relu, lanes):
+    """Rounding moved into the bias gives the same integers on every input (all 2**18 of them),
+    ties and the values just below zero included; the requantization then only truncates."""
+    g = _fold_graph(rounding, relu, lanes, [5, -7, 0])
+    v = np.arange(-32, 32)
+    x = np.stack(np.meshgrid(v, v, v, indexing="ij"), -1).reshape(-1, 3)
+    want = golden.run(g, x)
+    FoldRounding().run(g)
+    g.verify()
+    assert g.node("q").attrs["rounding_folded"] == "d"
+    assert not np.array_equal(g.node("d").op.bias, [5, -7, 0])
+    assert all(t.rounding == "TRN" for t in g.node("q").op.lane_types())
+    assert np.array_equal(golden.run(g, x), want)
+
+
+def test_fold_rounding_leaves_what_it_cannot_prove():
+    """Not folded: a dense output read twice, a rounding to even, or sums the half would overflow."""
+    g = _fold_graph("RND_CONV", True, False, None)
+    FoldRounding().run(g)
+    assert "rounding_folded" not in g.node("q").attrs
+    g = _fold_graph("RND", False, False, [2040, 0, 0])  # 2040 + 6 * 31 + 4 > the 12-bit sum type
+    FoldRounding().run(g)
+    assert "rounding_folded" not in g.node("q").attrs
+    g = _fold_graph("RND", True, False, None)
+    g.outputs.append("y")
+    FoldRounding().run(g)
+    assert "rounding_folded" not in g.node("q").attrs
 
 
 @pytest.mark.parametrize("reuse", [1, 4])

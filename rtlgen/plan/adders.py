@@ -30,6 +30,7 @@ component built from it is :class:`rtlgen.layers._adders.AdderGraphLayer`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import heapq
 from dataclasses import dataclass, field
@@ -71,6 +72,34 @@ def csd(v: int) -> list[tuple[int, int]]:
         v >>= 1
         k += 1
     return out
+
+
+# Weights are also planned in other minimal signed-digit forms (see _Planner.choose_digits);
+# passes over the weights that choose them.
+MSD = True
+MSD_ROUNDS = 2
+
+
+@functools.lru_cache(maxsize=4096)
+def msd(v: int) -> tuple:
+    """Every signed-digit form of ``v`` with as few non-zero digits as :func:`csd`'s, each as
+    ``((shift, sign), ...)`` by shift."""
+    best = len(csd(v))
+    out = set()
+
+    def rec(v, k, acc):
+        if len(acc) > best:
+            return
+        if v == 0:
+            out.add(tuple(acc))
+        elif v % 2 == 0:
+            rec(v // 2, k + 1, acc)
+        else:
+            for d in (1, -1):
+                rec((v - d) // 2, k + 1, acc + [(k, d)])
+
+    rec(int(v), 0, [])
+    return tuple(sorted(out))
 
 
 def csd_digits(w) -> int:
@@ -392,6 +421,56 @@ class _Planner:
                 best, best_w = k, w
         return best
 
+    def choose_digits(self, alts):
+        """Of the minimal signed-digit forms of each weight (``alts``: ``(column, signal, k,
+        weight)``; the columns hold its canonical form), the one whose pairs with the other terms
+        of its column occur most often elsewhere: more shared patterns, fewer adders. Ties go to
+        the form with more added digits (sums of them stay non-negative)."""
+        for col in self.cols:
+            self.count_column(col)
+        count = self.count
+
+        def pairs(col, ts, sign):
+            for a, (t, g) in enumerate(ts):
+                self.term_pairs_count(col, (t, g), sign)
+                for u in ts[a + 1 :]:
+                    kk = self.key((t, g), u)
+                    count[kk] = count.get(kk, 0) + sign
+
+        for _ in range(MSD_ROUNDS):
+            changed = 0
+            for o, s, k, v in alts:
+                col = self.cols[o]
+                cur = [((s, sh), g) for (sig, sh), g in col.items() if sig == s]
+                for t, _ in cur:
+                    del col[t]
+                pairs(col, cur, -1)
+                best, best_sc = cur, None
+                for rep in msd(v):
+                    ts = [((s, sh + k), g) for sh, g in rep]
+                    sc = sum(count.get(kk, 0) for a, t in enumerate(ts) for kk in self.pair_keys(col, t, ts[a + 1 :]))
+                    sc = (sc, sum(g for _, g in rep))
+                    if best_sc is None or sc > best_sc:
+                        best, best_sc = ts, sc
+                changed += sorted(best) != sorted(cur)
+                col.update(best)
+                pairs(col, best, +1)
+            if not changed:
+                break
+        self.count = {}
+
+    def pair_keys(self, col, t, more=()):
+        """The pattern keys of term ``t`` with every term of ``col`` and of ``more``."""
+        (a, sa), ga = t
+        for (b, sb), gb in [*col.items(), *more]:
+            if b != a or sb != sa:
+                yield (a, b, sb - sa, ga * gb) if (sa, a) <= (sb, b) else (b, a, sa - sb, ga * gb)
+
+    def term_pairs_count(self, col, t, sign):
+        count = self.count
+        for kk in self.pair_keys(col, t):
+            count[kk] = count.get(kk, 0) + sign
+
     def cse(self):
         # Patterns bucketed by how often they occur (dicts as insertion-ordered sets, so the
         # choice among equally frequent patterns is deterministic).
@@ -649,20 +728,26 @@ def plan_adder_graph(
     ).hexdigest()
     if key in _CACHE:
         return _CACHE[key]
-    def plan(offset):
+    def plan(offset, forms):
         try:
-            return _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset)
+            return _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, forms=forms)
         except _Deeper:
-            return _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_flip=False)
+            return _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_flip=False, forms=forms)
 
-    g = plan(False)
+    g = plan(False, False)
     total_digits = sum(len(csd(v)) for v in w.ravel() if v)
-    if any(lo < 0 for lo in in_lo) and total_digits <= OFFSET_DIGITS:
-        # Signed lanes in offset binary as well: kept when that needs fewer LUTs, no more stages.
-        alt = plan(True)
-        levels = adder_levels or 1
-        if alt.lut_cost() < g.lut_cost() and -(-alt.max_depth // levels) <= -(-g.max_depth // levels):
-            g = alt
+    levels = adder_levels or 1
+    stages = -(-g.max_depth // levels)
+    # Signed lanes in offset binary, and weights in other minimal signed-digit forms: each plan
+    # is kept when it needs fewer LUTs and no more pipeline stages.
+    alts = [(True, False), (False, True), (True, True)] if any(lo < 0 for lo in in_lo) else [(False, True)]
+    if total_digits <= OFFSET_DIGITS:
+        for offset, forms in alts:
+            if forms and not (MSD and cse):
+                continue
+            alt = plan(offset, forms)
+            if alt.lut_cost() < g.lut_cost() and -(-alt.max_depth // levels) <= stages:
+                g = alt
     if len(_CACHE) > 64:
         _CACHE.clear()
     _CACHE[key] = g
@@ -673,7 +758,7 @@ class _Deeper(Exception):
     """The plan needs one pipeline stage more than it would without offsets in shared patterns."""
 
 
-def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_flip=True) -> AdderGraph:
+def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_flip=True, forms=False) -> AdderGraph:
     n_in, n_out = w.shape
     g = AdderGraph()
     total_digits = sum(len(csd(v)) for v in w.ravel() if v)
@@ -685,6 +770,7 @@ def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_f
         block = max(2, int(BLOCK_TERMS * n_in / per_col))
     pl = _Planner(g, [dict() for _ in range(n_out)])
     const_off = [0] * n_out
+    alts = []
     for i in range(n_in):
         lo, hi = int(in_lo[i]), int(in_hi[i])
         col_w = [int(v) for v in w[i]]
@@ -737,10 +823,14 @@ def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_f
             if col_w[o]:
                 for sh, sg in csd(col_w[o]):
                     pl.cols[o][(s, sh + k)] = sg
+                if forms and len(msd(col_w[o])) > 1:
+                    alts.append((o, s, k, col_w[o]))
                 const_off[o] -= col_w[o] * off << k
     # Constants join the sums only after sharing, which moves the offsets of inverted top bits
     # into them (:func:`_hoist_constants` numbers them with the sources).
     pl.cse_flip = CSE_FLIP and cse_flip
+    if alts:
+        pl.choose_digits(alts)
     adj_of: dict = {}
     if cse and block is not None:
         full = pl.cols
