@@ -309,27 +309,35 @@ class EstimateArithmetic(Pass):
         self.config = config
 
     def run(self, graph):
-        from .plan.adders import csd_digits, lane_bounds, plan_adder_graph
+        from .plan.adders import csd_digits, lane_bounds, plan_adder_graphs
 
         big = any(isinstance(n.op, Dense) for n in graph.nodes) and _far_beyond(graph, self.config)
+        requests = {}
+        for node in graph.nodes:
+            op = node.op
+            if not isinstance(op, Dense) or (op.accum is not None and op.product_shift > 0):
+                continue
+            latency = op.reuse_factor == 1 and op.strategy == "latency"
+            if csd_digits(op.weight) <= (self.PLAN_LIMIT if latency and not big else NOTE_PLAN_DIGITS):
+                wt = op.weight.astype(object) * (1 << -op.product_shift) if op.accum is not None and op.product_shift < 0 else op.weight
+                lo, hi, values, steps = lane_bounds(graph.tensors[node.inputs[0]].type, op.n_in, op.in_values, op.in_ranges)
+                requests[node.name] = ((wt, lo, hi, op.bias), dict(values=values, steps=steps, adder_levels=op.adder_levels))
+        # All layers at once: their plans share the cores.
+        planned = dict(zip(requests, plan_adder_graphs(list(requests.values()))))
         for node in graph.nodes:
             op = node.op
             if not isinstance(op, Dense):
                 continue
-            latency = op.reuse_factor == 1 and op.strategy == "latency"
-            limit = self.PLAN_LIMIT if latency and not big else NOTE_PLAN_DIGITS
-            src = graph.tensors[node.inputs[0]].type
             w = op.weight
             a = np.abs(np.asarray(w, dtype=np.int64))
             nz, digits = int(np.count_nonzero(a)), csd_digits(a)
             n_mul = int(np.count_nonzero(a & (a - 1)))
+            latency = op.reuse_factor == 1 and op.strategy == "latency"
             parts = []
             if op.accum is not None and op.product_shift > 0:
                 parts.append(f"products rounded one by one: {nz} constant products")
-            elif digits <= limit:
-                wt = w.astype(object) * (1 << -op.product_shift) if op.accum is not None and op.product_shift < 0 else w
-                lo, hi, values, steps = lane_bounds(src, op.n_in, op.in_values, op.in_ranges)
-                g = plan_adder_graph(wt, lo, hi, op.bias, values=values, steps=steps, adder_levels=op.adder_levels)
+            elif node.name in planned:
+                g = planned[node.name]
                 cycles = max(1, math.ceil(g.max_depth / op.adder_levels))
                 parts.append(
                     f"latency: {g.n_adders} adders (~{g.lut_cost()} LUT, 0 DSP), {g.max_depth} adder levels "

@@ -533,3 +533,27 @@ def test_other_digit_forms_share_more_and_keep_the_stages(monkeypatch):
     assert g.lut_cost() < canonical.lut_cost()
     assert -(-g.max_depth // 3) <= -(-canonical.max_depth // 3)
     assert np.array_equal(g.evaluate(x).astype(np.int64), x @ w)
+
+
+def test_layers_planned_on_every_core_equal_one_by_one(monkeypatch):
+    """Several layers planned at once in forked processes give the plans made one by one, in this
+    process; and no plan is shallower than the bound that lets the canonical one be skipped."""
+    from rtlgen.plan import adders
+
+    rng = np.random.default_rng(11)
+    reqs = []
+    for n_in, n_out, signed in ((12, 9, True), (20, 6, False), (7, 7, False)):
+        w = rng.integers(-40, 40, (n_in, n_out))
+        lo = [-128 if signed else 0] * n_in
+        reqs.append(((w, lo, [127] * n_in, rng.integers(-50, 50, n_out)), dict(adder_levels=2)))
+    monkeypatch.setattr(adders, "PARALLEL_DIGITS", 0)
+    adders._CACHE.clear()
+    forked = adders.plan_adder_graphs(reqs)
+    monkeypatch.setattr(adders, "PARALLEL_DIGITS", 10**9)
+    adders._CACHE.clear()
+    alone = [plan_adder_graph(*args, **kw) for args, kw in reqs]
+    for g, h, ((w, lo, hi, b), _) in zip(forked, alone, reqs):
+        assert (g.adders, g.outputs, g.sources) == (h.adders, h.outputs, h.sources)
+        assert g.max_depth >= adders._least_depth(adders._normalize(w, lo, hi, b))
+        x = np.stack([rng.integers(lo[i], hi[i] + 1, 200) for i in range(len(lo))], 1)
+        assert np.array_equal(g.evaluate(x).astype(np.int64), x @ w + b)

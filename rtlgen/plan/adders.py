@@ -30,14 +30,17 @@ component built from it is :class:`rtlgen.layers._adders.AdderGraphLayer`.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import hashlib
 import heapq
+import multiprocessing
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["AdderGraph", "csd", "csd_digits", "plan_adder_graph", "lut_estimate", "lane_bounds"]
+__all__ = ["AdderGraph", "csd", "csd_digits", "plan_adder_graph", "plan_adder_graphs", "lut_estimate", "lane_bounds"]
 
 # Columns with more terms than this are shared within blocks of inputs of about this many terms.
 BLOCK_TERMS = 96
@@ -74,10 +77,12 @@ def csd(v: int) -> list[tuple[int, int]]:
     return out
 
 
-# Weights are also planned in other minimal signed-digit forms (see _Planner.choose_digits);
-# passes over the weights that choose them.
+# Weights are also planned in other minimal signed-digit forms (see _Planner.choose_digits),
+# once per number of passes over the weights that choose them (plans differ by about 1 %).
 MSD = True
-MSD_ROUNDS = 2
+MSD_ROUNDS = (2,)
+# Layers are planned on every core when the plans to make have at least this many CSD digits.
+PARALLEL_DIGITS = 3000
 
 
 @functools.lru_cache(maxsize=4096)
@@ -421,7 +426,7 @@ class _Planner:
                 best, best_w = k, w
         return best
 
-    def choose_digits(self, alts):
+    def choose_digits(self, alts, rounds: int):
         """Of the minimal signed-digit forms of each weight (``alts``: ``(column, signal, k,
         weight)``; the columns hold its canonical form), the one whose pairs with the other terms
         of its column occur most often elsewhere: more shared patterns, fewer adders. Ties go to
@@ -437,7 +442,7 @@ class _Planner:
                     kk = self.key((t, g), u)
                     count[kk] = count.get(kk, 0) + sign
 
-        for _ in range(MSD_ROUNDS):
+        for _ in range(rounds):
             changed = 0
             for o, s, k, v in alts:
                 col = self.cols[o]
@@ -715,50 +720,129 @@ def plan_adder_graph(
     the pipeline; output trees may then be as deep as the stages the layer needs anyway (fewer
     adder bits at the same latency). Signed lanes may enter in offset binary (the top bit of the
     lane's own width inverted: ``x + 2**(w-1)``, the offset moved into the constant), which keeps
-    their sums non-negative; the plan with fewer LUTs is kept. Cached by content, so planning a
-    layer twice (an estimate and the hardware) costs once.
+    their sums non-negative; weights may take other minimal signed-digit forms (:func:`msd`)
+    that share more. Of these plans, the one with the fewest LUTs and no more pipeline stages
+    than the canonical one is kept. Cached by content, so planning a layer twice (an estimate
+    and the hardware) costs once.
     """
+    return plan_adder_graphs([((weight, in_lo, in_hi, bias), dict(values=values, steps=steps, cse=cse, adder_levels=adder_levels))])[0]
+
+
+def plan_adder_graphs(requests) -> list[AdderGraph]:
+    """:func:`plan_adder_graph` for several layers, ``requests`` = ``[(args, kwargs), ...]``: their
+    alternative plans are made on every core when there is enough to plan (one forked process
+    per core; sequentially where processes cannot be made)."""
+    out: list = [None] * len(requests)
+    todo: dict = {}  # key -> (request index list, normalized arguments)
+    for r, (args, kw) in enumerate(requests):
+        a = _normalize(*args, **kw)
+        key = a[-1]
+        if key in _CACHE:
+            out[r] = _CACHE[key]
+        else:
+            todo.setdefault(key, ([], a))[0].append(r)
+    # Other digit forms first: when one of them is as shallow as any plan can be (a sum of n
+    # terms needs ceil(log2 n) adder levels), the canonical plan is not needed to bound its stages.
+    chosen: dict = {}
+    first = {key: _variants(a) for key, (_, a) in todo.items()}
+    plans = _plan_all([(todo[key][1], v) for key, vs in first.items() for v in vs])
+    for key, vs in first.items():
+        a = todo[key][1]
+        levels = a[7] or 1
+        gs = [plans.pop(0) for _ in vs]
+        # Canonical digits alone (other forms off or the layer too large): no more stages than
+        # the first, (False, 0).
+        floor = max(1, -(-(gs[0].max_depth if vs[0] == (False, 0) else _least_depth(a)) // levels))
+        ok = [g for g in gs if max(1, -(-g.max_depth // levels)) <= floor]
+        chosen[key] = (min(ok, key=lambda g: g.lut_cost()) if ok else None, gs)
+    rest = {key: _variants(todo[key][1], canonical=True) for key, (g, _) in chosen.items() if g is None}
+    plans = _plan_all([(todo[key][1], v) for key, vs in rest.items() for v in vs])
+    for key, vs in rest.items():
+        a = todo[key][1]
+        levels = a[7] or 1
+        base = [plans.pop(0) for _ in vs]
+        stages = max(1, -(-base[0].max_depth // levels))
+        ok = [g for g in base + chosen[key][1] if max(1, -(-g.max_depth // levels)) <= stages]
+        chosen[key] = (min(ok, key=lambda g: g.lut_cost()), None)
+    for key, (rs, _) in todo.items():
+        g = chosen[key][0]
+        if len(_CACHE) > 64:
+            _CACHE.clear()
+        _CACHE[key] = g
+        for r in rs:
+            out[r] = g
+    return out
+
+
+def _least_depth(a) -> int:
+    """Adder levels no plan can do without: every non-zero weight on a varying lane is at least
+    one term of its output's sum."""
+    w, in_lo, in_hi, values = a[0], a[1], a[2], a[4]
+    varying = np.array([lo != hi and (vs is None or len(vs) > 1) for lo, hi, vs in zip(in_lo, in_hi, values)])
+    n = np.count_nonzero(np.asarray(w)[varying], axis=0) if varying.any() else np.zeros(1)
+    return int(max(int(n.max(initial=0)) - 1, 0)).bit_length()
+
+
+def _normalize(weight, in_lo, in_hi, bias=None, *, values=None, steps=None, cse=True, adder_levels=None):
     w = np.asarray(weight)
-    n_in, n_out = w.shape
+    n_in = w.shape[0]
     steps = [0] * n_in if steps is None else [int(k) for k in steps]
     values = [None] * n_in if values is None else [tuple(int(v) for v in vs) if vs is not None else None for vs in values]
     key = hashlib.sha1(
         repr((w.shape, [int(v) for v in w.ravel()], None if bias is None else [int(b) for b in np.asarray(bias)],
               [int(v) for v in in_lo], [int(v) for v in in_hi], values, steps, cse, adder_levels)).encode()
     ).hexdigest()
-    if key in _CACHE:
-        return _CACHE[key]
-    def plan(offset, forms):
-        try:
-            return _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, forms=forms)
-        except _Deeper:
-            return _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_flip=False, forms=forms)
+    return (w, list(in_lo), list(in_hi), bias, values, steps, cse, adder_levels, key)
 
-    g = plan(False, False)
-    total_digits = sum(len(csd(v)) for v in w.ravel() if v)
-    levels = adder_levels or 1
-    stages = -(-g.max_depth // levels)
-    # Signed lanes in offset binary, and weights in other minimal signed-digit forms: each plan
-    # is kept when it needs fewer LUTs and no more pipeline stages.
-    alts = [(True, False), (False, True), (True, True)] if any(lo < 0 for lo in in_lo) else [(False, True)]
-    if total_digits <= OFFSET_DIGITS:
-        for offset, forms in alts:
-            if forms and not (MSD and cse):
-                continue
-            alt = plan(offset, forms)
-            if alt.lut_cost() < g.lut_cost() and -(-alt.max_depth // levels) <= stages:
-                g = alt
-    if len(_CACHE) > 64:
-        _CACHE.clear()
-    _CACHE[key] = g
-    return g
+
+def _variants(a, canonical: bool = False) -> list:
+    """``(offset, digit-form passes)`` of the plans to compare: other digit forms, or (with
+    ``canonical``, or when they do not apply) canonical digits; offset binary as well for signed lanes."""
+    w, in_lo, cse = a[0], a[1], a[6]
+    offsets = [False, True] if any(lo < 0 for lo in in_lo) else [False]
+    if csd_digits(w) > OFFSET_DIGITS:
+        return [(False, 0)]
+    forms = [0] if canonical or not (MSD and cse) else list(MSD_ROUNDS)
+    return [(o, f) for o in offsets for f in forms]
+
+
+def _plan_variant(a, variant) -> AdderGraph:
+    w, in_lo, in_hi, bias, values, steps, cse, adder_levels, _ = a
+    offset, forms = variant
+    try:
+        return _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, forms=forms)
+    except _Deeper:
+        return _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_flip=False, forms=forms)
+
+
+def _plan_task(task):
+    return _plan_variant(*task)
+
+
+def _plan_all(tasks) -> list:
+    """The plans of ``tasks`` (``(arguments, variant)``), on every core when they are worth a process."""
+    digits = sum(csd_digits(t[0][0]) for t in tasks)
+    jobs = min(len(tasks), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    if jobs > 1 and digits >= PARALLEL_DIGITS and "fork" in multiprocessing.get_all_start_methods():
+        order = sorted(range(len(tasks)), key=lambda k: -csd_digits(tasks[k][0][0]))
+        try:
+            with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork")) as ex:
+                done = list(ex.map(_plan_task, [tasks[k] for k in order]))
+        except (OSError, AssertionError, concurrent.futures.process.BrokenProcessPool):
+            pass  # no child processes here (a daemon, a sandbox): plan in this one
+        else:
+            out = [None] * len(tasks)
+            for k, g in zip(order, done):
+                out[k] = g
+            return out
+    return [_plan_task(t) for t in tasks]
 
 
 class _Deeper(Exception):
     """The plan needs one pipeline stage more than it would without offsets in shared patterns."""
 
 
-def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_flip=True, forms=False) -> AdderGraph:
+def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_flip=True, forms=0) -> AdderGraph:
     n_in, n_out = w.shape
     g = AdderGraph()
     total_digits = sum(len(csd(v)) for v in w.ravel() if v)
@@ -830,7 +914,7 @@ def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_f
     # into them (:func:`_hoist_constants` numbers them with the sources).
     pl.cse_flip = CSE_FLIP and cse_flip
     if alts:
-        pl.choose_digits(alts)
+        pl.choose_digits(alts, forms)
     adj_of: dict = {}
     if cse and block is not None:
         full = pl.cols
