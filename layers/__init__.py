@@ -60,7 +60,7 @@ __all__ = [
 
 def build_layer(graph: Graph, node) -> Layer:
     """The component for one node of ``graph``."""
-    return hardware(node.op, [graph.tensors[t] for t in node.inputs], graph.tensors[node.outputs[0]])
+    return hardware(node.hardware_op(), [graph.tensors[t] for t in node.inputs], graph.tensors[node.outputs[0]])
 
 
 class StreamFifo(wiring.Component):

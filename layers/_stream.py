@@ -431,7 +431,7 @@ class StreamNetwork(wiring.Component):
         forms = [sched.stream_form(t.shape) for t in srcs]
         ob, ol = sched.stream_form(dst.shape)
         first = len(self.blocks)
-        op = node.op
+        op = node.hardware_op()
         kind = type(op).__name__
         beat_op = None
         if all(b == ob for b, _ in forms) and ob > 1:

@@ -42,6 +42,7 @@ def cmd_build(args) -> int:
     from .design import convert
 
     t0 = time.perf_counter()
+    cpu0 = _cpu_s()
     if (args.model is None) == (args.example is None):
         raise RtlgenError("give either a model file or --example NAME (for example: --example jet-tagger)")
     cfg = load_config(args.config)
@@ -76,7 +77,7 @@ def cmd_build(args) -> int:
     if args.board:
         print(f"  board package: boards/{args.board.lower()}/ (see its README.md)")
         _print_board_summary(out, args.board.lower())
-    print(f"  built in {time.perf_counter() - t0:.1f} s ({_cpu_s():.1f} s CPU), peak memory {_peak_mb():.0f} MB")
+    print(f"  built in {time.perf_counter() - t0:.1f} s ({_cpu_s() - cpu0:.1f} s CPU), peak memory {_peak_mb():.0f} MB")
     return 0
 
 

@@ -176,17 +176,20 @@ def _or_unplanned(v) -> str:
 
 
 class FoldRounding(Pass):
-    """Move a requantization's round-half-up into the bias of the dense layer before it.
+    """Let the hardware do a requantization's round-half-up in the bias of the dense layer before it.
 
     ``round(y / 2**s) = floor((y + 2**(s-1)) / 2**s)``, and with a ReLU between them as well:
     for ``y < 0`` both sides are 0, as ``y + 2**(s-1) < 2**s``. The requantization then only
     drops bits (wires, no incrementer after the adder tree), and the half is one more constant
     in the column's sum, where a bias usually is already. Per lane (HGQ2's heterogeneous
     quantizers), only for an exact dense output (no hls4ml accumulator) read by the ReLU or the
-    requantization alone, and only when the shifted sums still fit their tensors' types. Values
-    are unchanged: the golden model and the hardware both compute the rewritten graph. The
-    requantization keeps its original rounding in ``attrs["rounding_folded"]`` for the error
-    bound and the reports.
+    requantization alone, and only when the shifted sums still fit their tensors' types.
+
+    The graph keeps the model's arithmetic (the golden model, traces and profiles show every
+    tensor as the framework computes it); the rewrite is noted for the hardware, which
+    :meth:`rtlgen.ir.Node.hardware_op` applies: ``attrs["hw"]`` (``bias`` on the dense layer,
+    ``lanes`` and ``attrs["rounding_folded"]``, the dense layer's name, on the requantization). Only the
+    requantization's output is the same integers; the tensors between differ by the halves.
     """
 
     _HALF = {"RND": 0, "RND_MIN_INF": -1}  # round half up: + 2**(s-1); half down: one less
@@ -244,10 +247,8 @@ class FoldRounding(Pass):
         lo = np.where(w > 0, w * xlo[:, None], w * xhi[:, None]).sum(axis=0) + folded
         if any(int(v) > t.max_mantissa for v in hi for t in mid) or any(int(v) < mid[-1].min_mantissa for v in lo):
             return
-        dense.bias = folded.astype(np.int64) if all(abs(int(v)) < 1 << 62 for v in folded) else folded
-        # Per-lane types even for one type: ``type`` keeps its rounding (the tensor's, which
-        # reports and generated configurations show, and what error bounds assume).
-        op.lanes = [None if t is None else str(t) for t in new]
+        prod.attrs["hw"] = {"bias": [int(v) for v in folded]}
+        req.attrs["hw"] = {"lanes": [None if t is None else str(t) for t in new]}
         req.attrs["rounding_folded"] = prod.name
 
 
@@ -314,7 +315,7 @@ class EstimateArithmetic(Pass):
         big = any(isinstance(n.op, Dense) for n in graph.nodes) and _far_beyond(graph, self.config)
         requests = {}
         for node in graph.nodes:
-            op = node.op
+            op = node.hardware_op()
             if not isinstance(op, Dense) or (op.accum is not None and op.product_shift > 0):
                 continue
             latency = op.reuse_factor == 1 and op.strategy == "latency"

@@ -67,6 +67,24 @@ class Node:
     def kind(self) -> str:
         return type(self.op).__name__
 
+    def hardware_op(self):
+        """The op as the hardware computes it: ``op`` with the fields a pass rewrote for the
+        hardware alone (``attrs["hw"]``, e.g. a rounding moved into a bias by
+        :class:`rtlgen.passes.FoldRounding`); the golden model computes ``op`` itself."""
+        hw = self.attrs.get("hw")
+        if not hw:
+            return self.op
+        import dataclasses
+
+        import numpy as np
+
+        changes = {}
+        for k, v in hw.items():
+            if isinstance(getattr(self.op, k, None), np.ndarray) or (k == "bias" and v is not None):
+                v = np.array(v, dtype=np.int64 if all(abs(int(x)) < 1 << 62 for x in v) else object)
+            changes[k] = v
+        return dataclasses.replace(self.op, **changes)
+
 
 @dataclass
 class HostStage:
