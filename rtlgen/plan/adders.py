@@ -266,6 +266,7 @@ class _Planner:
         self.offset: dict = {}  # shared pattern -> its value less the value it stands for
         self.cse_flip = CSE_FLIP
         self.offset_only: dict = {}  # output -> its constant term, there only for the offsets
+        self.counted = False  # self.count already holds the columns' pattern counts
 
     # -- signals ------------------------------------------------------------------------------------
 
@@ -430,17 +431,19 @@ class _Planner:
         """Of the minimal signed-digit forms of each weight (``alts``: ``(column, signal, k,
         weight)``; the columns hold its canonical form), the one whose pairs with the other terms
         of its column occur most often elsewhere: more shared patterns, fewer adders. Ties go to
-        the form with more added digits (sums of them stay non-negative)."""
+        the form with more added digits (sums of them stay non-negative). Leaves the pattern
+        counts of the chosen columns for :meth:`cse`."""
         for col in self.cols:
             self.count_column(col)
         count = self.count
 
-        def pairs(col, ts, sign):
-            for a, (t, g) in enumerate(ts):
-                self.term_pairs_count(col, (t, g), sign)
-                for u in ts[a + 1 :]:
-                    kk = self.key((t, g), u)
-                    count[kk] = count.get(kk, 0) + sign
+        def keys(items, ts):
+            # The pattern keys of the terms ``ts`` with each other and with ``items``.
+            for n, ((a, sa), ga) in enumerate(ts):
+                for (b, sb), gb in items:
+                    yield (a, b, sb - sa, ga * gb) if (sa, a) <= (sb, b) else (b, a, sa - sb, ga * gb)
+                for (b, sb), gb in ts[n + 1 :]:
+                    yield (a, b, sb - sa, ga * gb) if (sa, a) <= (sb, b) else (b, a, sa - sb, ga * gb)
 
         for _ in range(rounds):
             changed = 0
@@ -449,38 +452,29 @@ class _Planner:
                 cur = [((s, sh), g) for (sig, sh), g in col.items() if sig == s]
                 for t, _ in cur:
                     del col[t]
-                pairs(col, cur, -1)
+                items = list(col.items())
+                for kk in keys(items, cur):
+                    count[kk] -= 1
                 best, best_sc = cur, None
                 for rep in msd(v):
                     ts = [((s, sh + k), g) for sh, g in rep]
-                    sc = sum(count.get(kk, 0) for a, t in enumerate(ts) for kk in self.pair_keys(col, t, ts[a + 1 :]))
-                    sc = (sc, sum(g for _, g in rep))
+                    sc = (sum(count.get(kk, 0) for kk in keys(items, ts)), sum(g for _, g in rep))
                     if best_sc is None or sc > best_sc:
                         best, best_sc = ts, sc
                 changed += sorted(best) != sorted(cur)
                 col.update(best)
-                pairs(col, best, +1)
+                for kk in keys(items, best):
+                    count[kk] = count.get(kk, 0) + 1
             if not changed:
                 break
-        self.count = {}
-
-    def pair_keys(self, col, t, more=()):
-        """The pattern keys of term ``t`` with every term of ``col`` and of ``more``."""
-        (a, sa), ga = t
-        for (b, sb), gb in [*col.items(), *more]:
-            if b != a or sb != sa:
-                yield (a, b, sb - sa, ga * gb) if (sa, a) <= (sb, b) else (b, a, sa - sb, ga * gb)
-
-    def term_pairs_count(self, col, t, sign):
-        count = self.count
-        for kk in self.pair_keys(col, t):
-            count[kk] = count.get(kk, 0) + sign
+        self.counted = True
 
     def cse(self):
         # Patterns bucketed by how often they occur (dicts as insertion-ordered sets, so the
         # choice among equally frequent patterns is deterministic).
-        for col in self.cols:
-            self.count_column(col)
+        if not self.counted:
+            for col in self.cols:
+                self.count_column(col)
         self.buckets: dict = {}
         self.top = 0
         for k, c in self.count.items():
@@ -917,6 +911,7 @@ def _plan(w, in_lo, in_hi, bias, values, steps, cse, adder_levels, offset, cse_f
         pl.choose_digits(alts, forms)
     adj_of: dict = {}
     if cse and block is not None:
+        pl.count, pl.counted = {}, False  # patterns are counted per block
         full = pl.cols
         parts: dict = {}
         for o, col in enumerate(full):
