@@ -110,7 +110,10 @@ def msd(v: int) -> tuple:
 def csd_digits(w) -> int:
     """Non-zero canonical-signed-digit digits of all of ``w`` (integers), without listing them:
     the size of the adder graph before sharing, and what planning it costs."""
-    a = np.abs(np.asarray(w, dtype=np.int64)).ravel()
+    w = np.asarray(w)
+    if w.dtype == object and w.size and int(np.abs(w).max()) >= 1 << 61:
+        return sum(len(csd(int(v))) for v in w.ravel() if v)  # beyond int64 (weights on a shifted grid)
+    a = np.abs(w.astype(np.int64)).ravel()
     return int(np.bitwise_count(((3 * a) ^ a) >> 1).sum())
 
 
