@@ -14,7 +14,7 @@ import numpy as np
 
 from .config import Config
 from .errors import ConfigError
-from .ir import Conv, Dense, Graph, Requant, Threshold
+from .ir import Conv, Dense, Graph, Relu, Requant, Threshold
 from .ir.ops.recurrent import SCHEDULES, Recurrent
 from .plan.recurrent import cell_digits, cell_reuse, schedule_costs
 from .plan.reuse import reuse_plan, valid_conv_reuse_factors, valid_reuse_factors
@@ -203,7 +203,7 @@ class FoldRounding(Pass):
     def _fold(self, graph, req):
         chain = [req]
         prod = graph.producer(req.inputs[0])
-        if prod is not None and type(prod.op).__name__ == "Relu":
+        if prod is not None and isinstance(prod.op, Relu):
             chain.append(prod)
             prod = graph.producer(prod.inputs[0])
         if prod is None or not isinstance(prod.op, Dense) or prod.op.accum is not None:

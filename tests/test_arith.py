@@ -557,3 +557,16 @@ def test_layers_planned_on_every_core_equal_one_by_one(monkeypatch):
         assert g.max_depth >= adders._least_depth(adders._normalize(w, lo, hi, b))
         x = np.stack([rng.integers(lo[i], hi[i] + 1, 200) for i in range(len(lo))], 1)
         assert np.array_equal(g.evaluate(x).astype(np.int64), x @ w + b)
+
+
+def test_wide_weights_keep_canonical_digits():
+    """16-bit weights have dozens of digit forms and long columns: choosing among them would cost
+    seconds per layer, so such a layer is planned in canonical digits only."""
+    from rtlgen.plan import adders
+
+    w = np.random.default_rng(0).integers(-32768, 32768, (32, 32))
+    a = adders._normalize(w, [0] * 32, [255] * 32, adder_levels=3)
+    assert adders._choice_keys(w) > adders.MSD_KEYS
+    assert adders._variants(a) == [(False, 0)]
+    small = adders._normalize(np.random.default_rng(1).integers(-40, 40, (16, 8)), [0] * 16, [255] * 16)
+    assert adders._variants(small) == [(False, f) for f in adders.MSD_ROUNDS]

@@ -78,11 +78,10 @@ class Node:
 
         import numpy as np
 
-        changes = {}
-        for k, v in hw.items():
-            if isinstance(getattr(self.op, k, None), np.ndarray) or (k == "bias" and v is not None):
-                v = np.array(v, dtype=np.int64 if all(abs(int(x)) < 1 << 62 for x in v) else object)
-            changes[k] = v
+        changes = dict(hw)
+        if changes.get("bias") is not None:  # JSON keeps it a list; the ops take an integer array
+            b = changes["bias"]
+            changes["bias"] = np.array(b, dtype=np.int64 if all(abs(int(x)) < 1 << 62 for x in b) else object)
         return dataclasses.replace(self.op, **changes)
 
 

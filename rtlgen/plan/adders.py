@@ -81,6 +81,10 @@ def csd(v: int) -> list[tuple[int, int]]:
 # once per number of passes over the weights that choose them (plans differ by about 1 %).
 MSD = True
 MSD_ROUNDS = (2,)
+# Forms compared per weight, and the pattern counts the choice may read per layer (about a
+# second): wide weights (16 bits) have dozens of forms and long columns, and gain little.
+MSD_FORMS = 4
+MSD_KEYS = 1_500_000
 # Layers are planned on every core when the plans to make have at least this many CSD digits.
 PARALLEL_DIGITS = 3000
 
@@ -459,7 +463,7 @@ class _Planner:
                 for kk in keys(items, cur):
                     count[kk] -= 1
                 best, best_sc = cur, None
-                for rep in msd(v):
+                for rep in msd(v)[:MSD_FORMS]:
                     ts = [((s, sh + k), g) for sh, g in rep]
                     sc = (sum(count.get(kk, 0) for kk in keys(items, ts)), sum(g for _, g in rep))
                     if best_sc is None or sc > best_sc:
@@ -799,8 +803,22 @@ def _variants(a, canonical: bool = False) -> list:
     offsets = [False, True] if any(lo < 0 for lo in in_lo) else [False]
     if csd_digits(w) > OFFSET_DIGITS:
         return [(False, 0)]
-    forms = [0] if canonical or not (MSD and cse) else list(MSD_ROUNDS)
+    forms = [0] if canonical or not (MSD and cse) or _choice_keys(w) > MSD_KEYS else list(MSD_ROUNDS)
     return [(o, f) for o in offsets for f in forms]
+
+
+def _choice_keys(w) -> int:
+    """About how many pattern counts :meth:`_Planner.choose_digits` reads for ``w`` per pass: per
+    weight with several forms, its column's digits times its own times the forms compared."""
+    a = np.abs(np.asarray(w))
+    if a.dtype == object and a.size and int(a.max()) >= 1 << 61:
+        return MSD_KEYS + 1  # weights on a shifted grid: wide, like the ones this guards against
+    a = a.astype(np.int64)
+    digits = np.bitwise_count(((3 * a) ^ a) >> 1).astype(np.int64)
+    vals, inv = np.unique(a, return_inverse=True)
+    n = np.array([len(msd(int(v))[:MSD_FORMS]) if v else 0 for v in vals])[inv.reshape(a.shape)]
+    per = np.where(n > 1, digits * (n + 2), 0)
+    return int((per * digits.sum(axis=0)).sum()) * max(MSD_ROUNDS, default=0)
 
 
 def _plan_variant(a, variant) -> AdderGraph:
