@@ -7,7 +7,7 @@ import math
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 
-from rtlgen.plan.adders import AdderGraph, _bits, csd, lut_estimate, plan_adder_graph
+from rtlgen.plan.adders import CARRY_IN, AdderGraph, _bits, csd, lut_estimate, plan_adder_graph
 
 from ._common import Layer
 
@@ -114,6 +114,11 @@ class AdderGraphLayer(Layer):
             if sq == 0:
                 # P's top bit (of its own d bits) inverted: P + 2**(d-1), never negative.
                 comb.append(v.eq(Cat(_low_bits(P, d - 1), ~_low_bits(P, d)[d - 1]) if d > 1 else ~Value.cast(P)[0]))
+            elif sp > 0 and sq > 0 and CARRY_IN and not isinstance(P, Const) and len(Value.cast(P)) > d and d < len(v):
+                # P's bit d is the chain's carry-in (the text form's structure, :data:`CARRY_IN`).
+                P = Value.cast(P)
+                rest = P.shift_right(d + 1).shift_left(1) + Q + P[d]
+                comb.append(v.eq(Cat(_low_bits(P, d), rest).as_signed() if rest.shape().signed else Cat(_low_bits(P, d), rest)))
             elif sp > 0 and d > 0:
                 # The low d bits are P's own; only the bits above them need adding.
                 hi_part = P.shift_right(d) + Q if sq > 0 else P.shift_right(d) - Q
@@ -260,17 +265,34 @@ class AdderGraphLayer(Layer):
                 base[s] = v
                 continue
             P, Q = op(at(p, here)), op(at(q, here))
+            # An addition whose lowest chain bit has both operands: P's bit there enters as the
+            # carry-in instead, so that bit needs no LUT. The operands are extended to the sum's
+            # width first, so the one-bit carry is a summand of its own (an unsigned expression).
+            pn = at(p, here)
+            cin = CARRY_IN and sp > 0 and sq > 0 and d < w and isinstance(pn, str) and shape[pn][0] > d
+
+            def carried(nm, width, q):
+                wire(f"{nm}_p", width, False, f"({P} >>> {d + 1}) <<< 1")
+                wire(f"{nm}_q", width, False, q)
+                return f"{nm}_p + {nm}_q + {pn}[{d}]"
+
             if sp > 0 and d >= w:
                 wire(v, w, sgn, P)  # Q only reaches bits above the result
             elif sp > 0 and d > 0:
                 # The low d bits are P's own; only the bits above them need adding.
                 wire(f"{v}_l", d, False, P)
                 Qf = Q if m is None else flipped(v, Q, m - d)
-                wire(f"{v}_h", (m or w) - d, False, f"({P} >>> {d}) {'+' if sq > 0 else '-'} {Qf}")
+                if cin:
+                    wire(f"{v}_h", (m or w) - d, False, carried(v, (m or w) - d, Qf))
+                else:
+                    wire(f"{v}_h", (m or w) - d, False, f"({P} >>> {d}) {'+' if sq > 0 else '-'} {Qf}")
                 wire(v, w, sgn, f"{{{v}_h, {v}_l}}")
             elif sp > 0:
                 Qf = Q if m is None else flipped(v, Q, m)
-                wire(v, w, sgn, f"{P} {'+' if sq > 0 else '-'} ({Qf} <<< {d})")
+                if cin:
+                    wire(v, w, sgn, carried(v, w, Qf))
+                else:
+                    wire(v, w, sgn, f"{P} {'+' if sq > 0 else '-'} ({Qf} <<< {d})")
             else:
                 Qd = f"({Q} <<< {d})" if d else Q
                 if m is not None:
