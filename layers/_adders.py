@@ -150,6 +150,37 @@ class AdderGraphLayer(Layer):
         m.d.comb += [self.o.payload[o].eq(r) for o, r in enumerate(outs)]
         return m
 
+    def _chained(self, merged: set, seg) -> set:
+        """The sums whose one reader is another sum in the same combinational segment that takes
+        the whole sum (the bits the sum's own adder makes) as an operand. Their wires are kept:
+        Yosys would otherwise merge such a sum into its reader's and map the many-operand sum to
+        a carry-save tree of full adders (two LUTs a bit, and the carry-in summands lost)."""
+        g, n = self.graph, self.graph.n_sources
+
+        def split(k):  # written as low wires and a sum of the bits from d up (0: one sum)
+            p, sp, q, sq, d = g.adders[k]
+            return d if sq and sp > 0 and 0 < d < g.width(n + k) else 0
+
+        readers: dict = {ref[0]: [None] for ref in g.outputs if ref is not None}
+        for j, (p, sp, q, sq, d) in enumerate(g.adders):
+            if not sq:
+                readers.setdefault(p, []).append(None)
+                continue
+            carries = CARRY_IN and sp > 0 < sq and g.lo[p] != g.hi[p] and d < min(g.width(p), g.width(n + j))
+            # P is read from bit d up unless its bit d is the carry-in; Q whole unless shifted.
+            readers.setdefault(p, []).append(None if carries else (j, d if sp > 0 else 0))
+            readers.setdefault(q, []).append((j, 0) if j not in merged and (d == 0 or split(j)) else None)
+        out = set()
+        for x, rs in readers.items():
+            if x < n or len(rs) != 1 or rs[0] is None or seg(x) != seg(n + rs[0][0]):
+                continue
+            k = x - n
+            if g.adders[k][3] and k not in merged and rs[0][1] == split(k):
+                out.add(x)
+            elif not g.adders[k][3] and g.adders[k][0] - n in merged:
+                out.add(x)  # a flip that computes its merged source's sum itself
+        return out
+
     def verilog(self, name: str) -> str:
         """This layer as a Verilog module ``name``, cycle for cycle the same as :meth:`elaborate`
         (ports ``clk rst i_valid i_ready i_payload o_valid o_ready o_payload``).
@@ -168,9 +199,9 @@ class AdderGraphLayer(Layer):
         regs: list[str] = []
         shape: dict = {}  # name -> (width, signed)
 
-        def wire(nm, width, sgn, expr):
+        def wire(nm, width, sgn, expr, keep=False):
             shape[nm] = (width, sgn)
-            decl.append(f"  wire {'signed ' if sgn else ''}[{width - 1}:0] {nm};")
+            decl.append(f"  {'(* keep *) ' if keep else ''}wire {'signed ' if sgn else ''}[{width - 1}:0] {nm};")
             body.append(f"  assign {nm} = {expr};")
 
         def op(nm):  # the name as a signed operand
@@ -246,6 +277,7 @@ class AdderGraphLayer(Layer):
         # Adders only read with their top bits inverted compute that directly: the inversion
         # goes on one operand's top bit (modulo the width, the same sum), inside that bit's LUT.
         merged = {k for k in g.merged_flips() if mergeable(k)}
+        chained = self._chained(merged, seg)
         for k, (p, sp, q, sq, d) in enumerate(g.adders):
             s = n + k
             here = seg(s)
@@ -283,22 +315,22 @@ class AdderGraphLayer(Layer):
                 wire(f"{v}_l", d, False, P)
                 Qf = Q if m is None else flipped(v, Q, m - d)
                 if cin:
-                    wire(f"{v}_h", (m or w) - d, False, carried(v, (m or w) - d, Qf))
+                    wire(f"{v}_h", (m or w) - d, False, carried(v, (m or w) - d, Qf), s in chained)
                 else:
-                    wire(f"{v}_h", (m or w) - d, False, f"({P} >>> {d}) {'+' if sq > 0 else '-'} {Qf}")
+                    wire(f"{v}_h", (m or w) - d, False, f"({P} >>> {d}) {'+' if sq > 0 else '-'} {Qf}", s in chained)
                 wire(v, w, sgn, f"{{{v}_h, {v}_l}}")
             elif sp > 0:
                 Qf = Q if m is None else flipped(v, Q, m)
                 if cin:
-                    wire(v, w, sgn, carried(v, w, Qf))
+                    wire(v, w, sgn, carried(v, w, Qf), s in chained)
                 else:
-                    wire(v, w, sgn, f"{P} {'+' if sq > 0 else '-'} ({Qf} <<< {d})")
+                    wire(v, w, sgn, f"{P} {'+' if sq > 0 else '-'} ({Qf} <<< {d})", s in chained)
             else:
                 Qd = f"({Q} <<< {d})" if d else Q
                 if m is not None:
-                    wire(v, w, sgn, f"{Qd} - {flipped(v, P, m)}")
+                    wire(v, w, sgn, f"{Qd} - {flipped(v, P, m)}", s in chained)
                 else:
-                    wire(v, w, sgn, f"{Qd} - {P}" if sq > 0 else f"-{P} - {Qd}")
+                    wire(v, w, sgn, f"{Qd} - {P}" if sq > 0 else f"-{P} - {Qd}", s in chained)
             base[s] = v
         outs = []
         for o, ref in enumerate(g.outputs):

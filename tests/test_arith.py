@@ -601,3 +601,38 @@ def test_carry_in_takes_the_lowest_bit_of_each_addition(tmp_path, monkeypatch):
     assert carried >= dut.impl.graph.n_adders // 3
     assert luts[False] - luts[True] >= carried // 2, (luts, carried)
     assert abs(luts[True] - model) <= max(4, model // 10), (luts[True], model)
+
+
+@pytest.mark.slow
+def test_sums_read_whole_by_one_sum_are_kept(tmp_path, monkeypatch):
+    """A sum whose one reader is another sum in the same segment is kept in the text form:
+    without it Yosys merges the two into a many-operand sum of full adders, which costs more."""
+    from rtlgen.layers import _adders
+    from rtlgen.layers._verilog import to_verilog
+    from rtlgen.synth import SynthesisError, synthesize
+
+    w = np.random.default_rng(7).integers(-40, 41, (16, 12))
+    dut = DenseParallel(FixedType(7, 7, False), FixedType(24, 24, True), weight=w, adder_levels=3)
+    g, n = dut.impl.graph, dut.impl.graph.n_sources
+    luts = {}
+    for keep in (True, False):
+        if not keep:
+            monkeypatch.setattr(_adders.AdderGraphLayer, "_chained", lambda self, merged, seg: set())
+        text = to_verilog(dut, "top")
+        if keep:
+            kept = text.count("(* keep *)")
+            seg = lambda s: max(1, math.ceil(g.depth[s] / 3))  # noqa: E731
+            for s in dut.impl._chained({k for k in g.merged_flips()}, seg):
+                # Read by exactly one sum, in its own segment.
+                readers = [j for j, a in enumerate(g.adders) if s in (a[0], a[2])]
+                assert len(readers) == 1 and seg(n + readers[0]) == seg(s)
+                assert all(ref is None or ref[0] != s for ref in g.outputs)
+        d = tmp_path / str(keep)
+        d.mkdir()
+        (d / "top.v").write_text(text)
+        try:
+            luts[keep] = synthesize([d / "top.v"], "top", target="xcup", workdir=d, dsp=False)["lut"]
+        except SynthesisError as exc:
+            pytest.skip(f"no Yosys: {exc}")
+    assert kept > 0
+    assert luts[True] < luts[False], luts
