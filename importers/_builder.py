@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rtlgen.errors import UnsupportedOpError
 from rtlgen.fixed import FixedType, cast, type_for_range
 from rtlgen.ir import Dense, Graph, Node, Relu, Requant, Tensor
 
@@ -190,6 +191,12 @@ class SpatialBuilder(GraphBuilder):
         xt = self.graph.tensors[x]
         op.in_shape = tuple(xt.shape)
         groups = op.groups()
+        if any(not g for g in groups):
+            raise UnsupportedOpError(
+                name, "MaxPool" if op.kind == "max" else "AveragePool",
+                f"padding {[list(p) for p in op.padding]} leaves a {op.pool[0]}x{op.pool[1]} window with no input "
+                "value in it; make every pad smaller than the window (pads >= the kernel are not defined)",
+            )  # fmt: skip
         if op.kind == "max":
             lo_in, hi_in = min(self.bounds[x][0]), max(self.bounds[x][1])
             lo = np.array([lo_in] * len(groups), dtype=object)

@@ -140,6 +140,20 @@ def test_onnx_non_power_of_two_average_pooling(tmp_path, count_include_pad):
         _sim(design, x[:100], tmp_path, stall="none")
 
 
+@pytest.mark.parametrize("op", ["AveragePool", "MaxPool"])
+def test_pool_window_all_padding_refused(op):
+    """Pads as large as the window leave windows with no input value (ONNX leaves them
+    undefined): one message naming the node, not a division by zero."""
+    from onnx import TensorProto, helper
+
+    n = helper.make_node(op, ["x"], ["y"], name="pool", kernel_shape=[2, 2], strides=[2, 2], pads=[2, 2, 2, 2])
+    g = helper.make_graph([n], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])  # fmt: skip
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.raises(rtlgen.UnsupportedOpError, match=rf"^node 'pool' \({op}\): padding .* leaves a 2x2 window with no input value"):
+        rtlgen.convert(m)
+
+
 def test_onnx_quantized_non_power_of_two_average_refused():
     with pytest.raises(rtlgen.UnsupportedOpError, match=r"^node 'pool' \(AveragePool\): average pooling over 9 values in a quantized model"):
         rtlgen.convert(_onnx_avgpool(0, quantized=True))
