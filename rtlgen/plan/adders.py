@@ -87,6 +87,8 @@ MSD_FORMS = 4
 MSD_KEYS = 1_500_000
 # Layers are planned on every core when the plans to make have at least this many CSD digits.
 PARALLEL_DIGITS = 3000
+# Networks with at most this many digits plan their canonical forms alongside the others.
+SPECULATE_DIGITS = 20_000
 
 
 @functools.lru_cache(maxsize=4096)
@@ -757,7 +759,13 @@ def plan_adder_graphs(requests) -> list[AdderGraph]:
     # terms needs ceil(log2 n) adder levels), the canonical plan is not needed to bound its stages.
     chosen: dict = {}
     first = {key: _variants(a) for key, (_, a) in todo.items()}
-    plans = _plan_all([(todo[key][1], v) for key, vs in first.items() for v in vs])
+    # Few digits in all: the canonical plans join the first round (on the other core), so a
+    # layer that needs them does not wait for a second round.
+    spare: dict = {}
+    digits = {key: csd_digits(a[0]) for key, (_, a) in todo.items()}
+    if _cores() > 1 and sum(digits.values()) <= SPECULATE_DIGITS and sum(digits[k] * len(vs) for k, vs in first.items()) >= PARALLEL_DIGITS:
+        spare = {key: [v for v in _variants(todo[key][1], canonical=True) if v not in first[key]] for key in todo}
+    plans = _plan_all([(todo[key][1], v) for key, vs in (*first.items(), *spare.items()) for v in vs])
     for key, vs in first.items():
         a = todo[key][1]
         levels = a[7] or 1
@@ -767,12 +775,13 @@ def plan_adder_graphs(requests) -> list[AdderGraph]:
         floor = max(1, -(-(gs[0].max_depth if vs[0] == (False, 0) else _least_depth(a)) // levels))
         ok = [g for g in gs if max(1, -(-g.max_depth // levels)) <= floor]
         chosen[key] = (min(ok, key=lambda g: g.lut_cost()) if ok else None, gs)
+    spare = {key: [plans.pop(0) for _ in vs] for key, vs in spare.items()}
     rest = {key: _variants(todo[key][1], canonical=True) for key, (g, _) in chosen.items() if g is None}
-    plans = _plan_all([(todo[key][1], v) for key, vs in rest.items() for v in vs])
+    plans = _plan_all([(todo[key][1], v) for key, vs in rest.items() if not spare.get(key) for v in vs])
     for key, vs in rest.items():
         a = todo[key][1]
         levels = a[7] or 1
-        base = [plans.pop(0) for _ in vs]
+        base = spare.get(key) or [plans.pop(0) for _ in vs]
         stages = max(1, -(-base[0].max_depth // levels))
         ok = [g for g in base + chosen[key][1] if max(1, -(-g.max_depth // levels)) <= stages]
         chosen[key] = (min(ok, key=lambda g: g.lut_cost()), None)
@@ -845,10 +854,14 @@ def _plan_task(task):
     return _plan_variant(*task)
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _plan_all(tasks) -> list:
     """The plans of ``tasks`` (``(arguments, variant)``), on every core when they are worth a process."""
     digits = sum(csd_digits(t[0][0]) for t in tasks)
-    jobs = min(len(tasks), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    jobs = min(len(tasks), _cores())
     if jobs > 1 and digits >= PARALLEL_DIGITS and "fork" in multiprocessing.get_all_start_methods():
         order = sorted(range(len(tasks)), key=lambda k: -csd_digits(tasks[k][0][0]))
         try:
