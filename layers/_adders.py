@@ -274,6 +274,12 @@ class AdderGraphLayer(Layer):
             p, sp, q, sq, d = g.adders[k]
             return sq != 0 and ((sp > 0 and d < g.width(n + k)) or (sp < 0 and sq > 0))
 
+        def carried(nm, width, P, pn, d, q):
+            # P with its bit d zeroed, plus Q, plus that bit: the carry-in (see below).
+            wire(f"{nm}_p", width, False, f"({P} >>> {d + 1}) <<< 1")
+            wire(f"{nm}_q", width, False, q)
+            return f"{nm}_p + {nm}_q + {pn}[{d}]"
+
         # Adders only read with their top bits inverted compute that directly: the inversion
         # goes on one operand's top bit (modulo the width, the same sum), inside that bit's LUT.
         merged = {k for k in g.merged_flips() if mergeable(k)}
@@ -303,11 +309,6 @@ class AdderGraphLayer(Layer):
             pn = at(p, here)
             cin = CARRY_IN and sp > 0 and sq > 0 and d < w and isinstance(pn, str) and shape[pn][0] > d
 
-            def carried(nm, width, q):
-                wire(f"{nm}_p", width, False, f"({P} >>> {d + 1}) <<< 1")
-                wire(f"{nm}_q", width, False, q)
-                return f"{nm}_p + {nm}_q + {pn}[{d}]"
-
             if sp > 0 and d >= w:
                 wire(v, w, sgn, P)  # Q only reaches bits above the result
             elif sp > 0 and d > 0:
@@ -315,14 +316,14 @@ class AdderGraphLayer(Layer):
                 wire(f"{v}_l", d, False, P)
                 Qf = Q if m is None else flipped(v, Q, m - d)
                 if cin:
-                    wire(f"{v}_h", (m or w) - d, False, carried(v, (m or w) - d, Qf), s in chained)
+                    wire(f"{v}_h", (m or w) - d, False, carried(v, (m or w) - d, P, pn, d, Qf), s in chained)
                 else:
                     wire(f"{v}_h", (m or w) - d, False, f"({P} >>> {d}) {'+' if sq > 0 else '-'} {Qf}", s in chained)
                 wire(v, w, sgn, f"{{{v}_h, {v}_l}}")
             elif sp > 0:
                 Qf = Q if m is None else flipped(v, Q, m)
                 if cin:
-                    wire(v, w, sgn, carried(v, w, Qf), s in chained)
+                    wire(v, w, sgn, carried(v, w, P, pn, d, Qf), s in chained)
                 else:
                     wire(v, w, sgn, f"{P} {'+' if sq > 0 else '-'} ({Qf} <<< {d})", s in chained)
             else:
