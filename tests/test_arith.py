@@ -574,12 +574,23 @@ def test_wide_weights_keep_canonical_digits():
     assert adders._variants(small) == [(False, f) for f in adders.MSD_ROUNDS]
 
 
+def _xcup_luts(text: str, work) -> int:
+    """Yosys' LUT count of the Verilog ``text`` (top module ``top``) on xcup; skips without Yosys."""
+    from rtlgen.synth import SynthesisError, synthesize
+
+    work.mkdir()
+    (work / "top.v").write_text(text)
+    try:
+        return synthesize([work / "top.v"], "top", target="xcup", workdir=work, dsp=False)["lut"]
+    except SynthesisError as exc:
+        pytest.skip(f"no Yosys: {exc}")
+
+
 def test_carry_in_takes_the_lowest_bit_of_each_addition(tmp_path, monkeypatch):
     """Yosys puts the one-bit summand of the text form's additions on the carry chain's input:
     the same plan costs about one LUT less per such addition, as the LUT model counts."""
     from rtlgen.layers import _adders
     from rtlgen.layers._verilog import to_verilog
-    from rtlgen.synth import SynthesisError, synthesize
 
     rng = np.random.default_rng(5)
     w = rng.integers(-40, 41, (8, 6))
@@ -590,13 +601,7 @@ def test_carry_in_takes_the_lowest_bit_of_each_addition(tmp_path, monkeypatch):
         text = to_verilog(dut, "top")
         if on:
             carried = text.count("_p + ")
-        d = tmp_path / str(on)
-        d.mkdir()
-        (d / "top.v").write_text(text)
-        try:
-            luts[on] = synthesize([d / "top.v"], "top", target="xcup", workdir=d, dsp=False)["lut"]
-        except SynthesisError as exc:
-            pytest.skip(f"no Yosys: {exc}")
+        luts[on] = _xcup_luts(text, tmp_path / str(on))
     model = dut.impl.graph.lut_cost()
     assert carried >= dut.impl.graph.n_adders // 3
     assert luts[False] - luts[True] >= carried // 2, (luts, carried)
@@ -609,7 +614,6 @@ def test_sums_read_whole_by_one_sum_are_kept(tmp_path, monkeypatch):
     without it Yosys merges the two into a many-operand sum of full adders, which costs more."""
     from rtlgen.layers import _adders
     from rtlgen.layers._verilog import to_verilog
-    from rtlgen.synth import SynthesisError, synthesize
 
     w = np.random.default_rng(7).integers(-40, 41, (16, 12))
     dut = DenseParallel(FixedType(7, 7, False), FixedType(24, 24, True), weight=w, adder_levels=3)
@@ -627,12 +631,6 @@ def test_sums_read_whole_by_one_sum_are_kept(tmp_path, monkeypatch):
                 readers = [j for j, a in enumerate(g.adders) if s in (a[0], a[2])]
                 assert len(readers) == 1 and seg(n + readers[0]) == seg(s)
                 assert all(ref is None or ref[0] != s for ref in g.outputs)
-        d = tmp_path / str(keep)
-        d.mkdir()
-        (d / "top.v").write_text(text)
-        try:
-            luts[keep] = synthesize([d / "top.v"], "top", target="xcup", workdir=d, dsp=False)["lut"]
-        except SynthesisError as exc:
-            pytest.skip(f"no Yosys: {exc}")
+        luts[keep] = _xcup_luts(text, tmp_path / str(keep))
     assert kept > 0
     assert luts[True] < luts[False], luts
