@@ -132,10 +132,10 @@ CARRY_IN = True
 def _lut_cost(plo, phi, qlo, qhi, d, sp, sq, lo, hi) -> int:
     """LUTs of ``sp * P + sq * (Q << d)`` on a carry chain, one per result bit that needs one.
 
-    An addition needs a LUT only where both operands have bits, but for the lowest of them when
-    P has a bit there (:data:`CARRY_IN`): above a non-negative operand's
+    An addition needs a LUT only where both operands have bits: above a non-negative operand's
     width its bits are constant zeros, and the chain passes the other operand's bit and the carry
-    for free (a signed operand extends its sign over the whole result). A subtraction inverts one
+    for free (a signed operand extends its sign over the whole result); and not at bit d when P
+    has a bit there, which enters as the carry-in (:data:`CARRY_IN`). A subtraction inverts one
     operand, so it needs a LUT wherever either has bits. The bits below ``d`` of a positive base
     are wires."""
     w = _bits(lo, hi)[0]
